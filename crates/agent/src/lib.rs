@@ -1,0 +1,1 @@
+//! The device agent: streaming A/B install, bootloader state machine, confirm and rollback.

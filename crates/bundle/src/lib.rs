@@ -1,0 +1,1 @@
+//! Building, verifying and inspecting signed, optionally encrypted, reproducible .swu bundles.

@@ -1,0 +1,3 @@
+//! The keel command line: bundles, deltas, TUF and fleet management.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! Static seeded deltas and content-defined chunk indexes for images.

@@ -1,0 +1,1 @@
+//! The fleet server: hawkBit DDI device API, management API, rollouts, TUF repository.

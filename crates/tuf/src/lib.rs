@@ -1,0 +1,1 @@
+//! A strict, synchronous TUF client verifier for the device.

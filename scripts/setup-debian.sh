@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs everything the tests and the demo need on a fresh Debian 12 machine (run as root).
+# Idempotent: packages already present are skipped quickly.
+set -euo pipefail
+
+DEBIAN_PKGS=(
+  # real peers our formats are cross-checked against
+  swupdate efibootguard libubootenv-tool u-boot-tools grub-common openssl cpio
+  # delta peers for benchmarks and cross-checks
+  casync xdelta3 bsdiff zstd
+  # load benchmarks
+  wrk
+  # build helpers for -sys crates
+  pkg-config build-essential
+)
+
+missing=()
+for p in "${DEBIAN_PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# python-tuf: the reference TUF implementation our TUF code interoperates with.
+if ! python3 -c 'import tuf' 2>/dev/null; then
+  echo "setup: installing python-tuf from PyPI"
+  python3 -m pip install -q 'tuf>=5,<7' 'securesystemslib[crypto]' 2>&1 | tail -2 || true
+fi
+
+command -v cargo >/dev/null || { echo "setup: cargo not found; install a Rust toolchain first" >&2; exit 1; }

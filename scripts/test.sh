@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need (fresh Debian, root), then runs every test of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup-debian.sh
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo test --workspace --no-fail-fast 2>&1
+bash scripts/fuzz-smoke.sh
