@@ -1,3 +1,47 @@
-//! The keel command line: bundles, deltas, TUF and fleet management.
+//! `keel`: the command line over bundles, deltas, TUF metadata and the fleet server's management API.
+//!
+//! Each command family lives in its own module with a clap `Command` enum and a `run` function.
 
-fn main() {}
+mod bundle;
+mod delta;
+mod fleet;
+mod tuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "keel", version, about = "Fail-safe OTA updates: bundles, deltas, TUF and fleet management")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build, verify and inspect SWUpdate-compatible .swu bundles.
+    #[command(subcommand)]
+    Bundle(bundle::Command),
+    /// Create, apply and inspect delta payloads between two images.
+    #[command(subcommand)]
+    Delta(delta::Command),
+    /// Offline TUF repository tasks (root creation, key rotation) and a conformance client.
+    #[command(subcommand)]
+    Tuf(tuf::Command),
+    /// Fleet management against keel-server (upload, assign, rollouts).
+    #[command(flatten)]
+    Fleet(fleet::Command),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Bundle(c) => bundle::run(c),
+        Command::Delta(c) => delta::run(c),
+        Command::Tuf(c) => tuf::run(c),
+        Command::Fleet(c) => fleet::run(c),
+    };
+    if let Err(err) = result {
+        eprintln!("keel: error: {err:#}");
+        std::process::exit(1);
+    }
+}
