@@ -6,7 +6,9 @@
 //! * [`aes`] is the `swupdate -K` key file and streaming AES-256-CBC.
 
 pub mod aes;
+mod algorithms;
 mod error;
+mod pem;
 mod sign;
 mod verify;
 
