@@ -1,0 +1,279 @@
+//! The agent: slot detection, status, confirm, and the post-boot bookkeeping around installs.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde::Serialize;
+
+use crate::bootloader::{self, BootError, BootView, Bootloader, UState};
+use crate::config::{Config, Detect, SlotId};
+use crate::io::{FsStorage, SharedStorage};
+use crate::reconcile::{reconcile, Verdict};
+use crate::state::{AgentState, LastResult, Outcome, Phase, StateError, Transaction};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Boot(#[from] BootError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("cannot tell which slot is booted: {0}")]
+    Detect(String),
+    #[error("health check `{command}` failed: {reason}")]
+    HealthCheck { command: String, reason: String },
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// The agent, bound to one configuration and one storage.
+pub struct Agent {
+    pub config: Config,
+    pub storage: SharedStorage,
+    /// Write slots through plain file descriptors (real systems) rather than `Storage::write_at`.
+    pub os_direct: bool,
+    pub bootloader: Box<dyn Bootloader>,
+}
+
+/// What `keel-agent status` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub booted_slot: SlotId,
+    pub other_slot: SlotId,
+    pub bootloader: &'static str,
+    /// `OK`, `INSTALLED` (reboot to test), `TESTING` (needs confirm), `FAILED` (rolled back).
+    pub ustate: UState,
+    pub next_boot: Option<SlotId>,
+    /// `idle`, `installing`, `installed` (awaiting reboot), `testing` (awaiting confirm).
+    pub state: &'static str,
+    pub pending: Option<Transaction>,
+    pub last_result: Option<LastResult>,
+    pub bootloader_details: std::collections::BTreeMap<String, String>,
+}
+
+/// What `confirm` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfirmOutcome {
+    /// The test boot of a new slot was confirmed.
+    Confirmed(SlotId),
+    /// Nothing was being tested; the environment was (re)marked good anyway.
+    AlreadyGood(SlotId),
+}
+
+impl Agent {
+    pub fn new(config: Config, storage: SharedStorage, os_direct: bool) -> Result<Agent, AgentError> {
+        let bootloader = bootloader::from_config(&config, storage.clone())?;
+        Ok(Agent {
+            config,
+            storage,
+            os_direct,
+            bootloader,
+        })
+    }
+
+    /// The agent on the real file systems.
+    pub fn open_os(config: Config) -> Result<Agent, AgentError> {
+        Agent::new(config, FsStorage::shared(), true)
+    }
+
+    pub fn load_state(&self) -> Result<AgentState, AgentError> {
+        Ok(AgentState::load(
+            self.storage.as_ref(),
+            &self.config.state_file(),
+        )?)
+    }
+
+    pub fn store_state(&self, state: &AgentState) -> Result<(), AgentError> {
+        if self.os_direct {
+            // The state directory is ours to create; the simulator's storage has no directories.
+            let _ = std::fs::create_dir_all(&self.config.state_dir);
+        }
+        Ok(state.store(self.storage.as_ref(), &self.config.state_file())?)
+    }
+
+    pub fn boot_id(&self) -> Option<String> {
+        read_text(self.storage.as_ref(), &self.config.boot_id_path).map(|s| s.trim().to_string())
+    }
+
+    fn slot_from_cmdline(&self) -> Result<Option<SlotId>, AgentError> {
+        let Some(cmdline) = read_text(self.storage.as_ref(), &self.config.cmdline_path) else {
+            return Ok(None);
+        };
+        let tokens: Vec<&str> = cmdline.split_whitespace().collect();
+        let a = self.config.slots.a.cmdline_token(SlotId::A);
+        let b = self.config.slots.b.cmdline_token(SlotId::B);
+        match (tokens.contains(&a.as_str()), tokens.contains(&b.as_str())) {
+            (true, false) => Ok(Some(SlotId::A)),
+            (false, true) => Ok(Some(SlotId::B)),
+            (true, true) => Err(AgentError::Detect(format!(
+                "kernel command line names both slots ({a} and {b})"
+            ))),
+            (false, false) => Ok(None),
+        }
+    }
+
+    /// The booted slot, from the kernel command line or the bootloader environment.
+    pub fn booted_slot(&self, view: &BootView) -> Result<SlotId, AgentError> {
+        let from_cmdline = match self.config.detect {
+            Detect::Bootenv => None,
+            Detect::Cmdline | Detect::Auto => self.slot_from_cmdline()?,
+        };
+        if let Some(slot) = from_cmdline {
+            return Ok(slot);
+        }
+        if self.config.detect != Detect::Cmdline {
+            if let Some(slot) = view.booted {
+                return Ok(slot);
+            }
+        }
+        Err(AgentError::Detect(format!(
+            "no slot token ({} / {}) in {} and the {} environment does not tell",
+            self.config.slots.a.cmdline_token(SlotId::A),
+            self.config.slots.b.cmdline_token(SlotId::B),
+            self.config.cmdline_path.display(),
+            self.bootloader.kind()
+        )))
+    }
+
+    /// Booted slot and boot view, with the bootloader's booted hint filled in.
+    pub fn observe(&self) -> Result<(SlotId, BootView), AgentError> {
+        let view = self.bootloader.view()?;
+        let booted = self.booted_slot(&view)?;
+        let view = self.bootloader.view_for(booted, view);
+        Ok((booted, view))
+    }
+
+    /// Bring the state file up to date with what happened across a reboot. Persists changes.
+    pub fn reconcile(&mut self) -> Result<(AgentState, SlotId, BootView, Verdict), AgentError> {
+        let (booted, view) = self.observe()?;
+        let mut state = self.load_state()?;
+        let Some(tx) = state.transaction.clone() else {
+            return Ok((state, booted, view, Verdict::Success));
+        };
+        let boot_id = self.boot_id();
+        let same_boot = boot_id.is_some() && tx.boot_id == boot_id;
+        let verdict = reconcile(&tx, booted, &view, same_boot);
+        let mut changed = false;
+        match &verdict {
+            Verdict::InProgress | Verdict::Testing => {}
+            Verdict::AwaitingReboot => {
+                if tx.phase != Phase::Activated {
+                    if let Some(t) = state.transaction.as_mut() {
+                        t.phase = Phase::Activated;
+                    }
+                    changed = true;
+                }
+            }
+            Verdict::Success => {
+                state.finish(Outcome::Success, format!("slot {booted} booted and confirmed"));
+                changed = true;
+            }
+            Verdict::RolledBack(message) => {
+                state.finish(Outcome::RolledBack, message.clone());
+                changed = true;
+            }
+            Verdict::Failed(message) => {
+                state.finish(Outcome::Failed, message.clone());
+                changed = true;
+            }
+        }
+        if changed {
+            self.store_state(&state)?;
+        }
+        Ok((state, booted, view, verdict))
+    }
+
+    pub fn status(&mut self) -> Result<Status, AgentError> {
+        let (state, booted, view, verdict) = self.reconcile()?;
+        let phase = state.transaction.as_ref().map(|t| t.phase);
+        let label = match (&verdict, phase) {
+            (_, None) => "idle",
+            (Verdict::InProgress, _) => "installing",
+            (Verdict::AwaitingReboot, _) => "installed",
+            (Verdict::Testing, _) => "testing",
+            _ => "idle",
+        };
+        Ok(Status {
+            booted_slot: booted,
+            other_slot: booted.other(),
+            bootloader: self.bootloader.kind(),
+            ustate: view.ustate,
+            next_boot: view.next_boot,
+            state: label,
+            pending: state.transaction.clone(),
+            last_result: state.last_result.clone(),
+            bootloader_details: view.details.clone(),
+        })
+    }
+
+    /// Mark the booted slot good after an optional health check. A failed health check
+    /// leaves the slot in TESTING, so the bootloader falls back on the next boot.
+    pub fn confirm(&mut self, health_check: Option<&str>) -> Result<ConfirmOutcome, AgentError> {
+        let (mut state, booted, view, verdict) = self.reconcile()?;
+        if let Some(command) = health_check.or(self.config.health_check.as_deref()) {
+            run_health_check(command)?;
+        }
+        if view.failed == Some(booted) {
+            return Err(AgentError::Refused(format!(
+                "the bootloader marked the booted slot {booted} failed"
+            )));
+        }
+        self.bootloader.confirm(booted)?;
+        if verdict == Verdict::Testing {
+            state.finish(Outcome::Success, format!("slot {booted} booted and confirmed"));
+            self.store_state(&state)?;
+            return Ok(ConfirmOutcome::Confirmed(booted));
+        }
+        Ok(ConfirmOutcome::AlreadyGood(booted))
+    }
+
+    /// Checks before an install may start; returns (booted, target).
+    pub(crate) fn preflight(&mut self) -> Result<(AgentState, SlotId, SlotId), AgentError> {
+        let (state, booted, view, verdict) = self.reconcile()?;
+        match verdict {
+            Verdict::InProgress => {
+                return Err(AgentError::Refused(
+                    "another install is in progress in this boot".into(),
+                ))
+            }
+            Verdict::Testing => {
+                return Err(AgentError::Refused(format!(
+                    "slot {booted} is being tested: confirm it (or reboot to roll back) before installing"
+                )))
+            }
+            _ => {}
+        }
+        if view.ustate == UState::Testing && view.next_boot == Some(booted) {
+            return Err(AgentError::Refused(format!(
+                "slot {booted} is in TESTING: confirm it (or reboot to roll back) before installing"
+            )));
+        }
+        Ok((state, booted, booted.other()))
+    }
+}
+
+fn read_text(storage: &dyn keel_bootenv::storage::Storage, path: &Path) -> Option<String> {
+    storage
+        .read(path)
+        .ok()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+/// Run a command through `sh -c`; success means exit status 0.
+pub fn run_health_check(command: &str) -> Result<(), AgentError> {
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .status()
+        .map_err(|e| AgentError::HealthCheck {
+            command: command.to_string(),
+            reason: e.to_string(),
+        })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(AgentError::HealthCheck {
+            command: command.to_string(),
+            reason: status.to_string(),
+        })
+    }
+}

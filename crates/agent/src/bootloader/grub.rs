@@ -1,0 +1,120 @@
+//! GRUB backend over `keel_bootenv::grub::GrubEnvFile`, with RAUC's variables so RAUC's
+//! `contrib/grub.conf` logic works unchanged: `ORDER="B A"`, `<slot>_OK`, `<slot>_TRY`. The
+//! loader boots the first slot of `ORDER` with `_OK=1` and `_TRY=0`, setting `_TRY=1` first;
+//! confirming resets `_TRY=0`. grubenv has no redundancy: writes are temp + fsync + rename.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use keel_bootenv::grub::GrubEnvFile;
+use keel_bootenv::BootEnv;
+
+use super::{BootError, BootView, Bootloader, UState};
+use crate::config::SlotId;
+use crate::io::SharedStorage;
+
+pub struct GrubBootloader {
+    storage: SharedStorage,
+    path: PathBuf,
+}
+
+fn flag(env: &GrubEnvFile, slot: SlotId, what: &str) -> bool {
+    env.get(&format!("{slot}_{what}")).as_deref() == Some("1")
+}
+
+fn order(env: &GrubEnvFile) -> Vec<SlotId> {
+    env.get("ORDER")
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(SlotId::parse)
+        .collect()
+}
+
+impl GrubBootloader {
+    pub fn new(storage: SharedStorage, path: PathBuf) -> GrubBootloader {
+        GrubBootloader { storage, path }
+    }
+
+    fn env(&self) -> Result<GrubEnvFile, BootError> {
+        Ok(GrubEnvFile::open(self.storage.clone(), self.path.clone())?)
+    }
+}
+
+impl Bootloader for GrubBootloader {
+    fn kind(&self) -> &'static str {
+        "grub"
+    }
+
+    fn view(&self) -> Result<BootView, BootError> {
+        let env = self.env()?;
+        let order = order(&env);
+        let next_boot = order
+            .iter()
+            .copied()
+            .find(|&s| flag(&env, s, "OK") && !flag(&env, s, "TRY"));
+        let details: BTreeMap<String, String> = env.vars().into_iter().collect();
+        Ok(BootView {
+            next_boot,
+            booted: None,
+            ustate: UState::Unknown,
+            failed: None,
+            details,
+        })
+    }
+
+    fn view_for(&self, booted: SlotId, mut view: BootView) -> BootView {
+        let Ok(env) = self.env() else { return view };
+        let Some(&primary) = order(&env).first() else {
+            view.ustate = UState::Ok;
+            return view;
+        };
+        let (ok, tried) = (flag(&env, primary, "OK"), flag(&env, primary, "TRY"));
+        view.ustate = match (primary == booted, ok, tried) {
+            (true, _, true) => UState::Testing,
+            (true, _, false) => UState::Ok,
+            (false, true, false) => UState::Installed,
+            (false, true, true) => {
+                view.failed = Some(primary);
+                UState::Failed
+            }
+            (false, false, _) => UState::Ok,
+        };
+        view
+    }
+
+    fn begin_install(&mut self, booted: SlotId, target: SlotId) -> Result<(), BootError> {
+        let mut env = self.env()?;
+        env.set(&format!("{target}_OK"), "0")?;
+        env.set(&format!("{target}_TRY"), "0")?;
+        env.set("ORDER", &format!("{booted} {target}"))?;
+        env.commit()?;
+        Ok(())
+    }
+
+    fn activate(
+        &mut self,
+        booted: SlotId,
+        target: SlotId,
+        vars: &[(String, String)],
+    ) -> Result<(), BootError> {
+        let mut env = self.env()?;
+        for (key, value) in vars {
+            env.set(key, value)?;
+        }
+        env.set(&format!("{target}_OK"), "1")?;
+        env.set(&format!("{target}_TRY"), "0")?;
+        env.set("ORDER", &format!("{target} {booted}"))?;
+        env.commit()?;
+        Ok(())
+    }
+
+    fn confirm(&mut self, booted: SlotId) -> Result<(), BootError> {
+        let mut env = self.env()?;
+        if !flag(&env, booted, "OK") || flag(&env, booted, "TRY") {
+            env.set(&format!("{booted}_OK"), "1")?;
+            env.set(&format!("{booted}_TRY"), "0")?;
+            env.commit()?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,376 @@
+//! The agent's TOML configuration: slots, bootloader backend, trust anchors, state directory.
+//!
+//! See docs/agent.md for a commented example.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// One of the two A/B slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, Deserialize)]
+pub enum SlotId {
+    A,
+    B,
+}
+
+impl SlotId {
+    pub fn other(self) -> SlotId {
+        match self {
+            SlotId::A => SlotId::B,
+            SlotId::B => SlotId::A,
+        }
+    }
+
+    /// 0 for A, 1 for B: the index of the slot's EFI Boot Guard config copy and U-Boot slot value.
+    pub fn index(self) -> usize {
+        match self {
+            SlotId::A => 0,
+            SlotId::B => 1,
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<SlotId> {
+        match text {
+            "A" | "a" => Some(SlotId::A),
+            "B" | "b" => Some(SlotId::B),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SlotId::A => "A",
+            SlotId::B => "B",
+        }
+    }
+}
+
+impl fmt::Display for SlotId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("parsing config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Directory for the agent's state file (`state.json`) and staged scripts.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// PEM file with the certificate(s) trusted to sign sw-description (CMS).
+    pub trusted_certs: PathBuf,
+    /// `swupdate -K` style AES key file (`<hex key> <hex iv>`), needed for encrypted images.
+    #[serde(default)]
+    pub aes_key: Option<PathBuf>,
+    /// This device's hardware revision, checked against sw-description `hardware-compatibility`.
+    #[serde(default)]
+    pub hardware_revision: Option<String>,
+    /// Command run by `confirm` (and by `run` after a test boot) before marking the slot good;
+    /// a non-zero exit keeps the slot in TESTING so the bootloader falls back on the next boot.
+    #[serde(default)]
+    pub health_check: Option<String>,
+    /// Command `run` executes after a successful install to boot the new slot.
+    #[serde(default)]
+    pub reboot_command: Option<String>,
+    /// Where to read the kernel command line (for slot detection).
+    #[serde(default = "default_cmdline")]
+    pub cmdline_path: PathBuf,
+    /// Where to read the boot id (tells "not rebooted yet" from "rebooted").
+    #[serde(default = "default_boot_id")]
+    pub boot_id_path: PathBuf,
+    /// How the booted slot is found: `cmdline`, `bootenv`, or `auto` (cmdline, then bootenv).
+    #[serde(default)]
+    pub detect: Detect,
+    pub bootloader: BootloaderConfig,
+    pub slots: Slots,
+    /// hawkBit DDI client settings for `keel-agent run`.
+    #[serde(default)]
+    pub ddi: Option<DdiConfig>,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/keel")
+}
+
+fn default_boot_id() -> PathBuf {
+    PathBuf::from("/proc/sys/kernel/random/boot_id")
+}
+
+fn default_cmdline() -> PathBuf {
+    PathBuf::from("/proc/cmdline")
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Detect {
+    #[default]
+    Auto,
+    Cmdline,
+    Bootenv,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Slots {
+    #[serde(rename = "A")]
+    pub a: SlotConfig,
+    #[serde(rename = "B")]
+    pub b: SlotConfig,
+}
+
+impl Slots {
+    pub fn get(&self, id: SlotId) -> &SlotConfig {
+        match id {
+            SlotId::A => &self.a,
+            SlotId::B => &self.b,
+        }
+    }
+}
+
+/// One slot: the set of targets (rootfs, kernel/UKI, ...) that are booted together.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlotConfig {
+    /// Target name (as used in sw-description `device`) → block device or file.
+    pub targets: BTreeMap<String, PathBuf>,
+    /// A whitespace-separated token of the kernel command line that identifies this slot
+    /// (e.g. `root=PARTUUID=...`); defaults to `keel.slot=A` / `keel.slot=B`.
+    #[serde(default)]
+    pub cmdline_token: Option<String>,
+    /// SWUpdate-style selection (`-e stable,copy1`) used when this slot is the install target.
+    #[serde(default)]
+    pub selection: Option<String>,
+    /// EFI Boot Guard: kernel file for this slot (`C:BOOT1:linux.efi`).
+    #[serde(default)]
+    pub kernelfile: Option<String>,
+    /// EFI Boot Guard: kernel parameters for this slot.
+    #[serde(default)]
+    pub kernelparams: Option<String>,
+}
+
+impl SlotConfig {
+    pub fn cmdline_token(&self, id: SlotId) -> String {
+        self.cmdline_token
+            .clone()
+            .unwrap_or_else(|| format!("keel.slot={id}"))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum BootloaderConfig {
+    /// EFI Boot Guard: one BGENV.DAT per config partition; `env[0]` belongs to slot A, `env[1]` to B.
+    Ebg {
+        env: [PathBuf; 2],
+        /// Watchdog timeout written into the new environment (seconds); 0 keeps the current one.
+        #[serde(default)]
+        watchdog_sec: u16,
+    },
+    /// U-Boot: environment located by a `fw_env.config` (one line, or two for redundant).
+    Uboot {
+        #[serde(default = "default_fw_env_config")]
+        fw_env_config: PathBuf,
+        /// Variable naming the slot to boot (values `A`/`B`, see `slot_values`).
+        #[serde(default = "default_uboot_slot_var")]
+        slot_var: String,
+        /// The values of `slot_var` for slot A and slot B.
+        #[serde(default = "default_uboot_slot_values")]
+        slot_values: [String; 2],
+        /// `bootlimit` written on install (U-Boot falls back when bootcount > bootlimit).
+        #[serde(default = "default_bootlimit")]
+        bootlimit: u32,
+    },
+    /// GRUB: a grubenv block driven with RAUC's scheme (`ORDER`, `A_OK`/`A_TRY`, `B_OK`/`B_TRY`).
+    Grub { grubenv: PathBuf },
+}
+
+fn default_fw_env_config() -> PathBuf {
+    PathBuf::from("/etc/fw_env.config")
+}
+
+fn default_uboot_slot_var() -> String {
+    "keel_slot".to_string()
+}
+
+fn default_uboot_slot_values() -> [String; 2] {
+    ["A".to_string(), "B".to_string()]
+}
+
+fn default_bootlimit() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DdiConfig {
+    /// Server base URL, e.g. `https://hawkbit.example.com`.
+    pub url: String,
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
+    pub controller_id: String,
+    /// Target security token (`Authorization: TargetToken ...`).
+    #[serde(default)]
+    pub target_token: Option<String>,
+    /// Gateway token (`Authorization: GatewayToken ...`), used when no target token is set.
+    #[serde(default)]
+    pub gateway_token: Option<String>,
+    /// Poll interval used when the server does not say (`config.polling.sleep`).
+    #[serde(default = "default_poll_secs")]
+    pub poll_secs: u64,
+}
+
+fn default_tenant() -> String {
+    "DEFAULT".to_string()
+}
+
+fn default_poll_secs() -> u64 {
+    300
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let a = &self.slots.a;
+        let b = &self.slots.b;
+        if a.targets.is_empty() {
+            return Err(ConfigError::Invalid("slot A has no targets".into()));
+        }
+        let names_a: Vec<_> = a.targets.keys().collect();
+        let names_b: Vec<_> = b.targets.keys().collect();
+        if names_a != names_b {
+            return Err(ConfigError::Invalid(format!(
+                "slots A and B must have the same targets (A: {names_a:?}, B: {names_b:?})"
+            )));
+        }
+        for (name, path_a) in &a.targets {
+            if let Some(path_b) = b.targets.get(name) {
+                if path_a == path_b {
+                    return Err(ConfigError::Invalid(format!(
+                        "target {name}: slots A and B use the same path {}",
+                        path_a.display()
+                    )));
+                }
+            }
+        }
+        if a.cmdline_token(SlotId::A) == b.cmdline_token(SlotId::B) {
+            return Err(ConfigError::Invalid(
+                "slots A and B have the same cmdline_token".into(),
+            ));
+        }
+        if let BootloaderConfig::Uboot { slot_values, .. } = &self.bootloader {
+            if slot_values[0] == slot_values[1] {
+                return Err(ConfigError::Invalid(
+                    "uboot slot_values must differ".into(),
+                ));
+            }
+        }
+        if let BootloaderConfig::Ebg { env, .. } = &self.bootloader {
+            if env[0] == env[1] {
+                return Err(ConfigError::Invalid(
+                    "ebg env files must be two different files".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn state_file(&self) -> PathBuf {
+        self.state_dir.join("state.json")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+state_dir = "/var/lib/keel"
+trusted_certs = "/etc/keel/trust.pem"
+
+[bootloader]
+type = "ebg"
+env = ["/boot/BOOT0/BGENV.DAT", "/boot/BOOT1/BGENV.DAT"]
+watchdog_sec = 60
+
+[slots.A]
+targets = { rootfs = "/dev/sda4", kernel = "/boot/BOOT0/linux.efi" }
+cmdline_token = "root=PARTUUID=aaaa"
+kernelfile = "C:BOOT0:linux.efi"
+
+[slots.B]
+targets = { rootfs = "/dev/sda5", kernel = "/boot/BOOT1/linux.efi" }
+cmdline_token = "root=PARTUUID=bbbb"
+kernelfile = "C:BOOT1:linux.efi"
+"#;
+
+    #[test]
+    fn parses_the_documented_example() {
+        let config = Config::parse(EXAMPLE).unwrap();
+        assert_eq!(
+            config.slots.get(SlotId::B).targets["rootfs"],
+            PathBuf::from("/dev/sda5")
+        );
+        assert!(matches!(
+            config.bootloader,
+            BootloaderConfig::Ebg {
+                watchdog_sec: 60,
+                ..
+            }
+        ));
+        assert_eq!(config.detect, Detect::Auto);
+    }
+
+    #[test]
+    fn rejects_mismatched_targets_and_shared_paths() {
+        let bad = EXAMPLE.replace("kernel = \"/boot/BOOT1/linux.efi\"", "boot = \"/x\"");
+        assert!(matches!(Config::parse(&bad), Err(ConfigError::Invalid(_))));
+        let shared = EXAMPLE.replace("/dev/sda5", "/dev/sda4");
+        assert!(matches!(
+            Config::parse(&shared),
+            Err(ConfigError::Invalid(_))
+        ));
+        let unknown = format!("{EXAMPLE}\nbogus = 1\n");
+        assert!(matches!(
+            Config::parse(&unknown),
+            Err(ConfigError::Parse { .. })
+        ));
+    }
+}

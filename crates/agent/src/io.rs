@@ -1,0 +1,112 @@
+//! The agent's view of persistent storage.
+//!
+//! Every byte the agent makes durable goes through `keel_bootenv::storage::Storage` (the same
+//! layer the bootloader environments use), so the simulator can count write and fsync
+//! boundaries across slots, environments and the state file, and cut the power at any of them.
+//! On the real file system, slots are written through one open file descriptor instead of
+//! the per-call `write_at` of the generic path.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+pub use keel_bootenv::storage::{FsStorage, SharedStorage, Storage};
+
+/// A slot opened for sequential writing from offset 0.
+pub struct SlotWriter {
+    inner: Inner,
+    path: PathBuf,
+    written: u64,
+    /// Size of the slot (block device size or current file length); `None` for growable files.
+    capacity: Option<u64>,
+}
+
+enum Inner {
+    Os(File),
+    Generic(SharedStorage),
+}
+
+impl SlotWriter {
+    /// Open an existing slot (block device or regular file). `os_direct` uses a plain file
+    /// descriptor (real systems); otherwise every write goes through `storage.write_at`.
+    pub fn open(storage: &SharedStorage, os_direct: bool, path: &Path) -> io::Result<SlotWriter> {
+        let info = storage.metadata(path)?;
+        // Regular files may grow (file-backed slots); block devices have a hard size.
+        let capacity = if info.regular { None } else { Some(info.len) };
+        let inner = if os_direct {
+            // No truncate and no create: a slot is a pre-existing partition or file.
+            Inner::Os(OpenOptions::new().write(true).open(path)?)
+        } else {
+            Inner::Generic(storage.clone())
+        };
+        Ok(SlotWriter {
+            inner,
+            path: path.to_path_buf(),
+            written: 0,
+            capacity,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    pub fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let end = self
+            .written
+            .checked_add(bytes.len() as u64)
+            .ok_or_else(|| io::Error::other("slot offset overflow"))?;
+        if let Some(capacity) = self.capacity {
+            if end > capacity {
+                return Err(io::Error::new(
+                    io::ErrorKind::StorageFull,
+                    format!(
+                        "image does not fit into {} ({capacity} bytes)",
+                        self.path.display()
+                    ),
+                ));
+            }
+        }
+        match &mut self.inner {
+            Inner::Os(file) => file.write_all(bytes)?,
+            Inner::Generic(storage) => storage.write_at(&self.path, self.written, bytes)?,
+        }
+        self.written = end;
+        Ok(())
+    }
+
+    /// Make everything written so far durable (fsync).
+    pub fn sync(&mut self) -> io::Result<()> {
+        match &mut self.inner {
+            Inner::Os(file) => file.sync_all(),
+            Inner::Generic(storage) => storage.sync(&self.path),
+        }
+    }
+}
+
+/// Replace `path` atomically and durably: temp file, fsync, rename, directory fsync.
+pub fn replace_atomic(storage: &dyn Storage, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = temp_name(path);
+    storage.write_file(&tmp, bytes)?;
+    storage.sync(&tmp)?;
+    storage.rename(&tmp, path)?;
+    storage.sync_dir(&parent_dir(path))
+}
+
+pub(crate) fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// The temporary name used by [`replace_atomic`] (same directory, so rename is atomic).
+pub fn temp_name(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    parent_dir(path).join(name)
+}
