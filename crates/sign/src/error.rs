@@ -24,7 +24,7 @@ pub enum VerifyError {
     Unsupported(String),
     #[error("CMS signature does not contain the signer certificate ({0})")]
     SignerCertificateMissing(String),
-    #[error("messageDigest attribute does not match content")]
+    #[error("signature does not match content (its messageDigest attribute differs from the content digest)")]
     DigestMismatch,
     #[error("signature does not match content")]
     SignatureMismatch,

@@ -30,7 +30,7 @@ impl std::fmt::Debug for Signer {
     // Never print key material.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Signer")
-            .field("subject", &self.cert.tbs_certificate.subject.to_string())
+            .field("subject", &self.subject())
             .field("chain_len", &self.chain.len())
             .finish_non_exhaustive()
     }
@@ -57,7 +57,7 @@ impl Signer {
 
     /// Subject of the signer certificate (RFC 4514 string).
     pub fn subject(&self) -> String {
-        self.cert.tbs_certificate.subject.to_string()
+        crate::verify::name_string(&self.cert.tbs_certificate.subject)
     }
 
     /// Detached CMS SignedData (DER) over `content` with SHA-256, like

@@ -52,6 +52,7 @@ pub struct SignerInfo {
 const MAX_CHAIN_LEN: usize = 8;
 
 /// A certificate with what verification needs precomputed.
+#[derive(Clone)]
 struct CertEntry {
     cert: Certificate,
     der: Vec<u8>,
@@ -61,12 +62,12 @@ struct CertEntry {
 impl CertEntry {
     fn new(cert: Certificate) -> Result<CertEntry, String> {
         let der = cert.to_der().map_err(|e| e.to_string())?;
-        let subject = cert.tbs_certificate.subject.to_string();
+        let subject = name_string(&cert.tbs_certificate.subject);
         Ok(CertEntry { cert, der, subject })
     }
 
     fn issuer(&self) -> String {
-        self.cert.tbs_certificate.issuer.to_string()
+        name_string(&self.cert.tbs_certificate.issuer)
     }
 
     fn extension<T: for<'a> Decode<'a>>(&self, ext_oid: ObjectIdentifier) -> Result<Option<T>, VerifyError> {
@@ -116,6 +117,7 @@ impl CertEntry {
 }
 
 /// Trust anchors plus verification policy.
+#[derive(Clone)]
 pub struct Verifier {
     trusted: Vec<CertEntry>,
     purpose: CertPurpose,
@@ -441,7 +443,7 @@ fn find_signer<'a>(sid: &SignerIdentifier, certs: &'a [CertEntry]) -> Option<&'a
 fn describe_sid(sid: &SignerIdentifier) -> String {
     match sid {
         SignerIdentifier::IssuerAndSerialNumber(ias) => {
-            format!("issuer {}, serial {}", ias.issuer, hex(ias.serial_number.as_bytes()))
+            format!("issuer {}, serial {}", name_string(&ias.issuer), hex(ias.serial_number.as_bytes()))
         }
         SignerIdentifier::SubjectKeyIdentifier(ski) => format!("subjectKeyIdentifier {}", hex(ski.0.as_bytes())),
     }
@@ -465,6 +467,12 @@ fn single_attribute<'a>(
         (Some(v), None) => Ok(v),
         _ => Err(VerifyError::Malformed(format!("{name} attribute must have exactly one value"))),
     }
+}
+
+/// Distinguished name in certificate order, e.g. `CN=release signer,O=Example` (RFC 4514 escaping per
+/// attribute, but not RFC 4514's reversed order, so it reads like `openssl x509 -subject`).
+pub(crate) fn name_string(name: &x509_cert::name::Name) -> String {
+    name.0.iter().map(|rdn| rdn.to_string()).collect::<Vec<_>>().join(",")
 }
 
 fn hex(bytes: &[u8]) -> String {
