@@ -1,1 +1,240 @@
-//! The fleet server: hawkBit DDI device API, management API, rollouts, TUF repository.
+//! keel-server: the fleet server.
+//!
+//! - Device API compatible with Eclipse hawkBit DDI under `/{tenant}/controller/v1/{controllerId}`
+//!   (see docs/ddi.md), so SWUpdate suricatta, rauc-hawkbit-updater and `keel-agent run` work.
+//! - Management REST API under `/rest/v1` with viewer/operator/admin tokens (docs/management-api.md),
+//!   OpenAPI document at `/rest/v1/openapi.json`.
+//! - Rollouts in groups with success/error thresholds, advanced by a scheduler whose state lives only
+//!   in the database.
+//! - SQLite (WAL, synchronous=FULL) and content-addressed artifact files in one data directory.
+
+pub mod artifacts;
+pub mod auth;
+pub mod ddi;
+pub mod error;
+pub mod extract;
+pub mod mgmt;
+pub mod openapi;
+pub mod scheduler;
+pub mod store;
+
+use anyhow::Context;
+use axum::http::HeaderMap;
+use axum::Router;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Server configuration (command line flags or environment variables).
+#[derive(clap::Parser, Debug, Clone)]
+#[command(name = "keel-server", version, about = "keel fleet server: hawkBit DDI device API, management API, rollouts")]
+pub struct Config {
+    /// Directory for the database (keel.db) and artifact files; created if missing.
+    #[arg(long, env = "KEEL_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "KEEL_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Base URL devices use to reach this server (for absolute links). Default: http://<Host header>.
+    #[arg(long, env = "KEEL_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Poll interval suggested to devices, HH:MM:SS (below 24:00:00).
+    #[arg(long, env = "KEEL_POLL_INTERVAL", default_value = "00:05:00", value_parser = parse_poll_interval)]
+    pub poll_interval: u32,
+    /// Create the tenant `default` at start-up if it does not exist.
+    #[arg(long, env = "KEEL_CREATE_DEFAULT_TENANT")]
+    pub create_default_tenant: bool,
+    /// Largest accepted artifact upload in bytes.
+    #[arg(long, env = "KEEL_MAX_ARTIFACT_BYTES", default_value_t = 8 << 30)]
+    pub max_artifact_bytes: u64,
+    /// How often the rollout scheduler runs, in milliseconds.
+    #[arg(long, env = "KEEL_SCHEDULER_INTERVAL_MS", default_value_t = 1000)]
+    pub scheduler_interval_ms: u64,
+    /// How often last-poll times are written to the database, in milliseconds.
+    #[arg(long, env = "KEEL_POLL_FLUSH_INTERVAL_MS", default_value_t = 5000)]
+    pub poll_flush_interval_ms: u64,
+}
+
+impl Config {
+    /// A configuration with defaults for `data_dir`, listening on an ephemeral loopback port.
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            data_dir: data_dir.into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            public_url: None,
+            poll_interval: 300,
+            create_default_tenant: true,
+            max_artifact_bytes: 8 << 30,
+            scheduler_interval_ms: 1000,
+            poll_flush_interval_ms: 5000,
+        }
+    }
+}
+
+/// Parses `HH:MM:SS` into seconds; hawkBit clients parse exactly this format.
+pub fn parse_poll_interval(text: &str) -> Result<u32, String> {
+    let parts: Vec<&str> = text.split(':').collect();
+    let [h, m, s] = parts.as_slice() else { return Err(format!("expected HH:MM:SS, got {text:?}")) };
+    let field = |v: &str, max: u32| -> Result<u32, String> {
+        let n: u32 = v.parse().map_err(|_| format!("expected HH:MM:SS, got {text:?}"))?;
+        if v.len() != 2 || n > max {
+            return Err(format!("expected HH:MM:SS below 24:00:00, got {text:?}"));
+        }
+        Ok(n)
+    };
+    let secs = field(h, 23)? * 3600 + field(m, 59)? * 60 + field(s, 59)?;
+    if secs == 0 {
+        return Err("poll interval must be at least 00:00:01".into());
+    }
+    Ok(secs)
+}
+
+pub fn format_poll_interval(secs: u32) -> String {
+    let secs = secs.min(23 * 3600 + 59 * 60 + 59);
+    format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+/// Shared state of all handlers.
+pub struct AppState {
+    pub store: store::Store,
+    pub files: artifacts::ArtifactStore,
+    pub config: Config,
+    /// Last poll time and address per target, flushed to the database in batches (hawkBit does the
+    /// same): losing a few seconds of "last seen" on a crash is harmless, an fsync per poll is not.
+    pub polls: Mutex<HashMap<i64, (i64, String)>>,
+}
+
+impl AppState {
+    /// The base of absolute links handed to devices.
+    pub fn base_url(&self, headers: &HeaderMap) -> String {
+        if let Some(url) = &self.config.public_url {
+            return url.trim_end_matches('/').to_string();
+        }
+        let host = headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_graphic()))
+            .map(str::to_string)
+            .unwrap_or_else(|| self.config.listen.to_string());
+        format!("http://{host}")
+    }
+}
+
+/// A bound, initialised server that has not started serving yet.
+pub struct Server {
+    listener: TcpListener,
+    state: Arc<AppState>,
+    /// The admin token, if it was created by this start (first start of a data directory).
+    pub created_admin_token: Option<String>,
+}
+
+impl Server {
+    /// Opens the data directory (database, migrations, artifact store), creates the first admin
+    /// token and the default tenant if asked, and binds the listener.
+    pub async fn bind(config: Config) -> anyhow::Result<Server> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+        let store = store::Store::open(&config.data_dir.join("keel.db")).await.context("opening database")?;
+        let files = artifacts::ArtifactStore::open(&config.data_dir).context("opening artifact store")?;
+        let mut created_admin_token = None;
+        if store.api_token_count().await? == 0 {
+            let token = auth::generate_token();
+            store.create_api_token("admin", &auth::hash_token(&token), "admin").await?;
+            write_secret(&config.data_dir.join("admin.token"), &token)?;
+            created_admin_token = Some(token);
+        }
+        if config.create_default_tenant && store.tenant_by_name("default").await?.is_none() {
+            store.create_tenant("default").await?;
+        }
+        let listener =
+            TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
+        let state = Arc::new(AppState { store, files, config, polls: Mutex::new(HashMap::new()) });
+        Ok(Server { listener, state, created_admin_token })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` resolves; background tasks stop with it.
+    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let state = self.state;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let scheduler = tokio::spawn(scheduler::run(state.clone(), stop_rx.clone()));
+        let flusher = tokio::spawn(flush_polls_loop(state.clone(), stop_rx));
+        let app = router(state.clone());
+        axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        let _ = stop_tx.send(true);
+        let _ = scheduler.await;
+        let _ = flusher.await;
+        flush_polls(&state).await;
+        state.store.close().await;
+        Ok(())
+    }
+}
+
+fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(format!("{secret}\n").as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new().merge(ddi::routes()).merge(mgmt::routes()).with_state(state)
+}
+
+async fn flush_polls(state: &AppState) {
+    let batch: Vec<(i64, i64, String)> = {
+        let Ok(mut polls) = state.polls.lock() else { return };
+        polls.drain().map(|(id, (at, address))| (id, at, address)).collect()
+    };
+    if let Err(err) = state.store.record_polls(&batch).await {
+        tracing::warn!("writing last-poll times: {err}");
+    }
+}
+
+async fn flush_polls_loop(state: Arc<AppState>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let period = Duration::from_millis(state.config.poll_flush_interval_ms.max(100));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => flush_polls(&state).await,
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poll_interval_format() {
+        assert_eq!(parse_poll_interval("00:05:00"), Ok(300));
+        assert_eq!(parse_poll_interval("23:59:59"), Ok(86399));
+        assert!(parse_poll_interval("24:00:00").is_err());
+        assert!(parse_poll_interval("5:00").is_err());
+        assert!(parse_poll_interval("00:00:00").is_err());
+        assert!(parse_poll_interval("00:60:00").is_err());
+        assert_eq!(format_poll_interval(300), "00:05:00");
+        assert_eq!(format_poll_interval(3661), "01:01:01");
+        assert_eq!(format_poll_interval(100_000), "23:59:59");
+    }
+}

@@ -1,0 +1,131 @@
+//! Tokens: generation, hashing at rest, and the two authentication schemes (DDI device tokens,
+//! management bearer tokens with roles).
+
+use crate::error::ApiError;
+use crate::store::{Store, Target, Tenant};
+use axum::http::{header, HeaderMap};
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// A new random token: 32 alphanumeric characters (about 190 bits), the same shape hawkBit generates.
+pub fn generate_token() -> String {
+    rand::rngs::OsRng.sample_iter(&Alphanumeric).take(32).map(char::from).collect()
+}
+
+/// Tokens are high-entropy random strings, so a plain SHA-256 is enough to make a stolen database
+/// useless for authentication (no password-stretching needed).
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn hashes_equal(stored: &str, candidate: &str) -> bool {
+    stored.as_bytes().ct_eq(candidate.as_bytes()).into()
+}
+
+/// Management API roles; each includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Viewer,
+    Operator,
+    Admin,
+}
+
+impl Role {
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "viewer" => Some(Role::Viewer),
+            "operator" => Some(Role::Operator),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+fn authorization(headers: &HeaderMap) -> Option<(&str, &str)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    Some((scheme, token.trim()))
+}
+
+/// Authenticates a management API caller and checks it has at least `needed`.
+pub async fn management_role(store: &Store, headers: &HeaderMap, needed: Role) -> Result<Role, ApiError> {
+    let Some((scheme, token)) = authorization(headers) else {
+        return Err(ApiError::Unauthorized("missing Authorization: Bearer <token>".into()));
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return Err(ApiError::Unauthorized("expected Authorization: Bearer <token>".into()));
+    }
+    let role = store
+        .api_token_role(&hash_token(token))
+        .await?
+        .and_then(|role| Role::parse(&role))
+        .ok_or_else(|| ApiError::Unauthorized("unknown API token".into()))?;
+    if role < needed {
+        return Err(ApiError::Forbidden(format!("role {} required, token has {}", needed.as_str(), role.as_str())));
+    }
+    Ok(role)
+}
+
+/// The device a DDI request acts as.
+pub struct Device {
+    pub tenant: Tenant,
+    pub target: Target,
+}
+
+/// Authenticates a DDI request for `{tenant}/controller/v1/{controller_id}`.
+///
+/// `TargetToken` must match that very device's token; `GatewayToken` must match the tenant's
+/// gateway token and may act for any device, registering unknown ones when `register` is set
+/// (only the poll does). Every failure is the same 401 so callers cannot probe which part was wrong.
+pub async fn device(
+    store: &Store,
+    headers: &HeaderMap,
+    tenant_name: &str,
+    controller_id: &str,
+    register: bool,
+) -> Result<Device, ApiError> {
+    let denied = || ApiError::Unauthorized("authentication failed".into());
+    let (scheme, token) = authorization(headers).ok_or_else(denied)?;
+    if token.is_empty() {
+        return Err(denied());
+    }
+    let tenant = store.tenant_by_name(tenant_name).await?.ok_or_else(denied)?;
+    let presented = hash_token(token);
+    if scheme.eq_ignore_ascii_case("TargetToken") {
+        let target = store.target(tenant.id, controller_id).await?.ok_or_else(denied)?;
+        match &target.token_hash {
+            Some(stored) if hashes_equal(stored, &presented) => Ok(Device { tenant, target }),
+            _ => Err(denied()),
+        }
+    } else if scheme.eq_ignore_ascii_case("GatewayToken") {
+        match &tenant.gateway_token_hash {
+            Some(stored) if hashes_equal(stored, &presented) => {}
+            _ => return Err(denied()),
+        }
+        let target = match store.target(tenant.id, controller_id).await? {
+            Some(target) => target,
+            None if register && valid_controller_id(controller_id) => {
+                store.register_target(tenant.id, controller_id).await?
+            }
+            None => return Err(ApiError::not_found("controller")),
+        };
+        Ok(Device { tenant, target })
+    } else {
+        Err(denied())
+    }
+}
+
+/// hawkBit allows controller ids up to 256 characters; keel also refuses control characters and '/'.
+pub fn valid_controller_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 256 && !id.chars().any(|c| c.is_control() || c == '/')
+}

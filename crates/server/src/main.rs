@@ -1,0 +1,44 @@
+//! `keel-server --data-dir D --listen 127.0.0.1:8080`: one command, SQLite and local files in D.
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let config = keel_server::Config::parse();
+    if let Err(err) = run(config).await {
+        eprintln!("keel-server: error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(config: keel_server::Config) -> anyhow::Result<()> {
+    let data_dir = config.data_dir.clone();
+    let server = keel_server::Server::bind(config).await?;
+    if let Some(token) = &server.created_admin_token {
+        println!("admin token: {token}");
+        println!("(also written to {})", data_dir.join("admin.token").display());
+    }
+    println!("keel-server listening on {}", server.local_addr()?);
+    server
+        .serve(async {
+            let ctrl_c = tokio::signal::ctrl_c();
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        })
+        .await
+}

@@ -1,0 +1,116 @@
+//! The rollout scheduler: a periodic task that reads rollout state from the database, decides,
+//! and writes the decision back in one transaction. It keeps nothing in memory, so a restart
+//! (even after kill -9) simply continues from what was committed.
+//!
+//! Per running rollout, in group order (hawkBit's threshold conditions):
+//! - error: a running group whose `error / total > errorThreshold%` halts the rollout
+//!   (rollout `halted`, group `error`); the operator decides (resume or cancel).
+//! - success: when the most recently started group reaches `finished / total >= successThreshold%`,
+//!   the next scheduled group starts (its actions are created).
+//! - a running group with no open and no unstarted actions becomes `finished`; when no group is
+//!   running or scheduled, the rollout is `finished`.
+
+use crate::store::{GroupCounts, Rollout, Store};
+use crate::AppState;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub async fn run(state: Arc<AppState>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let period = Duration::from_millis(state.config.scheduler_interval_ms.max(50));
+    loop {
+        if let Err(err) = tick(&state.store).await {
+            tracing::warn!("rollout scheduler: {err}");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+fn error_threshold_crossed(counts: &GroupCounts, threshold: i64) -> bool {
+    counts.total > 0 && counts.error * 100 > threshold * counts.total
+}
+
+fn success_threshold_reached(counts: &GroupCounts, threshold: i64) -> bool {
+    counts.total == 0 || counts.finished * 100 >= threshold * counts.total
+}
+
+/// One pass over all running rollouts.
+pub async fn tick(store: &Store) -> Result<(), sqlx::Error> {
+    for rollout in store.running_rollouts().await? {
+        advance(store, &rollout).await?;
+    }
+    Ok(())
+}
+
+async fn advance(store: &Store, rollout: &Rollout) -> Result<(), sqlx::Error> {
+    let groups = store.rollout_groups(rollout.id).await?;
+    let mut last_started = None;
+    for group in &groups {
+        if group.status == "scheduled" || group.status == "canceled" {
+            continue;
+        }
+        last_started = Some(group);
+        if group.status != "running" {
+            continue;
+        }
+        let counts = store.group_counts(group.id).await?;
+        if error_threshold_crossed(&counts, rollout.error_threshold) {
+            let reason = format!(
+                "group {:?}: {} of {} devices failed, above the error threshold of {}%",
+                group.name, counts.error, counts.total, rollout.error_threshold
+            );
+            tracing::info!("rollout {} halted: {reason}", rollout.id);
+            store.halt_rollout(rollout.id, group.id, &reason).await?;
+            return Ok(());
+        }
+        if counts.running == 0 && counts.scheduled == 0 {
+            store.set_group_status(group.id, "running", "finished").await?;
+        }
+    }
+    let next = groups.iter().find(|g| g.status == "scheduled");
+    match (last_started, next) {
+        (None, Some(first)) => {
+            store.start_group(rollout, first.id).await?;
+        }
+        (Some(current), Some(next)) => {
+            // A group halted for errors and then resumed by the operator counts as done.
+            let proceed = current.status == "error"
+                || success_threshold_reached(&store.group_counts(current.id).await?, rollout.success_threshold);
+            if proceed {
+                tracing::info!("rollout {}: starting group {:?}", rollout.id, next.name);
+                store.start_group(rollout, next.id).await?;
+            }
+        }
+        (_, None) => {
+            let groups = store.rollout_groups(rollout.id).await?;
+            if groups.iter().all(|g| g.status != "running" && g.status != "scheduled") {
+                store.set_rollout_status(rollout.id, &["running"], "finished", None).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(total: i64, finished: i64, error: i64) -> GroupCounts {
+        GroupCounts { total, finished, error, ..Default::default() }
+    }
+
+    #[test]
+    fn thresholds_follow_hawkbit() {
+        // error: strictly above the threshold
+        assert!(!error_threshold_crossed(&counts(10, 0, 2), 20));
+        assert!(error_threshold_crossed(&counts(10, 0, 3), 20));
+        assert!(error_threshold_crossed(&counts(10, 0, 1), 0));
+        assert!(!error_threshold_crossed(&counts(0, 0, 0), 0));
+        // success: at or above the threshold
+        assert!(success_threshold_reached(&counts(10, 8, 0), 80));
+        assert!(!success_threshold_reached(&counts(10, 7, 0), 80));
+        assert!(success_threshold_reached(&counts(0, 0, 0), 100));
+    }
+}

@@ -1,0 +1,1147 @@
+//! The storage layer: every SQL statement keel-server runs lives in this module.
+//!
+//! SQL is kept portable (`$N` parameters, `RETURNING`, no SQLite-only functions) so a PostgreSQL
+//! backend only needs its own pool type and migration set.
+//!
+//! Durability: the database runs in WAL mode with `synchronous=FULL`, so a commit is fsynced to the
+//! WAL before `commit()` returns. Handlers reply only after their transaction committed, so a 200
+//! means the feedback survives a crash or power cut. Writes go through a single connection (SQLite
+//! allows one writer; a 1-connection pool queues writers in the app instead of failing with
+//! SQLITE_BUSY), reads through a pool of readers that see committed snapshots.
+
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+pub type Tx<'a> = Transaction<'a, Sqlite>;
+
+#[derive(Clone)]
+pub struct Store {
+    read: SqlitePool,
+    write: SqlitePool,
+}
+
+pub fn now_ms() -> i64 {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Tenant {
+    pub id: i64,
+    pub name: String,
+    pub gateway_token_hash: Option<String>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Target {
+    pub id: i64,
+    pub tenant_id: i64,
+    pub controller_id: String,
+    pub name: String,
+    pub token_hash: Option<String>,
+    pub attributes: String,
+    pub request_attributes: i64,
+    pub last_poll_at: Option<i64>,
+    pub address: Option<String>,
+    pub installed_action_id: Option<i64>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct Action {
+    pub id: i64,
+    #[serde(skip)]
+    pub tenant_id: i64,
+    #[serde(skip)]
+    pub target_id: i64,
+    #[serde(rename = "distributionSetId")]
+    pub ds_id: i64,
+    #[serde(rename = "rolloutId")]
+    pub rollout_id: Option<i64>,
+    #[serde(rename = "rolloutGroupId")]
+    pub rollout_group_id: Option<i64>,
+    #[serde(rename = "type")]
+    pub action_type: String,
+    pub forcetime: Option<i64>,
+    #[serde(skip)]
+    pub mw_schedule: Option<String>,
+    #[serde(skip)]
+    pub mw_duration_secs: Option<i64>,
+    #[serde(skip)]
+    pub mw_timezone: Option<String>,
+    pub status: String,
+    #[serde(serialize_with = "as_bool")]
+    pub active: i64,
+    #[serde(rename = "createdAt")]
+    pub created_at: i64,
+    #[serde(rename = "updatedAt")]
+    pub updated_at: i64,
+}
+
+fn as_bool<S: serde::Serializer>(value: &i64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_bool(*value != 0)
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct ActionStatusEntry {
+    pub id: i64,
+    #[serde(skip)]
+    pub action_id: i64,
+    pub status: String,
+    #[serde(skip)]
+    pub messages: String,
+    pub code: Option<i64>,
+    #[serde(rename = "progressCnt")]
+    pub progress_cnt: Option<i64>,
+    #[serde(rename = "progressOf")]
+    pub progress_of: Option<i64>,
+    #[serde(rename = "reportedAt")]
+    pub reported_at: i64,
+    #[serde(rename = "createdAt")]
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct SoftwareModule {
+    pub id: i64,
+    #[serde(skip)]
+    pub tenant_id: i64,
+    #[serde(rename = "type")]
+    pub module_type: String,
+    pub name: String,
+    pub version: String,
+    #[serde(rename = "createdAt")]
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct Artifact {
+    pub id: i64,
+    #[serde(rename = "moduleId")]
+    pub module_id: i64,
+    pub filename: String,
+    pub sha256: String,
+    pub sha1: String,
+    pub md5: String,
+    pub size: i64,
+    #[serde(rename = "createdAt")]
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct DistributionSet {
+    pub id: i64,
+    #[serde(skip)]
+    pub tenant_id: i64,
+    pub name: String,
+    pub version: String,
+    #[serde(rename = "createdAt")]
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct Rollout {
+    pub id: i64,
+    #[serde(skip)]
+    pub tenant_id: i64,
+    pub name: String,
+    #[serde(rename = "distributionSetId")]
+    pub ds_id: i64,
+    #[serde(rename = "type")]
+    pub action_type: String,
+    pub status: String,
+    #[serde(rename = "successThreshold")]
+    pub success_threshold: i64,
+    #[serde(rename = "errorThreshold")]
+    pub error_threshold: i64,
+    #[serde(rename = "statusReason")]
+    pub status_reason: Option<String>,
+    #[serde(rename = "createdAt")]
+    pub created_at: i64,
+    #[serde(rename = "updatedAt")]
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct RolloutGroup {
+    pub id: i64,
+    #[serde(skip)]
+    pub rollout_id: i64,
+    pub position: i64,
+    pub name: String,
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct GroupCounts {
+    pub total: i64,
+    /// Targets whose action has not been created yet (group not started).
+    pub scheduled: i64,
+    pub running: i64,
+    pub finished: i64,
+    pub error: i64,
+    pub canceled: i64,
+}
+
+/// What an action's maintenance window is, as given by the operator (hawkBit's format).
+#[derive(Debug, Clone)]
+pub struct MaintenanceWindow {
+    pub schedule: String,
+    pub duration_secs: i64,
+    pub timezone: String,
+}
+
+/// A new action to create.
+#[derive(Debug, Clone)]
+pub struct NewAction {
+    pub action_type: String,
+    pub forcetime: Option<i64>,
+    pub maintenance: Option<MaintenanceWindow>,
+}
+
+/// A status entry to append to an action's history.
+#[derive(Debug, Clone, Default)]
+pub struct NewStatus {
+    pub status: String,
+    pub messages: Vec<String>,
+    pub code: Option<i64>,
+    pub progress_cnt: Option<i64>,
+    pub progress_of: Option<i64>,
+    pub reported_at: Option<i64>,
+}
+
+/// How a status report changes the action itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition<'a> {
+    /// Only the history grows.
+    None,
+    /// The action stays open with this status (unless it is being canceled: the device must still
+    /// learn about the cancel).
+    Open(&'a str),
+    /// The action stays open with this status, whatever it was.
+    Force(&'a str),
+    /// The action closes with this status; `installed` marks the target as running the set.
+    Close { status: &'a str, installed: bool },
+}
+
+const ACTION_COLUMNS: &str = "id, tenant_id, target_id, ds_id, rollout_id, rollout_group_id, action_type, forcetime, \
+     mw_schedule, mw_duration_secs, mw_timezone, status, active, created_at, updated_at";
+const TARGET_COLUMNS: &str = "id, tenant_id, controller_id, name, token_hash, attributes, request_attributes, \
+     last_poll_at, address, installed_action_id, created_at";
+
+impl Store {
+    pub async fn open(path: &Path) -> anyhow::Result<Store> {
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30));
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations").run(&write).await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Store { read, write })
+    }
+
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+
+    pub async fn begin(&self) -> Result<Tx<'static>, sqlx::Error> {
+        self.write.begin().await
+    }
+
+    // ---------- tenants and API tokens ----------
+
+    pub async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>, sqlx::Error> {
+        sqlx::query_as("SELECT id, name, gateway_token_hash FROM tenants WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.read)
+            .await
+    }
+
+    pub async fn tenants(&self) -> Result<Vec<Tenant>, sqlx::Error> {
+        sqlx::query_as("SELECT id, name, gateway_token_hash FROM tenants ORDER BY id").fetch_all(&self.read).await
+    }
+
+    pub async fn create_tenant(&self, name: &str) -> Result<Tenant, sqlx::Error> {
+        sqlx::query_as("INSERT INTO tenants (name, created_at) VALUES ($1, $2) RETURNING id, name, gateway_token_hash")
+            .bind(name)
+            .bind(now_ms())
+            .fetch_one(&self.write)
+            .await
+    }
+
+    pub async fn set_gateway_token(&self, tenant_id: i64, token_hash: Option<&str>) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE tenants SET gateway_token_hash = $1 WHERE id = $2")
+            .bind(token_hash)
+            .bind(tenant_id)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn api_token_count(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens").fetch_one(&self.read).await
+    }
+
+    pub async fn create_api_token(&self, name: &str, token_hash: &str, role: &str) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("INSERT INTO api_tokens (name, token_hash, role, created_at) VALUES ($1, $2, $3, $4) RETURNING id")
+            .bind(name)
+            .bind(token_hash)
+            .bind(role)
+            .bind(now_ms())
+            .fetch_one(&self.write)
+            .await
+    }
+
+    pub async fn api_token_role(&self, token_hash: &str) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query_scalar("SELECT role FROM api_tokens WHERE token_hash = $1")
+            .bind(token_hash)
+            .fetch_optional(&self.read)
+            .await
+    }
+
+    pub async fn api_tokens(&self) -> Result<Vec<(i64, String, String, i64)>, sqlx::Error> {
+        sqlx::query_as("SELECT id, name, role, created_at FROM api_tokens ORDER BY id").fetch_all(&self.read).await
+    }
+
+    pub async fn delete_api_token(&self, id: i64) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query("DELETE FROM api_tokens WHERE id = $1").bind(id).execute(&self.write).await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    // ---------- targets ----------
+
+    pub async fn target(&self, tenant_id: i64, controller_id: &str) -> Result<Option<Target>, sqlx::Error> {
+        sqlx::query_as(&format!("SELECT {TARGET_COLUMNS} FROM targets WHERE tenant_id = $1 AND controller_id = $2"))
+            .bind(tenant_id)
+            .bind(controller_id)
+            .fetch_optional(&self.read)
+            .await
+    }
+
+    pub async fn target_by_id(&self, id: i64) -> Result<Option<Target>, sqlx::Error> {
+        sqlx::query_as(&format!("SELECT {TARGET_COLUMNS} FROM targets WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await
+    }
+
+    pub async fn targets(&self, tenant_id: i64, tag: Option<&str>) -> Result<Vec<Target>, sqlx::Error> {
+        match tag {
+            Some(tag) => {
+                sqlx::query_as(&format!(
+                    "SELECT {TARGET_COLUMNS} FROM targets WHERE tenant_id = $1 AND id IN \
+                     (SELECT target_id FROM target_tags WHERE tag = $2) ORDER BY id"
+                ))
+                .bind(tenant_id)
+                .bind(tag)
+                .fetch_all(&self.read)
+                .await
+            }
+            None => {
+                sqlx::query_as(&format!("SELECT {TARGET_COLUMNS} FROM targets WHERE tenant_id = $1 ORDER BY id"))
+                    .bind(tenant_id)
+                    .fetch_all(&self.read)
+                    .await
+            }
+        }
+    }
+
+    pub async fn create_target(
+        &self,
+        tenant_id: i64,
+        controller_id: &str,
+        name: &str,
+        token_hash: Option<&str>,
+        tags: &[String],
+    ) -> Result<Target, sqlx::Error> {
+        let mut tx = self.begin().await?;
+        let target: Target = sqlx::query_as(&format!(
+            "INSERT INTO targets (tenant_id, controller_id, name, token_hash, created_at) VALUES ($1, $2, $3, $4, $5) \
+             RETURNING {TARGET_COLUMNS}"
+        ))
+        .bind(tenant_id)
+        .bind(controller_id)
+        .bind(name)
+        .bind(token_hash)
+        .bind(now_ms())
+        .fetch_one(&mut *tx)
+        .await?;
+        for tag in tags {
+            sqlx::query("INSERT INTO target_tags (target_id, tag) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(target.id)
+                .bind(tag)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(target)
+    }
+
+    /// Registers a device that polled with the gateway token; a concurrent registration wins silently.
+    pub async fn register_target(&self, tenant_id: i64, controller_id: &str) -> Result<Target, sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO targets (tenant_id, controller_id, name, created_at) VALUES ($1, $2, $2, $3) \
+             ON CONFLICT (tenant_id, controller_id) DO NOTHING",
+        )
+        .bind(tenant_id)
+        .bind(controller_id)
+        .bind(now_ms())
+        .execute(&self.write)
+        .await?;
+        sqlx::query_as(&format!("SELECT {TARGET_COLUMNS} FROM targets WHERE tenant_id = $1 AND controller_id = $2"))
+            .bind(tenant_id)
+            .bind(controller_id)
+            .fetch_one(&self.write)
+            .await
+    }
+
+    pub async fn set_target_token(&self, target_id: i64, token_hash: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE targets SET token_hash = $1 WHERE id = $2")
+            .bind(token_hash)
+            .bind(target_id)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_target(&self, target_id: i64) -> Result<(), sqlx::Error> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM target_tags WHERE target_id = $1").bind(target_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM rollout_group_targets WHERE target_id = $1").bind(target_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM action_status WHERE action_id IN (SELECT id FROM actions WHERE target_id = $1)")
+            .bind(target_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM actions WHERE target_id = $1").bind(target_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM targets WHERE id = $1").bind(target_id).execute(&mut *tx).await?;
+        tx.commit().await
+    }
+
+    pub async fn target_tags(&self, target_id: i64) -> Result<Vec<String>, sqlx::Error> {
+        sqlx::query_scalar("SELECT tag FROM target_tags WHERE target_id = $1 ORDER BY tag")
+            .bind(target_id)
+            .fetch_all(&self.read)
+            .await
+    }
+
+    pub async fn set_target_tags(&self, target_id: i64, tags: &[String]) -> Result<(), sqlx::Error> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM target_tags WHERE target_id = $1").bind(target_id).execute(&mut *tx).await?;
+        for tag in tags {
+            sqlx::query("INSERT INTO target_tags (target_id, tag) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(target_id)
+                .bind(tag)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await
+    }
+
+    /// Replaces the device-owned attributes (JSON object text) and clears the "please send" flag.
+    pub async fn set_target_attributes(&self, target_id: i64, attributes_json: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE targets SET attributes = $1, request_attributes = 0 WHERE id = $2")
+            .bind(attributes_json)
+            .bind(target_id)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn request_target_attributes(&self, target_id: i64) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE targets SET request_attributes = 1 WHERE id = $1")
+            .bind(target_id)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// Writes a batch of last-poll times (collected in memory between flushes).
+    pub async fn record_polls(&self, polls: &[(i64, i64, String)]) -> Result<(), sqlx::Error> {
+        if polls.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        for (target_id, at, address) in polls {
+            sqlx::query("UPDATE targets SET last_poll_at = $1, address = $2 WHERE id = $3")
+                .bind(at)
+                .bind(address)
+                .bind(target_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await
+    }
+
+    // ---------- software modules, artifacts, distribution sets ----------
+
+    pub async fn create_module(
+        &self,
+        tenant_id: i64,
+        module_type: &str,
+        name: &str,
+        version: &str,
+    ) -> Result<SoftwareModule, sqlx::Error> {
+        sqlx::query_as(
+            "INSERT INTO software_modules (tenant_id, module_type, name, version, created_at) VALUES ($1, $2, $3, $4, $5) \
+             RETURNING id, tenant_id, module_type, name, version, created_at",
+        )
+        .bind(tenant_id)
+        .bind(module_type)
+        .bind(name)
+        .bind(version)
+        .bind(now_ms())
+        .fetch_one(&self.write)
+        .await
+    }
+
+    pub async fn module(&self, tenant_id: i64, id: i64) -> Result<Option<SoftwareModule>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT id, tenant_id, module_type, name, version, created_at FROM software_modules \
+             WHERE id = $1 AND tenant_id = $2",
+        )
+        .bind(id)
+        .bind(tenant_id)
+        .fetch_optional(&self.read)
+        .await
+    }
+
+    pub async fn modules(&self, tenant_id: i64) -> Result<Vec<SoftwareModule>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT id, tenant_id, module_type, name, version, created_at FROM software_modules \
+             WHERE tenant_id = $1 ORDER BY id",
+        )
+        .bind(tenant_id)
+        .fetch_all(&self.read)
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_artifact(
+        &self,
+        module_id: i64,
+        filename: &str,
+        sha256: &str,
+        sha1: &str,
+        md5: &str,
+        size: i64,
+    ) -> Result<Artifact, sqlx::Error> {
+        sqlx::query_as(
+            "INSERT INTO artifacts (module_id, filename, sha256, sha1, md5, size, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             RETURNING id, module_id, filename, sha256, sha1, md5, size, created_at",
+        )
+        .bind(module_id)
+        .bind(filename)
+        .bind(sha256)
+        .bind(sha1)
+        .bind(md5)
+        .bind(size)
+        .bind(now_ms())
+        .fetch_one(&self.write)
+        .await
+    }
+
+    pub async fn artifacts(&self, module_id: i64) -> Result<Vec<Artifact>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT id, module_id, filename, sha256, sha1, md5, size, created_at FROM artifacts \
+             WHERE module_id = $1 ORDER BY id",
+        )
+        .bind(module_id)
+        .fetch_all(&self.read)
+        .await
+    }
+
+    pub async fn artifact_by_name(&self, module_id: i64, filename: &str) -> Result<Option<Artifact>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT id, module_id, filename, sha256, sha1, md5, size, created_at FROM artifacts \
+             WHERE module_id = $1 AND filename = $2",
+        )
+        .bind(module_id)
+        .bind(filename)
+        .fetch_optional(&self.read)
+        .await
+    }
+
+    pub async fn create_distribution_set(
+        &self,
+        tenant_id: i64,
+        name: &str,
+        version: &str,
+        module_ids: &[i64],
+    ) -> Result<DistributionSet, sqlx::Error> {
+        let mut tx = self.begin().await?;
+        let set: DistributionSet = sqlx::query_as(
+            "INSERT INTO distribution_sets (tenant_id, name, version, created_at) VALUES ($1, $2, $3, $4) \
+             RETURNING id, tenant_id, name, version, created_at",
+        )
+        .bind(tenant_id)
+        .bind(name)
+        .bind(version)
+        .bind(now_ms())
+        .fetch_one(&mut *tx)
+        .await?;
+        for module_id in module_ids {
+            sqlx::query("INSERT INTO distribution_set_modules (ds_id, module_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(set.id)
+                .bind(module_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(set)
+    }
+
+    pub async fn distribution_set(&self, tenant_id: i64, id: i64) -> Result<Option<DistributionSet>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT id, tenant_id, name, version, created_at FROM distribution_sets WHERE id = $1 AND tenant_id = $2",
+        )
+        .bind(id)
+        .bind(tenant_id)
+        .fetch_optional(&self.read)
+        .await
+    }
+
+    pub async fn distribution_sets(&self, tenant_id: i64) -> Result<Vec<DistributionSet>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT id, tenant_id, name, version, created_at FROM distribution_sets WHERE tenant_id = $1 ORDER BY id",
+        )
+        .bind(tenant_id)
+        .fetch_all(&self.read)
+        .await
+    }
+
+    pub async fn set_modules(&self, ds_id: i64) -> Result<Vec<SoftwareModule>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT m.id, m.tenant_id, m.module_type, m.name, m.version, m.created_at FROM software_modules m \
+             JOIN distribution_set_modules d ON d.module_id = m.id WHERE d.ds_id = $1 ORDER BY m.id",
+        )
+        .bind(ds_id)
+        .fetch_all(&self.read)
+        .await
+    }
+
+    /// Whether `module_id` belongs to an open action of the target or to the action it has installed.
+    pub async fn module_visible_to_target(&self, target: &Target, module_id: i64) -> Result<bool, sqlx::Error> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM actions a JOIN distribution_set_modules d ON d.ds_id = a.ds_id \
+             WHERE a.target_id = $1 AND d.module_id = $2 AND (a.active = 1 OR a.id = $3)",
+        )
+        .bind(target.id)
+        .bind(module_id)
+        .bind(target.installed_action_id.unwrap_or(-1))
+        .fetch_one(&self.read)
+        .await?;
+        Ok(count > 0)
+    }
+
+    // ---------- actions ----------
+
+    pub async fn action(&self, id: i64) -> Result<Option<Action>, sqlx::Error> {
+        sqlx::query_as(&format!("SELECT {ACTION_COLUMNS} FROM actions WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await
+    }
+
+    /// The device's oldest open action: the one it must handle first.
+    pub async fn current_action(&self, target_id: i64) -> Result<Option<Action>, sqlx::Error> {
+        sqlx::query_as(&format!(
+            "SELECT {ACTION_COLUMNS} FROM actions WHERE target_id = $1 AND active = 1 ORDER BY id LIMIT 1"
+        ))
+        .bind(target_id)
+        .fetch_optional(&self.read)
+        .await
+    }
+
+    pub async fn target_actions(&self, target_id: i64) -> Result<Vec<Action>, sqlx::Error> {
+        sqlx::query_as(&format!("SELECT {ACTION_COLUMNS} FROM actions WHERE target_id = $1 ORDER BY id"))
+            .bind(target_id)
+            .fetch_all(&self.read)
+            .await
+    }
+
+    pub async fn action_history(&self, action_id: i64) -> Result<Vec<ActionStatusEntry>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT id, action_id, status, messages, code, progress_cnt, progress_of, reported_at, created_at \
+             FROM action_status WHERE action_id = $1 ORDER BY id",
+        )
+        .bind(action_id)
+        .fetch_all(&self.read)
+        .await
+    }
+
+    /// Creates an action for a target inside `tx`. Open actions of the target are superseded: they
+    /// become `canceling` so the device is told to stop them first (hawkBit without multi-assignment).
+    pub async fn create_action_in(
+        tx: &mut Tx<'_>,
+        target: &Target,
+        ds_id: i64,
+        rollout: Option<(i64, i64)>,
+        new: &NewAction,
+    ) -> Result<Action, sqlx::Error> {
+        let now = now_ms();
+        let superseded: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM actions WHERE target_id = $1 AND active = 1 AND status <> 'canceling'",
+        )
+        .bind(target.id)
+        .fetch_all(&mut **tx)
+        .await?;
+        for action_id in superseded {
+            sqlx::query("UPDATE actions SET status = 'canceling', updated_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(action_id)
+                .execute(&mut **tx)
+                .await?;
+            Self::insert_status_in(
+                tx,
+                action_id,
+                &NewStatus {
+                    status: "canceling".into(),
+                    messages: vec!["keel-server: superseded by a new assignment".into()],
+                    ..Default::default()
+                },
+            )
+            .await?;
+        }
+        let (rollout_id, group_id) = match rollout {
+            Some((r, g)) => (Some(r), Some(g)),
+            None => (None, None),
+        };
+        let mw = new.maintenance.as_ref();
+        let action: Action = sqlx::query_as(&format!(
+            "INSERT INTO actions (tenant_id, target_id, ds_id, rollout_id, rollout_group_id, action_type, forcetime, \
+             mw_schedule, mw_duration_secs, mw_timezone, status, active, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'running', 1, $11, $11) RETURNING {ACTION_COLUMNS}"
+        ))
+        .bind(target.tenant_id)
+        .bind(target.id)
+        .bind(ds_id)
+        .bind(rollout_id)
+        .bind(group_id)
+        .bind(&new.action_type)
+        .bind(new.forcetime)
+        .bind(mw.map(|m| m.schedule.clone()))
+        .bind(mw.map(|m| m.duration_secs))
+        .bind(mw.map(|m| m.timezone.clone()))
+        .bind(now)
+        .fetch_one(&mut **tx)
+        .await?;
+        Self::insert_status_in(
+            tx,
+            action.id,
+            &NewStatus {
+                status: "running".into(),
+                messages: vec!["keel-server: assignment created".into()],
+                ..Default::default()
+            },
+        )
+        .await?;
+        Ok(action)
+    }
+
+    async fn insert_status_in(tx: &mut Tx<'_>, action_id: i64, status: &NewStatus) -> Result<(), sqlx::Error> {
+        let now = now_ms();
+        let messages = serde_json::to_string(&status.messages).unwrap_or_else(|_| "[]".into());
+        sqlx::query(
+            "INSERT INTO action_status (action_id, status, messages, code, progress_cnt, progress_of, reported_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(action_id)
+        .bind(&status.status)
+        .bind(messages)
+        .bind(status.code)
+        .bind(status.progress_cnt)
+        .bind(status.progress_of)
+        .bind(status.reported_at.unwrap_or(now))
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Appends a status entry and applies `transition`, atomically, only if the action is still open
+    /// (and, when `require_status` is given, still in that status). Returns false if it was not.
+    pub async fn report(
+        &self,
+        action: &Action,
+        require_status: Option<&str>,
+        entry: &NewStatus,
+        transition: Transition<'_>,
+    ) -> Result<bool, sqlx::Error> {
+        let mut tx = self.begin().await?;
+        let current: Option<(i64, String)> = sqlx::query_as("SELECT active, status FROM actions WHERE id = $1")
+            .bind(action.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some((active, status)) = current else { return Ok(false) };
+        if active == 0 || require_status.is_some_and(|required| required != status) {
+            return Ok(false);
+        }
+        Self::insert_status_in(&mut tx, action.id, entry).await?;
+        let now = now_ms();
+        match transition {
+            Transition::None => {}
+            Transition::Open(status) => {
+                sqlx::query("UPDATE actions SET status = $1, updated_at = $2 WHERE id = $3 AND status <> 'canceling'")
+                    .bind(status)
+                    .bind(now)
+                    .bind(action.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Transition::Force(status) => {
+                sqlx::query("UPDATE actions SET status = $1, updated_at = $2 WHERE id = $3")
+                    .bind(status)
+                    .bind(now)
+                    .bind(action.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Transition::Close { status, installed } => {
+                sqlx::query("UPDATE actions SET status = $1, active = 0, updated_at = $2 WHERE id = $3")
+                    .bind(status)
+                    .bind(now)
+                    .bind(action.id)
+                    .execute(&mut *tx)
+                    .await?;
+                if installed {
+                    // After a successful update hawkBit asks the device for its attributes again.
+                    sqlx::query("UPDATE targets SET installed_action_id = $1, request_attributes = 1 WHERE id = $2")
+                        .bind(action.id)
+                        .bind(action.target_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Adds an informational history entry (download started, deployment retrieved) to an open action.
+    pub async fn note(&self, action_id: i64, status: &str, message: &str) -> Result<(), sqlx::Error> {
+        let mut tx = self.begin().await?;
+        Self::insert_status_in(
+            &mut tx,
+            action_id,
+            &NewStatus { status: status.into(), messages: vec![message.into()], ..Default::default() },
+        )
+        .await?;
+        tx.commit().await
+    }
+
+    /// Like `note`, but skipped if the action's latest entry already has this status (devices such
+    /// as SWUpdate fetch the deployment on every poll).
+    pub async fn note_once(&self, action_id: i64, status: &str, message: &str) -> Result<(), sqlx::Error> {
+        let last: Option<String> =
+            sqlx::query_scalar("SELECT status FROM action_status WHERE action_id = $1 ORDER BY id DESC LIMIT 1")
+                .bind(action_id)
+                .fetch_optional(&self.read)
+                .await?;
+        if last.as_deref() == Some(status) {
+            return Ok(());
+        }
+        self.note(action_id, status, message).await
+    }
+
+    // ---------- rollouts ----------
+
+    pub async fn create_rollout(
+        &self,
+        tenant_id: i64,
+        name: &str,
+        ds_id: i64,
+        action_type: &str,
+        success_threshold: i64,
+        error_threshold: i64,
+        groups: &[(String, Vec<i64>)],
+    ) -> Result<Rollout, sqlx::Error> {
+        let now = now_ms();
+        let mut tx = self.begin().await?;
+        let rollout: Rollout = sqlx::query_as(
+            "INSERT INTO rollouts (tenant_id, name, ds_id, action_type, status, success_threshold, error_threshold, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, 'ready', $5, $6, $7, $7) \
+             RETURNING id, tenant_id, name, ds_id, action_type, status, success_threshold, error_threshold, \
+             status_reason, created_at, updated_at",
+        )
+        .bind(tenant_id)
+        .bind(name)
+        .bind(ds_id)
+        .bind(action_type)
+        .bind(success_threshold)
+        .bind(error_threshold)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        for (position, (group_name, target_ids)) in groups.iter().enumerate() {
+            let group_id: i64 = sqlx::query_scalar(
+                "INSERT INTO rollout_groups (rollout_id, position, name, status) VALUES ($1, $2, $3, 'scheduled') RETURNING id",
+            )
+            .bind(rollout.id)
+            .bind(i64::try_from(position).unwrap_or(i64::MAX))
+            .bind(group_name)
+            .fetch_one(&mut *tx)
+            .await?;
+            for target_id in target_ids {
+                sqlx::query("INSERT INTO rollout_group_targets (group_id, target_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                    .bind(group_id)
+                    .bind(target_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(rollout)
+    }
+
+    pub async fn rollout(&self, tenant_id: i64, id: i64) -> Result<Option<Rollout>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT id, tenant_id, name, ds_id, action_type, status, success_threshold, error_threshold, status_reason, \
+             created_at, updated_at FROM rollouts WHERE id = $1 AND tenant_id = $2",
+        )
+        .bind(id)
+        .bind(tenant_id)
+        .fetch_optional(&self.read)
+        .await
+    }
+
+    pub async fn rollouts(&self, tenant_id: i64) -> Result<Vec<Rollout>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT id, tenant_id, name, ds_id, action_type, status, success_threshold, error_threshold, status_reason, \
+             created_at, updated_at FROM rollouts WHERE tenant_id = $1 ORDER BY id",
+        )
+        .bind(tenant_id)
+        .fetch_all(&self.read)
+        .await
+    }
+
+    pub async fn rollout_groups(&self, rollout_id: i64) -> Result<Vec<RolloutGroup>, sqlx::Error> {
+        sqlx::query_as("SELECT id, rollout_id, position, name, status FROM rollout_groups WHERE rollout_id = $1 ORDER BY position")
+            .bind(rollout_id)
+            .fetch_all(&self.read)
+            .await
+    }
+
+    pub async fn group_counts(&self, group_id: i64) -> Result<GroupCounts, sqlx::Error> {
+        Self::group_counts_on(&self.read, group_id).await
+    }
+
+    async fn group_counts_on<'e, E>(executor: E, group_id: i64) -> Result<GroupCounts, sqlx::Error>
+    where
+        E: sqlx::Executor<'e, Database = Sqlite> + Copy,
+    {
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rollout_group_targets WHERE group_id = $1")
+            .bind(group_id)
+            .fetch_one(executor)
+            .await?;
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT status, active, COUNT(*) FROM actions WHERE rollout_group_id = $1 GROUP BY status, active",
+        )
+        .bind(group_id)
+        .fetch_all(executor)
+        .await?;
+        let mut counts = GroupCounts { total, ..Default::default() };
+        let mut with_action = 0;
+        for (status, active, n) in rows {
+            with_action += n;
+            match (status.as_str(), active) {
+                ("finished", 0) => counts.finished += n,
+                ("error", 0) => counts.error += n,
+                (_, 0) => counts.canceled += n,
+                _ => counts.running += n,
+            }
+        }
+        counts.scheduled = (total - with_action).max(0);
+        Ok(counts)
+    }
+
+    pub async fn set_rollout_status(
+        &self,
+        rollout_id: i64,
+        from: &[&str],
+        to: &str,
+        reason: Option<&str>,
+    ) -> Result<bool, sqlx::Error> {
+        let mut tx = self.begin().await?;
+        let changed = Self::set_rollout_status_in(&mut tx, rollout_id, from, to, reason).await?;
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    async fn set_rollout_status_in(
+        tx: &mut Tx<'_>,
+        rollout_id: i64,
+        from: &[&str],
+        to: &str,
+        reason: Option<&str>,
+    ) -> Result<bool, sqlx::Error> {
+        let status: Option<String> = sqlx::query_scalar("SELECT status FROM rollouts WHERE id = $1")
+            .bind(rollout_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+        match status {
+            Some(status) if from.contains(&status.as_str()) => {
+                sqlx::query("UPDATE rollouts SET status = $1, status_reason = $2, updated_at = $3 WHERE id = $4")
+                    .bind(to)
+                    .bind(reason)
+                    .bind(now_ms())
+                    .bind(rollout_id)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Starts a scheduled group: creates one action per target, in one transaction with the group's
+    /// status change, so a crash leaves either no actions or all of them.
+    pub async fn start_group(&self, rollout: &Rollout, group_id: i64) -> Result<bool, sqlx::Error> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query("UPDATE rollout_groups SET status = 'running' WHERE id = $1 AND status = 'scheduled'")
+            .bind(group_id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let targets: Vec<Target> = sqlx::query_as(&format!(
+            "SELECT {TARGET_COLUMNS} FROM targets WHERE id IN (SELECT target_id FROM rollout_group_targets WHERE group_id = $1) \
+             ORDER BY id"
+        ))
+        .bind(group_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let new = NewAction { action_type: rollout.action_type.clone(), forcetime: None, maintenance: None };
+        for target in &targets {
+            Self::create_action_in(&mut tx, target, rollout.ds_id, Some((rollout.id, group_id)), &new).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn set_group_status(&self, group_id: i64, from: &str, to: &str) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query("UPDATE rollout_groups SET status = $1 WHERE id = $2 AND status = $3")
+            .bind(to)
+            .bind(group_id)
+            .bind(from)
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Halts a rollout because a group crossed its error threshold.
+    pub async fn halt_rollout(&self, rollout_id: i64, group_id: i64, reason: &str) -> Result<bool, sqlx::Error> {
+        let mut tx = self.begin().await?;
+        let changed = Self::set_rollout_status_in(&mut tx, rollout_id, &["running"], "halted", Some(reason)).await?;
+        if changed {
+            sqlx::query("UPDATE rollout_groups SET status = 'error' WHERE id = $1")
+                .bind(group_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    /// Cancels a rollout: groups not started never start, open actions are told to cancel.
+    pub async fn cancel_rollout(&self, rollout_id: i64) -> Result<bool, sqlx::Error> {
+        let mut tx = self.begin().await?;
+        let changed = Self::set_rollout_status_in(
+            &mut tx,
+            rollout_id,
+            &["ready", "running", "paused", "halted"],
+            "canceled",
+            Some("canceled by operator"),
+        )
+        .await?;
+        if changed {
+            sqlx::query("UPDATE rollout_groups SET status = 'canceled' WHERE rollout_id = $1 AND status = 'scheduled'")
+                .bind(rollout_id)
+                .execute(&mut *tx)
+                .await?;
+            let open: Vec<i64> = sqlx::query_scalar(
+                "SELECT id FROM actions WHERE rollout_id = $1 AND active = 1 AND status <> 'canceling'",
+            )
+            .bind(rollout_id)
+            .fetch_all(&mut *tx)
+            .await?;
+            for action_id in open {
+                sqlx::query("UPDATE actions SET status = 'canceling', updated_at = $1 WHERE id = $2")
+                    .bind(now_ms())
+                    .bind(action_id)
+                    .execute(&mut *tx)
+                    .await?;
+                Self::insert_status_in(
+                    &mut tx,
+                    action_id,
+                    &NewStatus {
+                        status: "canceling".into(),
+                        messages: vec!["keel-server: rollout canceled".into()],
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    /// Cancels one action: `canceling` (device must confirm) or, with `force`, closed immediately.
+    pub async fn cancel_action(&self, action_id: i64, force: bool) -> Result<bool, sqlx::Error> {
+        let mut tx = self.begin().await?;
+        let active: Option<i64> = sqlx::query_scalar("SELECT active FROM actions WHERE id = $1")
+            .bind(action_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if active != Some(1) {
+            return Ok(false);
+        }
+        let (status, active) = if force { ("canceled", 0) } else { ("canceling", 1) };
+        sqlx::query("UPDATE actions SET status = $1, active = $2, updated_at = $3 WHERE id = $4")
+            .bind(status)
+            .bind(active)
+            .bind(now_ms())
+            .bind(action_id)
+            .execute(&mut *tx)
+            .await?;
+        Self::insert_status_in(
+            &mut tx,
+            action_id,
+            &NewStatus {
+                status: status.into(),
+                messages: vec![format!("keel-server: {status} by operator")],
+                ..Default::default()
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn running_rollouts(&self) -> Result<Vec<Rollout>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT id, tenant_id, name, ds_id, action_type, status, success_threshold, error_threshold, status_reason, \
+             created_at, updated_at FROM rollouts WHERE status = 'running' ORDER BY id",
+        )
+        .fetch_all(&self.read)
+        .await
+    }
+}
