@@ -377,7 +377,7 @@ impl Verifier {
         match cert.extension::<BasicConstraints>(oid::BASIC_CONSTRAINTS)? {
             Some(bc) if bc.ca => {
                 if let Some(max) = bc.path_len_constraint {
-                    if below.saturating_sub(0) > usize::from(max) {
+                    if below > usize::from(max) {
                         return Err(not_ca());
                     }
                 }
