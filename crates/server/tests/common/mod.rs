@@ -1,0 +1,314 @@
+//! Test helpers: an in-process keel-server, a management API client and a small hawkBit DDI
+//! device simulator (a real HTTP client per device: poll → deploymentBase → download → feedback).
+#![allow(dead_code)]
+
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::time::{Duration, Instant};
+
+pub struct TestServer {
+    pub base: String,
+    pub admin: String,
+    pub dir: tempfile::TempDir,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut keel_server::Config)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = keel_server::Config::for_data_dir(dir.path());
+        config.poll_interval = 1;
+        config.scheduler_interval_ms = 100;
+        adjust(&mut config);
+        let server = keel_server::Server::bind(config).await.unwrap();
+        let admin = server.created_admin_token.clone().unwrap();
+        let base = format!("http://{}", server.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server
+                .serve(async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        });
+        TestServer { base, admin, dir, shutdown: Some(tx), task: Some(task) }
+    }
+
+    pub fn mgmt(&self) -> Mgmt {
+        Mgmt { client: Client::new(), base: self.base.clone(), token: Some(self.admin.clone()) }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Management API client.
+#[derive(Clone)]
+pub struct Mgmt {
+    pub client: Client,
+    pub base: String,
+    pub token: Option<String>,
+}
+
+impl Mgmt {
+    pub fn with_token(&self, token: Option<&str>) -> Mgmt {
+        Mgmt { client: self.client.clone(), base: self.base.clone(), token: token.map(str::to_string) }
+    }
+
+    fn auth(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self.auth(self.client.request(method, format!("{}{path}", self.base)));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn ok(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let (status, value) = self.send(method.clone(), path, body).await;
+        assert!(status.is_success(), "{method} {path}: {status} {value}");
+        value
+    }
+
+    /// Pre-registers a device and returns its token.
+    pub async fn device(&self, controller_id: &str, tags: &[&str]) -> String {
+        let value = self
+            .ok(reqwest::Method::POST, "/rest/v1/targets", Some(json!({ "controllerId": controller_id, "tags": tags })))
+            .await;
+        value["securityToken"].as_str().unwrap().to_string()
+    }
+
+    /// Creates module + artifact + distribution set; returns (set id, module id).
+    pub async fn release(&self, name: &str, version: &str, filename: &str, bytes: Vec<u8>) -> (i64, i64) {
+        let module = self
+            .ok(reqwest::Method::POST, "/rest/v1/softwaremodules", Some(json!({ "name": name, "version": version })))
+            .await;
+        let module_id = module["id"].as_i64().unwrap();
+        let response = self
+            .auth(self.client.post(format!("{}/rest/v1/softwaremodules/{module_id}/artifacts", self.base)))
+            .query(&[("filename", filename)])
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED, "{}", response.text().await.unwrap());
+        let set = self
+            .ok(
+                reqwest::Method::POST,
+                "/rest/v1/distributionsets",
+                Some(json!({ "name": name, "version": version, "modules": [module_id] })),
+            )
+            .await;
+        (set["id"].as_i64().unwrap(), module_id)
+    }
+
+    pub async fn action(&self, controller_id: &str, action_id: i64) -> Value {
+        self.ok(reqwest::Method::GET, &format!("/rest/v1/targets/{controller_id}/actions/{action_id}"), None).await
+    }
+
+    pub async fn rollout(&self, id: i64) -> Value {
+        self.ok(reqwest::Method::GET, &format!("/rest/v1/rollouts/{id}"), None).await
+    }
+
+    /// Waits until `check` holds for the rollout, polling the management API.
+    pub async fn wait_rollout(&self, id: i64, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let rollout = self.rollout(id).await;
+            if check(&rollout) {
+                return rollout;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}: {rollout:#}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+pub fn random_bytes(len: usize, seed: u8) -> Vec<u8> {
+    // A simple deterministic generator is enough: content only has to differ between tests.
+    let mut state: u32 = 0x9e37_79b9 ^ u32::from(seed);
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state.to_le_bytes()[0]
+        })
+        .collect()
+}
+
+/// What a simulated device does with a deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Succeed,
+    Fail,
+}
+
+/// A hawkBit DDI device speaking plain HTTP, like SWUpdate's suricatta does.
+#[derive(Clone)]
+pub struct SimDevice {
+    pub client: Client,
+    pub base: String,
+    pub tenant: String,
+    pub id: String,
+    pub auth: String,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Handled {
+    pub action_id: Option<i64>,
+    pub canceled: bool,
+    /// Detail strings of every feedback the server acknowledged with 200.
+    pub acked: Vec<String>,
+}
+
+impl SimDevice {
+    pub fn new(base: &str, id: &str, token: &str) -> SimDevice {
+        SimDevice {
+            client: Client::builder().timeout(Duration::from_secs(10)).build().unwrap(),
+            base: base.to_string(),
+            tenant: "default".into(),
+            id: id.to_string(),
+            auth: format!("TargetToken {token}"),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("{}/{}/controller/v1/{}", self.base, self.tenant, self.id)
+    }
+
+    pub async fn get(&self, url: &str) -> reqwest::Result<reqwest::Response> {
+        self.client.get(url).header("Authorization", &self.auth).send().await
+    }
+
+    pub async fn get_json(&self, url: &str) -> (StatusCode, Value) {
+        let response = self.get(url).await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn post_json(&self, url: &str, body: &Value) -> reqwest::Result<StatusCode> {
+        let response = self.client.post(url).header("Authorization", &self.auth).json(body).send().await?;
+        Ok(response.status())
+    }
+
+    pub async fn poll(&self) -> reqwest::Result<Value> {
+        let response = self.get(&self.url()).await?;
+        assert_eq!(response.status(), StatusCode::OK, "poll of {}", self.id);
+        response.json().await
+    }
+
+    pub fn feedback(execution: &str, finished: &str, detail: &str, progress: Option<(i64, i64)>) -> Value {
+        let mut result = json!({ "finished": finished });
+        if let Some((cnt, of)) = progress {
+            result["progress"] = json!({ "cnt": cnt, "of": of });
+        }
+        // Extra fields as SWUpdate sends them: the server must ignore them.
+        json!({ "id": "", "time": "20260101T000000", "status": { "execution": execution, "result": result, "details": [detail] } })
+    }
+
+    /// Posts feedback, retrying while the server is unreachable (it may be restarting).
+    /// Returns the final status code.
+    pub async fn send_feedback(&self, url: &str, body: &Value) -> StatusCode {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match self.post_json(url, body).await {
+                Ok(status) if status.is_server_error() => {}
+                Ok(status) => return status,
+                Err(_) => {}
+            }
+            assert!(Instant::now() < deadline, "{}: server unreachable for 60 s", self.id);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// One poll cycle: handles a cancel request or a deployment completely.
+    /// `steps` progress feedbacks are sent before the final result.
+    pub async fn cycle(&self, outcome: Outcome, steps: i64) -> reqwest::Result<Handled> {
+        let mut handled = Handled::default();
+        let base = self.poll().await?;
+        let links = &base["_links"];
+        if let Some(href) = links["cancelAction"]["href"].as_str() {
+            let (status, cancel) = self.get_json(href).await;
+            assert_eq!(status, StatusCode::OK);
+            let stop_id = cancel["cancelAction"]["stopId"].as_str().unwrap().to_string();
+            let detail = format!("{} canceled {stop_id}", self.id);
+            let status = self
+                .send_feedback(&format!("{href}/feedback"), &Self::feedback("closed", "success", &detail, None))
+                .await;
+            assert_eq!(status, StatusCode::OK);
+            handled.canceled = true;
+            handled.action_id = stop_id.parse().ok();
+            handled.acked.push(detail);
+            return Ok(handled);
+        }
+        let Some(href) = links["deploymentBase"]["href"].as_str() else { return Ok(handled) };
+        let (status, deployment) = self.get_json(href).await;
+        if status != StatusCode::OK {
+            return Ok(handled);
+        }
+        let action_id: i64 = deployment["id"].as_str().unwrap().parse().unwrap();
+        handled.action_id = Some(action_id);
+        let feedback_url = format!("{}/deploymentBase/{action_id}/feedback", self.url());
+        for chunk in deployment["deployment"]["chunks"].as_array().unwrap() {
+            for artifact in chunk["artifacts"].as_array().unwrap() {
+                let url = artifact["_links"]["download-http"]["href"].as_str().unwrap();
+                let bytes = self.get(url).await?.bytes().await?;
+                assert_eq!(bytes.len() as i64, artifact["size"].as_i64().unwrap());
+                assert_eq!(hex::encode(Sha256::digest(&bytes)), artifact["hashes"]["sha256"].as_str().unwrap());
+            }
+        }
+        for step in 0..steps {
+            let detail = format!("{} action {action_id} step {step}", self.id);
+            let status = self
+                .send_feedback(&feedback_url, &Self::feedback("proceeding", "none", &detail, Some((step, steps))))
+                .await;
+            if status == StatusCode::GONE {
+                return Ok(handled);
+            }
+            assert_eq!(status, StatusCode::OK, "{}", self.id);
+            handled.acked.push(detail);
+        }
+        let (finished, word) = match outcome {
+            Outcome::Succeed => ("success", "done"),
+            Outcome::Fail => ("failure", "failed"),
+        };
+        let detail = format!("{} action {action_id} {word}", self.id);
+        let status = self.send_feedback(&feedback_url, &Self::feedback("closed", finished, &detail, None)).await;
+        if status == StatusCode::OK {
+            handled.acked.push(detail);
+        }
+        Ok(handled)
+    }
+}
