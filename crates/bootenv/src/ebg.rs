@@ -827,22 +827,56 @@ impl BgEnvSet {
         Ok(())
     }
 
+    /// Index of the copy the running system was booted from, per the loader's rule: the
+    /// current copy, unless it is in flight or INSTALLED (not booted yet), in which case the
+    /// second latest valid copy.
+    pub fn running_index(&self) -> Option<usize> {
+        let latest_idx = self.latest_index()?;
+        let latest = self.copies.get(latest_idx)?.env()?;
+        if latest.in_progress == 1 || latest.ustate == UState::INSTALLED {
+            self.second_latest_index(latest_idx).or(Some(latest_idx))
+        } else {
+            Some(latest_idx)
+        }
+    }
+
+    fn second_latest_index(&self, latest_idx: usize) -> Option<usize> {
+        let mut best: Option<(usize, u32)> = None;
+        for (i, c) in self.copies.iter().enumerate() {
+            if i == latest_idx {
+                continue;
+            }
+            if let Some(env) = c.env() {
+                if best.is_none_or(|(_, rev)| env.revision > rev) {
+                    best = Some((i, env.revision));
+                }
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+
     /// Starts an update transaction (see the type docs); returns the in-flight copy's index.
-    /// If the current copy is itself in flight (an earlier update crashed), it is reused, so
-    /// the copy the system boots from is never overwritten.
+    ///
+    /// The copy the system runs from ([`BgEnvSet::running_index`]) is never overwritten: if
+    /// the current copy is in flight (an earlier update crashed) or INSTALLED but not booted
+    /// yet (an earlier update was never booted), that copy is replaced, starting again from
+    /// the running configuration. While a test boot is unconfirmed (current copy TESTING)
+    /// the other copy is the only fallback, so this fails with [`EnvError::State`]: confirm
+    /// or reboot first.
     pub fn begin_update(&mut self) -> Result<usize> {
         let latest_idx = self.latest_index();
         let latest = self.latest().cloned();
         let (target, base) = match (&latest, latest_idx) {
-            (Some(l), Some(li)) if l.in_progress == 1 => {
-                // The loader boots the second latest copy; start again from it.
+            (Some(l), Some(_)) if l.ustate == UState::TESTING && l.in_progress == 0 => {
+                return Err(EnvError::State(
+                    "the running configuration is still TESTING: confirm it (or reboot to roll back) before the next update".into(),
+                ))
+            }
+            (Some(l), Some(li)) if l.in_progress == 1 || l.ustate == UState::INSTALLED => {
                 let base = self
-                    .copies
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| *i != li)
-                    .filter_map(|(_, c)| c.env())
-                    .max_by_key(|e| e.revision)
+                    .second_latest_index(li)
+                    .and_then(|i| self.copies.get(i))
+                    .and_then(CopyState::env)
                     .cloned()
                     .unwrap_or_else(BgEnv::new);
                 (li, base)
@@ -901,14 +935,13 @@ impl BgEnvSet {
 
     /// Marks the running configuration good (`bg_setenv -c` / libebgenv
     /// `setglobalstate(OK)`): the current copy and every other valid copy whose ustate is
-    /// not OK get `ustate = OK`. Each changed copy is rewritten on its own (the current one
-    /// last). Idempotent; returns whether anything was written.
+    /// not OK get `ustate = OK`. Each changed copy is rewritten on its own, the current one
+    /// first: while it is still TESTING the other copy is the loader's fallback and must not
+    /// be put at risk. Idempotent; returns whether anything was written.
     pub fn confirm(&mut self) -> Result<bool> {
         let latest = self.latest_index();
-        let mut order: Vec<usize> = (0..self.copies.len())
-            .filter(|&i| Some(i) != latest)
-            .collect();
-        order.extend(latest);
+        let mut order: Vec<usize> = latest.into_iter().collect();
+        order.extend((0..self.copies.len()).filter(|&i| Some(i) != latest));
         let mut changed = false;
         for i in order {
             let Some(mut env) = self.copies.get(i).and_then(CopyState::env).cloned() else {
@@ -984,9 +1017,11 @@ fn write_location(
 ///
 /// * With an update transaction open ([`BgEnvSet::begin_update`]), `get`/`set`/`unset` act on
 ///   the in-flight copy and [`BootEnv::commit`] finalizes it ([`BgEnvSet::finalize_update`]).
-/// * Otherwise they act on a staged clone of the current copy and `commit` writes it as a
-///   new revision into the oldest copy (the current copy stays the fallback until the new
-///   one is durable). `get("ustate")` then returns [`BgEnvSet::global_ustate`].
+/// * Otherwise they act on a staged clone of the current copy and `commit` rewrites the
+///   current copy with the same revision (libebgenv's behaviour outside a transaction).
+///   On [`EnvLocation::File`] that is atomic; on [`EnvLocation::Raw`] a torn write is
+///   caught by the CRC and the loader falls back to the other copy. `get("ustate")` returns
+///   [`BgEnvSet::global_ustate`].
 impl BootEnv for BgEnvSet {
     fn get(&self, key: &str) -> Option<String> {
         if let Some((_, env)) = &self.pending {
@@ -1026,8 +1061,13 @@ impl BootEnv for BgEnvSet {
         let Some(mut env) = self.staged.take() else {
             return Ok(());
         };
-        env.revision = self.latest().map_or(1, |l| l.revision.saturating_add(1));
-        let target = self.oldest_index();
+        let target = match self.latest_index() {
+            Some(i) => i,
+            None => {
+                env.revision = 1;
+                self.oldest_index()
+            }
+        };
         if let Err(e) = self.write_copy(target, &env) {
             self.staged = Some(env);
             return Err(e);
