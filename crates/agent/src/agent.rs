@@ -60,7 +60,11 @@ pub enum ConfirmOutcome {
 }
 
 impl Agent {
-    pub fn new(config: Config, storage: SharedStorage, os_direct: bool) -> Result<Agent, AgentError> {
+    pub fn new(
+        config: Config,
+        storage: SharedStorage,
+        os_direct: bool,
+    ) -> Result<Agent, AgentError> {
         let bootloader = bootloader::from_config(&config, storage.clone())?;
         Ok(Agent {
             config,
@@ -164,7 +168,10 @@ impl Agent {
                 }
             }
             Verdict::Success => {
-                state.finish(Outcome::Success, format!("slot {booted} booted and confirmed"));
+                state.finish(
+                    Outcome::Success,
+                    format!("slot {booted} booted and confirmed"),
+                );
                 changed = true;
             }
             Verdict::RolledBack(message) => {
@@ -219,7 +226,10 @@ impl Agent {
         }
         self.bootloader.confirm(booted)?;
         if verdict == Verdict::Testing {
-            state.finish(Outcome::Success, format!("slot {booted} booted and confirmed"));
+            state.finish(
+                Outcome::Success,
+                format!("slot {booted} booted and confirmed"),
+            );
             self.store_state(&state)?;
             return Ok(ConfirmOutcome::Confirmed(booted));
         }

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 /// One of the two A/B slots.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, Deserialize,
+)]
 pub enum SlotId {
     A,
     B,
@@ -297,9 +299,7 @@ impl Config {
         }
         if let BootloaderConfig::Uboot { slot_values, .. } = &self.bootloader {
             if slot_values[0] == slot_values[1] {
-                return Err(ConfigError::Invalid(
-                    "uboot slot_values must differ".into(),
-                ));
+                return Err(ConfigError::Invalid("uboot slot_values must differ".into()));
             }
         }
         if let BootloaderConfig::Ebg { env, .. } = &self.bootloader {

@@ -42,7 +42,9 @@ pub enum InstallError {
     Bundle(#[from] keel_formats::swu::SwuError),
     #[error("sw-description: {0}")]
     Description(#[from] keel_formats::swdesc::ParseError),
-    #[error("bundle is not signed (no sw-description.sig); keel-agent installs signed bundles only")]
+    #[error(
+        "bundle is not signed (no sw-description.sig); keel-agent installs signed bundles only"
+    )]
     Unsigned,
     #[error("sw-description signature rejected: {0}")]
     Signature(String),
@@ -312,7 +314,9 @@ impl Agent {
                 )));
             }
             let sha256 = entry.sha256.ok_or_else(|| {
-                InstallError::Plan(format!("image {name}: no sha256 (required for every image)"))
+                InstallError::Plan(format!(
+                    "image {name}: no sha256 (required for every image)"
+                ))
             })?;
             images.push(PlannedImage {
                 entry: entry.clone(),
@@ -388,7 +392,13 @@ impl Agent {
         for (name, path) in &self.config.slots.get(target).targets {
             let var: String = name
                 .chars()
-                .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_uppercase()
+                    } else {
+                        '_'
+                    }
+                })
                 .collect();
             command.env(format!("KEEL_TARGET_{var}"), path);
         }
@@ -463,7 +473,15 @@ impl Agent {
         });
         self.store_state(&state)?;
 
-        let result = self.install_inner(&mut swu, &mut plan, key.as_ref(), booted, target, &mut state, &mut options);
+        let result = self.install_inner(
+            &mut swu,
+            &mut plan,
+            key.as_ref(),
+            booted,
+            target,
+            &mut state,
+            &mut options,
+        );
         match result {
             Ok(images) => Ok(InstallReport {
                 booted,
@@ -512,14 +530,21 @@ impl Agent {
         while let Some(mut member) = swu.next_member()? {
             let name = member.name.clone();
             if !seen.insert(name.clone()) {
-                return Err(InstallError::Plan(format!("member {name} appears twice in the bundle")));
+                return Err(InstallError::Plan(format!(
+                    "member {name} appears twice in the bundle"
+                )));
             }
             if let Some(script) = plan.scripts.iter_mut().find(|s| s.name == name) {
-                let mut hashing = HashingReader { inner: &mut member, hasher: Sha256::new(), count: 0 };
-                let body = read_small(&mut hashing, MAX_SCRIPT_SIZE).map_err(|e| InstallError::Image {
-                    name: name.clone(),
-                    message: e.to_string(),
-                })?;
+                let mut hashing = HashingReader {
+                    inner: &mut member,
+                    hasher: Sha256::new(),
+                    count: 0,
+                };
+                let body =
+                    read_small(&mut hashing, MAX_SCRIPT_SIZE).map_err(|e| InstallError::Image {
+                        name: name.clone(),
+                        message: e.to_string(),
+                    })?;
                 let actual: [u8; 32] = hashing.hasher.finalize().into();
                 if actual != script.sha256 {
                     return Err(InstallError::HashMismatch {
@@ -531,7 +556,11 @@ impl Agent {
                 script.body = Some(body);
                 continue;
             }
-            let Some(index) = plan.images.iter().position(|i| i.entry.filename.as_deref() == Some(name.as_str())) else {
+            let Some(index) = plan
+                .images
+                .iter()
+                .position(|i| i.entry.filename.as_deref() == Some(name.as_str()))
+            else {
                 // A member of another selection (e.g. copy1 while installing copy2): skip it.
                 io::copy(&mut member, &mut io::sink()).map_err(|e| InstallError::Image {
                     name: name.clone(),
@@ -544,19 +573,34 @@ impl Agent {
                 pre_scripts_run = true;
             }
             total_bytes += member.size;
-            let image = plan.images.get(index).cloned().ok_or_else(|| InstallError::Plan("image index".into()))?;
-            let mut slot = SlotWriter::open(&self.storage, self.os_direct, &image.target).map_err(|source| InstallError::Write {
-                path: image.target.display().to_string(),
-                source,
-            })?;
-            let mut hashing = HashingReader { inner: &mut member, hasher: Sha256::new(), count: 0 };
-            let image_err = |message: String| InstallError::Image { name: name.clone(), message };
+            let image = plan
+                .images
+                .get(index)
+                .cloned()
+                .ok_or_else(|| InstallError::Plan("image index".into()))?;
+            let mut slot = SlotWriter::open(&self.storage, self.os_direct, &image.target).map_err(
+                |source| InstallError::Write {
+                    path: image.target.display().to_string(),
+                    source,
+                },
+            )?;
+            let mut hashing = HashingReader {
+                inner: &mut member,
+                hasher: Sha256::new(),
+                count: 0,
+            };
+            let image_err = |message: String| InstallError::Image {
+                name: name.clone(),
+                message,
+            };
             {
                 let mut decrypted;
                 let reader: &mut dyn Read = if image.entry.encrypted {
                     let key = key.ok_or_else(|| InstallError::Key("no AES key".into()))?;
                     let iv = match image.entry.ivt.as_deref() {
-                        Some(ivt) => parse_hex::<16>(ivt).ok_or_else(|| image_err(format!("ivt {ivt:?} is not 32 hex digits")))?,
+                        Some(ivt) => parse_hex::<16>(ivt).ok_or_else(|| {
+                            image_err(format!("ivt {ivt:?} is not 32 hex digits"))
+                        })?,
                         None => key.iv,
                     };
                     decrypted = keel_sign::aes::DecryptReader::new(&mut hashing, &key.key, &iv);

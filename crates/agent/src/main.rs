@@ -54,8 +54,9 @@ fn parse_args() -> Result<(PathBuf, Command), lexopt::Error> {
     }
     let command = match command.as_deref() {
         Some("install") => {
-            let [source] = <[String; 1]>::try_from(positional)
-                .map_err(|_| lexopt::Error::from("install takes exactly one source (FILE, - or URL)"))?;
+            let [source] = <[String; 1]>::try_from(positional).map_err(|_| {
+                lexopt::Error::from("install takes exactly one source (FILE, - or URL)")
+            })?;
             Command::Install { source }
         }
         Some("status") => Command::Status { json },
@@ -83,8 +84,12 @@ fn print_status(status: &Status) {
             tx.from_slot,
             tx.target_slot,
             tx.phase,
-            tx.version.as_ref().map_or(String::new(), |v| format!(" version {v}")),
-            tx.action_id.as_ref().map_or(String::new(), |a| format!(" action {a}"))
+            tx.version
+                .as_ref()
+                .map_or(String::new(), |v| format!(" version {v}")),
+            tx.action_id
+                .as_ref()
+                .map_or(String::new(), |a| format!(" action {a}"))
         ),
         None => println!("pending:      none"),
     }
@@ -93,7 +98,9 @@ fn print_status(status: &Status) {
             "last result:  {} (slot {}{}): {}",
             r.outcome.as_str(),
             r.target_slot,
-            r.version.as_ref().map_or(String::new(), |v| format!(", version {v}")),
+            r.version
+                .as_ref()
+                .map_or(String::new(), |v| format!(", version {v}")),
             r.message
         ),
         None => println!("last result:  none"),
@@ -114,7 +121,10 @@ fn run() -> Result<(), String> {
                 .install(reader, InstallOptions::default())
                 .map_err(|e| format!("install failed: {e}"))?;
             for (name, path, bytes) in &report.images {
-                eprintln!("wrote {name} -> {} ({bytes} bytes, sha256 ok)", path.display());
+                eprintln!(
+                    "wrote {name} -> {} ({bytes} bytes, sha256 ok)",
+                    path.display()
+                );
             }
             eprintln!(
                 "installed{} into slot {} (signed by {}); reboot to test it, then run `keel-agent confirm`",

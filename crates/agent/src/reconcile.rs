@@ -37,12 +37,10 @@ pub fn reconcile(tx: &Transaction, booted: SlotId, view: &BootView, same_boot: b
         }
         Phase::Activating if activated_in_env || booted == tx.target_slot => Phase::Activated,
         Phase::Activating if same_boot => return Verdict::InProgress,
-        Phase::Activating => {
-            return Verdict::Failed(
-                "interrupted before the bootloader was switched; the target slot was never activated"
-                    .into(),
-            )
-        }
+        Phase::Activating => return Verdict::Failed(
+            "interrupted before the bootloader was switched; the target slot was never activated"
+                .into(),
+        ),
         Phase::Activated => Phase::Activated,
     };
     debug_assert_eq!(phase, Phase::Activated);
@@ -92,11 +90,21 @@ mod tests {
     fn installed_then_testing_then_success() {
         let t = tx(Phase::Activated);
         assert_eq!(
-            reconcile(&t, SlotId::A, &view(SlotId::B, UState::Installed, None), true),
+            reconcile(
+                &t,
+                SlotId::A,
+                &view(SlotId::B, UState::Installed, None),
+                true
+            ),
             Verdict::AwaitingReboot
         );
         assert_eq!(
-            reconcile(&t, SlotId::B, &view(SlotId::B, UState::Testing, None), false),
+            reconcile(
+                &t,
+                SlotId::B,
+                &view(SlotId::B, UState::Testing, None),
+                false
+            ),
             Verdict::Testing
         );
         assert_eq!(

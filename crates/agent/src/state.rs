@@ -149,9 +149,9 @@ impl AgentState {
         let mut bytes = serde_json::to_vec_pretty(&copy).expect("state serializes");
         bytes.push(b'\n');
         replace_atomic(storage, path, &bytes).map_err(|source| StateError::Write {
-                path: path.display().to_string(),
-                source,
-            })
+            path: path.display().to_string(),
+            source,
+        })
     }
 
     /// End the transaction with `outcome`.

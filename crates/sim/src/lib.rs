@@ -1,1 +1,371 @@
-//! Device and fleet simulator for tests: file-backed slots, bootloader model, power-cut injection.
+//! Device simulator for tests: file-backed A/B slots on a simulated disk
+//! (`keel_bootenv::storage::SimStorage`, with a volatile page cache and power-cut injection at
+//! every write/fsync/rename boundary), and bootloader models that apply EFI Boot Guard's and
+//! U-Boot's (bootcount) selection rules to the environment files, including the loader's own
+//! environment writes.
+//!
+//! A [`SimDevice`] holds the disk; [`SimDevice::agent`] gives a `keel_agent::Agent` running on
+//! it (as after a fresh start of the agent process); [`SimDevice::boot`] is a power-on: the
+//! loader model picks a slot, writes its env changes, and "starts the kernel" by writing
+//! `/proc/cmdline` and a new boot id.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use keel_agent::config::{BootloaderConfig, Config, Detect, SlotConfig, Slots};
+use keel_agent::{Agent, AgentError, SlotId};
+use keel_bootenv::ebg::{BgEnv, BgEnvSet, BootAction, EnvLocation, UState};
+use keel_bootenv::storage::{SharedStorage, SimStorage, Storage};
+use keel_bootenv::uboot::{FwEnvConfig, UbootEnv, Vars};
+use keel_bootenv::BootEnv;
+
+pub use keel_bootenv::storage::CutMode;
+
+/// Which bootloader the simulated device has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loader {
+    /// EFI Boot Guard with two config partitions (BOOT0 for slot A, BOOT1 for slot B).
+    Ebg,
+    /// U-Boot with a redundant environment and `bootlimit` boot counting.
+    Uboot,
+}
+
+pub const CMDLINE: &str = "/proc/cmdline";
+pub const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
+pub const EBG_ENV: [&str; 2] = ["/boot/BOOT0/BGENV.DAT", "/boot/BOOT1/BGENV.DAT"];
+pub const UBOOT_CONFIG: &str = "/etc/fw_env.config";
+pub const UBOOT_ENV: [&str; 2] = ["/boot/uboot.env", "/boot/uboot-redund.env"];
+pub const UBOOT_ENV_SIZE: usize = 0x4000;
+pub const STATE_DIR: &str = "/var/lib/keel";
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct DeviceSpec {
+    pub loader: Loader,
+    /// Target names and their slot size (e.g. rootfs 256 KiB, kernel 64 KiB).
+    pub targets: Vec<(String, u64)>,
+    /// The factory image of slot A per target (shorter than the slot: zero padded).
+    pub factory: BTreeMap<String, Vec<u8>>,
+    /// PEM of the trusted signer (a real file: the agent reads it with std::fs).
+    pub trusted_certs: PathBuf,
+    pub aes_key: Option<PathBuf>,
+    pub hardware_revision: Option<String>,
+    /// Where the agent finds the booted slot.
+    pub detect: Detect,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("the bootloader found no bootable slot: {0}")]
+    NoBootableSlot(String),
+    #[error("bootloader environment: {0}")]
+    Env(#[from] keel_bootenv::EnvError),
+    #[error("agent: {0}")]
+    Agent(#[from] AgentError),
+}
+
+/// One power-on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootRecord {
+    pub slot: SlotId,
+    /// What the loader did: EBG `Normal`/`StartedTest`/`RolledBack`/`SkippedInProgress`;
+    /// U-Boot `bootcmd`/`bootcmd (trial n)`/`altbootcmd`.
+    pub action: String,
+}
+
+pub struct SimDevice {
+    pub storage: Arc<SimStorage>,
+    pub spec: DeviceSpec,
+    pub config: Config,
+    boots: u64,
+    /// Every boot so far, in order.
+    pub history: Vec<BootRecord>,
+}
+
+pub fn slot_path(slot: SlotId, target: &str) -> PathBuf {
+    PathBuf::from(format!("/dev/slot{slot}-{target}"))
+}
+
+fn kernelfile(slot: SlotId) -> String {
+    format!("C:BOOT{}:linux.efi", slot.index())
+}
+
+fn kernelparams(slot: SlotId) -> String {
+    format!("console=ttyS0 root=/dev/slot{slot}-rootfs keel.slot={slot}")
+}
+
+impl SimDevice {
+    /// A device fresh from the factory: slot A holds the factory image, is booted and
+    /// confirmed; slot B is zeroed.
+    pub fn new(spec: DeviceSpec) -> Result<SimDevice, SimError> {
+        let storage = SimStorage::shared();
+        for (target, size) in &spec.targets {
+            let size = usize::try_from(*size).unwrap_or(0);
+            let mut a = spec.factory.get(target).cloned().unwrap_or_default();
+            a.resize(size.max(a.len()), 0);
+            storage.insert_device(slot_path(SlotId::A, target), &a);
+            storage.insert_device(slot_path(SlotId::B, target), &vec![0u8; size]);
+        }
+        let shared: SharedStorage = storage.clone();
+        let bootloader = match spec.loader {
+            Loader::Ebg => {
+                // Copy 0 (slot A) is current and confirmed; copy 1 names slot B, older.
+                let locations: Vec<EnvLocation> = EBG_ENV
+                    .iter()
+                    .map(|p| EnvLocation::File(PathBuf::from(p)))
+                    .collect();
+                for (slot, revision) in [(SlotId::A, 2), (SlotId::B, 1)] {
+                    let env = BgEnv {
+                        kernelfile: kernelfile(slot),
+                        kernelparams: kernelparams(slot),
+                        revision,
+                        watchdog_timeout_sec: 30,
+                        ..BgEnv::new()
+                    };
+                    let path = locations[slot.index()].path().to_path_buf();
+                    storage.insert_file(path, &env.to_bytes()?);
+                }
+                BootloaderConfig::Ebg {
+                    env: EBG_ENV.map(PathBuf::from),
+                    watchdog_sec: 60,
+                }
+            }
+            Loader::Uboot => {
+                let config =
+                    FwEnvConfig::redundant((UBOOT_ENV[0], 0), (UBOOT_ENV[1], 0), UBOOT_ENV_SIZE);
+                storage.insert_file(UBOOT_CONFIG, config.to_config_string().as_bytes());
+                for path in UBOOT_ENV {
+                    storage.insert_file(path, &vec![0u8; UBOOT_ENV_SIZE]);
+                }
+                let mut vars = Vars::new();
+                for (k, v) in [
+                    ("keel_slot", "A"),
+                    ("upgrade_available", "0"),
+                    ("bootcount", "0"),
+                    ("bootlimit", "1"),
+                    (
+                        "altbootcmd",
+                        "if test ${keel_slot} = A; then setenv keel_slot B; else setenv keel_slot A; fi; setenv upgrade_available 0; setenv ustate 3; saveenv; run bootcmd",
+                    ),
+                    ("bootcmd", "run keel_boot_${keel_slot}"),
+                ] {
+                    vars.insert(k.as_bytes().to_vec(), v.as_bytes().to_vec());
+                }
+                UbootEnv::provision(shared.clone(), config, &vars)?;
+                BootloaderConfig::Uboot {
+                    fw_env_config: PathBuf::from(UBOOT_CONFIG),
+                    slot_var: "keel_slot".into(),
+                    slot_values: ["A".into(), "B".into()],
+                    bootlimit: 1,
+                }
+            }
+        };
+        let slot_config = |slot: SlotId| SlotConfig {
+            targets: spec
+                .targets
+                .iter()
+                .map(|(t, _)| (t.clone(), slot_path(slot, t)))
+                .collect(),
+            cmdline_token: None,
+            selection: None,
+            kernelfile: Some(kernelfile(slot)),
+            kernelparams: Some(kernelparams(slot)),
+        };
+        let config = Config {
+            state_dir: PathBuf::from(STATE_DIR),
+            trusted_certs: spec.trusted_certs.clone(),
+            aes_key: spec.aes_key.clone(),
+            hardware_revision: spec.hardware_revision.clone(),
+            health_check: None,
+            reboot_command: None,
+            cmdline_path: PathBuf::from(CMDLINE),
+            boot_id_path: PathBuf::from(BOOT_ID),
+            detect: spec.detect,
+            bootloader,
+            slots: Slots {
+                a: slot_config(SlotId::A),
+                b: slot_config(SlotId::B),
+            },
+            ddi: None,
+        };
+        let mut device = SimDevice {
+            storage,
+            spec,
+            config,
+            boots: 0,
+            history: Vec::new(),
+        };
+        device.boot()?;
+        Ok(device)
+    }
+
+    /// The agent as started after this boot (fresh process, reading everything from disk).
+    pub fn agent(&self) -> Result<Agent, AgentError> {
+        Agent::new(self.config.clone(), self.storage.clone(), false)
+    }
+
+    /// Power-on: the loader model chooses a slot and performs its own env writes; the kernel
+    /// start is modelled by a new `/proc/cmdline` and boot id.
+    pub fn boot(&mut self) -> Result<BootRecord, SimError> {
+        let (slot, action, cmdline) = match self.spec.loader {
+            Loader::Ebg => self.boot_ebg()?,
+            Loader::Uboot => self.boot_uboot()?,
+        };
+        self.boots += 1;
+        self.storage
+            .insert_file(CMDLINE, format!("{cmdline}\n").as_bytes());
+        self.storage
+            .insert_file(BOOT_ID, format!("sim-boot-{}\n", self.boots).as_bytes());
+        let record = BootRecord { slot, action };
+        self.history.push(record.clone());
+        Ok(record)
+    }
+
+    fn boot_ebg(&mut self) -> Result<(SlotId, String, String), SimError> {
+        let locations = EBG_ENV
+            .iter()
+            .map(|p| EnvLocation::File(PathBuf::from(p)))
+            .collect();
+        let mut set = BgEnvSet::open(self.storage.clone(), locations)?;
+        let decision = set.simulate_boot()?;
+        let env = match (decision.action, decision.booted) {
+            (BootAction::NoValidConfig, _) | (_, None) => {
+                return Err(SimError::NoBootableSlot(format!(
+                    "EFI Boot Guard: {:?}, copies {:?}",
+                    decision.action,
+                    set.copies()
+                        .iter()
+                        .map(|c| c.env().map(|e| (e.revision, e.ustate.0, e.in_progress)))
+                        .collect::<Vec<_>>()
+                )))
+            }
+            (_, Some(env)) => env,
+        };
+        let slot = [SlotId::A, SlotId::B]
+            .into_iter()
+            .find(|s| kernelfile(*s).eq_ignore_ascii_case(&env.kernelfile))
+            .ok_or_else(|| {
+                SimError::NoBootableSlot(format!("kernelfile {:?} names no slot", env.kernelfile))
+            })?;
+        Ok((slot, format!("{:?}", decision.action), env.kernelparams))
+    }
+
+    fn boot_uboot(&mut self) -> Result<(SlotId, String, String), SimError> {
+        let shared: SharedStorage = self.storage.clone();
+        let config = FwEnvConfig::load(shared.as_ref(), Path::new(UBOOT_CONFIG))?;
+        // U-Boot falls back to its built-in default environment when no copy is valid;
+        // the default boots slot A.
+        let mut env = match UbootEnv::open(shared.clone(), config.clone()) {
+            Ok(env) => env,
+            Err(keel_bootenv::EnvError::NoValidCopy { .. }) => {
+                return Ok((
+                    SlotId::A,
+                    "default environment".into(),
+                    "keel.slot=A".into(),
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut action = "bootcmd".to_string();
+        // CONFIG_BOOTCOUNT_ENV: count only while an upgrade is on trial.
+        if env.get("upgrade_available").as_deref() == Some("1") {
+            let count = keel_agent::bootloader::parse_uboot_count(env.get("bootcount")) + 1;
+            env.set("bootcount", &format!("{count:x}"))?;
+            env.commit()?;
+            let limit = env
+                .get("bootlimit")
+                .and_then(|v| v.trim().parse::<u32>().ok());
+            if limit.is_some_and(|limit| count > limit) {
+                // altbootcmd: switch slot, end the trial, record the failure, saveenv.
+                let other = match env.get("keel_slot").as_deref() {
+                    Some("A") => "B",
+                    _ => "A",
+                };
+                env.set("keel_slot", other)?;
+                env.set("upgrade_available", "0")?;
+                env.set("ustate", "3")?;
+                env.commit()?;
+                action = "altbootcmd".into();
+            } else {
+                action = format!("bootcmd (trial {count})");
+            }
+        }
+        let slot = match env.get("keel_slot").as_deref() {
+            Some("B") => SlotId::B,
+            Some("A") => SlotId::A,
+            other => return Err(SimError::NoBootableSlot(format!("keel_slot={other:?}"))),
+        };
+        Ok((slot, action, format!("console=ttyS0 keel.slot={slot}")))
+    }
+
+    /// Current content of a slot target.
+    pub fn slot_contents(&self, slot: SlotId, target: &str) -> Vec<u8> {
+        self.storage
+            .contents(&slot_path(slot, target))
+            .unwrap_or_default()
+    }
+
+    /// Run `f` with a power cut armed after `ops` more mutating storage operations. If the
+    /// cut happened, the disk is power-cycled with `mode` and `true` returned; otherwise the
+    /// cut is disarmed (no power loss).
+    pub fn with_power_cut<T>(
+        &mut self,
+        ops: u64,
+        mode: CutMode,
+        f: impl FnOnce(&mut SimDevice) -> T,
+    ) -> (T, bool) {
+        self.storage.arm_power_cut(ops);
+        let out = f(self);
+        let cut = self.storage.is_dark();
+        if cut {
+            self.storage.power_cycle(mode);
+        } else {
+            self.storage.arm_power_cut(u64::MAX);
+        }
+        (out, cut)
+    }
+
+    /// Number of mutating storage operations `f` performs (no power cut).
+    pub fn count_ops<T>(&self, f: impl FnOnce() -> T) -> (T, u64) {
+        let before = self.storage.ops_done();
+        let out = f();
+        (out, self.storage.ops_done() - before)
+    }
+
+    /// The storage as the agent sees it.
+    pub fn shared_storage(&self) -> SharedStorage {
+        self.storage.clone()
+    }
+
+    /// EBG config copies (for assertions): (revision, ustate, in_progress, kernelfile).
+    pub fn ebg_copies(&self) -> Vec<Option<(u32, UState, u8, String)>> {
+        let locations = EBG_ENV
+            .iter()
+            .map(|p| EnvLocation::File(PathBuf::from(p)))
+            .collect();
+        match BgEnvSet::open(self.storage.clone(), locations) {
+            Ok(set) => set
+                .copies()
+                .iter()
+                .map(|c| {
+                    c.env()
+                        .map(|e| (e.revision, e.ustate, e.in_progress, e.kernelfile.clone()))
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// A U-Boot variable of the current environment.
+    pub fn uboot_var(&self, key: &str) -> Option<String> {
+        let shared: SharedStorage = self.storage.clone();
+        let config = FwEnvConfig::load(shared.as_ref(), Path::new(UBOOT_CONFIG)).ok()?;
+        UbootEnv::open(shared, config).ok()?.get(key)
+    }
+
+    /// Read a whole file from the simulated disk.
+    pub fn read(&self, path: &str) -> Option<Vec<u8>> {
+        self.storage.read(Path::new(path)).ok()
+    }
+}

@@ -27,7 +27,7 @@ use crate::io::SharedStorage;
 
 pub use ebg::EbgBootloader;
 pub use grub::GrubBootloader;
-pub use uboot::UbootBootloader;
+pub use uboot::{parse_count as parse_uboot_count, UbootBootloader};
 
 /// SWUpdate/EFI Boot Guard update states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

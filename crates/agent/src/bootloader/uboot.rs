@@ -96,16 +96,29 @@ impl Bootloader for UbootBootloader {
             (false, _) => (UState::Ok, slot),
         };
         // On the next boot U-Boot increments bootcount and runs altbootcmd past the limit.
-        let falls_back = upgrade
-            && bootlimit.is_some_and(|limit| bootcount.saturating_add(1) > limit);
-        let next_boot = if falls_back { slot.map(SlotId::other) } else { slot };
+        let falls_back =
+            upgrade && bootlimit.is_some_and(|limit| bootcount.saturating_add(1) > limit);
+        let next_boot = if falls_back {
+            slot.map(SlotId::other)
+        } else {
+            slot
+        };
         let mut details = BTreeMap::new();
-        for key in [self.slot_var.as_str(), "upgrade_available", "bootcount", "bootlimit", "ustate"] {
+        for key in [
+            self.slot_var.as_str(),
+            "upgrade_available",
+            "bootcount",
+            "bootlimit",
+            "ustate",
+        ] {
             if let Some(v) = env.get(key) {
                 details.insert(key.to_string(), v);
             }
         }
-        details.insert("fw_env_config".into(), self.config_path.display().to_string());
+        details.insert(
+            "fw_env_config".into(),
+            self.config_path.display().to_string(),
+        );
         details.insert("current_copy".into(), env.current_index().to_string());
         for (i, c) in env.copies().iter().enumerate() {
             if let CopyStatus::Invalid(why) = c {
@@ -116,7 +129,11 @@ impl Bootloader for UbootBootloader {
             next_boot,
             booted,
             ustate,
-            failed: if rolled_back { slot.map(SlotId::other) } else { None },
+            failed: if rolled_back {
+                slot.map(SlotId::other)
+            } else {
+                None
+            },
             details,
         })
     }

@@ -1,0 +1,310 @@
+//! End to end on the simulated device, with real signed bundles made by keel-bundle:
+//! install → reboot → confirm → OK, and install → reboot without confirm → rollback, for
+//! EFI Boot Guard and U-Boot; tampered, unsigned-by-us and misdirected bundles are never
+//! activated.
+
+mod common;
+
+use common::{image, starts_with, Fixture, Img, ROOTFS_SIZE};
+use keel_agent::bootloader::UState;
+use keel_agent::state::Outcome;
+use keel_agent::{ConfirmOutcome, InstallError, InstallOptions, SlotId};
+use keel_sim::Loader;
+
+fn install(
+    device: &keel_sim::SimDevice,
+    bundle: &[u8],
+) -> Result<keel_agent::InstallReport, InstallError> {
+    let mut agent = device.agent().unwrap();
+    agent.install(
+        bundle,
+        InstallOptions {
+            chunk_size: Some(16 * 1024),
+            ..Default::default()
+        },
+    )
+}
+
+fn confirm_ok_cycle(loader: Loader, encrypted: bool) {
+    let fx = Fixture::new();
+    let mut device = fx.device(loader);
+    assert_eq!(device.history.last().unwrap().slot, SlotId::A);
+    let (bundle, rootfs, kernel) = fx.update("2.0", 10, encrypted);
+
+    let report = install(&device, &bundle).unwrap();
+    assert_eq!((report.booted, report.target), (SlotId::A, SlotId::B));
+    assert_eq!(report.version.as_deref(), Some("2.0"));
+    assert!(starts_with(
+        &device.slot_contents(SlotId::B, "rootfs"),
+        &rootfs
+    ));
+    assert!(starts_with(
+        &device.slot_contents(SlotId::B, "kernel"),
+        &kernel
+    ));
+
+    let status = device.agent().unwrap().status().unwrap();
+    assert_eq!(status.booted_slot, SlotId::A);
+    assert_eq!(status.state, "installed");
+    assert_eq!(status.ustate, UState::Installed);
+    assert_eq!(status.next_boot, Some(SlotId::B));
+
+    // Reboot: the loader test-boots B.
+    let boot = device.boot().unwrap();
+    assert_eq!(boot.slot, SlotId::B, "{boot:?}");
+    let status = device.agent().unwrap().status().unwrap();
+    assert_eq!(status.booted_slot, SlotId::B);
+    assert_eq!(status.state, "testing");
+    assert_eq!(status.ustate, UState::Testing);
+
+    let outcome = device.agent().unwrap().confirm(Some("true")).unwrap();
+    assert_eq!(outcome, ConfirmOutcome::Confirmed(SlotId::B));
+    let status = device.agent().unwrap().status().unwrap();
+    assert_eq!(status.ustate, UState::Ok);
+    assert_eq!(status.state, "idle");
+    let last = status.last_result.expect("a result");
+    assert_eq!(last.outcome, Outcome::Success);
+    assert_eq!(last.version.as_deref(), Some("2.0"));
+
+    // Confirmed: B stays booted on every further boot.
+    for _ in 0..3 {
+        assert_eq!(device.boot().unwrap().slot, SlotId::B);
+    }
+    // Confirm is idempotent.
+    assert_eq!(
+        device.agent().unwrap().confirm(None).unwrap(),
+        ConfirmOutcome::AlreadyGood(SlotId::B)
+    );
+
+    // The next update goes to A (the now inactive slot), and B is never written.
+    let b_before = device.slot_contents(SlotId::B, "rootfs");
+    let (bundle3, rootfs3, _) = fx.update("3.0", 30, encrypted);
+    let report = install(&device, &bundle3).unwrap();
+    assert_eq!(report.target, SlotId::A);
+    assert_eq!(device.slot_contents(SlotId::B, "rootfs"), b_before);
+    assert!(starts_with(
+        &device.slot_contents(SlotId::A, "rootfs"),
+        &rootfs3
+    ));
+    assert_eq!(device.boot().unwrap().slot, SlotId::A);
+}
+
+fn rollback_cycle(loader: Loader) {
+    let fx = Fixture::new();
+    let mut device = fx.device(loader);
+    let factory_rootfs = device.slot_contents(SlotId::A, "rootfs");
+    let (bundle, _, _) = fx.update("2.0", 10, false);
+    install(&device, &bundle).unwrap();
+
+    assert_eq!(device.boot().unwrap().slot, SlotId::B);
+    assert_eq!(device.agent().unwrap().status().unwrap().state, "testing");
+    // Not confirmed (say the health check failed): the next boot falls back.
+    let err = device.agent().unwrap().confirm(Some("false")).unwrap_err();
+    assert!(err.to_string().contains("health check"), "{err}");
+    let boot = device.boot().unwrap();
+    assert_eq!(boot.slot, SlotId::A, "{boot:?}");
+
+    let status = device.agent().unwrap().status().unwrap();
+    assert_eq!(status.booted_slot, SlotId::A);
+    assert_eq!(status.state, "idle");
+    assert_eq!(status.ustate, UState::Failed);
+    let last = status.last_result.clone().expect("a result");
+    assert_eq!(last.outcome, Outcome::RolledBack, "{last:?}");
+    assert_eq!(last.target_slot, SlotId::B);
+    let json = serde_json::to_value(&status).unwrap();
+    assert_eq!(json["last_result"]["outcome"], "rolled_back");
+    assert_eq!(json["booted_slot"], "A");
+    assert_eq!(device.slot_contents(SlotId::A, "rootfs"), factory_rootfs);
+
+    // Rolled back for good: A keeps booting; after acknowledging, a new install works.
+    assert_eq!(device.boot().unwrap().slot, SlotId::A);
+    device.agent().unwrap().confirm(None).unwrap();
+    assert_eq!(device.agent().unwrap().status().unwrap().ustate, UState::Ok);
+    let (bundle2, rootfs2, _) = fx.update("2.1", 20, false);
+    install(&device, &bundle2).unwrap();
+    assert_eq!(device.boot().unwrap().slot, SlotId::B);
+    device.agent().unwrap().confirm(None).unwrap();
+    assert!(starts_with(
+        &device.slot_contents(SlotId::B, "rootfs"),
+        &rootfs2
+    ));
+    assert_eq!(device.boot().unwrap().slot, SlotId::B);
+}
+
+#[test]
+fn ebg_install_reboot_confirm_ok() {
+    confirm_ok_cycle(Loader::Ebg, false);
+}
+
+#[test]
+fn ebg_encrypted_install_reboot_confirm_ok() {
+    confirm_ok_cycle(Loader::Ebg, true);
+}
+
+#[test]
+fn uboot_install_reboot_confirm_ok() {
+    confirm_ok_cycle(Loader::Uboot, false);
+}
+
+#[test]
+fn ebg_unconfirmed_boot_rolls_back() {
+    rollback_cycle(Loader::Ebg);
+}
+
+#[test]
+fn uboot_unconfirmed_boot_rolls_back() {
+    rollback_cycle(Loader::Uboot);
+}
+
+/// A bundle whose image bytes were altered after signing: the hash check fails while
+/// streaming, the target is never activated, and the result says why.
+#[test]
+fn tampered_image_is_never_activated() {
+    for loader in [Loader::Ebg, Loader::Uboot] {
+        let fx = Fixture::new();
+        let mut device = fx.device(loader);
+        let (mut bundle, rootfs, _) = fx.update("2.0", 10, false);
+        // Flip one byte in the middle of the rootfs image data.
+        let at = bundle
+            .windows(64)
+            .position(|w| w == &rootfs[100_000..100_064])
+            .expect("image bytes in bundle");
+        // Swap two different bytes: the cpio "crc" (a byte sum) still matches, so only the
+        // sha256 from the signed sw-description can catch it.
+        let (i, j) = (
+            at + 10,
+            (at + 11..at + 64)
+                .find(|&j| bundle[j] != bundle[at + 10])
+                .unwrap(),
+        );
+        bundle.swap(i, j);
+        let err = install(&device, &bundle).unwrap_err();
+        assert!(matches!(err, InstallError::HashMismatch { .. }), "{err}");
+        let status = device.agent().unwrap().status().unwrap();
+        assert_eq!(status.last_result.unwrap().outcome, Outcome::Failed);
+        assert_ne!(status.next_boot, Some(SlotId::B));
+        for _ in 0..2 {
+            assert_eq!(device.boot().unwrap().slot, SlotId::A);
+        }
+    }
+}
+
+/// Signature checks come before any write: a bundle signed by an untrusted key, or with a
+/// modified sw-description, causes zero storage operations.
+#[test]
+fn bad_signature_writes_nothing() {
+    let fx = Fixture::new();
+    let device = fx.device(Loader::Ebg);
+    let rootfs = image(5, 1000);
+    let rogue = fx.bundle_with(
+        "6.6.6",
+        &[Img {
+            name: "rootfs.img",
+            device: "rootfs",
+            data: &rootfs,
+            encrypted: false,
+        }],
+        "",
+        true,
+    );
+    let (result, ops) = device.count_ops(|| install(&device, &rogue));
+    assert!(
+        matches!(result, Err(InstallError::Signature(_))),
+        "{:?}",
+        result.err()
+    );
+    assert_eq!(
+        ops, 0,
+        "nothing may be written before the signature is verified"
+    );
+
+    let (mut bundle, _, _) = fx.update("2.0", 10, false);
+    let at = bundle
+        .windows(7)
+        .position(|w| w == b"rootfs\"")
+        .expect("device in description");
+    bundle.swap(at, at + 1); // "orotfs": same byte sum (cpio checksum ok), signature broken
+    let (result, ops) = device.count_ops(|| install(&device, &bundle));
+    assert!(
+        matches!(result, Err(InstallError::Signature(_))),
+        "{:?}",
+        result.err()
+    );
+    assert_eq!(ops, 0);
+}
+
+/// An image aimed at a device path of the booted slot is refused before anything is written.
+#[test]
+fn image_for_the_active_slot_is_refused() {
+    let fx = Fixture::new();
+    let device = fx.device(Loader::Ebg);
+    let data = image(7, 1000);
+    let bundle = fx.bundle_with(
+        "2.0",
+        &[Img {
+            name: "rootfs.img",
+            device: "/dev/slotA-rootfs",
+            data: &data,
+            encrypted: false,
+        }],
+        "",
+        false,
+    );
+    let before = device.slot_contents(SlotId::A, "rootfs");
+    let (result, ops) = device.count_ops(|| install(&device, &bundle));
+    assert!(
+        matches!(result, Err(InstallError::ActiveSlot { .. })),
+        "{:?}",
+        result.err()
+    );
+    assert_eq!(ops, 0);
+    assert_eq!(device.slot_contents(SlotId::A, "rootfs"), before);
+}
+
+/// An image larger than its slot fails while streaming and is never activated.
+#[test]
+fn oversized_image_is_never_activated() {
+    let fx = Fixture::new();
+    let mut device = fx.device(Loader::Uboot);
+    let big = image(9, ROOTFS_SIZE as usize + 1);
+    let bundle = fx.bundle_with(
+        "2.0",
+        &[Img {
+            name: "rootfs.img",
+            device: "rootfs",
+            data: &big,
+            encrypted: false,
+        }],
+        "",
+        false,
+    );
+    let err = install(&device, &bundle).unwrap_err();
+    assert!(err.to_string().contains("does not fit"), "{err}");
+    assert_eq!(device.boot().unwrap().slot, SlotId::A);
+}
+
+/// sw-description `bootenv` variables land in the environment in the activation commit.
+#[test]
+fn bootenv_variables_are_applied() {
+    let fx = Fixture::new();
+    let device = fx.device(Loader::Uboot);
+    let data = image(3, 5000);
+    let bundle = fx.bundle_with(
+        "2.0",
+        &[Img {
+            name: "rootfs.img",
+            device: "rootfs",
+            data: &data,
+            encrypted: false,
+        }],
+        "[[software.bootenv]]\nname = \"keel_extra\"\nvalue = \"hello world\"\n",
+        false,
+    );
+    install(&device, &bundle).unwrap();
+    assert_eq!(
+        device.uboot_var("keel_extra").as_deref(),
+        Some("hello world")
+    );
+    assert_eq!(device.uboot_var("keel_slot").as_deref(), Some("B"));
+    assert_eq!(device.uboot_var("upgrade_available").as_deref(), Some("1"));
+}
