@@ -577,9 +577,19 @@ fn resolve_offset(storage: &dyn Storage, dev: &EnvDevice) -> Result<u64> {
 
 fn read_copy(storage: &dyn Storage, dev: &EnvDevice) -> Result<Vec<u8>> {
     let offset = resolve_offset(storage, dev)?;
-    storage
-        .read_at(&dev.path, offset, dev.env_size)
-        .map_err(|e| EnvError::io("read", &dev.path, e))
+    match storage.read_at(&dev.path, offset, dev.env_size) {
+        Ok(bytes) => Ok(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            // A truncated file: report how much of the copy is there.
+            let len = storage.metadata(&dev.path).map(|m| m.len).unwrap_or(0);
+            Err(EnvError::WrongSize {
+                format: FORMAT,
+                expected: dev.env_size,
+                actual: usize::try_from(len.saturating_sub(offset)).unwrap_or(usize::MAX),
+            })
+        }
+        Err(e) => Err(EnvError::io("read", &dev.path, e)),
+    }
 }
 
 /// [`BootEnv`] over a U-Boot environment. `commit` writes the non-current copy with

@@ -360,7 +360,7 @@ fn uboot_redundant_updates_survive_every_cut() {
             setup,
             |sim| ub_update(sim, &config),
             ub_observe(&config),
-            |s, r| strict_accept(s, r),
+            strict_accept,
         );
         exhaust(
             &format!("uboot redundant {label}: two commits"),
@@ -373,7 +373,7 @@ fn uboot_redundant_updates_survive_every_cut() {
                 env.commit()
             },
             ub_observe(&config),
-            |s, r| strict_accept(s, r),
+            strict_accept,
         );
     }
 }
@@ -392,7 +392,7 @@ fn uboot_single_env_file_is_replaced_atomically() {
         },
         |sim| ub_update(sim, &config),
         ub_observe(&config),
-        |s, r| strict_accept(s, r),
+        strict_accept,
     );
 }
 
@@ -455,7 +455,7 @@ fn grubenv_updates_survive_every_cut() {
                 .map(|f| f.vars())
                 .map_err(|e| e.to_string())
         },
-        |s, r| strict_accept(s, r),
+        strict_accept,
     );
 }
 
