@@ -118,9 +118,12 @@ fn ebg_rejects_each_kind_of_damage() {
     assert_eq!(BgEnv::parse(&exact.to_bytes().unwrap()).unwrap(), exact);
 }
 
+/// Turns a good copy into a damaged one (`None`: the file is missing).
+type Damage = Box<dyn Fn(Vec<u8>) -> Option<Vec<u8>>>;
+
 #[test]
 fn ebg_set_uses_the_other_copy_when_one_is_damaged() {
-    let damage: Vec<(&str, Box<dyn Fn(Vec<u8>) -> Option<Vec<u8>>>)> = vec![
+    let damage: Vec<(&str, Damage)> = vec![
         (
             "CRC",
             Box::new(|mut b: Vec<u8>| {
