@@ -40,7 +40,10 @@ impl PublicKeyJson {
     /// Wraps a key object listed under the key ID `keyid` (IDs are labels: TAP 12).
     pub fn with_key_id(value: Value, keyid: &str) -> Result<Self, RepoError> {
         keel_tuf::keys::PublicKey::from_value(&value).map_err(RepoError::Key)?;
-        Ok(PublicKeyJson { value, keyid: keyid.to_string() })
+        Ok(PublicKeyJson {
+            value,
+            keyid: keyid.to_string(),
+        })
     }
 
     /// The key ID.
@@ -60,7 +63,9 @@ impl PublicKeyJson {
         if let Ok(key) = p256::ecdsa::VerifyingKey::from_public_key_pem(text) {
             return ecdsa_public(&key);
         }
-        Err(RepoError::Key("not an ed25519 or P-256 public key (SubjectPublicKeyInfo PEM)".into()))
+        Err(RepoError::Key(
+            "not an ed25519 or P-256 public key (SubjectPublicKeyInfo PEM)".into(),
+        ))
     }
 }
 
@@ -70,8 +75,11 @@ fn ed25519_public(key: &ed25519_dalek::VerifyingKey) -> PublicKeyJson {
 }
 
 fn ecdsa_public(key: &p256::ecdsa::VerifyingKey) -> Result<PublicKeyJson, RepoError> {
-    let pem = key.to_public_key_pem(p256::pkcs8::LineEnding::LF).map_err(|e| RepoError::Key(e.to_string()))?;
-    let value = json!({"keytype": "ecdsa", "scheme": "ecdsa-sha2-nistp256", "keyval": {"public": pem}});
+    let pem = key
+        .to_public_key_pem(p256::pkcs8::LineEnding::LF)
+        .map_err(|e| RepoError::Key(e.to_string()))?;
+    let value =
+        json!({"keytype": "ecdsa", "scheme": "ecdsa-sha2-nistp256", "keyval": {"public": pem}});
     PublicKeyJson::new(value)
 }
 
@@ -94,7 +102,9 @@ impl SigningKey {
         if let Ok(key) = p256::ecdsa::SigningKey::from_pkcs8_pem(text) {
             return Ok(SigningKey::EcdsaP256(key));
         }
-        Err(RepoError::Key("not an ed25519 or P-256 PKCS#8 PEM private key".into()))
+        Err(RepoError::Key(
+            "not an ed25519 or P-256 PKCS#8 PEM private key".into(),
+        ))
     }
 
     /// The PKCS#8 PEM of this key.
@@ -103,14 +113,19 @@ impl SigningKey {
             SigningKey::Ed25519(key) => key.to_pkcs8_pem(p256::pkcs8::LineEnding::LF),
             SigningKey::EcdsaP256(key) => key.to_pkcs8_pem(p256::pkcs8::LineEnding::LF),
         };
-        pem.map(|secret| secret.to_string()).map_err(|e| RepoError::Key(e.to_string()))
+        pem.map(|secret| secret.to_string())
+            .map_err(|e| RepoError::Key(e.to_string()))
     }
 
     /// The SubjectPublicKeyInfo PEM of the public half.
     pub fn public_pem(&self) -> Result<String, RepoError> {
         let pem = match self {
-            SigningKey::Ed25519(key) => key.verifying_key().to_public_key_pem(p256::pkcs8::LineEnding::LF),
-            SigningKey::EcdsaP256(key) => key.verifying_key().to_public_key_pem(p256::pkcs8::LineEnding::LF),
+            SigningKey::Ed25519(key) => key
+                .verifying_key()
+                .to_public_key_pem(p256::pkcs8::LineEnding::LF),
+            SigningKey::EcdsaP256(key) => key
+                .verifying_key()
+                .to_public_key_pem(p256::pkcs8::LineEnding::LF),
         };
         pem.map_err(|e| RepoError::Key(e.to_string()))
     }
@@ -119,7 +134,9 @@ impl SigningKey {
     pub fn public(&self) -> PublicKeyJson {
         match self {
             SigningKey::Ed25519(key) => ed25519_public(&key.verifying_key()),
-            SigningKey::EcdsaP256(key) => ecdsa_public(key.verifying_key()).expect("P-256 public key encodes as PEM"),
+            SigningKey::EcdsaP256(key) => {
+                ecdsa_public(key.verifying_key()).expect("P-256 public key encodes as PEM")
+            }
         }
     }
 

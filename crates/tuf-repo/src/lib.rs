@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256, Sha512};
 
-pub use keys::{PublicKeyJson, SigningKey};
 use keel_tuf::time::format_expires;
+pub use keys::{PublicKeyJson, SigningKey};
 
 /// The `spec_version` written into metadata.
 pub const SPEC_VERSION: &str = "1.0.31";
@@ -34,7 +34,10 @@ pub enum RepoError {
     Key(String),
     /// A file could not be read or written.
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     /// Existing metadata is not what this repository expects.
     #[error("{role}: {reason}")]
     Metadata { role: String, reason: String },
@@ -47,16 +50,23 @@ pub enum RepoError {
 }
 
 fn io_error(path: &Path, source: std::io::Error) -> RepoError {
-    RepoError::Io { path: path.display().to_string(), source }
+    RepoError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 fn metadata_error(role: &str, reason: impl std::fmt::Display) -> RepoError {
-    RepoError::Metadata { role: role.to_string(), reason: reason.to_string() }
+    RepoError::Metadata {
+        role: role.to_string(),
+        reason: reason.to_string(),
+    }
 }
 
 /// Signs a `signed` value with every key in `signers` and returns the metadata file bytes.
 pub fn sign_metadata(signed: &Value, signers: &[&SigningKey]) -> Result<Vec<u8>, RepoError> {
-    let canonical = keel_tuf::canonical::encode(signed).map_err(|e| metadata_error("metadata", e))?;
+    let canonical =
+        keel_tuf::canonical::encode(signed).map_err(|e| metadata_error("metadata", e))?;
     let mut seen = BTreeSet::new();
     let mut signatures = Vec::new();
     for signer in signers {
@@ -66,16 +76,22 @@ pub fn sign_metadata(signed: &Value, signers: &[&SigningKey]) -> Result<Vec<u8>,
         }
     }
     let envelope = json!({"signatures": signatures, "signed": signed});
-    let mut bytes = serde_json::to_vec_pretty(&envelope).map_err(|e| metadata_error("metadata", e))?;
+    let mut bytes =
+        serde_json::to_vec_pretty(&envelope).map_err(|e| metadata_error("metadata", e))?;
     bytes.push(b'\n');
     Ok(bytes)
 }
 
 /// Adds signatures to existing metadata bytes (a root signed in several offline ceremonies).
 pub fn add_signatures(metadata: &[u8], signers: &[&SigningKey]) -> Result<Vec<u8>, RepoError> {
-    let mut envelope: Value = serde_json::from_slice(metadata).map_err(|e| metadata_error("metadata", e))?;
-    let signed = envelope.get("signed").cloned().ok_or_else(|| metadata_error("metadata", "no signed section"))?;
-    let canonical = keel_tuf::canonical::encode(&signed).map_err(|e| metadata_error("metadata", e))?;
+    let mut envelope: Value =
+        serde_json::from_slice(metadata).map_err(|e| metadata_error("metadata", e))?;
+    let signed = envelope
+        .get("signed")
+        .cloned()
+        .ok_or_else(|| metadata_error("metadata", "no signed section"))?;
+    let canonical =
+        keel_tuf::canonical::encode(&signed).map_err(|e| metadata_error("metadata", e))?;
     let signatures = envelope
         .get_mut("signatures")
         .and_then(Value::as_array_mut)
@@ -85,7 +101,8 @@ pub fn add_signatures(metadata: &[u8], signers: &[&SigningKey]) -> Result<Vec<u8
         signatures.retain(|s| s.get("keyid").and_then(Value::as_str) != Some(keyid.as_str()));
         signatures.push(json!({"keyid": keyid, "sig": signer.sign_hex(&canonical)}));
     }
-    let mut bytes = serde_json::to_vec_pretty(&envelope).map_err(|e| metadata_error("metadata", e))?;
+    let mut bytes =
+        serde_json::to_vec_pretty(&envelope).map_err(|e| metadata_error("metadata", e))?;
     bytes.push(b'\n');
     Ok(bytes)
 }
@@ -135,32 +152,65 @@ impl RootKeys {
 
     /// Reads the keys back from a root's `signed` section.
     pub fn from_signed(signed: &Value) -> Result<Self, RepoError> {
-        let keys = signed.get("keys").and_then(Value::as_object).ok_or_else(|| metadata_error("root", "no keys"))?;
+        let keys = signed
+            .get("keys")
+            .and_then(Value::as_object)
+            .ok_or_else(|| metadata_error("root", "no keys"))?;
         let role = |name: &str| -> Result<(Vec<PublicKeyJson>, u64), RepoError> {
-            let role = signed.pointer(&format!("/roles/{name}")).ok_or_else(|| metadata_error("root", format!("no role {name}")))?;
-            let threshold = role.get("threshold").and_then(Value::as_u64).ok_or_else(|| metadata_error("root", "no threshold"))?;
+            let role = signed
+                .pointer(&format!("/roles/{name}"))
+                .ok_or_else(|| metadata_error("root", format!("no role {name}")))?;
+            let threshold = role
+                .get("threshold")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| metadata_error("root", "no threshold"))?;
             let mut list = Vec::new();
-            for keyid in role.get("keyids").and_then(Value::as_array).into_iter().flatten() {
+            for keyid in role
+                .get("keyids")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 let keyid = keyid.as_str().unwrap_or_default();
-                let value = keys.get(keyid).ok_or_else(|| metadata_error("root", format!("key {keyid} not listed")))?;
+                let value = keys
+                    .get(keyid)
+                    .ok_or_else(|| metadata_error("root", format!("key {keyid} not listed")))?;
                 // Keys written by other tools may carry IDs computed differently; keep theirs.
                 list.push(PublicKeyJson::with_key_id(value.clone(), keyid)?);
             }
             Ok((list, threshold))
         };
         let (root, root_threshold) = role("root")?;
-        Ok(RootKeys { root, root_threshold, targets: role("targets")?.0, snapshot: role("snapshot")?.0, timestamp: role("timestamp")?.0 })
+        Ok(RootKeys {
+            root,
+            root_threshold,
+            targets: role("targets")?.0,
+            snapshot: role("snapshot")?.0,
+            timestamp: role("timestamp")?.0,
+        })
     }
 }
 
-fn signers_for<'a>(role: &str, authorized: &[PublicKeyJson], threshold: u64, available: &[&'a SigningKey]) -> Result<Vec<&'a SigningKey>, RepoError> {
+fn signers_for<'a>(
+    role: &str,
+    authorized: &[PublicKeyJson],
+    threshold: u64,
+    available: &[&'a SigningKey],
+) -> Result<Vec<&'a SigningKey>, RepoError> {
     let ids: BTreeSet<&str> = authorized.iter().map(PublicKeyJson::key_id).collect();
-    let chosen: Vec<&SigningKey> = available.iter().copied().filter(|k| ids.contains(k.key_id().as_str())).collect();
+    let chosen: Vec<&SigningKey> = available
+        .iter()
+        .copied()
+        .filter(|k| ids.contains(k.key_id().as_str()))
+        .collect();
     let distinct: BTreeSet<String> = chosen.iter().map(|k| k.key_id()).collect();
     if (distinct.len() as u64) < threshold {
         return Err(RepoError::Signing {
             role: role.to_string(),
-            reason: format!("{} authorized key(s) given, threshold is {threshold}", distinct.len()),
+            reason: format!(
+                "{} authorized key(s) given, threshold is {threshold}",
+                distinct.len()
+            ),
         });
     }
     Ok(chosen)
@@ -168,7 +218,12 @@ fn signers_for<'a>(role: &str, authorized: &[PublicKeyJson], threshold: u64, ava
 
 /// Creates version 1 of a root (offline): writes `metadata/1.root.json` and `metadata/root.json` in `repo_dir`
 /// and returns the bytes. `signers` must include a threshold of `keys.root`.
-pub fn create_root(repo_dir: &Path, keys: &RootKeys, signers: &[&SigningKey], expires: i64) -> Result<Vec<u8>, RepoError> {
+pub fn create_root(
+    repo_dir: &Path,
+    keys: &RootKeys,
+    signers: &[&SigningKey],
+    expires: i64,
+) -> Result<Vec<u8>, RepoError> {
     let signed = keys.to_signed(1, expires);
     let chosen = signers_for("root", &keys.root, keys.root_threshold, signers)?;
     let bytes = sign_metadata(&signed, &chosen)?;
@@ -181,19 +236,40 @@ pub fn current_root(repo_dir: &Path) -> Result<(u64, Value, Vec<u8>), RepoError>
     let path = repo_dir.join("metadata").join("root.json");
     let bytes = std::fs::read(&path).map_err(|e| io_error(&path, e))?;
     let envelope: Value = serde_json::from_slice(&bytes).map_err(|e| metadata_error("root", e))?;
-    let signed = envelope.get("signed").cloned().ok_or_else(|| metadata_error("root", "no signed section"))?;
-    let version = signed.get("version").and_then(Value::as_u64).ok_or_else(|| metadata_error("root", "no version"))?;
+    let signed = envelope
+        .get("signed")
+        .cloned()
+        .ok_or_else(|| metadata_error("root", "no signed section"))?;
+    let version = signed
+        .get("version")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| metadata_error("root", "no version"))?;
     Ok((version, signed, bytes))
 }
 
 /// Writes root version `version+1` with `new_keys` (offline). It is signed by a threshold of the current root
 /// keys and a threshold of the new root keys (both taken from `signers`), so clients can follow the chain.
 /// Rotating an online key is the same operation with only that role's keys changed.
-pub fn rotate_root(repo_dir: &Path, new_keys: &RootKeys, signers: &[&SigningKey], expires: i64) -> Result<Vec<u8>, RepoError> {
+pub fn rotate_root(
+    repo_dir: &Path,
+    new_keys: &RootKeys,
+    signers: &[&SigningKey],
+    expires: i64,
+) -> Result<Vec<u8>, RepoError> {
     let (version, signed, _) = current_root(repo_dir)?;
     let old_keys = RootKeys::from_signed(&signed)?;
-    let old_signers = signers_for("root (current keys)", &old_keys.root, old_keys.root_threshold, signers)?;
-    let new_signers = signers_for("root (new keys)", &new_keys.root, new_keys.root_threshold, signers)?;
+    let old_signers = signers_for(
+        "root (current keys)",
+        &old_keys.root,
+        old_keys.root_threshold,
+        signers,
+    )?;
+    let new_signers = signers_for(
+        "root (new keys)",
+        &new_keys.root,
+        new_keys.root_threshold,
+        signers,
+    )?;
     let mut all: Vec<&SigningKey> = old_signers;
     all.extend(new_signers);
     let next = version + 1;
@@ -230,7 +306,11 @@ pub struct OnlineKeys {
 impl OnlineKeys {
     /// One key for all three online roles.
     pub fn single(key: SigningKey) -> Self {
-        OnlineKeys { targets: key.clone(), snapshot: key.clone(), timestamp: key }
+        OnlineKeys {
+            targets: key.clone(),
+            snapshot: key.clone(),
+            timestamp: key,
+        }
     }
 }
 
@@ -252,7 +332,13 @@ pub struct RepoConfig {
 
 impl Default for RepoConfig {
     fn default() -> Self {
-        RepoConfig { bins: 16, targets_lifetime: 90 * DAY, snapshot_lifetime: 7 * DAY, timestamp_lifetime: DAY, root_warning: 30 * DAY }
+        RepoConfig {
+            bins: 16,
+            targets_lifetime: 90 * DAY,
+            snapshot_lifetime: 7 * DAY,
+            timestamp_lifetime: DAY,
+            root_warning: 30 * DAY,
+        }
     }
 }
 
@@ -273,10 +359,17 @@ struct RoleState {
 
 impl RoleState {
     fn version(&self) -> u64 {
-        self.signed.get("version").and_then(Value::as_u64).unwrap_or(0)
+        self.signed
+            .get("version")
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
     }
     fn expires(&self) -> i64 {
-        self.signed.get("expires").and_then(Value::as_str).and_then(keel_tuf::time::parse_expires).unwrap_or(i64::MIN)
+        self.signed
+            .get("expires")
+            .and_then(Value::as_str)
+            .and_then(keel_tuf::time::parse_expires)
+            .unwrap_or(i64::MIN)
     }
 }
 
@@ -311,7 +404,11 @@ impl TargetEntry {
             ("sha256".to_string(), hex::encode(sha256.finalize())),
             ("sha512".to_string(), hex::encode(sha512.finalize())),
         ]);
-        Ok(TargetEntry { length, hashes, custom: None })
+        Ok(TargetEntry {
+            length,
+            hashes,
+            custom: None,
+        })
     }
 
     fn to_value(&self) -> Value {
@@ -328,7 +425,9 @@ pub fn check_target_name(name: &str) -> Result<(), RepoError> {
     let bad = name.is_empty()
         || name.contains('\\')
         || name.contains('\0')
-        || name.split('/').any(|part| part.is_empty() || part == "." || part == "..");
+        || name
+            .split('/')
+            .any(|part| part.is_empty() || part == "." || part == "..");
     if bad {
         return Err(RepoError::TargetName(name.to_string()));
     }
@@ -347,15 +446,27 @@ pub struct Repository {
     timestamp: Option<RoleState>,
 }
 
-/// Hex-prefix length and bins for `count` bins.
-fn bin_layout(count: u32) -> Result<(usize, Vec<(String, Vec<String>)>), RepoError> {
+/// The bins for `count` bins (each covering a range of sha256 hex prefixes).
+/// A hashed bin: its role name and the hex prefixes it covers.
+type Bin = (String, Vec<String>);
+
+fn bin_layout(count: u32) -> Result<Vec<Bin>, RepoError> {
     if count == 0 {
-        return Ok((0, Vec::new()));
+        return Ok(Vec::new());
     }
     if !count.is_power_of_two() || count > 4096 {
-        return Err(metadata_error("targets", "bins must be a power of two up to 4096"));
+        return Err(metadata_error(
+            "targets",
+            "bins must be a power of two up to 4096",
+        ));
     }
-    let prefix_len = if count <= 16 { 1 } else if count <= 256 { 2 } else { 3 };
+    let prefix_len = if count <= 16 {
+        1
+    } else if count <= 256 {
+        2
+    } else {
+        3
+    };
     let prefixes = 16u32.pow(prefix_len as u32);
     let per_bin = prefixes / count;
     let bins = (0..count)
@@ -371,7 +482,7 @@ fn bin_layout(count: u32) -> Result<(usize, Vec<(String, Vec<String>)>), RepoErr
             (name, list)
         })
         .collect();
-    Ok((prefix_len, bins))
+    Ok(bins)
 }
 
 impl Repository {
@@ -387,7 +498,10 @@ impl Repository {
             ("timestamp", &keys.timestamp, &root_keys.timestamp),
         ] {
             if !authorized.iter().any(|k| k.key_id() == key.key_id()) {
-                return Err(RepoError::Signing { role: role.into(), reason: format!("online key {} is not authorized by root", key.key_id()) });
+                return Err(RepoError::Signing {
+                    role: role.into(),
+                    reason: format!("online key {} is not authorized by root", key.key_id()),
+                });
             }
         }
         let metadata = dir.join("metadata");
@@ -395,7 +509,8 @@ impl Repository {
             let path = metadata.join(format!("{}.json", keel_tuf::store::percent_encode(role)));
             match std::fs::read(&path) {
                 Ok(bytes) => {
-                    let envelope: Value = serde_json::from_slice(&bytes).map_err(|e| metadata_error(role, e))?;
+                    let envelope: Value =
+                        serde_json::from_slice(&bytes).map_err(|e| metadata_error(role, e))?;
                     let signed_by: Vec<String> = envelope
                         .get("signatures")
                         .and_then(Value::as_array)
@@ -403,7 +518,10 @@ impl Repository {
                         .flatten()
                         .filter_map(|s| s.get("keyid").and_then(Value::as_str).map(str::to_owned))
                         .collect();
-                    let signed = envelope.get("signed").cloned().ok_or_else(|| metadata_error(role, "no signed section"))?;
+                    let signed = envelope
+                        .get("signed")
+                        .cloned()
+                        .ok_or_else(|| metadata_error(role, "no signed section"))?;
                     let expected = match role {
                         "snapshot" => keys.snapshot.key_id(),
                         "timestamp" => keys.timestamp.key_id(),
@@ -421,7 +539,7 @@ impl Repository {
             Some(state) => state,
             None => {
                 let mut signed = json!({"_type": "targets", "spec_version": SPEC_VERSION, "version": 0, "expires": format_expires(0), "targets": {}});
-                let (_, layout) = bin_layout(config.bins)?;
+                let layout = bin_layout(config.bins)?;
                 if !layout.is_empty() {
                     let roles: Vec<Value> = layout
                         .iter()
@@ -431,7 +549,10 @@ impl Repository {
                         .collect();
                     signed["delegations"] = json!({"keys": {}, "roles": roles});
                 }
-                RoleState { signed, dirty: true }
+                RoleState {
+                    signed,
+                    dirty: true,
+                }
             }
         };
         let mut bins = BTreeMap::new();
@@ -466,7 +587,12 @@ impl Repository {
                 .collect();
             if current != [keyid.clone()] {
                 delegations["keys"] = json!({ keyid.clone(): public.value });
-                for role in delegations.get_mut("roles").and_then(Value::as_array_mut).into_iter().flatten() {
+                for role in delegations
+                    .get_mut("roles")
+                    .and_then(Value::as_array_mut)
+                    .into_iter()
+                    .flatten()
+                {
                     role["keyids"] = json!([keyid]);
                 }
                 targets.dirty = true;
@@ -476,7 +602,16 @@ impl Repository {
             }
         }
         let (snapshot, timestamp) = (read("snapshot")?, read("timestamp")?);
-        Ok(Repository { dir: dir.to_path_buf(), keys, config, root, targets, bins, snapshot, timestamp })
+        Ok(Repository {
+            dir: dir.to_path_buf(),
+            keys,
+            config,
+            root,
+            targets,
+            bins,
+            snapshot,
+            timestamp,
+        })
     }
 
     /// The metadata directory (serve it as the metadata base URL).
@@ -491,12 +626,19 @@ impl Repository {
 
     /// True if the root uses consistent snapshots (roots made here always do).
     pub fn consistent_snapshot(&self) -> bool {
-        self.root.get("consistent_snapshot").and_then(Value::as_bool).unwrap_or(false)
+        self.root
+            .get("consistent_snapshot")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
     }
 
     fn bin_for(&self, name: &str) -> Option<String> {
         let digest = hex::encode(Sha256::digest(name.as_bytes()));
-        let roles = self.targets.signed.pointer("/delegations/roles")?.as_array()?;
+        let roles = self
+            .targets
+            .signed
+            .pointer("/delegations/roles")?
+            .as_array()?;
         roles.iter().find_map(|role| {
             let prefixes = role.get("path_hash_prefixes")?.as_array()?;
             prefixes
@@ -509,7 +651,9 @@ impl Repository {
 
     fn role_for_target_mut(&mut self, name: &str) -> &mut RoleState {
         match self.bin_for(name) {
-            Some(bin) if self.bins.contains_key(&bin) => self.bins.get_mut(&bin).expect("bin exists"),
+            Some(bin) if self.bins.contains_key(&bin) => {
+                self.bins.get_mut(&bin).expect("bin exists")
+            }
             _ => &mut self.targets,
         }
     }
@@ -552,7 +696,12 @@ impl Repository {
     /// Removes a target; returns whether it existed.
     pub fn remove_target(&mut self, name: &str) -> bool {
         let state = self.role_for_target_mut(name);
-        let removed = state.signed.get_mut("targets").and_then(Value::as_object_mut).and_then(|t| t.remove(name)).is_some();
+        let removed = state
+            .signed
+            .get_mut("targets")
+            .and_then(Value::as_object_mut)
+            .and_then(|t| t.remove(name))
+            .is_some();
         state.dirty |= removed;
         removed
     }
@@ -564,8 +713,17 @@ impl Repository {
             None => &self.targets,
         };
         let value = state.signed.get("targets")?.get(name)?;
-        let hashes = value.get("hashes")?.as_object()?.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect();
-        Some(TargetEntry { length: value.get("length")?.as_u64()?, hashes, custom: value.get("custom").cloned() })
+        let hashes = value
+            .get("hashes")?
+            .as_object()?
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+            .collect();
+        Some(TargetEntry {
+            length: value.get("length")?.as_u64()?,
+            hashes,
+            custom: value.get("custom").cloned(),
+        })
     }
 
     /// Signs and writes every changed role, then a new snapshot and timestamp (if anything changed or they are
@@ -578,21 +736,35 @@ impl Repository {
         for name in bin_names {
             let state = self.bins.get_mut(&name).expect("bin exists");
             if state.dirty {
-                let bytes = sign_role(state, now + self.config.targets_lifetime, &self.keys.targets)?;
+                let bytes = sign_role(
+                    state,
+                    now + self.config.targets_lifetime,
+                    &self.keys.targets,
+                )?;
                 write_versioned(&metadata, &name, state.version(), &bytes)?;
                 written.push(name);
             }
         }
         if self.targets.dirty {
-            let bytes = sign_role(&mut self.targets, now + self.config.targets_lifetime, &self.keys.targets)?;
+            let bytes = sign_role(
+                &mut self.targets,
+                now + self.config.targets_lifetime,
+                &self.keys.targets,
+            )?;
             write_versioned(&metadata, "targets", self.targets.version(), &bytes)?;
             written.push("targets".to_string());
         }
         let snapshot_dirty = !written.is_empty() || self.snapshot.as_ref().is_none_or(|s| s.dirty);
         if snapshot_dirty {
             let mut meta = Map::new();
-            for (name, state) in std::iter::once(("targets", &self.targets)).chain(self.bins.iter().map(|(n, s)| (n.as_str(), s))) {
-                let path = metadata.join(format!("{}.{}.json", state.version(), keel_tuf::store::percent_encode(name)));
+            for (name, state) in std::iter::once(("targets", &self.targets))
+                .chain(self.bins.iter().map(|(n, s)| (n.as_str(), s)))
+            {
+                let path = metadata.join(format!(
+                    "{}.{}.json",
+                    state.version(),
+                    keel_tuf::store::percent_encode(name)
+                ));
                 let bytes = std::fs::read(&path).map_err(|e| io_error(&path, e))?;
                 meta.insert(format!("{name}.json"), meta_entry(state.version(), &bytes));
             }
@@ -601,14 +773,21 @@ impl Repository {
                 dirty: true,
             });
             state.signed["meta"] = Value::Object(meta);
-            let bytes = sign_role(&mut state, now + self.config.snapshot_lifetime, &self.keys.snapshot)?;
+            let bytes = sign_role(
+                &mut state,
+                now + self.config.snapshot_lifetime,
+                &self.keys.snapshot,
+            )?;
             write_versioned(&metadata, "snapshot", state.version(), &bytes)?;
             self.snapshot = Some(state);
             written.push("snapshot".to_string());
         }
         let timestamp_dirty = snapshot_dirty || self.timestamp.as_ref().is_none_or(|t| t.dirty);
         if timestamp_dirty {
-            let snapshot = self.snapshot.as_ref().expect("snapshot written above or loaded");
+            let snapshot = self
+                .snapshot
+                .as_ref()
+                .expect("snapshot written above or loaded");
             let path = metadata.join(format!("{}.snapshot.json", snapshot.version()));
             let bytes = std::fs::read(&path).map_err(|e| io_error(&path, e))?;
             let mut state = self.timestamp.take().unwrap_or(RoleState {
@@ -616,7 +795,11 @@ impl Repository {
                 dirty: true,
             });
             state.signed["meta"] = json!({"snapshot.json": meta_entry(snapshot.version(), &bytes)});
-            let bytes = sign_role(&mut state, now + self.config.timestamp_lifetime, &self.keys.timestamp)?;
+            let bytes = sign_role(
+                &mut state,
+                now + self.config.timestamp_lifetime,
+                &self.keys.timestamp,
+            )?;
             write_file(&metadata.join("timestamp.json"), &bytes)?;
             self.timestamp = Some(state);
             written.push("timestamp".to_string());
@@ -628,7 +811,11 @@ impl Repository {
     /// publishes. Call it periodically (the server does every few minutes).
     pub fn refresh_expiring(&mut self, now: i64) -> Result<RefreshReport, RepoError> {
         let targets_margin = self.config.targets_lifetime / 2;
-        for state in self.bins.values_mut().chain(std::iter::once(&mut self.targets)) {
+        for state in self
+            .bins
+            .values_mut()
+            .chain(std::iter::once(&mut self.targets))
+        {
             if state.expires() - now < targets_margin {
                 state.dirty = true;
             }
@@ -644,8 +831,16 @@ impl Repository {
             }
         }
         let resigned = self.publish(now)?;
-        let root_expires = self.root.get("expires").and_then(Value::as_str).and_then(keel_tuf::time::parse_expires).unwrap_or(i64::MIN);
-        Ok(RefreshReport { resigned, root_expires_soon: root_expires - now < self.config.root_warning })
+        let root_expires = self
+            .root
+            .get("expires")
+            .and_then(Value::as_str)
+            .and_then(keel_tuf::time::parse_expires)
+            .unwrap_or(i64::MIN);
+        Ok(RefreshReport {
+            resigned,
+            root_expires_soon: root_expires - now < self.config.root_warning,
+        })
     }
 
     /// Names of the hashed bins.
@@ -662,7 +857,12 @@ fn sign_role(state: &mut RoleState, expires: i64, key: &SigningKey) -> Result<Ve
     sign_metadata(&state.signed, &[key])
 }
 
-fn write_versioned(metadata: &Path, role: &str, version: u64, bytes: &[u8]) -> Result<(), RepoError> {
+fn write_versioned(
+    metadata: &Path,
+    role: &str,
+    version: u64,
+    bytes: &[u8],
+) -> Result<(), RepoError> {
     let encoded = keel_tuf::store::percent_encode(role);
     write_file(&metadata.join(format!("{version}.{encoded}.json")), bytes)?;
     write_file(&metadata.join(format!("{encoded}.json")), bytes)

@@ -83,14 +83,21 @@ mod tests {
     #[test]
     fn matches_securesystemslib_rules() {
         let value: Value =
-            serde_json::from_str(r#"{"b": [1, -2, true, null], "a": "x\"y\\z\n\u00e9", "A": {}}"#).unwrap();
+            serde_json::from_str(r#"{"b": [1, -2, true, null], "a": "x\"y\\z\n\u00e9", "A": {}}"#)
+                .unwrap();
         let bytes = encode(&value).unwrap();
-        assert_eq!(bytes, "{\"A\":{},\"a\":\"x\\\"y\\\\z\n\u{e9}\",\"b\":[1,-2,true,null]}".as_bytes());
+        assert_eq!(
+            bytes,
+            "{\"A\":{},\"a\":\"x\\\"y\\\\z\n\u{e9}\",\"b\":[1,-2,true,null]}".as_bytes()
+        );
     }
 
     #[test]
     fn refuses_floats() {
         let value: Value = serde_json::from_str(r#"{"a": 1.5}"#).unwrap();
-        assert_eq!(encode(&value), Err(CanonicalError::NonInteger("1.5".into())));
+        assert_eq!(
+            encode(&value),
+            Err(CanonicalError::NonInteger("1.5".into()))
+        );
     }
 }

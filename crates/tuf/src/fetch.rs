@@ -33,9 +33,15 @@ pub trait Fetcher {
         reader
             .take(max_length.saturating_add(1))
             .read_to_end(&mut data)
-            .map_err(|e| FetchError::Transport { url: url.to_string(), message: e.to_string() })?;
+            .map_err(|e| FetchError::Transport {
+                url: url.to_string(),
+                message: e.to_string(),
+            })?;
         if data.len() as u64 > max_length {
-            return Err(FetchError::TooLarge { url: url.to_string(), limit: max_length });
+            return Err(FetchError::TooLarge {
+                url: url.to_string(),
+                limit: max_length,
+            });
         }
         Ok(data)
     }
@@ -51,8 +57,13 @@ impl Fetcher for FileFetcher {
         let path = percent_decode(path);
         match std::fs::File::open(&path) {
             Ok(file) => Ok(Box::new(file)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(FetchError::NotFound { url: url.to_string() }),
-            Err(e) => Err(FetchError::Transport { url: url.to_string(), message: e.to_string() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(FetchError::NotFound {
+                url: url.to_string(),
+            }),
+            Err(e) => Err(FetchError::Transport {
+                url: url.to_string(),
+                message: e.to_string(),
+            }),
         }
     }
 }
@@ -95,7 +106,9 @@ impl Default for HttpFetcher {
             .timeout_global(Some(std::time::Duration::from_secs(300)))
             .http_status_as_error(false)
             .build();
-        HttpFetcher { agent: config.into() }
+        HttpFetcher {
+            agent: config.into(),
+        }
     }
 }
 
@@ -106,13 +119,21 @@ impl Fetcher for HttpFetcher {
             .agent
             .get(url)
             .call()
-            .map_err(|e| FetchError::Transport { url: url.to_string(), message: e.to_string() })?;
+            .map_err(|e| FetchError::Transport {
+                url: url.to_string(),
+                message: e.to_string(),
+            })?;
         let status = response.status().as_u16();
         if status == 403 || status == 404 {
-            return Err(FetchError::NotFound { url: url.to_string() });
+            return Err(FetchError::NotFound {
+                url: url.to_string(),
+            });
         }
         if status != 200 {
-            return Err(FetchError::Status { url: url.to_string(), status });
+            return Err(FetchError::Status {
+                url: url.to_string(),
+                status,
+            });
         }
         Ok(Box::new(response.into_body().into_reader()))
     }

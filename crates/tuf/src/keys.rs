@@ -46,7 +46,11 @@ impl PublicKey {
     /// Reads a key from its JSON object (`{"keytype", "scheme", "keyval": {"public"}}`).
     pub fn from_value(value: &Value) -> Result<Self, String> {
         let field = |name: &str| {
-            value.get(name).and_then(Value::as_str).map(str::to_owned).ok_or_else(|| format!("key has no string {name:?}"))
+            value
+                .get(name)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| format!("key has no string {name:?}"))
         };
         let keytype = field("keytype")?;
         let scheme = field("scheme")?;
@@ -59,7 +63,11 @@ impl PublicKey {
             Ok(material) => material,
             Err(reason) => KeyMaterial::Unusable(reason),
         };
-        Ok(PublicKey { keytype, scheme, material })
+        Ok(PublicKey {
+            keytype,
+            scheme,
+            material,
+        })
     }
 
     /// True when this key can verify signatures (known type and scheme, valid key material).
@@ -101,8 +109,11 @@ fn decode_material(keytype: &str, scheme: &str, public: &str) -> Result<KeyMater
     match (keytype, scheme) {
         ("ed25519", "ed25519") => {
             let bytes = hex::decode(public).map_err(|e| format!("ed25519 key is not hex: {e}"))?;
-            let array: [u8; 32] = bytes.try_into().map_err(|_| "ed25519 key is not 32 bytes".to_string())?;
-            let key = ed25519_dalek::VerifyingKey::from_bytes(&array).map_err(|e| format!("bad ed25519 key: {e}"))?;
+            let array: [u8; 32] = bytes
+                .try_into()
+                .map_err(|_| "ed25519 key is not 32 bytes".to_string())?;
+            let key = ed25519_dalek::VerifyingKey::from_bytes(&array)
+                .map_err(|e| format!("bad ed25519 key: {e}"))?;
             Ok(KeyMaterial::Ed25519(key))
         }
         ("ecdsa" | "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp256") => {
@@ -113,11 +124,13 @@ fn decode_material(keytype: &str, scheme: &str, public: &str) -> Result<KeyMater
         }
         ("rsa", "rsassa-pss-sha256") => {
             use rsa::pkcs8::DecodePublicKey;
-            let key =
-                rsa::RsaPublicKey::from_public_key_pem(public).map_err(|e| format!("bad RSA public key PEM: {e}"))?;
+            let key = rsa::RsaPublicKey::from_public_key_pem(public)
+                .map_err(|e| format!("bad RSA public key PEM: {e}"))?;
             Ok(KeyMaterial::RsaPss(key))
         }
-        _ => Err(format!("unsupported key type {keytype:?} with scheme {scheme:?}")),
+        _ => Err(format!(
+            "unsupported key type {keytype:?} with scheme {scheme:?}"
+        )),
     }
 }
 
@@ -142,5 +155,7 @@ fn verify_rsa_pss(key: &rsa::RsaPublicKey, signature: &[u8], message: &[u8]) -> 
 /// The key ID TUF specifies: hex SHA-256 of the canonical JSON of the key object. Key IDs in metadata are
 /// labels (TAP 12) and are never recomputed by the verifier; repositories use this to name new keys.
 pub fn key_id(key_value: &Value) -> Result<String, crate::canonical::CanonicalError> {
-    Ok(hex::encode(Sha256::digest(crate::canonical::encode(key_value)?)))
+    Ok(hex::encode(Sha256::digest(crate::canonical::encode(
+        key_value,
+    )?)))
 }

@@ -21,9 +21,9 @@ pub mod trusted;
 pub mod updater;
 
 pub use error::Error;
-pub use fetch::{FetchError, Fetcher, FileFetcher};
 #[cfg(feature = "http")]
 pub use fetch::HttpFetcher;
+pub use fetch::{FetchError, Fetcher, FileFetcher};
 pub use store::MetadataStore;
 pub use time::TimePolicy;
 pub use trusted::TrustedMetadataSet;

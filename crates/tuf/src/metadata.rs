@@ -34,7 +34,9 @@ impl<'de> Deserialize<'de> for Hashes {
                 let mut entries: Vec<(String, String)> = Vec::new();
                 while let Some((algorithm, digest)) = map.next_entry::<String, String>()? {
                     if entries.iter().any(|(existing, _)| *existing == algorithm) {
-                        return Err(serde::de::Error::custom(format!("hash algorithm {algorithm:?} listed twice")));
+                        return Err(serde::de::Error::custom(format!(
+                            "hash algorithm {algorithm:?} listed twice"
+                        )));
                     }
                     entries.push((algorithm, digest));
                 }
@@ -66,7 +68,12 @@ impl MultiHasher {
             let kind = match algorithm.as_str() {
                 "sha256" => HasherKind::Sha256(Sha256::new()),
                 "sha512" => HasherKind::Sha512(Sha512::new()),
-                _ => return Err(Error::UnsupportedHash { role: role.to_string(), algorithm: algorithm.clone() }),
+                _ => {
+                    return Err(Error::UnsupportedHash {
+                        role: role.to_string(),
+                        algorithm: algorithm.clone(),
+                    })
+                }
             };
             hashers.push((algorithm.clone(), digest.to_ascii_lowercase(), kind));
         }
@@ -89,7 +96,10 @@ impl MultiHasher {
                 HasherKind::Sha512(h) => hex::encode(h.finalize()),
             };
             if actual != expected {
-                return Err(Error::HashMismatch { role: role.to_string(), algorithm });
+                return Err(Error::HashMismatch {
+                    role: role.to_string(),
+                    algorithm,
+                });
             }
         }
         Ok(())
@@ -111,7 +121,11 @@ impl MetaFile {
     pub fn verify(&self, role: &str, data: &[u8]) -> Result<(), Error> {
         if let Some(length) = self.length {
             if data.len() as u64 != length {
-                return Err(Error::LengthMismatch { role: role.to_string(), expected: length, found: data.len() as u64 });
+                return Err(Error::LengthMismatch {
+                    role: role.to_string(),
+                    expected: length,
+                    found: data.len() as u64,
+                });
             }
         }
         if let Some(hashes) = &self.hashes {
@@ -185,7 +199,9 @@ impl DelegatedRole {
     pub fn is_delegated_path(&self, target: &str) -> bool {
         if let Some(prefixes) = &self.path_hash_prefixes {
             let digest = hex::encode(Sha256::digest(target.as_bytes()));
-            prefixes.iter().any(|prefix| digest.starts_with(prefix.as_str()))
+            prefixes
+                .iter()
+                .any(|prefix| digest.starts_with(prefix.as_str()))
         } else if let Some(patterns) = &self.paths {
             patterns.iter().any(|pattern| path_matches(target, pattern))
         } else {
@@ -215,15 +231,27 @@ impl SuccinctRoles {
         let first = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
         let shift = 32 - self.bit_length;
         let bin = if shift >= 32 { 0 } else { first >> shift };
-        format!("{}-{:0width$x}", self.name_prefix, bin, width = self.suffix_len())
+        format!(
+            "{}-{:0width$x}",
+            self.name_prefix,
+            bin,
+            width = self.suffix_len()
+        )
     }
 
     /// True if `name` is one of the bins.
     pub fn is_delegated_role(&self, name: &str) -> bool {
-        let Some(suffix) = name.strip_prefix(&self.name_prefix).and_then(|rest| rest.strip_prefix('-')) else {
+        let Some(suffix) = name
+            .strip_prefix(&self.name_prefix)
+            .and_then(|rest| rest.strip_prefix('-'))
+        else {
             return false;
         };
-        if suffix.len() != self.suffix_len() || !suffix.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+        if suffix.len() != self.suffix_len()
+            || !suffix
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        {
             return false;
         }
         u64::from_str_radix(suffix, 16).is_ok_and(|bin| bin < (1u64 << self.bit_length))
@@ -244,7 +272,11 @@ impl Delegations {
     /// Child roles that may sign `target`, in search order, with their `terminating` flag.
     pub fn roles_for_target(&self, target: &str) -> Vec<(String, bool)> {
         if let Some(roles) = &self.roles {
-            roles.iter().filter(|role| role.is_delegated_path(target)).map(|r| (r.name.clone(), r.terminating)).collect()
+            roles
+                .iter()
+                .filter(|role| role.is_delegated_path(target))
+                .map(|r| (r.name.clone(), r.terminating))
+                .collect()
         } else if let Some(succinct) = &self.succinct_roles {
             // python-tuf treats succinct bins as terminating.
             vec![(succinct.role_for_target(target), true)]
@@ -256,11 +288,15 @@ impl Delegations {
     /// Keys and threshold of the delegated role `name`, if this delegates it.
     pub fn role_keys(&self, name: &str) -> Option<RoleKeys> {
         if let Some(roles) = &self.roles {
-            roles.iter().find(|r| r.name == name).map(|r| RoleKeys { keyids: r.keyids.clone(), threshold: r.threshold })
+            roles.iter().find(|r| r.name == name).map(|r| RoleKeys {
+                keyids: r.keyids.clone(),
+                threshold: r.threshold,
+            })
         } else if let Some(succinct) = &self.succinct_roles {
-            succinct
-                .is_delegated_role(name)
-                .then(|| RoleKeys { keyids: succinct.keyids.clone(), threshold: succinct.threshold })
+            succinct.is_delegated_role(name).then(|| RoleKeys {
+                keyids: succinct.keyids.clone(),
+                threshold: succinct.threshold,
+            })
         } else {
             None
         }
@@ -334,7 +370,9 @@ impl RoleType for Root {
 impl RoleType for Timestamp {
     const TYPE: &'static str = "timestamp";
     fn validate(&self) -> Result<(), String> {
-        let meta = self.snapshot_meta().ok_or("meta has no snapshot.json entry")?;
+        let meta = self
+            .snapshot_meta()
+            .ok_or("meta has no snapshot.json entry")?;
         validate_meta_file("snapshot.json", meta)
     }
 }
@@ -352,7 +390,9 @@ fn validate_meta_file(name: &str, meta: &MetaFile) -> Result<(), String> {
 impl RoleType for Snapshot {
     const TYPE: &'static str = "snapshot";
     fn validate(&self) -> Result<(), String> {
-        self.meta.iter().try_for_each(|(name, meta)| validate_meta_file(name, meta))
+        self.meta
+            .iter()
+            .try_for_each(|(name, meta)| validate_meta_file(name, meta))
     }
 }
 
@@ -363,7 +403,9 @@ impl RoleType for Targets {
             return Ok(());
         };
         match (&delegations.roles, &delegations.succinct_roles) {
-            (Some(_), Some(_)) => return Err("delegations have both roles and succinct_roles".into()),
+            (Some(_), Some(_)) => {
+                return Err("delegations have both roles and succinct_roles".into())
+            }
             (None, None) => return Err("delegations have neither roles nor succinct_roles".into()),
             (Some(roles), None) => {
                 let mut names = BTreeSet::new();
@@ -375,16 +417,28 @@ impl RoleType for Targets {
                         return Err(format!("delegated role {:?} listed twice", role.name));
                     }
                     if role.paths.is_some() && role.path_hash_prefixes.is_some() {
-                        return Err(format!("delegated role {:?} has both paths and path_hash_prefixes", role.name));
+                        return Err(format!(
+                            "delegated role {:?} has both paths and path_hash_prefixes",
+                            role.name
+                        ));
                     }
-                    validate_role_keys(&role.name, &RoleKeys { keyids: role.keyids.clone(), threshold: role.threshold })?;
+                    validate_role_keys(
+                        &role.name,
+                        &RoleKeys {
+                            keyids: role.keyids.clone(),
+                            threshold: role.threshold,
+                        },
+                    )?;
                 }
             }
             (None, Some(succinct)) => {
                 if !(1..=32).contains(&succinct.bit_length) {
                     return Err("succinct_roles.bit_length must be in 1..=32".into());
                 }
-                let keys = RoleKeys { keyids: succinct.keyids.clone(), threshold: succinct.threshold };
+                let keys = RoleKeys {
+                    keyids: succinct.keyids.clone(),
+                    threshold: succinct.threshold,
+                };
                 validate_role_keys("succinct_roles", &keys)?;
             }
         }
@@ -410,26 +464,39 @@ pub struct Metadata<T> {
 impl<T: RoleType> Metadata<T> {
     /// Parses metadata for `role` (a role name for messages; the `_type` must be `T::TYPE`).
     pub fn from_bytes(role: &str, data: &[u8]) -> Result<Self, Error> {
-        let envelope: RawEnvelope = serde_json::from_slice(data).map_err(|e| Error::malformed(role, e))?;
+        let envelope: RawEnvelope =
+            serde_json::from_slice(data).map_err(|e| Error::malformed(role, e))?;
         let text = envelope.signed.get();
         let common: Common = serde_json::from_str(text).map_err(|e| Error::malformed(role, e))?;
         if common.role_type != T::TYPE {
-            return Err(Error::WrongType { role: role.to_string(), expected: T::TYPE, found: common.role_type });
+            return Err(Error::WrongType {
+                role: role.to_string(),
+                expected: T::TYPE,
+                found: common.role_type,
+            });
         }
         check_spec_version(role, &common.spec_version)?;
         if common.version < 1 {
             return Err(Error::malformed(role, "version must be at least 1"));
         }
-        let expires = crate::time::parse_expires(&common.expires)
-            .ok_or_else(|| Error::malformed(role, format!("expires {:?} is not YYYY-MM-DDTHH:MM:SSZ", common.expires)))?;
+        let expires = crate::time::parse_expires(&common.expires).ok_or_else(|| {
+            Error::malformed(
+                role,
+                format!("expires {:?} is not YYYY-MM-DDTHH:MM:SSZ", common.expires),
+            )
+        })?;
         let signed: T = serde_json::from_str(text).map_err(|e| Error::malformed(role, e))?;
         signed.validate().map_err(|e| Error::malformed(role, e))?;
         let generic: Value = serde_json::from_str(text).map_err(|e| Error::malformed(role, e))?;
-        let canonical_signed = crate::canonical::encode(&generic).map_err(|e| Error::malformed(role, e))?;
+        let canonical_signed =
+            crate::canonical::encode(&generic).map_err(|e| Error::malformed(role, e))?;
         let mut seen = BTreeSet::new();
         for signature in &envelope.signatures {
             if !seen.insert(signature.keyid.as_str()) {
-                return Err(Error::malformed(role, format!("several signatures for key ID {}", signature.keyid)));
+                return Err(Error::malformed(
+                    role,
+                    format!("several signatures for key ID {}", signature.keyid),
+                ));
             }
         }
         Ok(Metadata {
@@ -456,8 +523,10 @@ impl<T: RoleType> Metadata<T> {
             if !counted.insert(keyid) {
                 continue;
             }
-            let (Some(key), Some(signature)) = (keys.get(keyid), self.signatures.iter().find(|s| &s.keyid == keyid))
-            else {
+            let (Some(key), Some(signature)) = (
+                keys.get(keyid),
+                self.signatures.iter().find(|s| &s.keyid == keyid),
+            ) else {
                 continue;
             };
             if key.verify(&signature.sig, &self.canonical_signed) {
@@ -483,10 +552,15 @@ impl<T: RoleType> Metadata<T> {
 
 fn check_spec_version(role: &str, version: &str) -> Result<(), Error> {
     let parts: Vec<&str> = version.split('.').collect();
-    let well_formed =
-        (parts.len() == 2 || parts.len() == 3) && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let well_formed = (parts.len() == 2 || parts.len() == 3)
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
     if !well_formed || parts.first() != Some(&"1") {
-        return Err(Error::SpecVersion { role: role.to_string(), found: version.to_string() });
+        return Err(Error::SpecVersion {
+            role: role.to_string(),
+            found: version.to_string(),
+        });
     }
     Ok(())
 }
@@ -599,7 +673,12 @@ mod tests {
 
     #[test]
     fn succinct_bins_like_python() {
-        let roles = SuccinctRoles { keyids: vec![], threshold: 1, bit_length: 11, name_prefix: "alice.hbd".into() };
+        let roles = SuccinctRoles {
+            keyids: vec![],
+            threshold: 1,
+            bit_length: 11,
+            name_prefix: "alice.hbd".into(),
+        };
         assert!(roles.is_delegated_role("alice.hbd-7ff"));
         assert!(!roles.is_delegated_role("alice.hbd-800"));
         assert!(!roles.is_delegated_role("alice.hbd-7f"));

@@ -54,7 +54,10 @@ impl MetadataStore {
 }
 
 fn store_error(path: &Path, source: std::io::Error) -> Error {
-    Error::Store { path: path.display().to_string(), source }
+    Error::Store {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// Writes `data` to a temporary file next to `path`, fsyncs it, renames it over `path` and fsyncs the directory,
@@ -64,10 +67,17 @@ pub fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
-        let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(&temp)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&temp)?;
         file.write_all(data)?;
         file.sync_all()?;
         drop(file);

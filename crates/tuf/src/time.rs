@@ -38,7 +38,12 @@ pub fn format_expires(unix: i64) -> String {
     let days = unix.div_euclid(86_400);
     let secs = unix.rem_euclid(86_400);
     let (year, month, day) = civil_from_days(days);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
 }
 
 fn is_leap(year: i64) -> bool {
@@ -104,7 +109,9 @@ impl TimePolicy {
     /// The reference time for a refresh starting now.
     pub fn reference_time(&self) -> i64 {
         let clock = self.fixed_now.unwrap_or_else(system_now);
-        clock.max(self.build_time_floor).max(self.persisted_floor().unwrap_or(i64::MIN))
+        clock
+            .max(self.build_time_floor)
+            .max(self.persisted_floor().unwrap_or(i64::MIN))
     }
 
     /// The floor recorded by earlier successful refreshes, if any.
@@ -120,7 +127,10 @@ impl TimePolicy {
             return Ok(());
         };
         let candidate = reference.min(timestamp_expires);
-        if self.persisted_floor().is_some_and(|floor| floor >= candidate) {
+        if self
+            .persisted_floor()
+            .is_some_and(|floor| floor >= candidate)
+        {
             return Ok(());
         }
         crate::store::write_atomically(path, format!("{candidate}\n").as_bytes())
@@ -141,7 +151,12 @@ mod tests {
 
     #[test]
     fn expires_round_trip() {
-        for text in ["1970-01-01T00:00:00Z", "2000-02-29T23:59:59Z", "2030-12-31T12:00:00Z", "2106-02-07T06:28:16Z"] {
+        for text in [
+            "1970-01-01T00:00:00Z",
+            "2000-02-29T23:59:59Z",
+            "2030-12-31T12:00:00Z",
+            "2106-02-07T06:28:16Z",
+        ] {
             let unix = parse_expires(text).unwrap();
             assert_eq!(format_expires(unix), text);
         }
@@ -154,7 +169,11 @@ mod tests {
     #[test]
     fn floor_only_rises_and_is_capped_by_timestamp_expiry() {
         let dir = tempfile::tempdir().unwrap();
-        let policy = TimePolicy { build_time_floor: 100, floor_file: Some(dir.path().join("floor")), fixed_now: Some(50) };
+        let policy = TimePolicy {
+            build_time_floor: 100,
+            floor_file: Some(dir.path().join("floor")),
+            fixed_now: Some(50),
+        };
         assert_eq!(policy.reference_time(), 100);
         policy.record_success(1_000, 500).unwrap();
         assert_eq!(policy.persisted_floor(), Some(500));

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::Error;
-use crate::metadata::{Metadata, Root, RoleKeys, Snapshot, Targets, Timestamp};
+use crate::metadata::{Metadata, RoleKeys, Root, Snapshot, Targets, Timestamp};
 use crate::time::format_expires;
 
 /// The verified metadata of one refresh.
@@ -27,7 +27,13 @@ impl TrustedMetadataSet {
     pub fn new(root_data: &[u8], reference_time: i64) -> Result<Self, Error> {
         let root: Metadata<Root> = Metadata::from_bytes("root", root_data)?;
         verify_root_by(&root, "root", &root)?;
-        Ok(TrustedMetadataSet { reference_time, root, timestamp: None, snapshot: None, targets: BTreeMap::new() })
+        Ok(TrustedMetadataSet {
+            reference_time,
+            root,
+            timestamp: None,
+            snapshot: None,
+            targets: BTreeMap::new(),
+        })
     }
 
     /// The reference time every expiry check uses.
@@ -65,7 +71,11 @@ impl TrustedMetadataSet {
         verify_root_by(&new_root, "trusted root", &self.root)?;
         let expected = self.root.version.saturating_add(1);
         if new_root.version != expected {
-            return Err(Error::VersionMismatch { role: "root".into(), expected, found: new_root.version });
+            return Err(Error::VersionMismatch {
+                role: "root".into(),
+                expected,
+                found: new_root.version,
+            });
         }
         verify_root_by(&new_root, "new root itself", &new_root)?;
         self.root = new_root;
@@ -85,14 +95,26 @@ impl TrustedMetadataSet {
         self.verify_top_level(&new, "timestamp")?;
         if let Some(trusted) = &self.timestamp {
             if new.version < trusted.version {
-                return Err(Error::Rollback { role: "timestamp".into(), trusted: trusted.version, found: new.version });
+                return Err(Error::Rollback {
+                    role: "timestamp".into(),
+                    trusted: trusted.version,
+                    found: new.version,
+                });
             }
             if new.version == trusted.version {
-                return Err(Error::SameVersion { role: "timestamp".into(), version: new.version });
+                return Err(Error::SameVersion {
+                    role: "timestamp".into(),
+                    version: new.version,
+                });
             }
-            let (old_meta, new_meta) = (snapshot_meta_version(trusted), snapshot_meta_version(&new));
+            let (old_meta, new_meta) =
+                (snapshot_meta_version(trusted), snapshot_meta_version(&new));
             if new_meta < old_meta {
-                return Err(Error::Rollback { role: "snapshot (meta in timestamp)".into(), trusted: old_meta, found: new_meta });
+                return Err(Error::Rollback {
+                    role: "snapshot (meta in timestamp)".into(),
+                    trusted: old_meta,
+                    found: new_meta,
+                });
             }
         }
         let expires = new.expires;
@@ -116,7 +138,11 @@ impl TrustedMetadataSet {
         if timestamp.is_expired(self.reference_time) {
             return Err(self.expired("timestamp", timestamp.expires));
         }
-        let meta = timestamp.signed.snapshot_meta().ok_or(Error::Order("timestamp without snapshot meta"))?.clone();
+        let meta = timestamp
+            .signed
+            .snapshot_meta()
+            .ok_or(Error::Order("timestamp without snapshot meta"))?
+            .clone();
         if !trusted_local {
             meta.verify("snapshot", data)?;
         }
@@ -127,11 +153,18 @@ impl TrustedMetadataSet {
                 let Some(current) = new.signed.meta.get(name) else {
                     return Err(Error::MissingMeta {
                         role: "snapshot".into(),
-                        reason: format!("no longer lists {name} (listed at version {})", old.version),
+                        reason: format!(
+                            "no longer lists {name} (listed at version {})",
+                            old.version
+                        ),
                     });
                 };
                 if current.version < old.version {
-                    return Err(Error::Rollback { role: format!("{name} (meta in snapshot)"), trusted: old.version, found: current.version });
+                    return Err(Error::Rollback {
+                        role: format!("{name} (meta in snapshot)"),
+                        trusted: old.version,
+                        found: current.version,
+                    });
                 }
             }
         }
@@ -148,39 +181,69 @@ impl TrustedMetadataSet {
         }
         let expected = snapshot_meta_version(timestamp);
         if snapshot.version != expected {
-            return Err(Error::VersionMismatch { role: "snapshot".into(), expected, found: snapshot.version });
+            return Err(Error::VersionMismatch {
+                role: "snapshot".into(),
+                expected,
+                found: snapshot.version,
+            });
         }
         Ok(())
     }
 
     /// Accepts the targets role `role`, delegated by `delegator` (`root` for the top-level `targets`).
-    pub fn update_targets(&mut self, data: &[u8], role: &str, delegator: &str) -> Result<(), Error> {
+    pub fn update_targets(
+        &mut self,
+        data: &[u8],
+        role: &str,
+        delegator: &str,
+    ) -> Result<(), Error> {
         self.check_final_snapshot()?;
-        let snapshot = self.snapshot.as_ref().ok_or(Error::Order("snapshot not loaded"))?;
+        let snapshot = self
+            .snapshot
+            .as_ref()
+            .ok_or(Error::Order("snapshot not loaded"))?;
         let meta_name = format!("{role}.json");
-        let meta = snapshot.signed.meta.get(&meta_name).ok_or_else(|| Error::MissingMeta {
-            role: role.to_string(),
-            reason: "snapshot does not list this role".into(),
-        })?;
+        let meta = snapshot
+            .signed
+            .meta
+            .get(&meta_name)
+            .ok_or_else(|| Error::MissingMeta {
+                role: role.to_string(),
+                reason: "snapshot does not list this role".into(),
+            })?;
         meta.verify(role, data)?;
         let new: Metadata<Targets> = Metadata::from_bytes(role, data)?;
         if delegator == "root" {
             let role_keys = top_level_keys(&self.root, role)?;
             new.verify_threshold(role, "root", &self.root.signed.keys, &role_keys)?;
         } else {
-            let parent = self.targets.get(delegator).ok_or(Error::Order("delegator not loaded"))?;
-            let delegations = parent.signed.delegations.as_ref().ok_or_else(|| Error::MissingMeta {
-                role: role.to_string(),
-                reason: format!("{delegator} has no delegations"),
-            })?;
-            let role_keys = delegations.role_keys(role).ok_or_else(|| Error::MissingMeta {
-                role: role.to_string(),
-                reason: format!("{delegator} does not delegate this role"),
-            })?;
+            let parent = self
+                .targets
+                .get(delegator)
+                .ok_or(Error::Order("delegator not loaded"))?;
+            let delegations =
+                parent
+                    .signed
+                    .delegations
+                    .as_ref()
+                    .ok_or_else(|| Error::MissingMeta {
+                        role: role.to_string(),
+                        reason: format!("{delegator} has no delegations"),
+                    })?;
+            let role_keys = delegations
+                .role_keys(role)
+                .ok_or_else(|| Error::MissingMeta {
+                    role: role.to_string(),
+                    reason: format!("{delegator} does not delegate this role"),
+                })?;
             new.verify_threshold(role, delegator, &delegations.keys, &role_keys)?;
         }
         if new.version != meta.version {
-            return Err(Error::VersionMismatch { role: role.to_string(), expected: meta.version, found: new.version });
+            return Err(Error::VersionMismatch {
+                role: role.to_string(),
+                expected: meta.version,
+                found: new.version,
+            });
         }
         if new.is_expired(self.reference_time) {
             return Err(self.expired(role, new.expires));
@@ -189,28 +252,47 @@ impl TrustedMetadataSet {
         Ok(())
     }
 
-    fn verify_top_level<T: crate::metadata::RoleType>(&self, metadata: &Metadata<T>, role: &str) -> Result<(), Error> {
+    fn verify_top_level<T: crate::metadata::RoleType>(
+        &self,
+        metadata: &Metadata<T>,
+        role: &str,
+    ) -> Result<(), Error> {
         let role_keys = top_level_keys(&self.root, role)?;
         metadata.verify_threshold(role, "root", &self.root.signed.keys, &role_keys)
     }
 
     fn expired(&self, role: &str, expires: i64) -> Error {
-        Error::Expired { role: role.to_string(), expires: format_expires(expires), now: format_expires(self.reference_time) }
+        Error::Expired {
+            role: role.to_string(),
+            expires: format_expires(expires),
+            now: format_expires(self.reference_time),
+        }
     }
 }
 
 fn snapshot_meta_version(timestamp: &Metadata<Timestamp>) -> u64 {
-    timestamp.signed.snapshot_meta().map_or(0, |meta| meta.version)
+    timestamp
+        .signed
+        .snapshot_meta()
+        .map_or(0, |meta| meta.version)
 }
 
 fn top_level_keys(root: &Metadata<Root>, role: &str) -> Result<RoleKeys, Error> {
-    root.signed.roles.get(role).cloned().ok_or_else(|| Error::MissingMeta {
-        role: role.to_string(),
-        reason: "root does not define this role".into(),
-    })
+    root.signed
+        .roles
+        .get(role)
+        .cloned()
+        .ok_or_else(|| Error::MissingMeta {
+            role: role.to_string(),
+            reason: "root does not define this role".into(),
+        })
 }
 
-fn verify_root_by(candidate: &Metadata<Root>, delegator: &str, signer_root: &Metadata<Root>) -> Result<(), Error> {
+fn verify_root_by(
+    candidate: &Metadata<Root>,
+    delegator: &str,
+    signer_root: &Metadata<Root>,
+) -> Result<(), Error> {
     let role_keys = top_level_keys(signer_root, "root")?;
     candidate.verify_threshold("root", delegator, &signer_root.signed.keys, &role_keys)
 }

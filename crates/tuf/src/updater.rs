@@ -116,7 +116,10 @@ impl<F: Fetcher> Updater<F> {
     /// start. Nothing is persisted before it has passed every check.
     pub fn refresh(&mut self) -> Result<(), Error> {
         let reference = self.time.reference_time();
-        let root = self.store.read("root").ok_or(Error::MissingMeta { role: "root".into(), reason: "no trusted root.json".into() })?;
+        let root = self.store.read("root").ok_or(Error::MissingMeta {
+            role: "root".into(),
+            reason: "no trusted root.json".into(),
+        })?;
         self.trusted = TrustedMetadataSet::new(&root, reference)?;
         self.refreshed = false;
         self.load_root()?;
@@ -126,26 +129,61 @@ impl<F: Fetcher> Updater<F> {
         self.refreshed = true;
         if let Some(timestamp) = self.trusted.timestamp() {
             let expires = timestamp.expires;
-            self.time.record_success(reference, expires).map_err(|source| Error::Store { path: "trusted time floor".into(), source })?;
+            self.time
+                .record_success(reference, expires)
+                .map_err(|source| Error::Store {
+                    path: "trusted time floor".into(),
+                    source,
+                })?;
         }
         Ok(())
     }
 
     fn metadata_url(&self, role: &str, version: Option<u64>) -> String {
         match version {
-            Some(version) => format!("{}{version}.{}.json", self.metadata_base_url, percent_encode(role)),
+            Some(version) => format!(
+                "{}{version}.{}.json",
+                self.metadata_base_url,
+                percent_encode(role)
+            ),
             None => format!("{}{}.json", self.metadata_base_url, percent_encode(role)),
         }
     }
 
     fn fetch(&self, role: &str, url: &str, max_length: u64) -> Result<Vec<u8>, Error> {
-        self.fetcher.fetch(url, max_length).map_err(|source| match source {
-            FetchError::TooLarge { limit, .. } => Error::TooLarge { role: role.to_string(), limit },
-            source => Error::Fetch { role: role.to_string(), source },
-        })
+        self.fetcher
+            .fetch(url, max_length)
+            .map_err(|source| match source {
+                FetchError::TooLarge { limit, .. } => Error::TooLarge {
+                    role: role.to_string(),
+                    limit,
+                },
+                source => Error::Fetch {
+                    role: role.to_string(),
+                    source,
+                },
+            })
     }
 
     fn load_root(&mut self) -> Result<(), Error> {
+        let online_keys = |trusted: &TrustedMetadataSet| -> Vec<(Vec<String>, u64)> {
+            ["timestamp", "snapshot"]
+                .iter()
+                .map(|role| {
+                    trusted
+                        .root()
+                        .signed
+                        .roles
+                        .get(*role)
+                        .map_or((Vec::new(), 0), |keys| {
+                            let mut ids = keys.keyids.clone();
+                            ids.sort();
+                            (ids, keys.threshold)
+                        })
+                })
+                .collect()
+        };
+        let mut keys_before = online_keys(&self.trusted);
         let lower = self.trusted.root().version.saturating_add(1);
         let upper = lower.saturating_add(self.config.max_root_rotations);
         for version in lower..upper {
@@ -153,11 +191,29 @@ impl<F: Fetcher> Updater<F> {
             let data = match self.fetcher.fetch(&url, self.config.root_max_length) {
                 Ok(data) => data,
                 Err(FetchError::NotFound { .. }) => break,
-                Err(FetchError::TooLarge { limit, .. }) => return Err(Error::TooLarge { role: "root".into(), limit }),
-                Err(source) => return Err(Error::Fetch { role: "root".into(), source }),
+                Err(FetchError::TooLarge { limit, .. }) => {
+                    return Err(Error::TooLarge {
+                        role: "root".into(),
+                        limit,
+                    })
+                }
+                Err(source) => {
+                    return Err(Error::Fetch {
+                        role: "root".into(),
+                        source,
+                    })
+                }
             };
             self.trusted.update_root(&data)?;
             self.store.write("root", &data)?;
+            // Fast-forward attack recovery (spec 5.3.11): once the timestamp or snapshot keys rotate, versions an
+            // attacker may have pushed with the old keys must not remain a rollback floor.
+            let keys_now = online_keys(&self.trusted);
+            if keys_now != keys_before {
+                self.store.remove("timestamp")?;
+                self.store.remove("snapshot")?;
+                keys_before = keys_now;
+            }
         }
         Ok(())
     }
@@ -184,10 +240,21 @@ impl<F: Fetcher> Updater<F> {
                 return Ok(());
             }
         }
-        let timestamp = self.trusted.timestamp().ok_or(Error::Order("timestamp not loaded"))?;
-        let meta = timestamp.signed.snapshot_meta().ok_or(Error::Order("timestamp without snapshot meta"))?;
+        let timestamp = self
+            .trusted
+            .timestamp()
+            .ok_or(Error::Order("timestamp not loaded"))?;
+        let meta = timestamp
+            .signed
+            .snapshot_meta()
+            .ok_or(Error::Order("timestamp without snapshot meta"))?;
         let max_length = meta.length.unwrap_or(self.config.snapshot_max_length);
-        let version = self.trusted.root().signed.consistent_snapshot.then_some(meta.version);
+        let version = self
+            .trusted
+            .root()
+            .signed
+            .consistent_snapshot
+            .then_some(meta.version);
         let url = self.metadata_url("snapshot", version);
         let data = self.fetch("snapshot", &url, max_length)?;
         self.trusted.update_snapshot(&data, false)?;
@@ -203,13 +270,25 @@ impl<F: Fetcher> Updater<F> {
                 return Ok(());
             }
         }
-        let snapshot = self.trusted.snapshot().ok_or(Error::Order("snapshot not loaded"))?;
-        let meta = snapshot.signed.meta.get(&format!("{role}.json")).ok_or_else(|| Error::MissingMeta {
-            role: role.to_string(),
-            reason: "snapshot does not list this role".into(),
-        })?;
+        let snapshot = self
+            .trusted
+            .snapshot()
+            .ok_or(Error::Order("snapshot not loaded"))?;
+        let meta = snapshot
+            .signed
+            .meta
+            .get(&format!("{role}.json"))
+            .ok_or_else(|| Error::MissingMeta {
+                role: role.to_string(),
+                reason: "snapshot does not list this role".into(),
+            })?;
         let max_length = meta.length.unwrap_or(self.config.targets_max_length);
-        let version = self.trusted.root().signed.consistent_snapshot.then_some(meta.version);
+        let version = self
+            .trusted
+            .root()
+            .signed
+            .consistent_snapshot
+            .then_some(meta.version);
         let url = self.metadata_url(role, version);
         let data = self.fetch(role, &url, max_length)?;
         self.trusted.update_targets(&data, role, delegator)?;
@@ -234,9 +313,15 @@ impl<F: Fetcher> Updater<F> {
                 continue;
             }
             self.load_targets(&role, &delegator)?;
-            let targets = self.trusted.targets(&role).ok_or(Error::Order("targets role not loaded"))?;
+            let targets = self
+                .trusted
+                .targets(&role)
+                .ok_or(Error::Order("targets role not loaded"))?;
             if let Some(file) = targets.signed.targets.get(name) {
-                return Ok(Some(TargetInfo { name: name.to_string(), file: file.clone() }));
+                return Ok(Some(TargetInfo {
+                    name: name.to_string(),
+                    file: file.clone(),
+                }));
             }
             visited.push(role.clone());
             budget -= 1;
@@ -258,12 +343,16 @@ impl<F: Fetcher> Updater<F> {
 
     /// Like `get_target_info` but a missing target is an error.
     pub fn require_target(&mut self, name: &str) -> Result<TargetInfo, Error> {
-        self.get_target_info(name)?.ok_or_else(|| Error::TargetNotFound(name.to_string()))
+        self.get_target_info(name)?
+            .ok_or_else(|| Error::TargetNotFound(name.to_string()))
     }
 
     /// The URL of a target (`HASH.name` under consistent snapshots).
     pub fn target_url(&self, info: &TargetInfo) -> Result<String, Error> {
-        let base = self.target_base_url.as_ref().ok_or(Error::Order("no target base URL configured"))?;
+        let base = self
+            .target_base_url
+            .as_ref()
+            .ok_or(Error::Order("no target base URL configured"))?;
         let mut path = info.name.clone();
         if self.trusted.root().signed.consistent_snapshot && self.config.prefix_targets_with_hash {
             if let Some((_, digest)) = info.file.hashes.0.first() {
@@ -280,17 +369,28 @@ impl<F: Fetcher> Updater<F> {
     /// final hash check: on `Err` the caller must discard everything written (`download_target_to_file` does).
     pub fn download_target(&self, info: &TargetInfo, writer: &mut dyn Write) -> Result<(), Error> {
         let url = self.target_url(info)?;
-        let reader = self.fetcher.open(&url).map_err(|source| Error::Fetch { role: info.name.clone(), source })?;
+        let reader = self.fetcher.open(&url).map_err(|source| Error::Fetch {
+            role: info.name.clone(),
+            source,
+        })?;
         verify_stream(info, reader, writer)
     }
 
     /// Downloads the target to `path` via a temporary file that is renamed into place only after verification.
     pub fn download_target_to_file(&self, info: &TargetInfo, path: &Path) -> Result<(), Error> {
-        let store_error = |source| Error::Store { path: path.display().to_string(), source };
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let store_error = |source| Error::Store {
+            path: path.display().to_string(),
+            source,
+        };
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let temp = dir.join(format!(
             ".{}.download-{}",
-            path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             std::process::id()
         ));
         let result = (|| {
@@ -315,7 +415,11 @@ pub fn is_cached_target(info: &TargetInfo, path: &Path) -> bool {
 }
 
 /// Copies `reader` to `writer`, refusing more than the target's length and checking every listed hash.
-pub fn verify_stream(info: &TargetInfo, mut reader: impl Read, writer: &mut dyn Write) -> Result<(), Error> {
+pub fn verify_stream(
+    info: &TargetInfo,
+    mut reader: impl Read,
+    writer: &mut dyn Write,
+) -> Result<(), Error> {
     let role = format!("target {}", info.name);
     let mut hasher = MultiHasher::new(&role, &info.file.hashes)?;
     let mut buffer = vec![0u8; 64 * 1024];
@@ -328,20 +432,33 @@ pub fn verify_stream(info: &TargetInfo, mut reader: impl Read, writer: &mut dyn 
             Err(e) => {
                 return Err(Error::Fetch {
                     role,
-                    source: FetchError::Transport { url: info.name.clone(), message: e.to_string() },
+                    source: FetchError::Transport {
+                        url: info.name.clone(),
+                        message: e.to_string(),
+                    },
                 })
             }
         };
         total = total.saturating_add(read as u64);
         if total > info.file.length {
-            return Err(Error::TooLarge { role, limit: info.file.length });
+            return Err(Error::TooLarge {
+                role,
+                limit: info.file.length,
+            });
         }
         let chunk = buffer.get(..read).unwrap_or_default();
         hasher.update(chunk);
-        writer.write_all(chunk).map_err(|source| Error::Store { path: role.clone(), source })?;
+        writer.write_all(chunk).map_err(|source| Error::Store {
+            path: role.clone(),
+            source,
+        })?;
     }
     if total != info.file.length {
-        return Err(Error::LengthMismatch { role, expected: info.file.length, found: total });
+        return Err(Error::LengthMismatch {
+            role,
+            expected: info.file.length,
+            found: total,
+        });
     }
     hasher.check(&role)
 }

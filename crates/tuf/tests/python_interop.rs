@@ -10,7 +10,11 @@ use keel_tuf::{init_trusted_root, FileFetcher, TimePolicy, Updater, UpdaterConfi
 
 fn make_python_repo(out: &Path) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/make_repo.py");
-    let output = Command::new("python3").arg(&script).arg(out).output().expect("python3 must be installed");
+    let output = Command::new("python3")
+        .arg(&script)
+        .arg(out)
+        .output()
+        .expect("python3 must be installed");
     assert!(
         output.status.success(),
         "make_repo.py failed (python-tuf installed?):\n{}",
@@ -21,8 +25,15 @@ fn make_python_repo(out: &Path) {
 fn updater(client: &Path, stage: &Path) -> Updater<FileFetcher> {
     let metadata_url = format!("file://{}/metadata/", stage.display());
     let targets_url = format!("file://{}/targets/", stage.display());
-    Updater::new(client, &metadata_url, Some(&targets_url), FileFetcher, UpdaterConfig::default(), TimePolicy::default())
-        .unwrap()
+    Updater::new(
+        client,
+        &metadata_url,
+        Some(&targets_url),
+        FileFetcher,
+        UpdaterConfig::default(),
+        TimePolicy::default(),
+    )
+    .unwrap()
 }
 
 fn download(updater: &mut Updater<FileFetcher>, name: &str) -> Vec<u8> {
@@ -40,25 +51,48 @@ fn keel_client_reads_python_tuf_repository() {
     let stage2 = work.path().join("stage2");
     let payload = |name: &str| std::fs::read(work.path().join("payloads").join(name)).unwrap();
     let client = work.path().join("client");
-    init_trusted_root(&client, &std::fs::read(stage1.join("metadata/1.root.json")).unwrap()).unwrap();
+    init_trusted_root(
+        &client,
+        &std::fs::read(stage1.join("metadata/1.root.json")).unwrap(),
+    )
+    .unwrap();
 
     let mut first = updater(&client, &stage1);
     first.refresh().unwrap();
     assert_eq!(download(&mut first, "hello.txt"), payload("hello.txt"));
-    assert_eq!(download(&mut first, "images/fw.swu"), payload("images/fw.swu"));
+    assert_eq!(
+        download(&mut first, "images/fw.swu"),
+        payload("images/fw.swu")
+    );
     assert!(first.get_target_info("new.txt").unwrap().is_none());
-    assert!(first.get_target_info("images/missing.swu").unwrap().is_none());
+    assert!(first
+        .get_target_info("images/missing.swu")
+        .unwrap()
+        .is_none());
 
     // Exactly the received bytes are stored, under unversioned names.
-    for (stored, served) in [("timestamp.json", "timestamp.json"), ("snapshot.json", "1.snapshot.json"), ("images.json", "1.images.json")] {
-        assert_eq!(std::fs::read(client.join(stored)).unwrap(), std::fs::read(stage1.join("metadata").join(served)).unwrap());
+    for (stored, served) in [
+        ("timestamp.json", "timestamp.json"),
+        ("snapshot.json", "1.snapshot.json"),
+        ("images.json", "1.images.json"),
+    ] {
+        assert_eq!(
+            std::fs::read(client.join(stored)).unwrap(),
+            std::fs::read(stage1.join("metadata").join(served)).unwrap()
+        );
     }
 
     // Root rotation (old key → new 2-of-2 keys) and timestamp key rotation.
     let mut second = updater(&client, &stage2);
     second.refresh().unwrap();
     assert_eq!(second.trusted().root().version, 2);
-    assert_eq!(std::fs::read(client.join("root.json")).unwrap(), std::fs::read(stage2.join("metadata/2.root.json")).unwrap());
+    assert_eq!(
+        std::fs::read(client.join("root.json")).unwrap(),
+        std::fs::read(stage2.join("metadata/2.root.json")).unwrap()
+    );
     assert_eq!(download(&mut second, "new.txt"), payload("new.txt"));
-    assert_eq!(download(&mut second, "images/fw.swu"), payload("images/fw.swu"));
+    assert_eq!(
+        download(&mut second, "images/fw.swu"),
+        payload("images/fw.swu")
+    );
 }

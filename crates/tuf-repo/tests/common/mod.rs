@@ -15,9 +15,20 @@ pub struct HttpServer {
 
 impl HttpServer {
     pub fn start(dir: &Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let child = Command::new("python3")
-            .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"])
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
             .arg(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -28,7 +39,10 @@ impl HttpServer {
             assert!(Instant::now() < deadline, "http.server did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
-        HttpServer { child, base: format!("http://127.0.0.1:{port}") }
+        HttpServer {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        }
     }
 }
 
