@@ -218,6 +218,13 @@ impl SimDevice {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    pub async fn try_get_json(&self, url: &str) -> reqwest::Result<(StatusCode, Value)> {
+        let response = self.get(url).await?;
+        let status = response.status();
+        let text = response.text().await?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    }
+
     pub async fn post_json(&self, url: &str, body: &Value) -> reqwest::Result<StatusCode> {
         let response = self.client.post(url).header("Authorization", &self.auth).json(body).send().await?;
         Ok(response.status())
@@ -260,7 +267,7 @@ impl SimDevice {
         let base = self.poll().await?;
         let links = &base["_links"];
         if let Some(href) = links["cancelAction"]["href"].as_str() {
-            let (status, cancel) = self.get_json(href).await;
+            let (status, cancel) = self.try_get_json(href).await?;
             assert_eq!(status, StatusCode::OK);
             let stop_id = cancel["cancelAction"]["stopId"].as_str().unwrap().to_string();
             let detail = format!("{} canceled {stop_id}", self.id);
@@ -274,7 +281,7 @@ impl SimDevice {
             return Ok(handled);
         }
         let Some(href) = links["deploymentBase"]["href"].as_str() else { return Ok(handled) };
-        let (status, deployment) = self.get_json(href).await;
+        let (status, deployment) = self.try_get_json(href).await?;
         if status != StatusCode::OK {
             return Ok(handled);
         }

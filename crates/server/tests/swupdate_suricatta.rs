@@ -1,0 +1,162 @@
+//! Debian's real `swupdate` in suricatta (hawkBit) mode against keel-server: it polls, downloads
+//! and installs a signed .swu to a file target, then (restarted with `-c 2`, as after a reboot)
+//! reports the result of the action that was open before; the action ends finished on the server.
+//!
+//! The .swu is made the way SWUpdate documents it: `cpio -H crc` of sw-description, its CMS
+//! signature (`openssl cms -sign -binary -outform DER -nosmimecap`) and the image.
+
+mod common;
+
+use common::{random_bytes, TestServer};
+use reqwest::Method;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn run(cmd: &mut Command) {
+    let output = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e} (is it installed?)"));
+    assert!(output.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// Builds a signed .swu whose single raw image is written to `target`.
+fn make_swu(dir: &Path, image: &[u8], target: &Path) -> Vec<u8> {
+    std::fs::write(dir.join("image.bin"), image).unwrap();
+    let sw_description = format!(
+        r#"software =
+{{
+	version = "2.0.0";
+	description = "keel-server suricatta test";
+	hardware-compatibility: [ "1.0" ];
+	images: (
+		{{
+			filename = "image.bin";
+			device = "{}";
+			type = "raw";
+			sha256 = "{}";
+		}}
+	);
+}}
+"#,
+        target.display(),
+        hex::encode(Sha256::digest(image))
+    );
+    std::fs::write(dir.join("sw-description"), sw_description).unwrap();
+    run(Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/O=keel/CN=keel test signer"])
+        .args(["-keyout", "key.pem", "-out", "cert.pem"])
+        .current_dir(dir));
+    run(Command::new("openssl")
+        .args(["cms", "-sign", "-in", "sw-description", "-out", "sw-description.sig", "-signer", "cert.pem"])
+        .args(["-inkey", "key.pem", "-outform", "DER", "-nosmimecap", "-binary"])
+        .current_dir(dir));
+    let mut cpio = Command::new("cpio")
+        .args(["-o", "-H", "crc", "-O", "update.swu"])
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cpio");
+    use std::io::Write;
+    cpio.stdin.take().unwrap().write_all(b"sw-description\nsw-description.sig\nimage.bin\n").unwrap();
+    assert!(cpio.wait().unwrap().success());
+    std::fs::read(dir.join("update.swu")).unwrap()
+}
+
+/// Starts swupdate in its own process group (it forks suricatta and a downloader).
+fn swupdate(dir: &Path, base: &str, token: &str, extra: &str) -> Child {
+    use std::os::unix::process::CommandExt;
+    let log = std::fs::File::create(dir.join(format!("swupdate{}.log", extra.replace(' ', "")))).unwrap();
+    Command::new("swupdate")
+        .args(["-v", "-H", "keel:1.0", "-k", "cert.pem"])
+        .arg("-u")
+        .arg(format!("-t default -u {base} -i sw1 -k {token} {extra}"))
+        .env("TMPDIR", dir)
+        .current_dir(dir)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .expect("swupdate (Debian package swupdate)")
+}
+
+fn stop(mut child: Child) {
+    let group = format!("-{}", child.id());
+    let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+            let _ = child.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+async fn wait_for(mgmt: &common::Mgmt, action_id: i64, what: &str, dir: &Path, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let action = mgmt.action("sw1", action_id).await;
+        if check(&action) {
+            return action;
+        }
+        if Instant::now() > deadline {
+            let logs: Vec<String> = std::fs::read_dir(dir)
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+                .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+                .collect();
+            panic!("timed out waiting for {what}: {action:#}\n{}", logs.join("\n----\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn messages(action: &Value) -> Vec<String> {
+    action["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|e| e["messages"].as_array().unwrap().iter().map(|m| m.as_str().unwrap().to_string()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_swupdate_suricatta_installs_and_reports_after_reboot() {
+    let server = TestServer::start().await;
+    let mgmt = server.mgmt();
+    // Short path: swupdate puts its unix sockets in TMPDIR.
+    let dir = tempfile::Builder::new().prefix("keel-swu").tempdir_in("/tmp").unwrap();
+    let target = dir.path().join("target.img");
+    std::fs::write(&target, b"").unwrap();
+    let image = random_bytes(256 * 1024, 42);
+    let swu = make_swu(dir.path(), &image, &target);
+
+    let token = mgmt.device("sw1", &[]).await;
+    let (set, _) = mgmt.release("gateway-os", "2.0.0", "update.swu", swu).await;
+    let action = mgmt.ok(Method::POST, "/rest/v1/targets/sw1/assignedDS", Some(json!({ "id": set }))).await;
+    let action_id = action["id"].as_i64().unwrap();
+
+    // 1. swupdate polls, downloads (verifying sha1), checks the CMS signature, writes the image,
+    //    and reports "All Chunks Installed." (proceeding): the action stays open until the reboot.
+    let child = swupdate(dir.path(), &server.base, &token, "");
+    let installed =
+        wait_for(&mgmt, action_id, "installation", dir.path(), |a| messages(a).iter().any(|m| m == "All Chunks Installed.")).await;
+    stop(child);
+    assert_eq!(installed["active"], true);
+    assert_eq!(std::fs::read(&target).unwrap(), image, "target holds the image");
+
+    // 2. "After the reboot": swupdate -c 2 (state TESTING) reports closed+success for the open action.
+    let child = swupdate(dir.path(), &server.base, &token, "-c 2");
+    let done = wait_for(&mgmt, action_id, "final result", dir.path(), |a| a["active"] == false).await;
+    stop(child);
+    assert_eq!(done["status"], "finished");
+    assert!(messages(&done).iter().any(|m| m == "Update Installed."));
+    let device = mgmt.ok(Method::GET, "/rest/v1/targets/sw1", None).await;
+    assert_eq!(device["updateStatus"], "in_sync");
+    assert_eq!(device["installedDistributionSetId"], json!(set));
+    server.stop().await;
+}
