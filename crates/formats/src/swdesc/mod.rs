@@ -282,6 +282,32 @@ impl SwDescription {
         Ok(all)
     }
 
+    /// Every entry group with a `filename` anywhere under `software` (in `images`, `files`,
+    /// `scripts`, `bootenv`, `uboot` or `partitions` lists of any section), in document order,
+    /// including duplicates: what a bundle made from this description must contain. Unlike
+    /// [`SwDescription::all_member_entries`] this needs no resolution, so it also covers
+    /// board-specific sections.
+    pub fn tree_member_entries(&self) -> Result<Vec<Entry>, ParseError> {
+        let mut out = Vec::new();
+        let mut path = vec![ROOT.to_string()];
+        if let Some(Value::Group(sw)) = self.root.get(ROOT) {
+            walk_entries(sw, &mut path, &mut |g, p| {
+                out.push(entry_from_group(g, p)?);
+                Ok(())
+            })?;
+        }
+        Ok(out)
+    }
+
+    /// Calls `f` with every entry group [`SwDescription::tree_member_entries`] would return, for
+    /// changing it (e.g. filling in `sha256`). `f` must keep setting names valid.
+    pub fn for_each_member_group_mut<E>(
+        &mut self,
+        mut f: impl FnMut(&mut Group) -> Result<(), E>,
+    ) -> Result<(), E> {
+        walk_entries_mut(self.software_group_mut(), &mut f)
+    }
+
     /// Looks a dotted path up, following a `ref` link at the final node.
     fn lookup(&self, mut path: Vec<String>) -> Result<Option<(Vec<String>, &Value)>, ParseError> {
         for _ in 0..MAX_LINK_DEPTH {
@@ -464,6 +490,62 @@ impl SwDescription {
         }
         Ok(())
     }
+}
+
+const TREE_ENTRY_LISTS: [&str; 6] = [
+    "images",
+    "files",
+    "scripts",
+    "bootenv",
+    "uboot",
+    "partitions",
+];
+
+fn walk_entries(
+    g: &Group,
+    path: &mut Vec<String>,
+    f: &mut dyn FnMut(&Group, &str) -> Result<(), ParseError>,
+) -> Result<(), ParseError> {
+    for (key, value) in g.iter() {
+        path.push(key.to_string());
+        match value {
+            Value::Group(child) => walk_entries(child, path, f)?,
+            Value::List(items) | Value::Array(items) if TREE_ENTRY_LISTS.contains(&key) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let Value::Group(entry) = item {
+                        if entry.get("filename").is_some() {
+                            f(entry, &format!("{}[{i}]", path_string(path)))?;
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        path.pop();
+    }
+    Ok(())
+}
+
+fn walk_entries_mut<E>(
+    g: &mut Group,
+    f: &mut impl FnMut(&mut Group) -> Result<(), E>,
+) -> Result<(), E> {
+    for (key, value) in g.iter_mut() {
+        match value {
+            Value::Group(child) => walk_entries_mut(child, f)?,
+            Value::List(items) | Value::Array(items) if TREE_ENTRY_LISTS.contains(&key) => {
+                for item in items.iter_mut() {
+                    if let Value::Group(entry) = item {
+                        if entry.get("filename").is_some() {
+                            f(entry)?;
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// SWUpdate's `set_find_path`: resolves a `#`-link relative to the node at `path`.

@@ -111,6 +111,21 @@ fn selection_form_like_swupdate_e() {
         ]
     );
     assert_eq!(d.all_member_entries().unwrap().len(), 2);
+    let tree: Vec<_> = d
+        .tree_member_entries()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.device.unwrap())
+        .collect();
+    assert_eq!(tree, ["/dev/sda2", "/dev/sda3"]);
+    let mut d = d;
+    d.for_each_member_group_mut(|g| {
+        g.set("sha256", Value::Str(SHA.into()));
+        Ok::<(), ()>(())
+    })
+    .unwrap();
+    let c1 = d.select(&["stable", "copy1"]).unwrap();
+    assert_eq!(c1.images[0].sha256, parse_sha256(SHA));
 }
 
 #[test]

@@ -1,0 +1,157 @@
+//! Helpers shared by the bundle integration tests: certificates from the real `openssl`,
+//! bundles built through the library, and byte surgery on cpio archives.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use keel_bundle::{BundleSpec, CreateOptions};
+use keel_sign::aes::AesKey;
+use keel_sign::Signer;
+
+/// Runs a command; panics with its output if it cannot be started (the tool must be installed).
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| {
+        panic!("cannot run {cmd:?}: {e} (is it installed? scripts/setup-debian.sh)")
+    });
+    out
+}
+
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum KeyKind {
+    Rsa,
+    EcP256,
+}
+
+/// A self-signed signer certificate with keyUsage digitalSignature and extendedKeyUsage
+/// emailProtection (what `swupdate -k` accepts by default), made by openssl.
+pub struct TestCert {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TestCert {
+    pub fn new(dir: &Path, name: &str, kind: KeyKind) -> TestCert {
+        let cert = dir.join(format!("{name}.crt.pem"));
+        let key = dir.join(format!("{name}.key.pem"));
+        let mut cmd = Command::new("openssl");
+        cmd.args(["req", "-x509", "-nodes", "-days", "3650", "-subj"])
+            .arg(format!("/CN={name}"));
+        match kind {
+            KeyKind::Rsa => cmd.args(["-newkey", "rsa:2048"]),
+            KeyKind::EcP256 => {
+                cmd.args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
+            }
+        };
+        cmd.args([
+            "-addext",
+            "keyUsage=critical,digitalSignature",
+            "-addext",
+            "extendedKeyUsage=emailProtection",
+        ]);
+        cmd.arg("-keyout").arg(&key).arg("-out").arg(&cert);
+        run_ok(&mut cmd);
+        TestCert { cert, key }
+    }
+
+    pub fn signer(&self) -> Signer {
+        Signer::from_pem(
+            &std::fs::read(&self.cert).unwrap(),
+            &std::fs::read(&self.key).unwrap(),
+        )
+        .unwrap()
+    }
+
+    pub fn verifier(&self) -> keel_sign::Verifier {
+        keel_sign::Verifier::from_pem(&std::fs::read(&self.cert).unwrap()).unwrap()
+    }
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn pattern(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2654435761).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// A fixed AES key file (`swupdate -K` format) written to `dir`.
+pub fn aes_keyfile(dir: &Path) -> (PathBuf, AesKey) {
+    let key = AesKey {
+        key: *b"0123456789abcdef0123456789ABCDEF",
+        iv: *b"fedcba9876543210",
+    };
+    let path = dir.join("aes.key");
+    std::fs::write(&path, key.to_keyfile()).unwrap();
+    (path, key)
+}
+
+/// Builds a bundle from manifest text (written into `dir/keel.toml`).
+pub fn build(dir: &Path, manifest: &str, options: &CreateOptions) -> Vec<u8> {
+    let path = dir.join("keel.toml");
+    std::fs::write(&path, manifest).unwrap();
+    let spec = BundleSpec::from_manifest(&path).unwrap();
+    let mut out = Vec::new();
+    keel_bundle::create(&spec, options, &mut out).unwrap();
+    out
+}
+
+/// Offset of a member's data and its header, found by parsing the archive.
+pub struct MemberLoc {
+    pub header: usize,
+    pub data: usize,
+    pub size: usize,
+}
+
+pub fn locate(bundle: &[u8], name: &str) -> MemberLoc {
+    let mut pos = 0usize;
+    loop {
+        let hdr = &bundle[pos..pos + 110];
+        let field = |i: usize| {
+            usize::from_str_radix(
+                std::str::from_utf8(&hdr[6 + i * 8..14 + i * 8]).unwrap(),
+                16,
+            )
+            .unwrap()
+        };
+        let size = field(6);
+        let namesize = field(11);
+        let n = std::str::from_utf8(&bundle[pos + 110..pos + 110 + namesize - 1]).unwrap();
+        let data = (pos + 110 + namesize + 3) & !3;
+        if n == name {
+            return MemberLoc {
+                header: pos,
+                data,
+                size,
+            };
+        }
+        assert_ne!(n, "TRAILER!!!", "member {name} not found");
+        pos = (data + size + 3) & !3;
+    }
+}
+
+/// Rewrites the 070702 checksum field of the member at `loc` to match its (modified) data, the
+/// way an attacker who changes a member would.
+pub fn fix_checksum(bundle: &mut [u8], loc: &MemberLoc) {
+    let sum = bundle[loc.data..loc.data + loc.size]
+        .iter()
+        .fold(0u32, |a, &b| a.wrapping_add(u32::from(b)));
+    let text = format!("{sum:08X}");
+    bundle[loc.header + 102..loc.header + 110].copy_from_slice(text.as_bytes());
+}

@@ -1,0 +1,197 @@
+//! Must-show 1: Debian's real `swupdate` installs keel bundles (signed; encrypted with `-K`;
+//! `-e` selection form; RSA and ECDSA signers) to a file-backed target, and rejects a
+//! tampered keel bundle.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::*;
+use keel_bundle::CreateOptions;
+
+/// Runs `swupdate -i bundle -k cert -H board:1.0 [extra]` with its own TMPDIR (swupdate puts
+/// sw-description and its control socket there, so parallel tests must not share it).
+fn swupdate(dir: &Path, bundle: &Path, cert: &Path, extra: &[&str]) -> Output {
+    let tmp = dir.join("swupdate-tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mut cmd = Command::new("swupdate");
+    cmd.env("TMPDIR", &tmp)
+        .arg("-v")
+        .arg("-i")
+        .arg(bundle)
+        .arg("-k")
+        .arg(cert);
+    cmd.args(["-H", "board:1.0"]).args(extra);
+    run(&mut cmd)
+}
+
+fn log(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn install_plain(kind: KeyKind) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cert = TestCert::new(d, "signer", kind);
+    let image = pattern(300_001, 1);
+    std::fs::write(d.join("rootfs.img"), &image).unwrap();
+    let target = d.join("target.img");
+    std::fs::write(&target, b"").unwrap();
+    let manifest = format!(
+        r#"
+        [software]
+        version = "1.0.0"
+        description = "keel interop"
+        hardware-compatibility = ["1.0"]
+        [[software.images]]
+        filename = "rootfs.img"
+        device = "{}"
+        type = "raw"
+        "#,
+        target.display()
+    );
+    let options = CreateOptions {
+        signer: Some(cert.signer()),
+        ..Default::default()
+    };
+    let bundle = build(d, &manifest, &options);
+    let bundle_path = d.join("update.swu");
+    std::fs::write(&bundle_path, &bundle).unwrap();
+
+    let out = swupdate(d, &bundle_path, &cert.cert, &[]);
+    assert!(
+        out.status.success(),
+        "swupdate rejected the keel bundle:\n{}",
+        log(&out)
+    );
+    assert!(log(&out).contains("Verified OK"), "{}", log(&out));
+    assert_eq!(
+        std::fs::read(&target).unwrap(),
+        image,
+        "target bytes differ from the image"
+    );
+}
+
+#[test]
+fn swupdate_installs_rsa_signed_bundle() {
+    install_plain(KeyKind::Rsa);
+}
+
+#[test]
+fn swupdate_installs_ecdsa_signed_bundle() {
+    install_plain(KeyKind::EcP256);
+}
+
+#[test]
+fn swupdate_installs_encrypted_bundle_with_selection() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cert = TestCert::new(d, "signer", KeyKind::Rsa);
+    let (keyfile, key) = aes_keyfile(d);
+    let image = pattern(70_000, 2);
+    std::fs::write(d.join("rootfs.img"), &image).unwrap();
+    let (t1, t2) = (d.join("slot-a.img"), d.join("slot-b.img"));
+    std::fs::write(&t1, b"").unwrap();
+    std::fs::write(&t2, b"").unwrap();
+    let manifest = format!(
+        r#"
+        [software]
+        version = "2.0.0"
+        hardware-compatibility = ["1.0"]
+        [software.stable.copy1]
+        images = [ {{ filename = "rootfs.img", device = "{}", type = "raw", encrypted = true }} ]
+        [software.stable.copy2]
+        images = [ {{ filename = "rootfs.img", device = "{}", type = "raw", encrypted = true }} ]
+        "#,
+        t1.display(),
+        t2.display()
+    );
+    let options = CreateOptions {
+        signer: Some(cert.signer()),
+        aes_key: Some(key),
+        ..Default::default()
+    };
+    let bundle = build(d, &manifest, &options);
+    // The image is stored encrypted: the plaintext does not occur in the bundle.
+    assert!(!bundle.windows(64).any(|w| w == &image[1000..1064]));
+    let bundle_path = d.join("update.swu");
+    std::fs::write(&bundle_path, &bundle).unwrap();
+
+    let key_arg = keyfile.to_str().unwrap();
+    let out = swupdate(
+        d,
+        &bundle_path,
+        &cert.cert,
+        &["-K", key_arg, "-e", "stable,copy2"],
+    );
+    assert!(
+        out.status.success(),
+        "swupdate rejected the encrypted keel bundle:\n{}",
+        log(&out)
+    );
+    assert_eq!(
+        std::fs::read(&t2).unwrap(),
+        image,
+        "copy2 target differs from the plaintext image"
+    );
+    assert_eq!(
+        std::fs::read(&t1).unwrap(),
+        b"",
+        "copy1 target must be untouched"
+    );
+}
+
+#[test]
+fn swupdate_rejects_tampered_keel_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cert = TestCert::new(d, "signer", KeyKind::Rsa);
+    let other = TestCert::new(d, "intruder", KeyKind::Rsa);
+    std::fs::write(d.join("rootfs.img"), pattern(50_000, 3)).unwrap();
+    let target = d.join("target.img");
+    std::fs::write(&target, b"untouched").unwrap();
+    let manifest = format!(
+        "[software]\nversion = \"1\"\nhardware-compatibility = [\"1.0\"]\n[[software.images]]\nfilename = \"rootfs.img\"\ndevice = \"{}\"\ntype = \"raw\"\n",
+        target.display()
+    );
+    let bundle = build(
+        d,
+        &manifest,
+        &CreateOptions {
+            signer: Some(cert.signer()),
+            ..Default::default()
+        },
+    );
+
+    // An image byte flipped and the cpio checksum fixed up: only the signed sha256 catches it.
+    let mut tampered = bundle.clone();
+    let loc = locate(&tampered, "rootfs.img");
+    tampered[loc.data + 1234] ^= 0x01;
+    fix_checksum(&mut tampered, &loc);
+    let path = d.join("tampered.swu");
+    std::fs::write(&path, &tampered).unwrap();
+    let out = swupdate(d, &path, &cert.cert, &[]);
+    assert!(
+        !out.status.success(),
+        "swupdate accepted a tampered image:\n{}",
+        log(&out)
+    );
+    assert!(log(&out).contains("HASH mismatch"), "{}", log(&out));
+    assert_eq!(std::fs::read(&target).unwrap(), b"untouched");
+
+    // The right bundle, but swupdate trusts another certificate.
+    let path = d.join("good.swu");
+    std::fs::write(&path, &bundle).unwrap();
+    let out = swupdate(d, &path, &other.cert, &[]);
+    assert!(
+        !out.status.success(),
+        "swupdate accepted a bundle signed by an untrusted key:\n{}",
+        log(&out)
+    );
+    assert_eq!(std::fs::read(&target).unwrap(), b"untouched");
+}
