@@ -261,8 +261,10 @@ fn le_u64(bytes: &[u8], at: usize) -> Option<u64> {
 }
 
 /// Parses the user-variable area. A 0 byte where a key would start ends the list. Records
-/// that run past the area, have a payload shorter than 12 bytes or a non-UTF-8 key are
-/// rejected (efibootguard ≥ 0.22 rejects such areas too; 0.13 would read out of bounds).
+/// that run past the area or leave no terminating byte after them, have a payload shorter
+/// than 12 bytes or a non-UTF-8 key are rejected (efibootguard ≥ 0.22's
+/// `bgenv_validate_uservars` rejects the same areas, except non-UTF-8 keys; 0.13 would read
+/// out of bounds).
 pub fn parse_uservars(area: &[u8]) -> Result<Vec<UserVar>> {
     let mut vars = Vec::new();
     let mut pos = 0usize;
@@ -295,12 +297,14 @@ pub fn parse_uservars(area: &[u8]) -> Result<Vec<UserVar>> {
         }
         let record_len = len_at
             .checked_add(payload_len)
-            .filter(|&end| end <= rest.len())
+            // The list must end with a 0 byte inside the area (efibootguard's validator
+            // requires one free byte after the last record too).
+            .filter(|&end| end < rest.len())
             .ok_or_else(|| {
                 EnvError::malformed(
                     FORMAT,
                     base + len_at,
-                    format!("user variable {key:?}: payload length {payload_len} runs past the user area"),
+                    format!("user variable {key:?}: payload length {payload_len} runs past the user area (no terminating byte left)"),
                 )
             })?;
         let type_flags = le_u64(rest, len_at + 4).unwrap_or_default();
