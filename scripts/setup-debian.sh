@@ -12,6 +12,8 @@ DEBIAN_PKGS=(
   wrk
   # build helpers for -sys crates
   pkg-config build-essential
+  # qemu boot-chain test (qemu/run-scenario.sh): firmware, emulator, disk image tools
+  qemu-system-x86 ovmf mtools dosfstools fdisk e2fsprogs busybox-static kmod
 )
 
 missing=()
