@@ -2,8 +2,8 @@
 # Builds the reference test disk for the CIP-style boot chain (see docs/qemu-boot-chain.md):
 #
 #   p1 ESP    FAT  EFI/BOOT/BOOTX64.EFI = Debian's efibootguardx64.efi
-#   p2 BOOT0  FAT  BGENV.DAT (slot A, revision 2, OK), vmlinuz, initrd.img
-#   p3 BOOT1  FAT  BGENV.DAT (slot B, revision 1, OK), vmlinuz, initrd.img
+#   p2 BOOT0  FAT  BGENV.DAT (slot A, revision 2, OK), EFILABEL, linux.efi (UKI)
+#   p3 BOOT1  FAT  BGENV.DAT (slot B, revision 1, OK), EFILABEL, linux.efi (UKI)
 #   p4 rootA  ext4 rootfs version 1 (busybox, keel-agent, the scenario step)
 #   p5 rootB  ext4 rootfs version 1
 #   p6 data   ext4 /updates/*.swu (signed bundles), /scenario/queue, /keel (agent state)
@@ -15,6 +15,10 @@
 # env:   KEEL_AGENT_BIN  keel-agent binary for the guest (default target/agent/keel-agent)
 #        KEEL_BIN        keel CLI used for `keel bundle create` (default target/debug/keel)
 #        WATCHDOG_SEC    EFI Boot Guard watchdog timeout (default 30)
+#        BOOT_FORMAT     uki (default): per-slot unified kernel image linux.efi made by
+#                        bg_gen_unified_kernel (kernel + initramfs + the slot's command line),
+#                        named C:BOOTn:linux.efi; plain: vmlinuz + initrd.img, L:BOOTn:vmlinuz,
+#                        command line from BGENV.DAT
 # Needs: efibootguard mtools dosfstools fdisk e2fsprogs busybox-static cpio kmod openssl, and
 # network access to a Debian mirror once (the kernel package is cached under qemu/cache/).
 set -euo pipefail
@@ -26,6 +30,7 @@ cache=$here/cache
 agent_bin=${KEEL_AGENT_BIN:-$repo/target/agent/keel-agent}
 keel_bin=${KEEL_BIN:-$repo/target/debug/keel}
 watchdog_sec=${WATCHDOG_SEC:-30}
+boot_format=${BOOT_FORMAT:-uki}
 
 log() { echo "build-disk: $*" >&2; }
 die() { echo "build-disk: error: $*" >&2; exit 1; }
@@ -34,7 +39,8 @@ for tool in bg_setenv mkfs.vfat mcopy mmd sfdisk mke2fs busybox cpio depmod modp
     command -v "$tool" >/dev/null || die "$tool not found (run scripts/setup-debian.sh)"
 done
 ebg_efi=/usr/lib/x86_64-linux-gnu/efibootguard/efibootguardx64.efi
-[ -f "$ebg_efi" ] || die "$ebg_efi missing (package efibootguard)"
+ebg_stub=/usr/lib/x86_64-linux-gnu/efibootguard/kernel-stubx64.efi
+[ -f "$ebg_efi" ] && [ -f "$ebg_stub" ] || die "$ebg_efi or $ebg_stub missing (package efibootguard)"
 [ -x "$agent_bin" ] || die "keel-agent binary $agent_bin missing (cargo build --profile agent -p keel-agent)"
 [ -x "$keel_bin" ] || die "keel binary $keel_bin missing (cargo build -p keel-cli)"
 
@@ -51,12 +57,26 @@ layout=(
 rootfs_mib=24   # ext4 image size inside the 32 MiB slot (the bundle carries this many bytes)
 
 # Slot definitions shared by the initial env and the agent config: the agent writes exactly
-# these into BGENV.DAT when it activates a slot.
-kernel_a="L:BOOT0:vmlinuz"
-kernel_b="L:BOOT1:vmlinuz"
-params_common="console=ttyS0 initrd=initrd.img panic=0 quiet"
-params_a="$params_common root=/dev/vda4 keel.slot=A"
-params_b="$params_common root=/dev/vda5 keel.slot=B"
+# these into BGENV.DAT when it activates a slot. A UKI carries its command line (EFI Boot
+# Guard's stub ignores the one passed to it), so the env's kernelparams stay empty then.
+cmdline_common="console=ttyS0 panic=0 quiet"
+cmdline_a="$cmdline_common root=/dev/vda4 keel.slot=A"
+cmdline_b="$cmdline_common root=/dev/vda5 keel.slot=B"
+case "$boot_format" in
+    uki)
+        kernel_a="C:BOOT0:linux.efi"
+        kernel_b="C:BOOT1:linux.efi"
+        params_a=""
+        params_b=""
+        ;;
+    plain)
+        kernel_a="L:BOOT0:vmlinuz"
+        kernel_b="L:BOOT1:vmlinuz"
+        params_a="$cmdline_a initrd=initrd.img"
+        params_b="$cmdline_b initrd=initrd.img"
+        ;;
+    *) die "BOOT_FORMAT must be uki or plain" ;;
+esac
 
 mkdir -p "$out" "$cache"
 work=$out/work
@@ -218,18 +238,28 @@ make_fat "$work/esp.img" ESP 16
 mmd -i "$work/esp.img" ::/EFI ::/EFI/BOOT
 mcopy -i "$work/esp.img" "$ebg_efi" ::/EFI/BOOT/BOOTX64.EFI
 
-# make_config IMAGE LABEL REVISION KERNELFILE PARAMS
+# make_config IMAGE LABEL REVISION KERNELFILE PARAMS CMDLINE
 make_config() {
     make_fat "$1" "$2" 32
     rm -f "$work/BGENV.DAT"
     bg_setenv -f "$work/BGENV.DAT" -r "$3" -k "$4" -a "$5" -s OK -w "$watchdog_sec" >/dev/null
     mcopy -i "$1" "$work/BGENV.DAT" ::/BGENV.DAT
-    mcopy -i "$1" "$vmlinuz" ::/vmlinuz
-    mcopy -i "$1" "$work/initrd.img" ::/initrd.img
+    # EFILABEL (UTF-16LE) is the label the C:<label>:<file> form of kernelfile refers to.
+    printf '%s' "$2" | iconv -f ascii -t UTF-16LE > "$work/EFILABEL"
+    mcopy -i "$1" "$work/EFILABEL" ::/EFILABEL
+    if [ "$boot_format" = uki ]; then
+        rm -f "$work/linux.efi"
+        bg_gen_unified_kernel --cmdline "$6" --initrd "$work/initrd.img" \
+            "$ebg_stub" "$vmlinuz" "$work/linux.efi"
+        mcopy -i "$1" "$work/linux.efi" ::/linux.efi
+    else
+        mcopy -i "$1" "$vmlinuz" ::/vmlinuz
+        mcopy -i "$1" "$work/initrd.img" ::/initrd.img
+    fi
 }
 # Slot A is the newest (revision 2): it boots first; B holds the same factory version.
-make_config "$work/boot0.img" BOOT0 2 "$kernel_a" "$params_a"
-make_config "$work/boot1.img" BOOT1 1 "$kernel_b" "$params_b"
+make_config "$work/boot0.img" BOOT0 2 "$kernel_a" "$params_a" "$cmdline_a"
+make_config "$work/boot1.img" BOOT1 1 "$kernel_b" "$params_b" "$cmdline_b"
 
 # --- GPT disk ------------------------------------------------------------------------------------
 log "GPT disk"
@@ -264,5 +294,8 @@ place data "$work/data.ext4"
     echo "boot1_offset=$((part_start[BOOT1] * 512))"
     echo "kernel=$kernel_pkg"
     echo "watchdog_sec=$watchdog_sec"
+    echo "boot_format=$boot_format"
+    echo "kernel_a=$kernel_a"
+    echo "kernel_b=$kernel_b"
 } > "$out/disk.env"
-log "done: $disk ($(du -h --apparent-size "$disk" | cut -f1)), kernel $kernel_pkg"
+log "done: $disk ($(du -h --apparent-size "$disk" | cut -f1)), kernel $kernel_pkg, $boot_format"

@@ -95,12 +95,14 @@ expect() {
     fi
 }
 
+expect "boot 1: EFI Boot Guard starts slot A ($kernel_a), arms the watchdog" "^Starting $kernel_a with watchdog set to $watchdog_sec seconds"
 expect "boot 1: factory slot A version 1 is up" '^KEEL-TEST: booted slot A version 1$'
 expect "boot 1: agent sees slot A, state OK" '^KEEL-STATUS: \[boot\] ustate: +OK$'
 expect "boot 1: keel-agent install of update-1 succeeded" '^KEEL-TEST: install of update-1.swu exited with 0$'
 expect "boot 1: agent says slot B boots next, INSTALLED" '^KEEL-STATUS: \[installed\] ustate: +INSTALLED$'
 expect "boot 1: reboot" '^KEEL-TEST: rebooting into the new slot$'
-expect "boot 2: EFI Boot Guard boots slot B version 2" '^KEEL-TEST: booted slot B version 2$'
+expect "boot 2: EFI Boot Guard starts slot B ($kernel_b)" "^Starting $kernel_b with watchdog set to $watchdog_sec seconds"
+expect "boot 2: slot B version 2 is up" '^KEEL-TEST: booted slot B version 2$'
 expect "boot 2: agent sees the test boot (TESTING)" '^KEEL-STATUS: \[boot\] ustate: +TESTING$'
 expect "boot 2: keel-agent confirm succeeded" '^KEEL-TEST: confirm exited with 0$'
 expect "boot 2: state OK after confirm" '^KEEL-STATUS: \[confirmed\] ustate: +OK$'
@@ -108,8 +110,10 @@ expect "boot 2: last result success" '^KEEL-STATUS: \[confirmed\] last result: +
 expect "boot 2: keel-agent install of update-2 succeeded" '^KEEL-TEST: install of update-2.swu exited with 0$'
 expect "boot 2: slot A boots next, INSTALLED" '^KEEL-STATUS: \[installed\] next boot: +A$'
 expect "boot 2: reboot" '^KEEL-TEST: rebooting into the new slot$'
+expect "boot 3: EFI Boot Guard starts slot A ($kernel_a)" "^Starting $kernel_a with watchdog set to $watchdog_sec seconds"
 expect "boot 3: broken version 3 comes up and hangs" 'version 3 \(broken image\): hanging without confirming$'
-expect "boot 4: EFI Boot Guard falls back to slot B version 2" '^KEEL-TEST: booted slot B version 2$'
+expect "boot 4: EFI Boot Guard falls back to slot B ($kernel_b)" "^Starting $kernel_b with watchdog set to $watchdog_sec seconds"
+expect "boot 4: slot B version 2 is up again" '^KEEL-TEST: booted slot B version 2$'
 expect "boot 4: agent reports the rollback" '^KEEL-STATUS: \[boot\] last result: +rolled back'
 expect "boot 4: global state FAILED (rollback not yet acknowledged)" '^KEEL-STATUS: \[final\] ustate: +FAILED$'
 expect "boot 4: guest powers off" '^KEEL-TEST: powering off$'
@@ -132,18 +136,18 @@ for n in 0 1; do
 done
 env_value() { sed -n "s/^$2=//p" "$out/final-BGENV$1.txt"; }
 # BOOT0 (slot A) carried the broken update: EFI Boot Guard marked it FAILED with revision 0.
-[ "$(env_value 0 USTATE)" = 3 ] && [ "$(env_value 0 REVISION)" = 0 ] && [ "$(env_value 0 KERNEL)" = "L:BOOT0:vmlinuz" ] \
+[ "$(env_value 0 USTATE)" = 3 ] && [ "$(env_value 0 REVISION)" = 0 ] && [ "$(env_value 0 KERNEL)" = "$kernel_a" ] \
     && pass "BOOT0 (slot A): USTATE=3 (FAILED), REVISION=0 (rolled back by EFI Boot Guard)" \
     || fail "BOOT0 (slot A) should be FAILED with revision 0, is: $(tr '\n' ' ' < "$out/final-BGENV0.txt")"
 # BOOT1 (slot B) holds the confirmed update: OK, revision 3 (factory 1 -> update-1 wrote 3).
-[ "$(env_value 1 USTATE)" = 0 ] && [ "$(env_value 1 REVISION)" = 3 ] && [ "$(env_value 1 KERNEL)" = "L:BOOT1:vmlinuz" ] \
+[ "$(env_value 1 USTATE)" = 0 ] && [ "$(env_value 1 REVISION)" = 3 ] && [ "$(env_value 1 KERNEL)" = "$kernel_b" ] \
     && [ "$(env_value 1 IN_PROGRESS)" = 0 ] \
-    && pass "BOOT1 (slot B): USTATE=0 (OK), REVISION=3, kernel L:BOOT1:vmlinuz" \
+    && pass "BOOT1 (slot B): USTATE=0 (OK), REVISION=3, KERNEL=$kernel_b" \
     || fail "BOOT1 (slot B) should be OK with revision 3, is: $(tr '\n' ' ' < "$out/final-BGENV1.txt")"
 
 if [ "$record" = 1 ]; then
     {
-        echo "# qemu/run-scenario.sh, $(date -u +%Y-%m-%dT%H:%M:%SZ), $kernel, EBG watchdog ${watchdog_sec}s"
+        echo "# qemu/run-scenario.sh, $(date -u +%Y-%m-%dT%H:%M:%SZ), $kernel ($boot_format), EBG watchdog ${watchdog_sec}s"
         echo "# serial console of the whole run, time-stamped (seconds since QEMU start)"
         cat "$log"
         echo "# bg_printenv -r of BOOT0/BGENV.DAT after the run"
