@@ -48,7 +48,9 @@ impl ArtifactStore {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let tmp_path = self.tmp.join(format!("upload-{}", crate::auth::generate_token()));
+        let tmp_path = self
+            .tmp
+            .join(format!("upload-{}", crate::auth::generate_token()));
         let result = self.ingest_to(&tmp_path, &mut body, max_bytes).await;
         if result.is_err() {
             let _ = tokio::fs::remove_file(&tmp_path).await;
@@ -56,7 +58,12 @@ impl ArtifactStore {
         result
     }
 
-    async fn ingest_to<S, E>(&self, tmp_path: &Path, body: &mut S, max_bytes: u64) -> Result<Stored, ApiError>
+    async fn ingest_to<S, E>(
+        &self,
+        tmp_path: &Path,
+        body: &mut S,
+        max_bytes: u64,
+    ) -> Result<Stored, ApiError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -65,11 +72,14 @@ impl ArtifactStore {
         let (mut sha256, mut sha1, mut md5) = (Sha256::new(), Sha1::new(), Md5::new());
         let mut size: u64 = 0;
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading upload body: {e}")))?;
+            let chunk =
+                chunk.map_err(|e| ApiError::bad_request(format!("reading upload body: {e}")))?;
             size = size
                 .checked_add(chunk.len() as u64)
                 .filter(|total| *total <= max_bytes)
-                .ok_or_else(|| ApiError::PayloadTooLarge(format!("artifact larger than {max_bytes} bytes")))?;
+                .ok_or_else(|| {
+                    ApiError::PayloadTooLarge(format!("artifact larger than {max_bytes} bytes"))
+                })?;
             sha256.update(&chunk);
             sha1.update(&chunk);
             md5.update(&chunk);
@@ -110,29 +120,44 @@ pub struct ByteRange {
 /// `Err(())`: the range cannot be satisfied (416).
 #[allow(clippy::result_unit_err)]
 pub fn parse_range(header: Option<&str>, size: u64) -> Result<Option<ByteRange>, ()> {
-    let Some(header) = header else { return Ok(None) };
-    let Some(spec) = header.trim().strip_prefix("bytes=") else { return Ok(None) };
+    let Some(header) = header else {
+        return Ok(None);
+    };
+    let Some(spec) = header.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
     if spec.contains(',') {
         return Ok(None);
     }
-    let Some((first, last)) = spec.trim().split_once('-') else { return Ok(None) };
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return Ok(None);
+    };
     let (first, last) = (first.trim(), last.trim());
     let range = if first.is_empty() {
         // Suffix range: the last N bytes.
-        let Ok(n) = last.parse::<u64>() else { return Ok(None) };
+        let Ok(n) = last.parse::<u64>() else {
+            return Ok(None);
+        };
         if n == 0 || size == 0 {
             return Err(());
         }
-        ByteRange { start: size.saturating_sub(n), end: size - 1 }
+        ByteRange {
+            start: size.saturating_sub(n),
+            end: size - 1,
+        }
     } else {
-        let Ok(start) = first.parse::<u64>() else { return Ok(None) };
+        let Ok(start) = first.parse::<u64>() else {
+            return Ok(None);
+        };
         if start >= size {
             return Err(());
         }
         let end = if last.is_empty() {
             size - 1
         } else {
-            let Ok(end) = last.parse::<u64>() else { return Ok(None) };
+            let Ok(end) = last.parse::<u64>() else {
+                return Ok(None);
+            };
             if end < start {
                 return Ok(None);
             }
@@ -150,17 +175,35 @@ mod tests {
     #[test]
     fn ranges() {
         assert_eq!(parse_range(None, 10), Ok(None));
-        assert_eq!(parse_range(Some("bytes=0-3"), 10), Ok(Some(ByteRange { start: 0, end: 3 })));
-        assert_eq!(parse_range(Some("bytes=4-"), 10), Ok(Some(ByteRange { start: 4, end: 9 })));
-        assert_eq!(parse_range(Some("bytes=-3"), 10), Ok(Some(ByteRange { start: 7, end: 9 })));
-        assert_eq!(parse_range(Some("bytes=-30"), 10), Ok(Some(ByteRange { start: 0, end: 9 })));
-        assert_eq!(parse_range(Some("bytes=5-100"), 10), Ok(Some(ByteRange { start: 5, end: 9 })));
+        assert_eq!(
+            parse_range(Some("bytes=0-3"), 10),
+            Ok(Some(ByteRange { start: 0, end: 3 }))
+        );
+        assert_eq!(
+            parse_range(Some("bytes=4-"), 10),
+            Ok(Some(ByteRange { start: 4, end: 9 }))
+        );
+        assert_eq!(
+            parse_range(Some("bytes=-3"), 10),
+            Ok(Some(ByteRange { start: 7, end: 9 }))
+        );
+        assert_eq!(
+            parse_range(Some("bytes=-30"), 10),
+            Ok(Some(ByteRange { start: 0, end: 9 }))
+        );
+        assert_eq!(
+            parse_range(Some("bytes=5-100"), 10),
+            Ok(Some(ByteRange { start: 5, end: 9 }))
+        );
         assert_eq!(parse_range(Some("bytes=10-"), 10), Err(()));
         assert_eq!(parse_range(Some("bytes=-0"), 10), Err(()));
         assert_eq!(parse_range(Some("bytes=0-1,3-4"), 10), Ok(None));
         assert_eq!(parse_range(Some("items=0-1"), 10), Ok(None));
         assert_eq!(parse_range(Some("bytes=x-1"), 10), Ok(None));
         assert_eq!(parse_range(Some("bytes=5-2"), 10), Ok(None));
-        assert_eq!(parse_range(Some("bytes=18446744073709551615-"), 10), Err(()));
+        assert_eq!(
+            parse_range(Some("bytes=18446744073709551615-"), 10),
+            Err(())
+        );
     }
 }

@@ -11,7 +11,11 @@ use subtle::ConstantTimeEq;
 
 /// A new random token: 32 alphanumeric characters (about 190 bits), the same shape hawkBit generates.
 pub fn generate_token() -> String {
-    rand::rngs::OsRng.sample_iter(&Alphanumeric).take(32).map(char::from).collect()
+    rand::rngs::OsRng
+        .sample_iter(&Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect()
 }
 
 /// Tokens are high-entropy random strings, so a plain SHA-256 is enough to make a stolen database
@@ -58,12 +62,20 @@ fn authorization(headers: &HeaderMap) -> Option<(&str, &str)> {
 }
 
 /// Authenticates a management API caller and checks it has at least `needed`.
-pub async fn management_role(store: &Store, headers: &HeaderMap, needed: Role) -> Result<Role, ApiError> {
+pub async fn management_role(
+    store: &Store,
+    headers: &HeaderMap,
+    needed: Role,
+) -> Result<Role, ApiError> {
     let Some((scheme, token)) = authorization(headers) else {
-        return Err(ApiError::Unauthorized("missing Authorization: Bearer <token>".into()));
+        return Err(ApiError::Unauthorized(
+            "missing Authorization: Bearer <token>".into(),
+        ));
     };
     if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
-        return Err(ApiError::Unauthorized("expected Authorization: Bearer <token>".into()));
+        return Err(ApiError::Unauthorized(
+            "expected Authorization: Bearer <token>".into(),
+        ));
     }
     let role = store
         .api_token_role(&hash_token(token))
@@ -71,7 +83,11 @@ pub async fn management_role(store: &Store, headers: &HeaderMap, needed: Role) -
         .and_then(|role| Role::parse(&role))
         .ok_or_else(|| ApiError::Unauthorized("unknown API token".into()))?;
     if role < needed {
-        return Err(ApiError::Forbidden(format!("role {} required, token has {}", needed.as_str(), role.as_str())));
+        return Err(ApiError::Forbidden(format!(
+            "role {} required, token has {}",
+            needed.as_str(),
+            role.as_str()
+        )));
     }
     Ok(role)
 }
@@ -99,10 +115,16 @@ pub async fn device(
     if token.is_empty() {
         return Err(denied());
     }
-    let tenant = store.tenant_by_name(tenant_name).await?.ok_or_else(denied)?;
+    let tenant = store
+        .tenant_by_name(tenant_name)
+        .await?
+        .ok_or_else(denied)?;
     let presented = hash_token(token);
     if scheme.eq_ignore_ascii_case("TargetToken") {
-        let target = store.target(tenant.id, controller_id).await?.ok_or_else(denied)?;
+        let target = store
+            .target(tenant.id, controller_id)
+            .await?
+            .ok_or_else(denied)?;
         match &target.token_hash {
             Some(stored) if hashes_equal(stored, &presented) => Ok(Device { tenant, target }),
             _ => Err(denied()),

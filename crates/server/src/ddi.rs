@@ -27,21 +27,45 @@ pub fn routes() -> Router<Arc<AppState>> {
     let base = "/{tenant}/controller/v1/{controller_id}";
     Router::new()
         .route(base, get(poll))
-        .route(&format!("{base}/deploymentBase/{{action_id}}"), get(deployment_base))
-        .route(&format!("{base}/deploymentBase/{{action_id}}/feedback"), post(deployment_feedback))
-        .route(&format!("{base}/cancelAction/{{action_id}}"), get(cancel_action))
-        .route(&format!("{base}/cancelAction/{{action_id}}/feedback"), post(cancel_feedback))
+        .route(
+            &format!("{base}/deploymentBase/{{action_id}}"),
+            get(deployment_base),
+        )
+        .route(
+            &format!("{base}/deploymentBase/{{action_id}}/feedback"),
+            post(deployment_feedback),
+        )
+        .route(
+            &format!("{base}/cancelAction/{{action_id}}"),
+            get(cancel_action),
+        )
+        .route(
+            &format!("{base}/cancelAction/{{action_id}}/feedback"),
+            post(cancel_feedback),
+        )
         .route(&format!("{base}/configData"), put(config_data))
-        .route(&format!("{base}/installedBase/{{action_id}}"), get(installed_base))
-        .route(&format!("{base}/softwaremodules/{{module_id}}/artifacts"), get(list_artifacts))
-        .route(&format!("{base}/softwaremodules/{{module_id}}/artifacts/{{filename}}"), get(download_artifact))
+        .route(
+            &format!("{base}/installedBase/{{action_id}}"),
+            get(installed_base),
+        )
+        .route(
+            &format!("{base}/softwaremodules/{{module_id}}/artifacts"),
+            get(list_artifacts),
+        )
+        .route(
+            &format!("{base}/softwaremodules/{{module_id}}/artifacts/{{filename}}"),
+            get(download_artifact),
+        )
         .layer(DefaultBodyLimit::max(DDI_BODY_LIMIT))
 }
 
 /// A JSON response with hawkBit's content type.
 fn hal(value: Value) -> Response {
     let mut response = axum::Json(value).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/hal+json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/hal+json"),
+    );
     response
 }
 
@@ -58,7 +82,12 @@ fn encode_segment(segment: &str) -> String {
     out
 }
 
-fn controller_base(state: &AppState, headers: &HeaderMap, tenant: &str, controller_id: &str) -> String {
+fn controller_base(
+    state: &AppState,
+    headers: &HeaderMap,
+    tenant: &str,
+    controller_id: &str,
+) -> String {
     format!(
         "{}/{}/controller/v1/{}",
         state.base_url(headers),
@@ -128,8 +157,12 @@ pub fn parse_schedule(schedule: &str) -> Result<croner::Cron, String> {
 
 /// Whether a maintenance window (a schedule start plus duration) contains `now_ms`.
 pub fn window_open(schedule: &str, duration_secs: i64, timezone: &str, now_ms: i64) -> bool {
-    let (Ok(cron), Some(offset)) = (parse_schedule(schedule), parse_timezone(timezone)) else { return false };
-    let Some(now) = chrono::DateTime::from_timestamp_millis(now_ms) else { return false };
+    let (Ok(cron), Some(offset)) = (parse_schedule(schedule), parse_timezone(timezone)) else {
+        return false;
+    };
+    let Some(now) = chrono::DateTime::from_timestamp_millis(now_ms) else {
+        return false;
+    };
     let now = now.with_timezone(&offset);
     // The window is open if some start lies in (now - duration, now].
     let search_from = now - chrono::Duration::seconds(duration_secs.max(0));
@@ -151,9 +184,19 @@ fn instructions(action: &Action, now: i64) -> Instructions {
         "timeforced" => action.forcetime.is_some_and(|t| now >= t),
         _ => false,
     };
-    let download = if forced { Handling::Forced } else { Handling::Attempt };
-    let maintenance = match (&action.mw_schedule, action.mw_duration_secs, &action.mw_timezone) {
-        (Some(schedule), Some(duration), Some(tz)) => Some(window_open(schedule, duration, tz, now)),
+    let download = if forced {
+        Handling::Forced
+    } else {
+        Handling::Attempt
+    };
+    let maintenance = match (
+        &action.mw_schedule,
+        action.mw_duration_secs,
+        &action.mw_timezone,
+    ) {
+        (Some(schedule), Some(duration), Some(tz)) => {
+            Some(window_open(schedule, duration, tz, now))
+        }
         _ => None,
     };
     let update = if action.action_type == "downloadonly" {
@@ -164,13 +207,24 @@ fn instructions(action: &Action, now: i64) -> Instructions {
             _ => download,
         }
     };
-    Instructions { download, update, maintenance }
+    Instructions {
+        download,
+        update,
+        maintenance,
+    }
 }
 
 /// hawkBit's `c=` value: changes when what the device should do changes.
 fn action_hash(action: &Action, now: i64) -> i32 {
     let i = instructions(action, now);
-    let text = format!("{}:{}:{}:{}:{:?}", action.id, action.status, i.download.as_str(), i.update.as_str(), i.maintenance);
+    let text = format!(
+        "{}:{}:{}:{}:{:?}",
+        action.id,
+        action.status,
+        i.download.as_str(),
+        i.update.as_str(),
+        i.maintenance
+    );
     let mut hash: u32 = 0x811c_9dc5;
     for byte in text.bytes() {
         hash = (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193);
@@ -195,16 +249,26 @@ async fn poll(
     let mut links = Map::new();
     if let Some(action) = state.store.current_action(device.target.id).await? {
         if action.status == "canceling" {
-            links.insert("cancelAction".into(), href(format!("{base}/cancelAction/{}", action.id)));
+            links.insert(
+                "cancelAction".into(),
+                href(format!("{base}/cancelAction/{}", action.id)),
+            );
         } else {
             links.insert(
                 "deploymentBase".into(),
-                href(format!("{base}/deploymentBase/{}?c={}", action.id, action_hash(&action, now))),
+                href(format!(
+                    "{base}/deploymentBase/{}?c={}",
+                    action.id,
+                    action_hash(&action, now)
+                )),
             );
         }
     }
     if let Some(installed) = device.target.installed_action_id {
-        links.insert("installedBase".into(), href(format!("{base}/installedBase/{installed}")));
+        links.insert(
+            "installedBase".into(),
+            href(format!("{base}/installedBase/{installed}")),
+        );
     }
     if device.target.request_attributes != 0 {
         links.insert("configData".into(), href(format!("{base}/configData")));
@@ -224,7 +288,10 @@ struct DeploymentQuery {
 }
 
 fn artifact_json(base: &str, module_id: i64, artifact: &Artifact) -> Value {
-    let download = format!("{base}/softwaremodules/{module_id}/artifacts/{}", encode_segment(&artifact.filename));
+    let download = format!(
+        "{base}/softwaremodules/{module_id}/artifacts/{}",
+        encode_segment(&artifact.filename)
+    );
     let md5sum = format!("{download}.MD5SUM");
     json!({
         "filename": artifact.filename,
@@ -285,7 +352,8 @@ async fn deployment_json(
         if count >= 0 {
             messages.truncate(usize::try_from(count).unwrap_or(usize::MAX));
         }
-        body["actionHistory"] = json!({ "status": action.status.to_uppercase(), "messages": messages });
+        body["actionHistory"] =
+            json!({ "status": action.status.to_uppercase(), "messages": messages });
     }
     Ok(body)
 }
@@ -304,7 +372,14 @@ async fn deployment_base(
     let base = controller_base(&state, &headers, &tenant, &controller_id);
     let body = deployment_json(&state, &base, &action, query.action_history, "deployment").await?;
     if action.active != 0 {
-        state.store.note_once(action.id, "retrieved", "keel-server: target retrieved the deployment").await?;
+        state
+            .store
+            .note_once(
+                action.id,
+                "retrieved",
+                "keel-server: target retrieved the deployment",
+            )
+            .await?;
     }
     Ok(hal(body))
 }
@@ -321,7 +396,14 @@ async fn installed_base(
         return Err(ApiError::not_found("installed action"));
     }
     let base = controller_base(&state, &headers, &tenant, &controller_id);
-    Ok(hal(deployment_json(&state, &base, &action, query.action_history, "deployment").await?))
+    Ok(hal(deployment_json(
+        &state,
+        &base,
+        &action,
+        query.action_history,
+        "deployment",
+    )
+    .await?))
 }
 
 // ---------- feedback ----------
@@ -410,12 +492,33 @@ async fn deployment_feedback(
     let device = auth::device(&state.store, &headers, &tenant, &controller_id, false).await?;
     let action = device_action(&state, &device, action_id).await?;
     if action.active == 0 {
-        return Err(ApiError::Gone(format!("action {action_id} is closed ({})", action.status)));
+        return Err(ApiError::Gone(format!(
+            "action {action_id} is closed ({})",
+            action.status
+        )));
     }
     let (status, transition) = match (feedback.status.execution, feedback.status.result.finished) {
-        (Execution::Closed, Finished::Failure) => ("error", Transition::Close { status: "error", installed: false }),
-        (Execution::Closed, _) => ("finished", Transition::Close { status: "finished", installed: true }),
-        (Execution::Canceled, _) => ("canceled", Transition::Close { status: "canceled", installed: false }),
+        (Execution::Closed, Finished::Failure) => (
+            "error",
+            Transition::Close {
+                status: "error",
+                installed: false,
+            },
+        ),
+        (Execution::Closed, _) => (
+            "finished",
+            Transition::Close {
+                status: "finished",
+                installed: true,
+            },
+        ),
+        (Execution::Canceled, _) => (
+            "canceled",
+            Transition::Close {
+                status: "canceled",
+                installed: false,
+            },
+        ),
         (Execution::Rejected, _) => ("warning", Transition::Open("warning")),
         (Execution::Download, _) => ("download", Transition::Open("download")),
         (Execution::Downloaded, _) => ("downloaded", Transition::Open("downloaded")),
@@ -423,7 +526,11 @@ async fn deployment_feedback(
             ("running", Transition::Open("running"))
         }
     };
-    if !state.store.report(&action, None, &status_entry(status, &feedback), transition).await? {
+    if !state
+        .store
+        .report(&action, None, &status_entry(status, &feedback), transition)
+        .await?
+    {
         return Err(ApiError::Gone(format!("action {action_id} is closed")));
     }
     Ok(StatusCode::OK)
@@ -442,7 +549,14 @@ async fn cancel_action(
         return Err(ApiError::not_found("cancel action"));
     }
     if action.active != 0 {
-        state.store.note_once(action.id, "retrieved", "keel-server: target retrieved the cancel request").await?;
+        state
+            .store
+            .note_once(
+                action.id,
+                "retrieved",
+                "keel-server: target retrieved the cancel request",
+            )
+            .await?;
     }
     let id = action.id.to_string();
     Ok(hal(json!({ "id": id, "cancelAction": { "stopId": id } })))
@@ -457,21 +571,49 @@ async fn cancel_feedback(
     let device = auth::device(&state.store, &headers, &tenant, &controller_id, false).await?;
     let action = device_action(&state, &device, action_id).await?;
     if action.active == 0 {
-        return Err(ApiError::Gone(format!("action {action_id} is closed ({})", action.status)));
+        return Err(ApiError::Gone(format!(
+            "action {action_id} is closed ({})",
+            action.status
+        )));
     }
     if action.status != "canceling" {
-        return Err(ApiError::MethodNotAllowed(format!("action {action_id} is not being canceled")));
+        return Err(ApiError::MethodNotAllowed(format!(
+            "action {action_id} is not being canceled"
+        )));
     }
     // hawkBit's generateActionCancelStatus mapping.
     let (status, transition) = match (feedback.status.execution, feedback.status.result.finished) {
-        (Execution::Closed, Finished::Failure) => ("error", Transition::Close { status: "error", installed: false }),
-        (Execution::Closed, _) => ("canceled", Transition::Close { status: "canceled", installed: false }),
+        (Execution::Closed, Finished::Failure) => (
+            "error",
+            Transition::Close {
+                status: "error",
+                installed: false,
+            },
+        ),
+        (Execution::Closed, _) => (
+            "canceled",
+            Transition::Close {
+                status: "canceled",
+                installed: false,
+            },
+        ),
         (Execution::Rejected, _) => ("cancel_rejected", Transition::Force("running")),
         (Execution::Canceled, _) => ("warning", Transition::None),
         _ => ("running", Transition::None),
     };
-    if !state.store.report(&action, Some("canceling"), &status_entry(status, &feedback), transition).await? {
-        return Err(ApiError::Gone(format!("action {action_id} is no longer being canceled")));
+    if !state
+        .store
+        .report(
+            &action,
+            Some("canceling"),
+            &status_entry(status, &feedback),
+            transition,
+        )
+        .await?
+    {
+        return Err(ApiError::Gone(format!(
+            "action {action_id} is no longer being canceled"
+        )));
     }
     Ok(StatusCode::OK)
 }
@@ -500,10 +642,16 @@ fn attribute_value(key: &str, value: &Value) -> ApiResult<String> {
         Value::Number(n) => n.to_string(),
         Value::Bool(b) => b.to_string(),
         Value::Null => String::new(),
-        _ => return Err(ApiError::bad_request(format!("attribute {key:?}: value must be a string"))),
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "attribute {key:?}: value must be a string"
+            )))
+        }
     };
     if key.is_empty() || key.len() > 128 || text.len() > 1024 {
-        return Err(ApiError::bad_request(format!("attribute {key:?}: key 1..128 and value up to 1024 bytes")));
+        return Err(ApiError::bad_request(format!(
+            "attribute {key:?}: key 1..128 and value up to 1024 bytes"
+        )));
     }
     Ok(text)
 }
@@ -515,7 +663,8 @@ async fn config_data(
     ApiJson(body): ApiJson<ConfigData>,
 ) -> ApiResult<StatusCode> {
     let device = auth::device(&state.store, &headers, &tenant, &controller_id, false).await?;
-    let mut attributes: BTreeMap<String, String> = serde_json::from_str(&device.target.attributes).unwrap_or_default();
+    let mut attributes: BTreeMap<String, String> =
+        serde_json::from_str(&device.target.attributes).unwrap_or_default();
     match body.mode.unwrap_or_default() {
         UpdateMode::Merge => {
             for (key, value) in &body.data {
@@ -535,18 +684,32 @@ async fn config_data(
         }
     }
     if attributes.len() > MAX_ATTRIBUTES {
-        return Err(ApiError::bad_request(format!("more than {MAX_ATTRIBUTES} attributes")));
+        return Err(ApiError::bad_request(format!(
+            "more than {MAX_ATTRIBUTES} attributes"
+        )));
     }
     let text = serde_json::to_string(&attributes).map_err(|e| ApiError::Internal(e.to_string()))?;
-    state.store.set_target_attributes(device.target.id, &text).await?;
+    state
+        .store
+        .set_target_attributes(device.target.id, &text)
+        .await?;
     Ok(StatusCode::OK)
 }
 
 // ---------- artifacts ----------
 
 async fn visible_module(state: &AppState, device: &Device, module_id: i64) -> ApiResult<()> {
-    let exists = state.store.module(device.tenant.id, module_id).await?.is_some();
-    if exists && state.store.module_visible_to_target(&device.target, module_id).await? {
+    let exists = state
+        .store
+        .module(device.tenant.id, module_id)
+        .await?
+        .is_some();
+    if exists
+        && state
+            .store
+            .module_visible_to_target(&device.target, module_id)
+            .await?
+    {
         Ok(())
     } else {
         Err(ApiError::not_found("software module"))
@@ -561,8 +724,13 @@ async fn list_artifacts(
     let device = auth::device(&state.store, &headers, &tenant, &controller_id, false).await?;
     visible_module(&state, &device, module_id).await?;
     let base = controller_base(&state, &headers, &tenant, &controller_id);
-    let list: Vec<Value> =
-        state.store.artifacts(module_id).await?.iter().map(|a| artifact_json(&base, module_id, a)).collect();
+    let list: Vec<Value> = state
+        .store
+        .artifacts(module_id)
+        .await?
+        .iter()
+        .map(|a| artifact_json(&base, module_id, a))
+        .collect();
     Ok(hal(Value::Array(list)))
 }
 
@@ -583,26 +751,48 @@ async fn download_artifact(
     let artifact = match state.store.artifact_by_name(module_id, &filename).await? {
         Some(artifact) => artifact,
         None => {
-            let Some(name) = filename.strip_suffix(".MD5SUM") else { return Err(ApiError::not_found("artifact")) };
-            let artifact =
-                state.store.artifact_by_name(module_id, name).await?.ok_or_else(|| ApiError::not_found("artifact"))?;
+            let Some(name) = filename.strip_suffix(".MD5SUM") else {
+                return Err(ApiError::not_found("artifact"));
+            };
+            let artifact = state
+                .store
+                .artifact_by_name(module_id, name)
+                .await?
+                .ok_or_else(|| ApiError::not_found("artifact"))?;
             let body = format!("{}  {}", artifact.md5, artifact.filename);
             return Ok(([(header::CONTENT_TYPE, "text/plain")], body).into_response());
         }
     };
     if let Some(if_match) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
         if !etag_matches(if_match, &artifact.sha1) {
-            return Err(ApiError::PreconditionFailed("If-Match does not match the artifact's SHA-1".into()));
+            return Err(ApiError::PreconditionFailed(
+                "If-Match does not match the artifact's SHA-1".into(),
+            ));
         }
     }
-    let size = u64::try_from(artifact.size).map_err(|_| ApiError::Internal("negative artifact size".into()))?;
+    let size = u64::try_from(artifact.size)
+        .map_err(|_| ApiError::Internal("negative artifact size".into()))?;
     let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-    let range = crate::artifacts::parse_range(range_header, size).map_err(|()| ApiError::RangeNotSatisfiable(size))?;
+    let range = crate::artifacts::parse_range(range_header, size)
+        .map_err(|()| ApiError::RangeNotSatisfiable(size))?;
     if range.is_none() {
         // Like hawkBit, only full downloads are logged (a resumed download sends many ranges).
         if let Some(action) = state.store.current_action(device.target.id).await? {
-            if state.store.set_modules(action.ds_id).await?.iter().any(|m| m.id == module_id) {
-                state.store.note(action.id, "download", &format!("keel-server: target downloads {}", artifact.filename)).await?;
+            if state
+                .store
+                .set_modules(action.ds_id)
+                .await?
+                .iter()
+                .any(|m| m.id == module_id)
+            {
+                state
+                    .store
+                    .note(
+                        action.id,
+                        "download",
+                        &format!("keel-server: target downloads {}", artifact.filename),
+                    )
+                    .await?;
             }
         }
     }
@@ -618,17 +808,25 @@ async fn download_artifact(
     let mut response = Response::new(Body::from_stream(stream));
     *response.status_mut() = status;
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", artifact.sha1)) {
         h.insert(header::ETAG, etag);
     }
-    if let Ok(disposition) = HeaderValue::from_str(&format!("attachment;filename={}", encode_segment(&artifact.filename))) {
+    if let Ok(disposition) = HeaderValue::from_str(&format!(
+        "attachment;filename={}",
+        encode_segment(&artifact.filename)
+    )) {
         h.insert(header::CONTENT_DISPOSITION, disposition);
     }
     if let Some(r) = range {
-        if let Ok(content_range) = HeaderValue::from_str(&format!("bytes {}-{}/{size}", r.start, r.end)) {
+        if let Ok(content_range) =
+            HeaderValue::from_str(&format!("bytes {}-{}/{size}", r.start, r.end))
+        {
             h.insert(header::CONTENT_RANGE, content_range);
         }
     }
@@ -641,8 +839,14 @@ mod tests {
 
     #[test]
     fn timezones() {
-        assert_eq!(parse_timezone("+02:00").map(|o| o.local_minus_utc()), Some(7200));
-        assert_eq!(parse_timezone("-05:30").map(|o| o.local_minus_utc()), Some(-19800));
+        assert_eq!(
+            parse_timezone("+02:00").map(|o| o.local_minus_utc()),
+            Some(7200)
+        );
+        assert_eq!(
+            parse_timezone("-05:30").map(|o| o.local_minus_utc()),
+            Some(-19800)
+        );
         assert_eq!(parse_timezone("Z").map(|o| o.local_minus_utc()), Some(0));
         assert!(parse_timezone("02:00").is_none());
         assert!(parse_timezone("+99:00").is_none());
@@ -652,12 +856,18 @@ mod tests {
     #[test]
     fn maintenance_window() {
         // Every day at 03:00:00 UTC for one hour. 2026-01-01T03:30:00Z is inside, 05:00 outside.
-        let inside = chrono::DateTime::parse_from_rfc3339("2026-01-01T03:30:00Z").unwrap().timestamp_millis();
-        let outside = chrono::DateTime::parse_from_rfc3339("2026-01-01T05:00:00Z").unwrap().timestamp_millis();
+        let inside = chrono::DateTime::parse_from_rfc3339("2026-01-01T03:30:00Z")
+            .unwrap()
+            .timestamp_millis();
+        let outside = chrono::DateTime::parse_from_rfc3339("2026-01-01T05:00:00Z")
+            .unwrap()
+            .timestamp_millis();
         assert!(window_open("0 0 3 * * ?", 3600, "Z", inside));
         assert!(!window_open("0 0 3 * * ?", 3600, "Z", outside));
         // The same window in UTC+02:00 local time opens at 01:00Z.
-        let one_thirty = chrono::DateTime::parse_from_rfc3339("2026-01-01T01:30:00Z").unwrap().timestamp_millis();
+        let one_thirty = chrono::DateTime::parse_from_rfc3339("2026-01-01T01:30:00Z")
+            .unwrap()
+            .timestamp_millis();
         assert!(window_open("0 0 3 * * ?", 3600, "+02:00", one_thirty));
         assert!(!window_open("not a cron", 3600, "Z", inside));
     }

@@ -48,7 +48,9 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::Database(sqlx::Error::RowNotFound) => StatusCode::NOT_FOUND,
-            ApiError::Database(_) | ApiError::Io(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Database(_) | ApiError::Io(_) | ApiError::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
@@ -85,12 +87,19 @@ impl IntoResponse for ApiError {
             tracing::error!("{self}");
         }
         // Internal details (SQL text, paths) stay in the log, not in the response.
-        let message = if status.is_server_error() { "internal server error".to_string() } else { self.to_string() };
+        let message = if status.is_server_error() {
+            "internal server error".to_string()
+        } else {
+            self.to_string()
+        };
         let body = serde_json::json!({ "error": self.kind(), "message": message });
         let mut response = (status, axum::Json(body)).into_response();
         match &self {
             ApiError::Unauthorized(_) => {
-                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("TargetToken"));
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("TargetToken"),
+                );
             }
             ApiError::RangeNotSatisfiable(size) => {
                 if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {

@@ -30,7 +30,11 @@ use tokio::net::TcpListener;
 
 /// Server configuration (command line flags or environment variables).
 #[derive(clap::Parser, Debug, Clone)]
-#[command(name = "keel-server", version, about = "keel fleet server: hawkBit DDI device API, management API, rollouts")]
+#[command(
+    name = "keel-server",
+    version,
+    about = "keel fleet server: hawkBit DDI device API, management API, rollouts"
+)]
 pub struct Config {
     /// Directory for the database (keel.db) and artifact files; created if missing.
     #[arg(long, env = "KEEL_DATA_DIR")]
@@ -77,9 +81,13 @@ impl Config {
 /// Parses `HH:MM:SS` into seconds; hawkBit clients parse exactly this format.
 pub fn parse_poll_interval(text: &str) -> Result<u32, String> {
     let parts: Vec<&str> = text.split(':').collect();
-    let [h, m, s] = parts.as_slice() else { return Err(format!("expected HH:MM:SS, got {text:?}")) };
+    let [h, m, s] = parts.as_slice() else {
+        return Err(format!("expected HH:MM:SS, got {text:?}"));
+    };
     let field = |v: &str, max: u32| -> Result<u32, String> {
-        let n: u32 = v.parse().map_err(|_| format!("expected HH:MM:SS, got {text:?}"))?;
+        let n: u32 = v
+            .parse()
+            .map_err(|_| format!("expected HH:MM:SS, got {text:?}"))?;
         if v.len() != 2 || n > max {
             return Err(format!("expected HH:MM:SS below 24:00:00, got {text:?}"));
         }
@@ -137,22 +145,37 @@ impl Server {
     pub async fn bind(config: Config) -> anyhow::Result<Server> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-        let store = store::Store::open(&config.data_dir.join("keel.db")).await.context("opening database")?;
-        let files = artifacts::ArtifactStore::open(&config.data_dir).context("opening artifact store")?;
+        let store = store::Store::open(&config.data_dir.join("keel.db"))
+            .await
+            .context("opening database")?;
+        let files =
+            artifacts::ArtifactStore::open(&config.data_dir).context("opening artifact store")?;
         let mut created_admin_token = None;
         if store.api_token_count().await? == 0 {
             let token = auth::generate_token();
-            store.create_api_token("admin", &auth::hash_token(&token), "admin").await?;
+            store
+                .create_api_token("admin", &auth::hash_token(&token), "admin")
+                .await?;
             write_secret(&config.data_dir.join("admin.token"), &token)?;
             created_admin_token = Some(token);
         }
         if config.create_default_tenant && store.tenant_by_name("default").await?.is_none() {
             store.create_tenant("default").await?;
         }
-        let listener =
-            TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
-        let state = Arc::new(AppState { store, files, config, polls: Mutex::new(HashMap::new()) });
-        Ok(Server { listener, state, created_admin_token })
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.listen))?;
+        let state = Arc::new(AppState {
+            store,
+            files,
+            config,
+            polls: Mutex::new(HashMap::new()),
+        });
+        Ok(Server {
+            listener,
+            state,
+            created_admin_token,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -164,15 +187,21 @@ impl Server {
     }
 
     /// Serves until `shutdown` resolves; background tasks stop with it.
-    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn serve(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let state = self.state;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let scheduler = tokio::spawn(scheduler::run(state.clone(), stop_rx.clone()));
         let flusher = tokio::spawn(flush_polls_loop(state.clone(), stop_rx));
         let app = router(state.clone());
-        axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await?;
         let _ = stop_tx.send(true);
         let _ = scheduler.await;
         let _ = flusher.await;
@@ -198,13 +227,21 @@ fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new().merge(ddi::routes()).merge(mgmt::routes()).with_state(state)
+    Router::new()
+        .merge(ddi::routes())
+        .merge(mgmt::routes())
+        .with_state(state)
 }
 
 async fn flush_polls(state: &AppState) {
     let batch: Vec<(i64, i64, String)> = {
-        let Ok(mut polls) = state.polls.lock() else { return };
-        polls.drain().map(|(id, (at, address))| (id, at, address)).collect()
+        let Ok(mut polls) = state.polls.lock() else {
+            return;
+        };
+        polls
+            .drain()
+            .map(|(id, (at, address))| (id, at, address))
+            .collect()
     };
     if let Err(err) = state.store.record_polls(&batch).await {
         tracing::warn!("writing last-poll times: {err}");

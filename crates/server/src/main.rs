@@ -22,19 +22,23 @@ async fn run(config: keel_server::Config) -> anyhow::Result<()> {
     let server = keel_server::Server::bind(config).await?;
     if let Some(token) = &server.created_admin_token {
         println!("admin token: {token}");
-        println!("(also written to {})", data_dir.join("admin.token").display());
+        println!(
+            "(also written to {})",
+            data_dir.join("admin.token").display()
+        );
     }
     println!("keel-server listening on {}", server.local_addr()?);
     server
         .serve(async {
             let ctrl_c = tokio::signal::ctrl_c();
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(term) => term,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        return;
+                    }
+                };
             tokio::select! {
                 _ = ctrl_c => {}
                 _ = term.recv() => {}

@@ -25,31 +25,64 @@ pub const TENANT_HEADER: &str = "x-keel-tenant";
 
 pub fn routes() -> Router<Arc<AppState>> {
     let upload = Router::new()
-        .route("/rest/v1/softwaremodules/{id}/artifacts", post(upload_artifact).get(list_module_artifacts))
+        .route(
+            "/rest/v1/softwaremodules/{id}/artifacts",
+            post(upload_artifact).get(list_module_artifacts),
+        )
         .layer(DefaultBodyLimit::disable());
     Router::new()
         .route("/rest/v1/openapi.json", get(openapi))
         .route("/rest/v1/whoami", get(whoami))
         .route("/rest/v1/tenants", post(create_tenant).get(list_tenants))
-        .route("/rest/v1/tenants/{name}/gatewaytoken", put(set_gateway_token).delete(delete_gateway_token))
+        .route(
+            "/rest/v1/tenants/{name}/gatewaytoken",
+            put(set_gateway_token).delete(delete_gateway_token),
+        )
         .route("/rest/v1/tokens", post(create_token).get(list_tokens))
         .route("/rest/v1/tokens/{id}", delete(delete_token))
-        .route("/rest/v1/softwaremodules", post(create_module).get(list_modules))
+        .route(
+            "/rest/v1/softwaremodules",
+            post(create_module).get(list_modules),
+        )
         .route("/rest/v1/softwaremodules/{id}", get(get_module))
         .route("/rest/v1/distributionsets", post(create_set).get(list_sets))
         .route("/rest/v1/distributionsets/{id}", get(get_set))
-        .route("/rest/v1/distributionsets/{id}/assignedTargets", post(assign_set))
+        .route(
+            "/rest/v1/distributionsets/{id}/assignedTargets",
+            post(assign_set),
+        )
         .route("/rest/v1/targets", post(create_target).get(list_targets))
-        .route("/rest/v1/targets/{controller_id}", get(get_target).delete(delete_target))
+        .route(
+            "/rest/v1/targets/{controller_id}",
+            get(get_target).delete(delete_target),
+        )
         .route("/rest/v1/targets/{controller_id}/tags", put(set_tags))
-        .route("/rest/v1/targets/{controller_id}/token", post(rotate_target_token))
-        .route("/rest/v1/targets/{controller_id}/requestAttributes", post(request_attributes))
-        .route("/rest/v1/targets/{controller_id}/assignedDS", post(assign_to_target))
-        .route("/rest/v1/targets/{controller_id}/actions", get(list_actions))
-        .route("/rest/v1/targets/{controller_id}/actions/{action_id}", get(get_action).delete(cancel_action))
+        .route(
+            "/rest/v1/targets/{controller_id}/token",
+            post(rotate_target_token),
+        )
+        .route(
+            "/rest/v1/targets/{controller_id}/requestAttributes",
+            post(request_attributes),
+        )
+        .route(
+            "/rest/v1/targets/{controller_id}/assignedDS",
+            post(assign_to_target),
+        )
+        .route(
+            "/rest/v1/targets/{controller_id}/actions",
+            get(list_actions),
+        )
+        .route(
+            "/rest/v1/targets/{controller_id}/actions/{action_id}",
+            get(get_action).delete(cancel_action),
+        )
         .route("/rest/v1/rollouts", post(create_rollout).get(list_rollouts))
         .route("/rest/v1/rollouts/{id}", get(get_rollout))
-        .route("/rest/v1/rollouts/{id}/{operation}", post(rollout_operation))
+        .route(
+            "/rest/v1/rollouts/{id}/{operation}",
+            post(rollout_operation),
+        )
         .layer(DefaultBodyLimit::max(MGMT_BODY_LIMIT))
         .merge(upload)
 }
@@ -62,15 +95,23 @@ async fn openapi() -> Response {
 async fn tenant_for(state: &AppState, headers: &HeaderMap, role: Role) -> ApiResult<Tenant> {
     auth::management_role(&state.store, headers, role).await?;
     let name = match headers.get(TENANT_HEADER) {
-        Some(value) => value.to_str().map_err(|_| ApiError::bad_request("X-Keel-Tenant is not text"))?,
+        Some(value) => value
+            .to_str()
+            .map_err(|_| ApiError::bad_request("X-Keel-Tenant is not text"))?,
         None => "default",
     };
-    state.store.tenant_by_name(name).await?.ok_or_else(|| ApiError::not_found(format!("tenant {name:?}")))
+    state
+        .store
+        .tenant_by_name(name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("tenant {name:?}")))
 }
 
 fn check_name(what: &str, value: &str) -> ApiResult<()> {
     if value.trim().is_empty() || value.len() > 128 || value.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(format!("{what}: 1..128 printable characters")));
+        return Err(ApiError::bad_request(format!(
+            "{what}: 1..128 printable characters"
+        )));
     }
     Ok(())
 }
@@ -81,7 +122,9 @@ fn created(value: Value) -> Response {
 
 fn conflict_on_unique(err: sqlx::Error, what: &str) -> ApiError {
     match &err {
-        sqlx::Error::Database(db) if db.is_unique_violation() => ApiError::Conflict(format!("{what} already exists")),
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            ApiError::Conflict(format!("{what} already exists"))
+        }
         _ => ApiError::Database(err),
     }
 }
@@ -107,13 +150,22 @@ async fn create_tenant(
     check_name("name", &body.name)?;
     // "rest" would shadow the management API's path prefix.
     if body.name == "rest" || body.name.contains('/') {
-        return Err(ApiError::bad_request("tenant name may not be \"rest\" or contain '/'"));
+        return Err(ApiError::bad_request(
+            "tenant name may not be \"rest\" or contain '/'",
+        ));
     }
-    let tenant = state.store.create_tenant(&body.name).await.map_err(|e| conflict_on_unique(e, "tenant"))?;
+    let tenant = state
+        .store
+        .create_tenant(&body.name)
+        .await
+        .map_err(|e| conflict_on_unique(e, "tenant"))?;
     Ok(created(json!({ "id": tenant.id, "name": tenant.name })))
 }
 
-async fn list_tenants(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+async fn list_tenants(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
     auth::management_role(&state.store, &headers, Role::Admin).await?;
     let tenants: Vec<Value> = state
         .store
@@ -137,10 +189,19 @@ async fn set_gateway_token(
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
     auth::management_role(&state.store, &headers, Role::Admin).await?;
-    let tenant = state.store.tenant_by_name(&name).await?.ok_or_else(|| ApiError::not_found("tenant"))?;
+    let tenant = state
+        .store
+        .tenant_by_name(&name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant"))?;
     let token = chosen_token(optional_json::<TokenValue>(&body)?.token)?;
-    state.store.set_gateway_token(tenant.id, Some(&auth::hash_token(&token))).await?;
-    Ok(Json(json!({ "tenant": tenant.name, "gatewayToken": token })))
+    state
+        .store
+        .set_gateway_token(tenant.id, Some(&auth::hash_token(&token)))
+        .await?;
+    Ok(Json(
+        json!({ "tenant": tenant.name, "gatewayToken": token }),
+    ))
 }
 
 async fn delete_gateway_token(
@@ -149,7 +210,11 @@ async fn delete_gateway_token(
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     auth::management_role(&state.store, &headers, Role::Admin).await?;
-    let tenant = state.store.tenant_by_name(&name).await?.ok_or_else(|| ApiError::not_found("tenant"))?;
+    let tenant = state
+        .store
+        .tenant_by_name(&name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant"))?;
     state.store.set_gateway_token(tenant.id, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -159,15 +224,19 @@ fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> ApiRe
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
 /// A caller-chosen token (hawkBit allows up to 128 characters) or a generated one.
 fn chosen_token(token: Option<String>) -> ApiResult<String> {
     match token {
         Some(token) => {
-            if token.len() < 8 || token.len() > 128 || !token.chars().all(|c| c.is_ascii_graphic()) {
-                return Err(ApiError::bad_request("token: 8..128 printable ASCII characters"));
+            if token.len() < 8 || token.len() > 128 || !token.chars().all(|c| c.is_ascii_graphic())
+            {
+                return Err(ApiError::bad_request(
+                    "token: 8..128 printable ASCII characters",
+                ));
             }
             Ok(token)
         }
@@ -188,13 +257,22 @@ async fn create_token(
 ) -> ApiResult<Response> {
     auth::management_role(&state.store, &headers, Role::Admin).await?;
     check_name("name", &body.name)?;
-    let role = Role::parse(&body.role).ok_or_else(|| ApiError::bad_request("role: viewer, operator or admin"))?;
+    let role = Role::parse(&body.role)
+        .ok_or_else(|| ApiError::bad_request("role: viewer, operator or admin"))?;
     let token = auth::generate_token();
-    let id = state.store.create_api_token(&body.name, &auth::hash_token(&token), role.as_str()).await?;
-    Ok(created(json!({ "id": id, "name": body.name, "role": role.as_str(), "token": token })))
+    let id = state
+        .store
+        .create_api_token(&body.name, &auth::hash_token(&token), role.as_str())
+        .await?;
+    Ok(created(
+        json!({ "id": id, "name": body.name, "role": role.as_str(), "token": token }),
+    ))
 }
 
-async fn list_tokens(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+async fn list_tokens(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
     auth::management_role(&state.store, &headers, Role::Admin).await?;
     let tokens: Vec<Value> = state
         .store
@@ -250,7 +328,10 @@ async fn create_module(
     Ok(created(json!(module)))
 }
 
-async fn list_modules(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+async fn list_modules(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
     let tenant = tenant_for(&state, &headers, Role::Viewer).await?;
     Ok(Json(json!(state.store.modules(tenant.id).await?)))
 }
@@ -261,7 +342,11 @@ async fn get_module(
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<Value>> {
     let tenant = tenant_for(&state, &headers, Role::Viewer).await?;
-    let module = state.store.module(tenant.id, id).await?.ok_or_else(|| ApiError::not_found("software module"))?;
+    let module = state
+        .store
+        .module(tenant.id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("software module"))?;
     let mut value = json!(module);
     value["artifacts"] = json!(state.store.artifacts(id).await?);
     Ok(Json(value))
@@ -281,20 +366,43 @@ async fn upload_artifact(
     body: Body,
 ) -> ApiResult<Response> {
     let tenant = tenant_for(&state, &headers, Role::Operator).await?;
-    let module = state.store.module(tenant.id, id).await?.ok_or_else(|| ApiError::not_found("software module"))?;
+    let module = state
+        .store
+        .module(tenant.id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("software module"))?;
     let filename = query.filename;
     check_name("filename", &filename)?;
     if filename.contains('/') || filename == "." || filename == ".." {
         return Err(ApiError::bad_request("filename may not contain '/'"));
     }
-    if state.store.artifact_by_name(module.id, &filename).await?.is_some() {
-        return Err(ApiError::Conflict(format!("artifact {filename:?} already exists in module {}", module.id)));
+    if state
+        .store
+        .artifact_by_name(module.id, &filename)
+        .await?
+        .is_some()
+    {
+        return Err(ApiError::Conflict(format!(
+            "artifact {filename:?} already exists in module {}",
+            module.id
+        )));
     }
-    let stored = state.files.ingest(body.into_data_stream(), state.config.max_artifact_bytes).await?;
-    let size = i64::try_from(stored.size).map_err(|_| ApiError::PayloadTooLarge("artifact too large".into()))?;
+    let stored = state
+        .files
+        .ingest(body.into_data_stream(), state.config.max_artifact_bytes)
+        .await?;
+    let size = i64::try_from(stored.size)
+        .map_err(|_| ApiError::PayloadTooLarge("artifact too large".into()))?;
     let artifact = state
         .store
-        .create_artifact(module.id, &filename, &stored.sha256, &stored.sha1, &stored.md5, size)
+        .create_artifact(
+            module.id,
+            &filename,
+            &stored.sha256,
+            &stored.sha1,
+            &stored.md5,
+            size,
+        )
         .await
         .map_err(|e| conflict_on_unique(e, "artifact"))?;
     Ok(created(json!(artifact)))
@@ -306,7 +414,11 @@ async fn list_module_artifacts(
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<Value>> {
     let tenant = tenant_for(&state, &headers, Role::Viewer).await?;
-    state.store.module(tenant.id, id).await?.ok_or_else(|| ApiError::not_found("software module"))?;
+    state
+        .store
+        .module(tenant.id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("software module"))?;
     Ok(Json(json!(state.store.artifacts(id).await?)))
 }
 
@@ -328,10 +440,16 @@ async fn create_set(
     check_name("name", &body.name)?;
     check_name("version", &body.version)?;
     if body.modules.is_empty() {
-        return Err(ApiError::bad_request("modules: at least one software module id"));
+        return Err(ApiError::bad_request(
+            "modules: at least one software module id",
+        ));
     }
     for id in &body.modules {
-        state.store.module(tenant.id, *id).await?.ok_or_else(|| ApiError::bad_request(format!("no software module {id}")))?;
+        state
+            .store
+            .module(tenant.id, *id)
+            .await?
+            .ok_or_else(|| ApiError::bad_request(format!("no software module {id}")))?;
     }
     let set = state
         .store
@@ -353,7 +471,10 @@ async fn set_json(store: &Store, set: crate::store::DistributionSet) -> ApiResul
     Ok(value)
 }
 
-async fn list_sets(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+async fn list_sets(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
     let tenant = tenant_for(&state, &headers, Role::Viewer).await?;
     Ok(Json(json!(state.store.distribution_sets(tenant.id).await?)))
 }
@@ -364,7 +485,11 @@ async fn get_set(
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<Value>> {
     let tenant = tenant_for(&state, &headers, Role::Viewer).await?;
-    let set = state.store.distribution_set(tenant.id, id).await?.ok_or_else(|| ApiError::not_found("distribution set"))?;
+    let set = state
+        .store
+        .distribution_set(tenant.id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("distribution set"))?;
     Ok(Json(set_json(&state.store, set).await?))
 }
 
@@ -396,7 +521,8 @@ async fn target_json(store: &Store, target: &Target) -> ApiResult<Value> {
     } else {
         "unknown"
     };
-    let attributes: BTreeMap<String, String> = serde_json::from_str(&target.attributes).unwrap_or_default();
+    let attributes: BTreeMap<String, String> =
+        serde_json::from_str(&target.attributes).unwrap_or_default();
     let installed_set = match target.installed_action_id {
         Some(id) => actions.iter().find(|a| a.id == id).map(|a| a.ds_id),
         None => None,
@@ -429,7 +555,9 @@ async fn create_target(
 ) -> ApiResult<Response> {
     let tenant = tenant_for(&state, &headers, Role::Operator).await?;
     if !auth::valid_controller_id(&body.controller_id) {
-        return Err(ApiError::bad_request("controllerId: 1..256 characters, no '/' or control characters"));
+        return Err(ApiError::bad_request(
+            "controllerId: 1..256 characters, no '/' or control characters",
+        ));
     }
     check_tags(&body.tags)?;
     let name = body.name.unwrap_or_else(|| body.controller_id.clone());
@@ -437,7 +565,13 @@ async fn create_target(
     let token = chosen_token(body.security_token)?;
     let target = state
         .store
-        .create_target(tenant.id, &body.controller_id, &name, Some(&auth::hash_token(&token)), &body.tags)
+        .create_target(
+            tenant.id,
+            &body.controller_id,
+            &name,
+            Some(&auth::hash_token(&token)),
+            &body.tags,
+        )
         .await
         .map_err(|e| conflict_on_unique(e, "target"))?;
     let mut value = target_json(&state.store, &target).await?;
@@ -465,7 +599,11 @@ async fn list_targets(
 }
 
 async fn find_target(state: &AppState, tenant: &Tenant, controller_id: &str) -> ApiResult<Target> {
-    state.store.target(tenant.id, controller_id).await?.ok_or_else(|| ApiError::not_found("target"))
+    state
+        .store
+        .target(tenant.id, controller_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("target"))
 }
 
 async fn get_target(
@@ -516,8 +654,13 @@ async fn rotate_target_token(
     let tenant = tenant_for(&state, &headers, Role::Operator).await?;
     let target = find_target(&state, &tenant, &controller_id).await?;
     let token = chosen_token(optional_json::<TokenValue>(&body)?.token)?;
-    state.store.set_target_token(target.id, &auth::hash_token(&token)).await?;
-    Ok(Json(json!({ "controllerId": target.controller_id, "securityToken": token })))
+    state
+        .store
+        .set_target_token(target.id, &auth::hash_token(&token))
+        .await?;
+    Ok(Json(
+        json!({ "controllerId": target.controller_id, "securityToken": token }),
+    ))
 }
 
 async fn request_attributes(
@@ -559,23 +702,27 @@ fn default_action_type() -> String {
 fn check_action_type(action_type: &str) -> ApiResult<()> {
     match action_type {
         "soft" | "forced" | "timeforced" | "downloadonly" => Ok(()),
-        other => Err(ApiError::bad_request(format!("type {other:?}: soft, forced, timeforced or downloadonly"))),
+        other => Err(ApiError::bad_request(format!(
+            "type {other:?}: soft, forced, timeforced or downloadonly"
+        ))),
     }
 }
 
 fn new_action(options: &AssignOptions) -> ApiResult<NewAction> {
     check_action_type(&options.action_type)?;
     if options.action_type == "timeforced" && options.forcetime.is_none() {
-        return Err(ApiError::bad_request("type timeforced needs forcetime (ms since the epoch)"));
+        return Err(ApiError::bad_request(
+            "type timeforced needs forcetime (ms since the epoch)",
+        ));
     }
     let maintenance = match &options.maintenance_window {
         Some(mw) => {
             crate::ddi::parse_schedule(&mw.schedule).map_err(ApiError::BadRequest)?;
-            crate::ddi::parse_timezone(&mw.timezone)
-                .ok_or_else(|| ApiError::bad_request("maintenanceWindow.timezone: +HH:MM, -HH:MM or Z"))?;
-            let duration_secs = crate::parse_poll_interval(&mw.duration).map_err(|e| {
-                ApiError::bad_request(format!("maintenanceWindow.duration: {e}"))
+            crate::ddi::parse_timezone(&mw.timezone).ok_or_else(|| {
+                ApiError::bad_request("maintenanceWindow.timezone: +HH:MM, -HH:MM or Z")
             })?;
+            let duration_secs = crate::parse_poll_interval(&mw.duration)
+                .map_err(|e| ApiError::bad_request(format!("maintenanceWindow.duration: {e}")))?;
             Some(MaintenanceWindow {
                 schedule: mw.schedule.clone(),
                 duration_secs: i64::from(duration_secs),
@@ -584,7 +731,11 @@ fn new_action(options: &AssignOptions) -> ApiResult<NewAction> {
         }
         None => None,
     };
-    Ok(NewAction { action_type: options.action_type.clone(), forcetime: options.forcetime, maintenance })
+    Ok(NewAction {
+        action_type: options.action_type.clone(),
+        forcetime: options.forcetime,
+        maintenance,
+    })
 }
 
 #[derive(Deserialize)]
@@ -603,7 +754,11 @@ async fn assign_to_target(
 ) -> ApiResult<Response> {
     let tenant = tenant_for(&state, &headers, Role::Operator).await?;
     let target = find_target(&state, &tenant, &controller_id).await?;
-    state.store.distribution_set(tenant.id, body.id).await?.ok_or_else(|| ApiError::not_found("distribution set"))?;
+    state
+        .store
+        .distribution_set(tenant.id, body.id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("distribution set"))?;
     let new = new_action(&body.options)?;
     let mut tx = state.store.begin().await?;
     let action = Store::create_action_in(&mut tx, &target, body.id, None, &new).await?;
@@ -653,11 +808,17 @@ async fn assign_set(
     ApiJson(body): ApiJson<AssignToMany>,
 ) -> ApiResult<Response> {
     let tenant = tenant_for(&state, &headers, Role::Operator).await?;
-    state.store.distribution_set(tenant.id, ds_id).await?.ok_or_else(|| ApiError::not_found("distribution set"))?;
+    state
+        .store
+        .distribution_set(tenant.id, ds_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("distribution set"))?;
     let new = new_action(&body.options)?;
     let targets = resolve_targets(&state, &tenant, &body.targets, body.tag.as_deref()).await?;
     if targets.is_empty() {
-        return Err(ApiError::bad_request("no targets selected (give targets and/or tag)"));
+        return Err(ApiError::bad_request(
+            "no targets selected (give targets and/or tag)",
+        ));
     }
     let mut tx = state.store.begin().await?;
     let mut actions = Vec::new();
@@ -666,7 +827,9 @@ async fn assign_set(
         actions.push(json!({ "controllerId": target.controller_id, "actionId": action.id }));
     }
     tx.commit().await?;
-    Ok(created(json!({ "assigned": actions.len(), "actions": actions })))
+    Ok(created(
+        json!({ "assigned": actions.len(), "actions": actions }),
+    ))
 }
 
 async fn target_action(state: &AppState, target: &Target, action_id: i64) -> ApiResult<Action> {
@@ -727,7 +890,9 @@ async fn cancel_action(
     let target = find_target(&state, &tenant, &controller_id).await?;
     let action = target_action(&state, &target, action_id).await?;
     if !state.store.cancel_action(action.id, query.force).await? {
-        return Err(ApiError::Conflict(format!("action {action_id} is already closed")));
+        return Err(ApiError::Conflict(format!(
+            "action {action_id} is already closed"
+        )));
     }
     let action = target_action(&state, &target, action_id).await?;
     Ok(Json(json!(action)))
@@ -780,23 +945,36 @@ async fn create_rollout(
     check_name("name", &body.name)?;
     check_action_type(&body.action_type)?;
     if body.action_type == "timeforced" {
-        return Err(ApiError::bad_request("rollouts support soft, forced and downloadonly"));
+        return Err(ApiError::bad_request(
+            "rollouts support soft, forced and downloadonly",
+        ));
     }
-    for (what, value) in [("successThreshold", body.success_threshold), ("errorThreshold", body.error_threshold)] {
+    for (what, value) in [
+        ("successThreshold", body.success_threshold),
+        ("errorThreshold", body.error_threshold),
+    ] {
         if !(0..=100).contains(&value) {
             return Err(ApiError::bad_request(format!("{what}: 0..100 (percent)")));
         }
     }
-    state.store.distribution_set(tenant.id, body.ds_id).await?.ok_or_else(|| ApiError::not_found("distribution set"))?;
+    state
+        .store
+        .distribution_set(tenant.id, body.ds_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("distribution set"))?;
     let mut groups: Vec<(String, Vec<i64>)> = Vec::new();
     if !body.groups.is_empty() {
         if body.amount_groups.is_some() {
             return Err(ApiError::bad_request("give either groups or amountGroups"));
         }
         for (i, group) in body.groups.iter().enumerate() {
-            let name = group.name.clone().unwrap_or_else(|| format!("group-{}", i + 1));
+            let name = group
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("group-{}", i + 1));
             check_name("group name", &name)?;
-            let targets = resolve_targets(&state, &tenant, &group.targets, group.tag.as_deref()).await?;
+            let targets =
+                resolve_targets(&state, &tenant, &group.targets, group.tag.as_deref()).await?;
             groups.push((name, targets.iter().map(|t| t.id).collect()));
         }
     } else {
@@ -807,14 +985,19 @@ async fn create_rollout(
         let targets = resolve_targets(&state, &tenant, &body.targets, body.tag.as_deref()).await?;
         let per_group = targets.len().div_ceil(amount).max(1);
         for (i, chunk) in targets.chunks(per_group).enumerate() {
-            groups.push((format!("group-{}", i + 1), chunk.iter().map(|t| t.id).collect()));
+            groups.push((
+                format!("group-{}", i + 1),
+                chunk.iter().map(|t| t.id).collect(),
+            ));
         }
     }
     // A device in two groups would get two actions for the same set.
     let mut seen = std::collections::HashSet::new();
     for (name, members) in &groups {
         if members.is_empty() {
-            return Err(ApiError::bad_request(format!("group {name:?} has no targets")));
+            return Err(ApiError::bad_request(format!(
+                "group {name:?} has no targets"
+            )));
         }
         for id in members {
             if !seen.insert(*id) {
@@ -861,7 +1044,10 @@ async fn rollout_json(store: &Store, rollout: &crate::store::Rollout) -> ApiResu
     Ok(value)
 }
 
-async fn list_rollouts(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+async fn list_rollouts(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
     let tenant = tenant_for(&state, &headers, Role::Viewer).await?;
     Ok(Json(json!(state.store.rollouts(tenant.id).await?)))
 }
@@ -872,7 +1058,11 @@ async fn get_rollout(
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<Value>> {
     let tenant = tenant_for(&state, &headers, Role::Viewer).await?;
-    let rollout = state.store.rollout(tenant.id, id).await?.ok_or_else(|| ApiError::not_found("rollout"))?;
+    let rollout = state
+        .store
+        .rollout(tenant.id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("rollout"))?;
     Ok(Json(rollout_json(&state.store, &rollout).await?))
 }
 
@@ -882,24 +1072,52 @@ async fn rollout_operation(
     ApiPath((id, operation)): ApiPath<(i64, String)>,
 ) -> ApiResult<Json<Value>> {
     let tenant = tenant_for(&state, &headers, Role::Operator).await?;
-    let rollout = state.store.rollout(tenant.id, id).await?.ok_or_else(|| ApiError::not_found("rollout"))?;
+    let rollout = state
+        .store
+        .rollout(tenant.id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("rollout"))?;
     let changed = match operation.as_str() {
         "start" => {
-            let started = state.store.set_rollout_status(id, &["ready"], "running", None).await?;
+            let started = state
+                .store
+                .set_rollout_status(id, &["ready"], "running", None)
+                .await?;
             if started {
                 // Start the first group now rather than at the next scheduler tick.
                 crate::scheduler::tick(&state.store).await?;
             }
             started
         }
-        "pause" => state.store.set_rollout_status(id, &["running"], "paused", Some("paused by operator")).await?,
-        "resume" => state.store.set_rollout_status(id, &["paused", "halted"], "running", None).await?,
+        "pause" => {
+            state
+                .store
+                .set_rollout_status(id, &["running"], "paused", Some("paused by operator"))
+                .await?
+        }
+        "resume" => {
+            state
+                .store
+                .set_rollout_status(id, &["paused", "halted"], "running", None)
+                .await?
+        }
         "cancel" => state.store.cancel_rollout(id).await?,
-        _ => return Err(ApiError::not_found(format!("rollout operation {operation:?}"))),
+        _ => {
+            return Err(ApiError::not_found(format!(
+                "rollout operation {operation:?}"
+            )))
+        }
     };
     if !changed {
-        return Err(ApiError::Conflict(format!("cannot {operation} a rollout that is {}", rollout.status)));
+        return Err(ApiError::Conflict(format!(
+            "cannot {operation} a rollout that is {}",
+            rollout.status
+        )));
     }
-    let rollout = state.store.rollout(tenant.id, id).await?.ok_or_else(|| ApiError::not_found("rollout"))?;
+    let rollout = state
+        .store
+        .rollout(tenant.id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("rollout"))?;
     Ok(Json(rollout_json(&state.store, &rollout).await?))
 }

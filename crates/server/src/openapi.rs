@@ -20,7 +20,14 @@ const fn op(
     request: Option<&'static str>,
     response: Option<&'static str>,
 ) -> Op {
-    Op { method, path, role, summary, request, response }
+    Op {
+        method,
+        path,
+        role,
+        summary,
+        request,
+        response,
+    }
 }
 
 const V: Option<&str> = Some("viewer");
@@ -30,51 +37,352 @@ const DEVICE: Option<&str> = Some("device");
 
 /// Every route keel-server serves.
 const OPERATIONS: &[Op] = &[
-    op("get", "/rest/v1/openapi.json", None, "This document", None, None),
-    op("get", "/rest/v1/whoami", V, "Role of the presented token", None, None),
-    op("post", "/rest/v1/tenants", A, "Create a tenant", Some("NewTenant"), None),
+    op(
+        "get",
+        "/rest/v1/openapi.json",
+        None,
+        "This document",
+        None,
+        None,
+    ),
+    op(
+        "get",
+        "/rest/v1/whoami",
+        V,
+        "Role of the presented token",
+        None,
+        None,
+    ),
+    op(
+        "post",
+        "/rest/v1/tenants",
+        A,
+        "Create a tenant",
+        Some("NewTenant"),
+        None,
+    ),
     op("get", "/rest/v1/tenants", A, "List tenants", None, None),
-    op("put", "/rest/v1/tenants/{name}/gatewaytoken", A, "Set or generate the tenant's DDI gateway token", Some("TokenValue"), None),
-    op("delete", "/rest/v1/tenants/{name}/gatewaytoken", A, "Disable the tenant's gateway token", None, None),
-    op("post", "/rest/v1/tokens", A, "Create a management API token", Some("NewToken"), None),
-    op("get", "/rest/v1/tokens", A, "List management API tokens (no secrets)", None, None),
-    op("delete", "/rest/v1/tokens/{id}", A, "Revoke a management API token", None, None),
-    op("post", "/rest/v1/softwaremodules", O, "Create a software module", Some("NewModule"), Some("SoftwareModule")),
-    op("get", "/rest/v1/softwaremodules", V, "List software modules", None, None),
-    op("get", "/rest/v1/softwaremodules/{id}", V, "A software module with its artifacts", None, Some("SoftwareModule")),
-    op("post", "/rest/v1/softwaremodules/{id}/artifacts", O, "Upload an artifact (raw body, streamed, hashed on the way in); query filename", Some("binary"), Some("Artifact")),
-    op("get", "/rest/v1/softwaremodules/{id}/artifacts", V, "List a module's artifacts", None, None),
-    op("post", "/rest/v1/distributionsets", O, "Create a distribution set from software modules", Some("NewDistributionSet"), None),
-    op("get", "/rest/v1/distributionsets", V, "List distribution sets", None, None),
-    op("get", "/rest/v1/distributionsets/{id}", V, "A distribution set with modules and artifacts", None, None),
-    op("post", "/rest/v1/distributionsets/{id}/assignedTargets", O, "Assign a set to devices (list and/or tag)", Some("AssignToMany"), None),
-    op("post", "/rest/v1/targets", O, "Pre-register a device; the response carries its token once", Some("NewTarget"), Some("Target")),
-    op("get", "/rest/v1/targets", V, "List devices (query tag)", None, None),
-    op("get", "/rest/v1/targets/{controllerId}", V, "A device: tags, attributes, update status", None, Some("Target")),
-    op("delete", "/rest/v1/targets/{controllerId}", O, "Delete a device and its history", None, None),
-    op("put", "/rest/v1/targets/{controllerId}/tags", O, "Replace a device's tags", Some("Tags"), Some("Target")),
-    op("post", "/rest/v1/targets/{controllerId}/token", O, "Set or regenerate a device's TargetToken", Some("TokenValue"), None),
-    op("post", "/rest/v1/targets/{controllerId}/requestAttributes", O, "Ask the device to send its attributes again", None, None),
-    op("post", "/rest/v1/targets/{controllerId}/assignedDS", O, "Assign a distribution set to one device", Some("AssignToTarget"), Some("Action")),
-    op("get", "/rest/v1/targets/{controllerId}/actions", V, "A device's actions", None, None),
-    op("get", "/rest/v1/targets/{controllerId}/actions/{actionId}", V, "One action with its status history", None, Some("Action")),
-    op("delete", "/rest/v1/targets/{controllerId}/actions/{actionId}", O, "Cancel an action (query force=true closes it at once)", None, Some("Action")),
-    op("post", "/rest/v1/rollouts", O, "Create a rollout in groups with thresholds", Some("NewRollout"), Some("Rollout")),
+    op(
+        "put",
+        "/rest/v1/tenants/{name}/gatewaytoken",
+        A,
+        "Set or generate the tenant's DDI gateway token",
+        Some("TokenValue"),
+        None,
+    ),
+    op(
+        "delete",
+        "/rest/v1/tenants/{name}/gatewaytoken",
+        A,
+        "Disable the tenant's gateway token",
+        None,
+        None,
+    ),
+    op(
+        "post",
+        "/rest/v1/tokens",
+        A,
+        "Create a management API token",
+        Some("NewToken"),
+        None,
+    ),
+    op(
+        "get",
+        "/rest/v1/tokens",
+        A,
+        "List management API tokens (no secrets)",
+        None,
+        None,
+    ),
+    op(
+        "delete",
+        "/rest/v1/tokens/{id}",
+        A,
+        "Revoke a management API token",
+        None,
+        None,
+    ),
+    op(
+        "post",
+        "/rest/v1/softwaremodules",
+        O,
+        "Create a software module",
+        Some("NewModule"),
+        Some("SoftwareModule"),
+    ),
+    op(
+        "get",
+        "/rest/v1/softwaremodules",
+        V,
+        "List software modules",
+        None,
+        None,
+    ),
+    op(
+        "get",
+        "/rest/v1/softwaremodules/{id}",
+        V,
+        "A software module with its artifacts",
+        None,
+        Some("SoftwareModule"),
+    ),
+    op(
+        "post",
+        "/rest/v1/softwaremodules/{id}/artifacts",
+        O,
+        "Upload an artifact (raw body, streamed, hashed on the way in); query filename",
+        Some("binary"),
+        Some("Artifact"),
+    ),
+    op(
+        "get",
+        "/rest/v1/softwaremodules/{id}/artifacts",
+        V,
+        "List a module's artifacts",
+        None,
+        None,
+    ),
+    op(
+        "post",
+        "/rest/v1/distributionsets",
+        O,
+        "Create a distribution set from software modules",
+        Some("NewDistributionSet"),
+        None,
+    ),
+    op(
+        "get",
+        "/rest/v1/distributionsets",
+        V,
+        "List distribution sets",
+        None,
+        None,
+    ),
+    op(
+        "get",
+        "/rest/v1/distributionsets/{id}",
+        V,
+        "A distribution set with modules and artifacts",
+        None,
+        None,
+    ),
+    op(
+        "post",
+        "/rest/v1/distributionsets/{id}/assignedTargets",
+        O,
+        "Assign a set to devices (list and/or tag)",
+        Some("AssignToMany"),
+        None,
+    ),
+    op(
+        "post",
+        "/rest/v1/targets",
+        O,
+        "Pre-register a device; the response carries its token once",
+        Some("NewTarget"),
+        Some("Target"),
+    ),
+    op(
+        "get",
+        "/rest/v1/targets",
+        V,
+        "List devices (query tag)",
+        None,
+        None,
+    ),
+    op(
+        "get",
+        "/rest/v1/targets/{controllerId}",
+        V,
+        "A device: tags, attributes, update status",
+        None,
+        Some("Target"),
+    ),
+    op(
+        "delete",
+        "/rest/v1/targets/{controllerId}",
+        O,
+        "Delete a device and its history",
+        None,
+        None,
+    ),
+    op(
+        "put",
+        "/rest/v1/targets/{controllerId}/tags",
+        O,
+        "Replace a device's tags",
+        Some("Tags"),
+        Some("Target"),
+    ),
+    op(
+        "post",
+        "/rest/v1/targets/{controllerId}/token",
+        O,
+        "Set or regenerate a device's TargetToken",
+        Some("TokenValue"),
+        None,
+    ),
+    op(
+        "post",
+        "/rest/v1/targets/{controllerId}/requestAttributes",
+        O,
+        "Ask the device to send its attributes again",
+        None,
+        None,
+    ),
+    op(
+        "post",
+        "/rest/v1/targets/{controllerId}/assignedDS",
+        O,
+        "Assign a distribution set to one device",
+        Some("AssignToTarget"),
+        Some("Action"),
+    ),
+    op(
+        "get",
+        "/rest/v1/targets/{controllerId}/actions",
+        V,
+        "A device's actions",
+        None,
+        None,
+    ),
+    op(
+        "get",
+        "/rest/v1/targets/{controllerId}/actions/{actionId}",
+        V,
+        "One action with its status history",
+        None,
+        Some("Action"),
+    ),
+    op(
+        "delete",
+        "/rest/v1/targets/{controllerId}/actions/{actionId}",
+        O,
+        "Cancel an action (query force=true closes it at once)",
+        None,
+        Some("Action"),
+    ),
+    op(
+        "post",
+        "/rest/v1/rollouts",
+        O,
+        "Create a rollout in groups with thresholds",
+        Some("NewRollout"),
+        Some("Rollout"),
+    ),
     op("get", "/rest/v1/rollouts", V, "List rollouts", None, None),
-    op("get", "/rest/v1/rollouts/{id}", V, "A rollout with per-group counts", None, Some("Rollout")),
-    op("post", "/rest/v1/rollouts/{id}/start", O, "Start a ready rollout", None, Some("Rollout")),
-    op("post", "/rest/v1/rollouts/{id}/pause", O, "Pause: no further groups start", None, Some("Rollout")),
-    op("post", "/rest/v1/rollouts/{id}/resume", O, "Resume a paused or halted rollout", None, Some("Rollout")),
-    op("post", "/rest/v1/rollouts/{id}/cancel", O, "Cancel: unstarted groups never start, open actions are canceled", None, Some("Rollout")),
-    op("get", "/{tenant}/controller/v1/{controllerId}", DEVICE, "DDI poll", None, None),
-    op("get", "/{tenant}/controller/v1/{controllerId}/deploymentBase/{actionId}", DEVICE, "DDI deployment", None, None),
-    op("post", "/{tenant}/controller/v1/{controllerId}/deploymentBase/{actionId}/feedback", DEVICE, "DDI feedback", Some("DdiFeedback"), None),
-    op("get", "/{tenant}/controller/v1/{controllerId}/cancelAction/{actionId}", DEVICE, "DDI cancel request", None, None),
-    op("post", "/{tenant}/controller/v1/{controllerId}/cancelAction/{actionId}/feedback", DEVICE, "DDI cancel feedback", Some("DdiFeedback"), None),
-    op("put", "/{tenant}/controller/v1/{controllerId}/configData", DEVICE, "DDI device attributes", Some("DdiConfigData"), None),
-    op("get", "/{tenant}/controller/v1/{controllerId}/installedBase/{actionId}", DEVICE, "DDI installed deployment", None, None),
-    op("get", "/{tenant}/controller/v1/{controllerId}/softwaremodules/{moduleId}/artifacts", DEVICE, "DDI artifact list", None, None),
-    op("get", "/{tenant}/controller/v1/{controllerId}/softwaremodules/{moduleId}/artifacts/{fileName}", DEVICE, "DDI artifact download (Range supported; {fileName}.MD5SUM gives the MD5 line)", None, None),
+    op(
+        "get",
+        "/rest/v1/rollouts/{id}",
+        V,
+        "A rollout with per-group counts",
+        None,
+        Some("Rollout"),
+    ),
+    op(
+        "post",
+        "/rest/v1/rollouts/{id}/start",
+        O,
+        "Start a ready rollout",
+        None,
+        Some("Rollout"),
+    ),
+    op(
+        "post",
+        "/rest/v1/rollouts/{id}/pause",
+        O,
+        "Pause: no further groups start",
+        None,
+        Some("Rollout"),
+    ),
+    op(
+        "post",
+        "/rest/v1/rollouts/{id}/resume",
+        O,
+        "Resume a paused or halted rollout",
+        None,
+        Some("Rollout"),
+    ),
+    op(
+        "post",
+        "/rest/v1/rollouts/{id}/cancel",
+        O,
+        "Cancel: unstarted groups never start, open actions are canceled",
+        None,
+        Some("Rollout"),
+    ),
+    op(
+        "get",
+        "/{tenant}/controller/v1/{controllerId}",
+        DEVICE,
+        "DDI poll",
+        None,
+        None,
+    ),
+    op(
+        "get",
+        "/{tenant}/controller/v1/{controllerId}/deploymentBase/{actionId}",
+        DEVICE,
+        "DDI deployment",
+        None,
+        None,
+    ),
+    op(
+        "post",
+        "/{tenant}/controller/v1/{controllerId}/deploymentBase/{actionId}/feedback",
+        DEVICE,
+        "DDI feedback",
+        Some("DdiFeedback"),
+        None,
+    ),
+    op(
+        "get",
+        "/{tenant}/controller/v1/{controllerId}/cancelAction/{actionId}",
+        DEVICE,
+        "DDI cancel request",
+        None,
+        None,
+    ),
+    op(
+        "post",
+        "/{tenant}/controller/v1/{controllerId}/cancelAction/{actionId}/feedback",
+        DEVICE,
+        "DDI cancel feedback",
+        Some("DdiFeedback"),
+        None,
+    ),
+    op(
+        "put",
+        "/{tenant}/controller/v1/{controllerId}/configData",
+        DEVICE,
+        "DDI device attributes",
+        Some("DdiConfigData"),
+        None,
+    ),
+    op(
+        "get",
+        "/{tenant}/controller/v1/{controllerId}/installedBase/{actionId}",
+        DEVICE,
+        "DDI installed deployment",
+        None,
+        None,
+    ),
+    op(
+        "get",
+        "/{tenant}/controller/v1/{controllerId}/softwaremodules/{moduleId}/artifacts",
+        DEVICE,
+        "DDI artifact list",
+        None,
+        None,
+    ),
+    op(
+        "get",
+        "/{tenant}/controller/v1/{controllerId}/softwaremodules/{moduleId}/artifacts/{fileName}",
+        DEVICE,
+        "DDI artifact download (Range supported; {fileName}.MD5SUM gives the MD5 line)",
+        None,
+        None,
+    ),
 ];
 
 fn string() -> Value {
@@ -91,7 +399,8 @@ fn object(required: &[&str], properties: Value) -> Value {
 }
 
 fn schemas() -> Value {
-    let action_type = json!({ "type": "string", "enum": ["soft", "forced", "timeforced", "downloadonly"] });
+    let action_type =
+        json!({ "type": "string", "enum": ["soft", "forced", "timeforced", "downloadonly"] });
     let maintenance = object(
         &["schedule", "duration", "timezone"],
         json!({ "schedule": string(), "duration": string(), "timezone": string() }),
@@ -140,11 +449,12 @@ pub fn document() -> Value {
             },
         });
         if let Some(response) = op.response {
-            operation["responses"]["200"]["content"] =
-                json!({ "application/json": { "schema": { "$ref": format!("#/components/schemas/{response}") } } });
+            operation["responses"]["200"]["content"] = json!({ "application/json": { "schema": { "$ref": format!("#/components/schemas/{response}") } } });
         }
         match op.role {
-            Some("device") => operation["security"] = json!([{ "TargetToken": [] }, { "GatewayToken": [] }]),
+            Some("device") => {
+                operation["security"] = json!([{ "TargetToken": [] }, { "GatewayToken": [] }])
+            }
             Some(role) => {
                 operation["security"] = json!([{ "bearer": [] }]);
                 operation["x-keel-role"] = json!(role);
@@ -154,16 +464,18 @@ pub fn document() -> Value {
         match op.request {
             Some("binary") => {
                 operation["requestBody"] = json!({ "required": true, "content": { "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } } });
-                operation["parameters"]
-                    .as_array_mut()
-                    .map(|p| p.push(json!({ "name": "filename", "in": "query", "required": true, "schema": { "type": "string" } })));
+                if let Some(parameters) = operation["parameters"].as_array_mut() {
+                    parameters.push(json!({ "name": "filename", "in": "query", "required": true, "schema": { "type": "string" } }));
+                }
             }
             Some(schema) => {
                 operation["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } } });
             }
             None => {}
         }
-        let entry = paths.entry(op.path.to_string()).or_insert_with(|| json!({}));
+        let entry = paths
+            .entry(op.path.to_string())
+            .or_insert_with(|| json!({}));
         entry[op.method] = operation;
     }
     json!({
@@ -187,5 +499,8 @@ pub fn document() -> Value {
 
 /// `(METHOD, path)` of every documented operation, for tests that check the router serves them all.
 pub fn operations() -> Vec<(String, String)> {
-    OPERATIONS.iter().map(|op| (op.method.to_uppercase(), op.path.to_string())).collect()
+    OPERATIONS
+        .iter()
+        .map(|op| (op.method.to_uppercase(), op.path.to_string()))
+        .collect()
 }

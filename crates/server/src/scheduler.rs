@@ -66,7 +66,9 @@ async fn advance(store: &Store, rollout: &Rollout) -> Result<(), sqlx::Error> {
             return Ok(());
         }
         if counts.running == 0 && counts.scheduled == 0 {
-            store.set_group_status(group.id, "running", "finished").await?;
+            store
+                .set_group_status(group.id, "running", "finished")
+                .await?;
         }
     }
     let next = groups.iter().find(|g| g.status == "scheduled");
@@ -77,7 +79,10 @@ async fn advance(store: &Store, rollout: &Rollout) -> Result<(), sqlx::Error> {
         (Some(current), Some(next)) => {
             // A group halted for errors and then resumed by the operator counts as done.
             let proceed = current.status == "error"
-                || success_threshold_reached(&store.group_counts(current.id).await?, rollout.success_threshold);
+                || success_threshold_reached(
+                    &store.group_counts(current.id).await?,
+                    rollout.success_threshold,
+                );
             if proceed {
                 tracing::info!("rollout {}: starting group {:?}", rollout.id, next.name);
                 store.start_group(rollout, next.id).await?;
@@ -85,8 +90,13 @@ async fn advance(store: &Store, rollout: &Rollout) -> Result<(), sqlx::Error> {
         }
         (_, None) => {
             let groups = store.rollout_groups(rollout.id).await?;
-            if groups.iter().all(|g| g.status != "running" && g.status != "scheduled") {
-                store.set_rollout_status(rollout.id, &["running"], "finished", None).await?;
+            if groups
+                .iter()
+                .all(|g| g.status != "running" && g.status != "scheduled")
+            {
+                store
+                    .set_rollout_status(rollout.id, &["running"], "finished", None)
+                    .await?;
             }
         }
     }
@@ -98,7 +108,12 @@ mod tests {
     use super::*;
 
     fn counts(total: i64, finished: i64, error: i64) -> GroupCounts {
-        GroupCounts { total, finished, error, ..Default::default() }
+        GroupCounts {
+            total,
+            finished,
+            error,
+            ..Default::default()
+        }
     }
 
     #[test]

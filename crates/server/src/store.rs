@@ -25,7 +25,9 @@ pub struct Store {
 }
 
 pub fn now_ms() -> i64 {
-    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
 }
 
@@ -228,9 +230,11 @@ pub enum Transition<'a> {
     Close { status: &'a str, installed: bool },
 }
 
-const ACTION_COLUMNS: &str = "id, tenant_id, target_id, ds_id, rollout_id, rollout_group_id, action_type, forcetime, \
+const ACTION_COLUMNS: &str =
+    "id, tenant_id, target_id, ds_id, rollout_id, rollout_group_id, action_type, forcetime, \
      mw_schedule, mw_duration_secs, mw_timezone, status, active, created_at, updated_at";
-const TARGET_COLUMNS: &str = "id, tenant_id, controller_id, name, token_hash, attributes, request_attributes, \
+const TARGET_COLUMNS: &str =
+    "id, tenant_id, controller_id, name, token_hash, attributes, request_attributes, \
      last_poll_at, address, installed_action_id, created_at";
 
 impl Store {
@@ -274,7 +278,9 @@ impl Store {
     }
 
     pub async fn tenants(&self) -> Result<Vec<Tenant>, sqlx::Error> {
-        sqlx::query_as("SELECT id, name, gateway_token_hash FROM tenants ORDER BY id").fetch_all(&self.read).await
+        sqlx::query_as("SELECT id, name, gateway_token_hash FROM tenants ORDER BY id")
+            .fetch_all(&self.read)
+            .await
     }
 
     pub async fn create_tenant(&self, name: &str) -> Result<Tenant, sqlx::Error> {
@@ -285,7 +291,11 @@ impl Store {
             .await
     }
 
-    pub async fn set_gateway_token(&self, tenant_id: i64, token_hash: Option<&str>) -> Result<(), sqlx::Error> {
+    pub async fn set_gateway_token(
+        &self,
+        tenant_id: i64,
+        token_hash: Option<&str>,
+    ) -> Result<(), sqlx::Error> {
         sqlx::query("UPDATE tenants SET gateway_token_hash = $1 WHERE id = $2")
             .bind(token_hash)
             .bind(tenant_id)
@@ -295,10 +305,17 @@ impl Store {
     }
 
     pub async fn api_token_count(&self) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens").fetch_one(&self.read).await
+        sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens")
+            .fetch_one(&self.read)
+            .await
     }
 
-    pub async fn create_api_token(&self, name: &str, token_hash: &str, role: &str) -> Result<i64, sqlx::Error> {
+    pub async fn create_api_token(
+        &self,
+        name: &str,
+        token_hash: &str,
+        role: &str,
+    ) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar("INSERT INTO api_tokens (name, token_hash, role, created_at) VALUES ($1, $2, $3, $4) RETURNING id")
             .bind(name)
             .bind(token_hash)
@@ -316,32 +333,49 @@ impl Store {
     }
 
     pub async fn api_tokens(&self) -> Result<Vec<(i64, String, String, i64)>, sqlx::Error> {
-        sqlx::query_as("SELECT id, name, role, created_at FROM api_tokens ORDER BY id").fetch_all(&self.read).await
+        sqlx::query_as("SELECT id, name, role, created_at FROM api_tokens ORDER BY id")
+            .fetch_all(&self.read)
+            .await
     }
 
     pub async fn delete_api_token(&self, id: i64) -> Result<bool, sqlx::Error> {
-        let done = sqlx::query("DELETE FROM api_tokens WHERE id = $1").bind(id).execute(&self.write).await?;
+        let done = sqlx::query("DELETE FROM api_tokens WHERE id = $1")
+            .bind(id)
+            .execute(&self.write)
+            .await?;
         Ok(done.rows_affected() > 0)
     }
 
     // ---------- targets ----------
 
-    pub async fn target(&self, tenant_id: i64, controller_id: &str) -> Result<Option<Target>, sqlx::Error> {
-        sqlx::query_as(&format!("SELECT {TARGET_COLUMNS} FROM targets WHERE tenant_id = $1 AND controller_id = $2"))
-            .bind(tenant_id)
-            .bind(controller_id)
-            .fetch_optional(&self.read)
-            .await
+    pub async fn target(
+        &self,
+        tenant_id: i64,
+        controller_id: &str,
+    ) -> Result<Option<Target>, sqlx::Error> {
+        sqlx::query_as(&format!(
+            "SELECT {TARGET_COLUMNS} FROM targets WHERE tenant_id = $1 AND controller_id = $2"
+        ))
+        .bind(tenant_id)
+        .bind(controller_id)
+        .fetch_optional(&self.read)
+        .await
     }
 
     pub async fn target_by_id(&self, id: i64) -> Result<Option<Target>, sqlx::Error> {
-        sqlx::query_as(&format!("SELECT {TARGET_COLUMNS} FROM targets WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.read)
-            .await
+        sqlx::query_as(&format!(
+            "SELECT {TARGET_COLUMNS} FROM targets WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await
     }
 
-    pub async fn targets(&self, tenant_id: i64, tag: Option<&str>) -> Result<Vec<Target>, sqlx::Error> {
+    pub async fn targets(
+        &self,
+        tenant_id: i64,
+        tag: Option<&str>,
+    ) -> Result<Vec<Target>, sqlx::Error> {
         match tag {
             Some(tag) => {
                 sqlx::query_as(&format!(
@@ -354,10 +388,12 @@ impl Store {
                 .await
             }
             None => {
-                sqlx::query_as(&format!("SELECT {TARGET_COLUMNS} FROM targets WHERE tenant_id = $1 ORDER BY id"))
-                    .bind(tenant_id)
-                    .fetch_all(&self.read)
-                    .await
+                sqlx::query_as(&format!(
+                    "SELECT {TARGET_COLUMNS} FROM targets WHERE tenant_id = $1 ORDER BY id"
+                ))
+                .bind(tenant_id)
+                .fetch_all(&self.read)
+                .await
             }
         }
     }
@@ -383,18 +419,24 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         for tag in tags {
-            sqlx::query("INSERT INTO target_tags (target_id, tag) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                .bind(target.id)
-                .bind(tag)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO target_tags (target_id, tag) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(target.id)
+            .bind(tag)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(target)
     }
 
     /// Registers a device that polled with the gateway token; a concurrent registration wins silently.
-    pub async fn register_target(&self, tenant_id: i64, controller_id: &str) -> Result<Target, sqlx::Error> {
+    pub async fn register_target(
+        &self,
+        tenant_id: i64,
+        controller_id: &str,
+    ) -> Result<Target, sqlx::Error> {
         sqlx::query(
             "INSERT INTO targets (tenant_id, controller_id, name, created_at) VALUES ($1, $2, $2, $3) \
              ON CONFLICT (tenant_id, controller_id) DO NOTHING",
@@ -404,14 +446,20 @@ impl Store {
         .bind(now_ms())
         .execute(&self.write)
         .await?;
-        sqlx::query_as(&format!("SELECT {TARGET_COLUMNS} FROM targets WHERE tenant_id = $1 AND controller_id = $2"))
-            .bind(tenant_id)
-            .bind(controller_id)
-            .fetch_one(&self.write)
-            .await
+        sqlx::query_as(&format!(
+            "SELECT {TARGET_COLUMNS} FROM targets WHERE tenant_id = $1 AND controller_id = $2"
+        ))
+        .bind(tenant_id)
+        .bind(controller_id)
+        .fetch_one(&self.write)
+        .await
     }
 
-    pub async fn set_target_token(&self, target_id: i64, token_hash: &str) -> Result<(), sqlx::Error> {
+    pub async fn set_target_token(
+        &self,
+        target_id: i64,
+        token_hash: &str,
+    ) -> Result<(), sqlx::Error> {
         sqlx::query("UPDATE targets SET token_hash = $1 WHERE id = $2")
             .bind(token_hash)
             .bind(target_id)
@@ -422,14 +470,26 @@ impl Store {
 
     pub async fn delete_target(&self, target_id: i64) -> Result<(), sqlx::Error> {
         let mut tx = self.begin().await?;
-        sqlx::query("DELETE FROM target_tags WHERE target_id = $1").bind(target_id).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM rollout_group_targets WHERE target_id = $1").bind(target_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM target_tags WHERE target_id = $1")
+            .bind(target_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM rollout_group_targets WHERE target_id = $1")
+            .bind(target_id)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM action_status WHERE action_id IN (SELECT id FROM actions WHERE target_id = $1)")
             .bind(target_id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM actions WHERE target_id = $1").bind(target_id).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM targets WHERE id = $1").bind(target_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM actions WHERE target_id = $1")
+            .bind(target_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM targets WHERE id = $1")
+            .bind(target_id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await
     }
 
@@ -440,21 +500,34 @@ impl Store {
             .await
     }
 
-    pub async fn set_target_tags(&self, target_id: i64, tags: &[String]) -> Result<(), sqlx::Error> {
+    pub async fn set_target_tags(
+        &self,
+        target_id: i64,
+        tags: &[String],
+    ) -> Result<(), sqlx::Error> {
         let mut tx = self.begin().await?;
-        sqlx::query("DELETE FROM target_tags WHERE target_id = $1").bind(target_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM target_tags WHERE target_id = $1")
+            .bind(target_id)
+            .execute(&mut *tx)
+            .await?;
         for tag in tags {
-            sqlx::query("INSERT INTO target_tags (target_id, tag) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                .bind(target_id)
-                .bind(tag)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO target_tags (target_id, tag) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(target_id)
+            .bind(tag)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await
     }
 
     /// Replaces the device-owned attributes (JSON object text) and clears the "please send" flag.
-    pub async fn set_target_attributes(&self, target_id: i64, attributes_json: &str) -> Result<(), sqlx::Error> {
+    pub async fn set_target_attributes(
+        &self,
+        target_id: i64,
+        attributes_json: &str,
+    ) -> Result<(), sqlx::Error> {
         sqlx::query("UPDATE targets SET attributes = $1, request_attributes = 0 WHERE id = $2")
             .bind(attributes_json)
             .bind(target_id)
@@ -510,7 +583,11 @@ impl Store {
         .await
     }
 
-    pub async fn module(&self, tenant_id: i64, id: i64) -> Result<Option<SoftwareModule>, sqlx::Error> {
+    pub async fn module(
+        &self,
+        tenant_id: i64,
+        id: i64,
+    ) -> Result<Option<SoftwareModule>, sqlx::Error> {
         sqlx::query_as(
             "SELECT id, tenant_id, module_type, name, version, created_at FROM software_modules \
              WHERE id = $1 AND tenant_id = $2",
@@ -531,7 +608,6 @@ impl Store {
         .await
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub async fn create_artifact(
         &self,
         module_id: i64,
@@ -567,7 +643,11 @@ impl Store {
         .await
     }
 
-    pub async fn artifact_by_name(&self, module_id: i64, filename: &str) -> Result<Option<Artifact>, sqlx::Error> {
+    pub async fn artifact_by_name(
+        &self,
+        module_id: i64,
+        filename: &str,
+    ) -> Result<Option<Artifact>, sqlx::Error> {
         sqlx::query_as(
             "SELECT id, module_id, filename, sha256, sha1, md5, size, created_at FROM artifacts \
              WHERE module_id = $1 AND filename = $2",
@@ -607,7 +687,11 @@ impl Store {
         Ok(set)
     }
 
-    pub async fn distribution_set(&self, tenant_id: i64, id: i64) -> Result<Option<DistributionSet>, sqlx::Error> {
+    pub async fn distribution_set(
+        &self,
+        tenant_id: i64,
+        id: i64,
+    ) -> Result<Option<DistributionSet>, sqlx::Error> {
         sqlx::query_as(
             "SELECT id, tenant_id, name, version, created_at FROM distribution_sets WHERE id = $1 AND tenant_id = $2",
         )
@@ -617,7 +701,10 @@ impl Store {
         .await
     }
 
-    pub async fn distribution_sets(&self, tenant_id: i64) -> Result<Vec<DistributionSet>, sqlx::Error> {
+    pub async fn distribution_sets(
+        &self,
+        tenant_id: i64,
+    ) -> Result<Vec<DistributionSet>, sqlx::Error> {
         sqlx::query_as(
             "SELECT id, tenant_id, name, version, created_at FROM distribution_sets WHERE tenant_id = $1 ORDER BY id",
         )
@@ -637,7 +724,11 @@ impl Store {
     }
 
     /// Whether `module_id` belongs to an open action of the target or to the action it has installed.
-    pub async fn module_visible_to_target(&self, target: &Target, module_id: i64) -> Result<bool, sqlx::Error> {
+    pub async fn module_visible_to_target(
+        &self,
+        target: &Target,
+        module_id: i64,
+    ) -> Result<bool, sqlx::Error> {
         let count: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM actions a JOIN distribution_set_modules d ON d.ds_id = a.ds_id \
              WHERE a.target_id = $1 AND d.module_id = $2 AND (a.active = 1 OR a.id = $3)",
@@ -653,10 +744,12 @@ impl Store {
     // ---------- actions ----------
 
     pub async fn action(&self, id: i64) -> Result<Option<Action>, sqlx::Error> {
-        sqlx::query_as(&format!("SELECT {ACTION_COLUMNS} FROM actions WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.read)
-            .await
+        sqlx::query_as(&format!(
+            "SELECT {ACTION_COLUMNS} FROM actions WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await
     }
 
     /// The device's oldest open action: the one it must handle first.
@@ -670,13 +763,18 @@ impl Store {
     }
 
     pub async fn target_actions(&self, target_id: i64) -> Result<Vec<Action>, sqlx::Error> {
-        sqlx::query_as(&format!("SELECT {ACTION_COLUMNS} FROM actions WHERE target_id = $1 ORDER BY id"))
-            .bind(target_id)
-            .fetch_all(&self.read)
-            .await
+        sqlx::query_as(&format!(
+            "SELECT {ACTION_COLUMNS} FROM actions WHERE target_id = $1 ORDER BY id"
+        ))
+        .bind(target_id)
+        .fetch_all(&self.read)
+        .await
     }
 
-    pub async fn action_history(&self, action_id: i64) -> Result<Vec<ActionStatusEntry>, sqlx::Error> {
+    pub async fn action_history(
+        &self,
+        action_id: i64,
+    ) -> Result<Vec<ActionStatusEntry>, sqlx::Error> {
         sqlx::query_as(
             "SELECT id, action_id, status, messages, code, progress_cnt, progress_of, reported_at, created_at \
              FROM action_status WHERE action_id = $1 ORDER BY id",
@@ -755,7 +853,11 @@ impl Store {
         Ok(action)
     }
 
-    async fn insert_status_in(tx: &mut Tx<'_>, action_id: i64, status: &NewStatus) -> Result<(), sqlx::Error> {
+    async fn insert_status_in(
+        tx: &mut Tx<'_>,
+        action_id: i64,
+        status: &NewStatus,
+    ) -> Result<(), sqlx::Error> {
         let now = now_ms();
         let messages = serde_json::to_string(&status.messages).unwrap_or_else(|_| "[]".into());
         sqlx::query(
@@ -785,11 +887,14 @@ impl Store {
         transition: Transition<'_>,
     ) -> Result<bool, sqlx::Error> {
         let mut tx = self.begin().await?;
-        let current: Option<(i64, String)> = sqlx::query_as("SELECT active, status FROM actions WHERE id = $1")
-            .bind(action.id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some((active, status)) = current else { return Ok(false) };
+        let current: Option<(i64, String)> =
+            sqlx::query_as("SELECT active, status FROM actions WHERE id = $1")
+                .bind(action.id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some((active, status)) = current else {
+            return Ok(false);
+        };
         if active == 0 || require_status.is_some_and(|required| required != status) {
             return Ok(false);
         }
@@ -814,12 +919,14 @@ impl Store {
                     .await?;
             }
             Transition::Close { status, installed } => {
-                sqlx::query("UPDATE actions SET status = $1, active = 0, updated_at = $2 WHERE id = $3")
-                    .bind(status)
-                    .bind(now)
-                    .bind(action.id)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "UPDATE actions SET status = $1, active = 0, updated_at = $2 WHERE id = $3",
+                )
+                .bind(status)
+                .bind(now)
+                .bind(action.id)
+                .execute(&mut *tx)
+                .await?;
                 if installed {
                     // After a successful update hawkBit asks the device for its attributes again.
                     sqlx::query("UPDATE targets SET installed_action_id = $1, request_attributes = 1 WHERE id = $2")
@@ -835,12 +942,21 @@ impl Store {
     }
 
     /// Adds an informational history entry (download started, deployment retrieved) to an open action.
-    pub async fn note(&self, action_id: i64, status: &str, message: &str) -> Result<(), sqlx::Error> {
+    pub async fn note(
+        &self,
+        action_id: i64,
+        status: &str,
+        message: &str,
+    ) -> Result<(), sqlx::Error> {
         let mut tx = self.begin().await?;
         Self::insert_status_in(
             &mut tx,
             action_id,
-            &NewStatus { status: status.into(), messages: vec![message.into()], ..Default::default() },
+            &NewStatus {
+                status: status.into(),
+                messages: vec![message.into()],
+                ..Default::default()
+            },
         )
         .await?;
         tx.commit().await
@@ -848,12 +964,18 @@ impl Store {
 
     /// Like `note`, but skipped if the action's latest entry already has this status (devices such
     /// as SWUpdate fetch the deployment on every poll).
-    pub async fn note_once(&self, action_id: i64, status: &str, message: &str) -> Result<(), sqlx::Error> {
-        let last: Option<String> =
-            sqlx::query_scalar("SELECT status FROM action_status WHERE action_id = $1 ORDER BY id DESC LIMIT 1")
-                .bind(action_id)
-                .fetch_optional(&self.read)
-                .await?;
+    pub async fn note_once(
+        &self,
+        action_id: i64,
+        status: &str,
+        message: &str,
+    ) -> Result<(), sqlx::Error> {
+        let last: Option<String> = sqlx::query_scalar(
+            "SELECT status FROM action_status WHERE action_id = $1 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(action_id)
+        .fetch_optional(&self.read)
+        .await?;
         if last.as_deref() == Some(status) {
             return Ok(());
         }
@@ -862,6 +984,7 @@ impl Store {
 
     // ---------- rollouts ----------
 
+    #[allow(clippy::too_many_arguments)]
     pub async fn create_rollout(
         &self,
         tenant_id: i64,
@@ -946,17 +1069,21 @@ impl Store {
     where
         E: sqlx::Executor<'e, Database = Sqlite> + Copy,
     {
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rollout_group_targets WHERE group_id = $1")
-            .bind(group_id)
-            .fetch_one(executor)
-            .await?;
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM rollout_group_targets WHERE group_id = $1")
+                .bind(group_id)
+                .fetch_one(executor)
+                .await?;
         let rows: Vec<(String, i64, i64)> = sqlx::query_as(
             "SELECT status, active, COUNT(*) FROM actions WHERE rollout_group_id = $1 GROUP BY status, active",
         )
         .bind(group_id)
         .fetch_all(executor)
         .await?;
-        let mut counts = GroupCounts { total, ..Default::default() };
+        let mut counts = GroupCounts {
+            total,
+            ..Default::default()
+        };
         let mut with_action = 0;
         for (status, active, n) in rows {
             with_action += n;
@@ -991,10 +1118,11 @@ impl Store {
         to: &str,
         reason: Option<&str>,
     ) -> Result<bool, sqlx::Error> {
-        let status: Option<String> = sqlx::query_scalar("SELECT status FROM rollouts WHERE id = $1")
-            .bind(rollout_id)
-            .fetch_optional(&mut **tx)
-            .await?;
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM rollouts WHERE id = $1")
+                .bind(rollout_id)
+                .fetch_optional(&mut **tx)
+                .await?;
         match status {
             Some(status) if from.contains(&status.as_str()) => {
                 sqlx::query("UPDATE rollouts SET status = $1, status_reason = $2, updated_at = $3 WHERE id = $4")
@@ -1014,10 +1142,12 @@ impl Store {
     /// status change, so a crash leaves either no actions or all of them.
     pub async fn start_group(&self, rollout: &Rollout, group_id: i64) -> Result<bool, sqlx::Error> {
         let mut tx = self.begin().await?;
-        let done = sqlx::query("UPDATE rollout_groups SET status = 'running' WHERE id = $1 AND status = 'scheduled'")
-            .bind(group_id)
-            .execute(&mut *tx)
-            .await?;
+        let done = sqlx::query(
+            "UPDATE rollout_groups SET status = 'running' WHERE id = $1 AND status = 'scheduled'",
+        )
+        .bind(group_id)
+        .execute(&mut *tx)
+        .await?;
         if done.rows_affected() == 0 {
             return Ok(false);
         }
@@ -1028,28 +1158,52 @@ impl Store {
         .bind(group_id)
         .fetch_all(&mut *tx)
         .await?;
-        let new = NewAction { action_type: rollout.action_type.clone(), forcetime: None, maintenance: None };
+        let new = NewAction {
+            action_type: rollout.action_type.clone(),
+            forcetime: None,
+            maintenance: None,
+        };
         for target in &targets {
-            Self::create_action_in(&mut tx, target, rollout.ds_id, Some((rollout.id, group_id)), &new).await?;
+            Self::create_action_in(
+                &mut tx,
+                target,
+                rollout.ds_id,
+                Some((rollout.id, group_id)),
+                &new,
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(true)
     }
 
-    pub async fn set_group_status(&self, group_id: i64, from: &str, to: &str) -> Result<bool, sqlx::Error> {
-        let done = sqlx::query("UPDATE rollout_groups SET status = $1 WHERE id = $2 AND status = $3")
-            .bind(to)
-            .bind(group_id)
-            .bind(from)
-            .execute(&self.write)
-            .await?;
+    pub async fn set_group_status(
+        &self,
+        group_id: i64,
+        from: &str,
+        to: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let done =
+            sqlx::query("UPDATE rollout_groups SET status = $1 WHERE id = $2 AND status = $3")
+                .bind(to)
+                .bind(group_id)
+                .bind(from)
+                .execute(&self.write)
+                .await?;
         Ok(done.rows_affected() > 0)
     }
 
     /// Halts a rollout because a group crossed its error threshold.
-    pub async fn halt_rollout(&self, rollout_id: i64, group_id: i64, reason: &str) -> Result<bool, sqlx::Error> {
+    pub async fn halt_rollout(
+        &self,
+        rollout_id: i64,
+        group_id: i64,
+        reason: &str,
+    ) -> Result<bool, sqlx::Error> {
         let mut tx = self.begin().await?;
-        let changed = Self::set_rollout_status_in(&mut tx, rollout_id, &["running"], "halted", Some(reason)).await?;
+        let changed =
+            Self::set_rollout_status_in(&mut tx, rollout_id, &["running"], "halted", Some(reason))
+                .await?;
         if changed {
             sqlx::query("UPDATE rollout_groups SET status = 'error' WHERE id = $1")
                 .bind(group_id)
@@ -1083,11 +1237,13 @@ impl Store {
             .fetch_all(&mut *tx)
             .await?;
             for action_id in open {
-                sqlx::query("UPDATE actions SET status = 'canceling', updated_at = $1 WHERE id = $2")
-                    .bind(now_ms())
-                    .bind(action_id)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "UPDATE actions SET status = 'canceling', updated_at = $1 WHERE id = $2",
+                )
+                .bind(now_ms())
+                .bind(action_id)
+                .execute(&mut *tx)
+                .await?;
                 Self::insert_status_in(
                     &mut tx,
                     action_id,
@@ -1114,7 +1270,11 @@ impl Store {
         if active != Some(1) {
             return Ok(false);
         }
-        let (status, active) = if force { ("canceled", 0) } else { ("canceling", 1) };
+        let (status, active) = if force {
+            ("canceled", 0)
+        } else {
+            ("canceling", 1)
+        };
         sqlx::query("UPDATE actions SET status = $1, active = $2, updated_at = $3 WHERE id = $4")
             .bind(status)
             .bind(active)

@@ -15,14 +15,28 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn start_server(data_dir: &Path, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_keel-server"))
-        .args(["--data-dir", data_dir.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
         .args(["--create-default-tenant", "--poll-interval", "00:00:01"])
-        .args(["--scheduler-interval-ms", "100", "--poll-flush-interval-ms", "200"])
+        .args([
+            "--scheduler-interval-ms",
+            "100",
+            "--poll-flush-interval-ms",
+            "200",
+        ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
@@ -32,7 +46,12 @@ fn start_server(data_dir: &Path, port: u16) -> Child {
 async fn wait_ready(base: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     let client = reqwest::Client::new();
-    while client.get(format!("{base}/rest/v1/openapi.json")).send().await.is_err() {
+    while client
+        .get(format!("{base}/rest/v1/openapi.json"))
+        .send()
+        .await
+        .is_err()
+    {
         assert!(Instant::now() < deadline, "keel-server did not come up");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -45,8 +64,15 @@ async fn kill_dash_nine_mid_rollout_loses_nothing() {
     let base = format!("http://127.0.0.1:{port}");
     let mut server = start_server(dir.path(), port);
     wait_ready(&base).await;
-    let admin = std::fs::read_to_string(dir.path().join("admin.token")).unwrap().trim().to_string();
-    let mgmt = Mgmt { client: reqwest::Client::new(), base: base.clone(), token: Some(admin) };
+    let admin = std::fs::read_to_string(dir.path().join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let mgmt = Mgmt {
+        client: reqwest::Client::new(),
+        base: base.clone(),
+        token: Some(admin),
+    };
 
     let mut devices = Vec::new();
     for i in 0..20 {
@@ -54,7 +80,9 @@ async fn kill_dash_nine_mid_rollout_loses_nothing() {
         let token = mgmt.device(&id, &[if i < 10 { "g1" } else { "g2" }]).await;
         devices.push(SimDevice::new(&base, &id, &token));
     }
-    let (set, _) = mgmt.release("fw", "9", "fw.swu", random_bytes(100_000, 12)).await;
+    let (set, _) = mgmt
+        .release("fw", "9", "fw.swu", random_bytes(100_000, 12))
+        .await;
     let rollout = mgmt
         .ok(
             Method::POST,
@@ -66,7 +94,12 @@ async fn kill_dash_nine_mid_rollout_loses_nothing() {
         )
         .await;
     let rollout_id = rollout["id"].as_i64().unwrap();
-    mgmt.ok(Method::POST, &format!("/rest/v1/rollouts/{rollout_id}/start"), None).await;
+    mgmt.ok(
+        Method::POST,
+        &format!("/rest/v1/rollouts/{rollout_id}/start"),
+        None,
+    )
+    .await;
 
     // Devices: poll until one action is done; every error (server gone) means "try again".
     let acked_count = Arc::new(AtomicUsize::new(0));
@@ -103,7 +136,10 @@ async fn kill_dash_nine_mid_rollout_loses_nothing() {
     server.wait().unwrap();
     let acked_at_kill = acked_count.load(Ordering::SeqCst);
     // 20 devices x 7 feedbacks: the kill happened with most of the rollout still to do.
-    assert!(acked_at_kill < 100, "kill came too late ({acked_at_kill} feedbacks)");
+    assert!(
+        acked_at_kill < 100,
+        "kill came too late ({acked_at_kill} feedbacks)"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut server = start_server(dir.path(), port);
     wait_ready(&base).await;
@@ -113,14 +149,23 @@ async fn kill_dash_nine_mid_rollout_loses_nothing() {
         let (id, acked) = task.await.unwrap();
         acked_by_device.insert(id, acked);
     }
-    assert!(acked_count.load(Ordering::SeqCst) > acked_at_kill, "devices continued after the restart");
-    let finished = mgmt.wait_rollout(rollout_id, "finish after restart", |r| r["status"] == "finished").await;
+    assert!(
+        acked_count.load(Ordering::SeqCst) > acked_at_kill,
+        "devices continued after the restart"
+    );
+    let finished = mgmt
+        .wait_rollout(rollout_id, "finish after restart", |r| {
+            r["status"] == "finished"
+        })
+        .await;
     assert_eq!(finished["counts"]["finished"], 20);
     assert_eq!(finished["counts"]["error"], 0);
 
     // Every acknowledged feedback is in the device's history; each device has exactly one action.
     for (id, acked) in &acked_by_device {
-        let actions = mgmt.ok(Method::GET, &format!("/rest/v1/targets/{id}/actions"), None).await;
+        let actions = mgmt
+            .ok(Method::GET, &format!("/rest/v1/targets/{id}/actions"), None)
+            .await;
         let actions = actions.as_array().unwrap();
         assert_eq!(actions.len(), 1, "{id}: {actions:?}");
         assert_eq!(actions[0]["status"], "finished");
@@ -129,10 +174,19 @@ async fn kill_dash_nine_mid_rollout_loses_nothing() {
             .as_array()
             .unwrap()
             .iter()
-            .flat_map(|entry| entry["messages"].as_array().unwrap().iter().map(|m| m.as_str().unwrap().to_string()))
+            .flat_map(|entry| {
+                entry["messages"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|m| m.as_str().unwrap().to_string())
+            })
             .collect();
         for detail in acked {
-            assert!(messages.contains(detail), "{id}: acknowledged feedback {detail:?} lost");
+            assert!(
+                messages.contains(detail),
+                "{id}: acknowledged feedback {detail:?} lost"
+            );
         }
     }
     server.kill().unwrap();

@@ -16,8 +16,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn run(cmd: &mut Command) {
-    let output = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e} (is it installed?)"));
-    assert!(output.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&output.stderr));
+    let output = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (is it installed?)"));
+    assert!(
+        output.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// Builds a signed .swu whose single raw image is written to `target`.
@@ -44,12 +50,38 @@ fn make_swu(dir: &Path, image: &[u8], target: &Path) -> Vec<u8> {
     );
     std::fs::write(dir.join("sw-description"), sw_description).unwrap();
     run(Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/O=keel/CN=keel test signer"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/O=keel/CN=keel test signer",
+        ])
         .args(["-keyout", "key.pem", "-out", "cert.pem"])
         .current_dir(dir));
     run(Command::new("openssl")
-        .args(["cms", "-sign", "-in", "sw-description", "-out", "sw-description.sig", "-signer", "cert.pem"])
-        .args(["-inkey", "key.pem", "-outform", "DER", "-nosmimecap", "-binary"])
+        .args([
+            "cms",
+            "-sign",
+            "-in",
+            "sw-description",
+            "-out",
+            "sw-description.sig",
+            "-signer",
+            "cert.pem",
+        ])
+        .args([
+            "-inkey",
+            "key.pem",
+            "-outform",
+            "DER",
+            "-nosmimecap",
+            "-binary",
+        ])
         .current_dir(dir));
     let mut cpio = Command::new("cpio")
         .args(["-o", "-H", "crc", "-O", "update.swu"])
@@ -59,7 +91,11 @@ fn make_swu(dir: &Path, image: &[u8], target: &Path) -> Vec<u8> {
         .spawn()
         .expect("cpio");
     use std::io::Write;
-    cpio.stdin.take().unwrap().write_all(b"sw-description\nsw-description.sig\nimage.bin\n").unwrap();
+    cpio.stdin
+        .take()
+        .unwrap()
+        .write_all(b"sw-description\nsw-description.sig\nimage.bin\n")
+        .unwrap();
     assert!(cpio.wait().unwrap().success());
     std::fs::read(dir.join("update.swu")).unwrap()
 }
@@ -67,7 +103,8 @@ fn make_swu(dir: &Path, image: &[u8], target: &Path) -> Vec<u8> {
 /// Starts swupdate in its own process group (it forks suricatta and a downloader).
 fn swupdate(dir: &Path, base: &str, token: &str, extra: &str) -> Child {
     use std::os::unix::process::CommandExt;
-    let log = std::fs::File::create(dir.join(format!("swupdate{}.log", extra.replace(' ', "")))).unwrap();
+    let log =
+        std::fs::File::create(dir.join(format!("swupdate{}.log", extra.replace(' ', "")))).unwrap();
     Command::new("swupdate")
         .args(["-v", "-H", "keel:1.0", "-k", "cert.pem"])
         .arg("-u")
@@ -95,7 +132,13 @@ fn stop(mut child: Child) {
     }
 }
 
-async fn wait_for(mgmt: &common::Mgmt, action_id: i64, what: &str, dir: &Path, check: impl Fn(&Value) -> bool) -> Value {
+async fn wait_for(
+    mgmt: &common::Mgmt,
+    action_id: i64,
+    what: &str,
+    dir: &Path,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let action = mgmt.action("sw1", action_id).await;
@@ -109,7 +152,10 @@ async fn wait_for(mgmt: &common::Mgmt, action_id: i64, what: &str, dir: &Path, c
                 .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
                 .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
                 .collect();
-            panic!("timed out waiting for {what}: {action:#}\n{}", logs.join("\n----\n"));
+            panic!(
+                "timed out waiting for {what}: {action:#}\n{}",
+                logs.join("\n----\n")
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -120,7 +166,13 @@ fn messages(action: &Value) -> Vec<String> {
         .as_array()
         .unwrap()
         .iter()
-        .flat_map(|e| e["messages"].as_array().unwrap().iter().map(|m| m.as_str().unwrap().to_string()))
+        .flat_map(|e| {
+            e["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m.as_str().unwrap().to_string())
+        })
         .collect()
 }
 
@@ -129,7 +181,10 @@ async fn real_swupdate_suricatta_installs_and_reports_after_reboot() {
     let server = TestServer::start().await;
     let mgmt = server.mgmt();
     // Short path: swupdate puts its unix sockets in TMPDIR.
-    let dir = tempfile::Builder::new().prefix("keel-swu").tempdir_in("/tmp").unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("keel-swu")
+        .tempdir_in("/tmp")
+        .unwrap();
     let target = dir.path().join("target.img");
     std::fs::write(&target, b"").unwrap();
     let image = random_bytes(256 * 1024, 42);
@@ -137,21 +192,36 @@ async fn real_swupdate_suricatta_installs_and_reports_after_reboot() {
 
     let token = mgmt.device("sw1", &[]).await;
     let (set, _) = mgmt.release("gateway-os", "2.0.0", "update.swu", swu).await;
-    let action = mgmt.ok(Method::POST, "/rest/v1/targets/sw1/assignedDS", Some(json!({ "id": set }))).await;
+    let action = mgmt
+        .ok(
+            Method::POST,
+            "/rest/v1/targets/sw1/assignedDS",
+            Some(json!({ "id": set })),
+        )
+        .await;
     let action_id = action["id"].as_i64().unwrap();
 
     // 1. swupdate polls, downloads (verifying sha1), checks the CMS signature, writes the image,
     //    and reports "All Chunks Installed." (proceeding): the action stays open until the reboot.
     let child = swupdate(dir.path(), &server.base, &token, "");
-    let installed =
-        wait_for(&mgmt, action_id, "installation", dir.path(), |a| messages(a).iter().any(|m| m == "All Chunks Installed.")).await;
+    let installed = wait_for(&mgmt, action_id, "installation", dir.path(), |a| {
+        messages(a).iter().any(|m| m == "All Chunks Installed.")
+    })
+    .await;
     stop(child);
     assert_eq!(installed["active"], true);
-    assert_eq!(std::fs::read(&target).unwrap(), image, "target holds the image");
+    assert_eq!(
+        std::fs::read(&target).unwrap(),
+        image,
+        "target holds the image"
+    );
 
     // 2. "After the reboot": swupdate -c 2 (state TESTING) reports closed+success for the open action.
     let child = swupdate(dir.path(), &server.base, &token, "-c 2");
-    let done = wait_for(&mgmt, action_id, "final result", dir.path(), |a| a["active"] == false).await;
+    let done = wait_for(&mgmt, action_id, "final result", dir.path(), |a| {
+        a["active"] == false
+    })
+    .await;
     stop(child);
     assert_eq!(done["status"], "finished");
     assert!(messages(&done).iter().any(|m| m == "Update Installed."));

@@ -38,11 +38,21 @@ impl TestServer {
                 .await
                 .unwrap();
         });
-        TestServer { base, admin, dir, shutdown: Some(tx), task: Some(task) }
+        TestServer {
+            base,
+            admin,
+            dir,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
     }
 
     pub fn mgmt(&self) -> Mgmt {
-        Mgmt { client: Client::new(), base: self.base.clone(), token: Some(self.admin.clone()) }
+        Mgmt {
+            client: Client::new(),
+            base: self.base.clone(),
+            token: Some(self.admin.clone()),
+        }
     }
 
     pub async fn stop(mut self) {
@@ -65,7 +75,11 @@ pub struct Mgmt {
 
 impl Mgmt {
     pub fn with_token(&self, token: Option<&str>) -> Mgmt {
-        Mgmt { client: self.client.clone(), base: self.base.clone(), token: token.map(str::to_string) }
+        Mgmt {
+            client: self.client.clone(),
+            base: self.base.clone(),
+            token: token.map(str::to_string),
+        }
     }
 
     fn auth(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
@@ -75,7 +89,12 @@ impl Mgmt {
         }
     }
 
-    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut request = self.auth(self.client.request(method, format!("{}{path}", self.base)));
         if let Some(body) = body {
             request = request.json(&body);
@@ -83,7 +102,10 @@ impl Mgmt {
         let response = request.send().await.unwrap();
         let status = response.status();
         let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
@@ -103,25 +125,47 @@ impl Mgmt {
     /// Pre-registers a device and returns its token.
     pub async fn device(&self, controller_id: &str, tags: &[&str]) -> String {
         let value = self
-            .ok(reqwest::Method::POST, "/rest/v1/targets", Some(json!({ "controllerId": controller_id, "tags": tags })))
+            .ok(
+                reqwest::Method::POST,
+                "/rest/v1/targets",
+                Some(json!({ "controllerId": controller_id, "tags": tags })),
+            )
             .await;
         value["securityToken"].as_str().unwrap().to_string()
     }
 
     /// Creates module + artifact + distribution set; returns (set id, module id).
-    pub async fn release(&self, name: &str, version: &str, filename: &str, bytes: Vec<u8>) -> (i64, i64) {
+    pub async fn release(
+        &self,
+        name: &str,
+        version: &str,
+        filename: &str,
+        bytes: Vec<u8>,
+    ) -> (i64, i64) {
         let module = self
-            .ok(reqwest::Method::POST, "/rest/v1/softwaremodules", Some(json!({ "name": name, "version": version })))
+            .ok(
+                reqwest::Method::POST,
+                "/rest/v1/softwaremodules",
+                Some(json!({ "name": name, "version": version })),
+            )
             .await;
         let module_id = module["id"].as_i64().unwrap();
         let response = self
-            .auth(self.client.post(format!("{}/rest/v1/softwaremodules/{module_id}/artifacts", self.base)))
+            .auth(self.client.post(format!(
+                "{}/rest/v1/softwaremodules/{module_id}/artifacts",
+                self.base
+            )))
             .query(&[("filename", filename)])
             .body(bytes)
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), StatusCode::CREATED, "{}", response.text().await.unwrap());
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "{}",
+            response.text().await.unwrap()
+        );
         let set = self
             .ok(
                 reqwest::Method::POST,
@@ -133,11 +177,21 @@ impl Mgmt {
     }
 
     pub async fn action(&self, controller_id: &str, action_id: i64) -> Value {
-        self.ok(reqwest::Method::GET, &format!("/rest/v1/targets/{controller_id}/actions/{action_id}"), None).await
+        self.ok(
+            reqwest::Method::GET,
+            &format!("/rest/v1/targets/{controller_id}/actions/{action_id}"),
+            None,
+        )
+        .await
     }
 
     pub async fn rollout(&self, id: i64) -> Value {
-        self.ok(reqwest::Method::GET, &format!("/rest/v1/rollouts/{id}"), None).await
+        self.ok(
+            reqwest::Method::GET,
+            &format!("/rest/v1/rollouts/{id}"),
+            None,
+        )
+        .await
     }
 
     /// Waits until `check` holds for the rollout, polling the management API.
@@ -148,7 +202,10 @@ impl Mgmt {
             if check(&rollout) {
                 return rollout;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}: {rollout:#}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {rollout:#}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -195,7 +252,10 @@ pub struct Handled {
 impl SimDevice {
     pub fn new(base: &str, id: &str, token: &str) -> SimDevice {
         SimDevice {
-            client: Client::builder().timeout(Duration::from_secs(10)).build().unwrap(),
+            client: Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
             base: base.to_string(),
             tenant: "default".into(),
             id: id.to_string(),
@@ -208,7 +268,11 @@ impl SimDevice {
     }
 
     pub async fn get(&self, url: &str) -> reqwest::Result<reqwest::Response> {
-        self.client.get(url).header("Authorization", &self.auth).send().await
+        self.client
+            .get(url)
+            .header("Authorization", &self.auth)
+            .send()
+            .await
     }
 
     pub async fn get_json(&self, url: &str) -> (StatusCode, Value) {
@@ -226,7 +290,13 @@ impl SimDevice {
     }
 
     pub async fn post_json(&self, url: &str, body: &Value) -> reqwest::Result<StatusCode> {
-        let response = self.client.post(url).header("Authorization", &self.auth).json(body).send().await?;
+        let response = self
+            .client
+            .post(url)
+            .header("Authorization", &self.auth)
+            .json(body)
+            .send()
+            .await?;
         Ok(response.status())
     }
 
@@ -236,7 +306,12 @@ impl SimDevice {
         response.json().await
     }
 
-    pub fn feedback(execution: &str, finished: &str, detail: &str, progress: Option<(i64, i64)>) -> Value {
+    pub fn feedback(
+        execution: &str,
+        finished: &str,
+        detail: &str,
+        progress: Option<(i64, i64)>,
+    ) -> Value {
         let mut result = json!({ "finished": finished });
         if let Some((cnt, of)) = progress {
             result["progress"] = json!({ "cnt": cnt, "of": of });
@@ -255,7 +330,11 @@ impl SimDevice {
                 Ok(status) => return status,
                 Err(_) => {}
             }
-            assert!(Instant::now() < deadline, "{}: server unreachable for 60 s", self.id);
+            assert!(
+                Instant::now() < deadline,
+                "{}: server unreachable for 60 s",
+                self.id
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -269,10 +348,16 @@ impl SimDevice {
         if let Some(href) = links["cancelAction"]["href"].as_str() {
             let (status, cancel) = self.try_get_json(href).await?;
             assert_eq!(status, StatusCode::OK);
-            let stop_id = cancel["cancelAction"]["stopId"].as_str().unwrap().to_string();
+            let stop_id = cancel["cancelAction"]["stopId"]
+                .as_str()
+                .unwrap()
+                .to_string();
             let detail = format!("{} canceled {stop_id}", self.id);
             let status = self
-                .send_feedback(&format!("{href}/feedback"), &Self::feedback("closed", "success", &detail, None))
+                .send_feedback(
+                    &format!("{href}/feedback"),
+                    &Self::feedback("closed", "success", &detail, None),
+                )
                 .await;
             assert_eq!(status, StatusCode::OK);
             handled.canceled = true;
@@ -280,7 +365,9 @@ impl SimDevice {
             handled.acked.push(detail);
             return Ok(handled);
         }
-        let Some(href) = links["deploymentBase"]["href"].as_str() else { return Ok(handled) };
+        let Some(href) = links["deploymentBase"]["href"].as_str() else {
+            return Ok(handled);
+        };
         let (status, deployment) = self.try_get_json(href).await?;
         if status != StatusCode::OK {
             return Ok(handled);
@@ -290,16 +377,24 @@ impl SimDevice {
         let feedback_url = format!("{}/deploymentBase/{action_id}/feedback", self.url());
         for chunk in deployment["deployment"]["chunks"].as_array().unwrap() {
             for artifact in chunk["artifacts"].as_array().unwrap() {
-                let url = artifact["_links"]["download-http"]["href"].as_str().unwrap();
+                let url = artifact["_links"]["download-http"]["href"]
+                    .as_str()
+                    .unwrap();
                 let bytes = self.get(url).await?.bytes().await?;
                 assert_eq!(bytes.len() as i64, artifact["size"].as_i64().unwrap());
-                assert_eq!(hex::encode(Sha256::digest(&bytes)), artifact["hashes"]["sha256"].as_str().unwrap());
+                assert_eq!(
+                    hex::encode(Sha256::digest(&bytes)),
+                    artifact["hashes"]["sha256"].as_str().unwrap()
+                );
             }
         }
         for step in 0..steps {
             let detail = format!("{} action {action_id} step {step}", self.id);
             let status = self
-                .send_feedback(&feedback_url, &Self::feedback("proceeding", "none", &detail, Some((step, steps))))
+                .send_feedback(
+                    &feedback_url,
+                    &Self::feedback("proceeding", "none", &detail, Some((step, steps))),
+                )
                 .await;
             if status == StatusCode::GONE {
                 return Ok(handled);
@@ -312,7 +407,12 @@ impl SimDevice {
             Outcome::Fail => ("failure", "failed"),
         };
         let detail = format!("{} action {action_id} {word}", self.id);
-        let status = self.send_feedback(&feedback_url, &Self::feedback("closed", finished, &detail, None)).await;
+        let status = self
+            .send_feedback(
+                &feedback_url,
+                &Self::feedback("closed", finished, &detail, None),
+            )
+            .await;
         if status == StatusCode::OK {
             handled.acked.push(detail);
         }
