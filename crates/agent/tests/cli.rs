@@ -1,0 +1,128 @@
+//! The `keel-agent` binary on real files: install from stdin, status (text and JSON), reboot
+//! (EFI Boot Guard loader model on the real BGENV.DAT files), confirm; rollback reported by
+//! status; unsigned and tampered bundles rejected with a non-zero exit.
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+
+use common::{image, FileDevice};
+
+fn install_stdin(device: &FileDevice, bundle: &[u8]) -> std::process::Output {
+    let mut child = device
+        .agent_cmd()
+        .args(["install", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let data = bundle.to_vec();
+    let writer = std::thread::spawn(move || {
+        // The agent may stop reading early on errors; a broken pipe is fine then.
+        let _ = stdin.write_all(&data);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}
+
+#[test]
+fn stdin_install_reboot_confirm_ok() {
+    let device = FileDevice::new();
+    let rootfs = image(42, 200_000);
+    let bundle = device.bundle("2.0", &rootfs);
+
+    let out = install_stdin(&device, &bundle);
+    assert!(
+        out.status.success(),
+        "install: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let slot_b = std::fs::read(device.path("rootfs-b.img")).unwrap();
+    assert_eq!(&slot_b[..rootfs.len()], &rootfs[..]);
+
+    let status = device.status_json();
+    assert_eq!(status["booted_slot"], "A");
+    assert_eq!(status["state"], "installed");
+    assert_eq!(status["ustate"], "INSTALLED");
+    assert_eq!(status["pending"]["target_slot"], "B");
+    assert_eq!(status["pending"]["version"], "2.0");
+
+    assert!(device.reboot(2).contains("keel.slot=B"));
+    let status = device.status_json();
+    assert_eq!(status["booted_slot"], "B");
+    assert_eq!(status["state"], "testing");
+    assert_eq!(status["ustate"], "TESTING");
+
+    let out = device
+        .agent_cmd()
+        .args(["confirm", "--health-check", "test -f /proc/self/status"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "confirm: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = device.status_json();
+    assert_eq!(status["ustate"], "OK");
+    assert_eq!(status["last_result"]["outcome"], "success");
+
+    // Text output names the same facts.
+    let out = device.agent_cmd().arg("status").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("booted slot:  B") && text.contains("last result:  success"),
+        "{text}"
+    );
+
+    assert!(device.reboot(3).contains("keel.slot=B"));
+}
+
+#[test]
+fn unconfirmed_boot_is_reported_as_rolled_back() {
+    let device = FileDevice::new();
+    let bundle = device.bundle("2.0", &image(43, 100_000));
+    assert!(install_stdin(&device, &bundle).status.success());
+    assert!(device.reboot(2).contains("keel.slot=B"));
+    // No confirm: the second boot falls back to A.
+    assert!(device.reboot(3).contains("keel.slot=A"));
+    let status = device.status_json();
+    assert_eq!(status["booted_slot"], "A");
+    assert_eq!(status["ustate"], "FAILED");
+    assert_eq!(status["last_result"]["outcome"], "rolled_back");
+    let out = device.agent_cmd().arg("status").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("last result:  rolled back"));
+}
+
+#[test]
+fn unsigned_and_tampered_bundles_fail() {
+    let device = FileDevice::new();
+    let rootfs = image(44, 100_000);
+    let bundle = device.bundle("2.0", &rootfs);
+
+    // Unsigned: the same archive without sw-description.sig.
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("rootfs.img"), &rootfs).unwrap();
+    let spec = keel_bundle::BundleSpec::from_manifest_str(
+        "[software]\nversion = \"2.0\"\n[[software.images]]\nfilename = \"rootfs.img\"\ndevice = \"rootfs\"\n",
+        work.path(),
+    )
+    .unwrap();
+    let mut unsigned = Vec::new();
+    keel_bundle::create(&spec, &keel_bundle::CreateOptions::default(), &mut unsigned).unwrap();
+    let out = install_stdin(&device, &unsigned);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not signed"));
+
+    // Truncated in the middle of the image: never activated.
+    let out = install_stdin(&device, &bundle[..bundle.len() - 50_000]);
+    assert!(!out.status.success());
+    let status = device.status_json();
+    assert_eq!(status["last_result"]["outcome"], "failed");
+    assert_eq!(status["next_boot"], "A");
+    assert!(device.reboot(2).contains("keel.slot=A"));
+}

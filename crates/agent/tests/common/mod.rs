@@ -1,0 +1,184 @@
+//! A device on real files in a temporary directory: slot files, two BGENV.DAT copies, a
+//! kernel command line file, trust anchors made with openssl, bundles made with keel-bundle.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use keel_bootenv::ebg::{BgEnv, BgEnvSet, EnvLocation};
+use keel_bootenv::storage::FsStorage;
+
+pub const SLOT_SIZE: usize = 256 * 1024;
+
+pub struct FileDevice {
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+pub fn image(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl must be installed (scripts/setup-debian.sh)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl FileDevice {
+    pub fn new() -> FileDevice {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        openssl(
+            p,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-subj",
+                "/CN=keel-release",
+                "-days",
+                "3650",
+                "-keyout",
+                "key.pem",
+                "-out",
+                "cert.pem",
+            ],
+        );
+        for slot in ["a", "b"] {
+            std::fs::write(p.join(format!("rootfs-{slot}.img")), vec![0u8; SLOT_SIZE]).unwrap();
+        }
+        std::fs::create_dir_all(p.join("BOOT0")).unwrap();
+        std::fs::create_dir_all(p.join("BOOT1")).unwrap();
+        let locations: Vec<EnvLocation> = ["BOOT0", "BOOT1"]
+            .iter()
+            .map(|d| EnvLocation::in_dir(p.join(d)))
+            .collect();
+        for (i, revision) in [(0usize, 2u32), (1, 1)] {
+            let env = BgEnv {
+                kernelfile: format!("C:BOOT{i}:linux.efi"),
+                kernelparams: format!("root=/dev/sda{} keel.slot={}", 4 + i, ["A", "B"][i]),
+                revision,
+                watchdog_timeout_sec: 30,
+                ..BgEnv::new()
+            };
+            std::fs::write(locations[i].path(), env.to_bytes().unwrap()).unwrap();
+        }
+        std::fs::write(p.join("cmdline"), "root=/dev/sda4 keel.slot=A\n").unwrap();
+        std::fs::write(p.join("boot_id"), "boot-1\n").unwrap();
+        let config = format!(
+            r#"state_dir = "{d}/state"
+trusted_certs = "{d}/cert.pem"
+cmdline_path = "{d}/cmdline"
+boot_id_path = "{d}/boot_id"
+
+[bootloader]
+type = "ebg"
+env = ["{d}/BOOT0/BGENV.DAT", "{d}/BOOT1/BGENV.DAT"]
+
+[slots.A]
+targets = {{ rootfs = "{d}/rootfs-a.img" }}
+kernelfile = "C:BOOT0:linux.efi"
+kernelparams = "root=/dev/sda4 keel.slot=A"
+
+[slots.B]
+targets = {{ rootfs = "{d}/rootfs-b.img" }}
+kernelfile = "C:BOOT1:linux.efi"
+kernelparams = "root=/dev/sda5 keel.slot=B"
+"#,
+            d = p.display()
+        );
+        let config_path = p.join("agent.toml");
+        std::fs::write(&config_path, config).unwrap();
+        FileDevice {
+            config_path,
+            cert: p.join("cert.pem"),
+            key: p.join("key.pem"),
+            dir,
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A signed bundle with one rootfs image (`size` bytes).
+    pub fn bundle(&self, version: &str, data: &[u8]) -> Vec<u8> {
+        let work = tempfile::tempdir_in(self.dir.path()).unwrap();
+        std::fs::write(work.path().join("rootfs.img"), data).unwrap();
+        let manifest = format!(
+            "[software]\nversion = \"{version}\"\n[[software.images]]\nfilename = \"rootfs.img\"\ndevice = \"rootfs\"\ntype = \"raw\"\n"
+        );
+        let spec = keel_bundle::BundleSpec::from_manifest_str(&manifest, work.path()).unwrap();
+        let signer = keel_sign::Signer::from_pem(
+            &std::fs::read(&self.cert).unwrap(),
+            &std::fs::read(&self.key).unwrap(),
+        )
+        .unwrap();
+        let options = keel_bundle::CreateOptions {
+            signer: Some(signer),
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        keel_bundle::create(&spec, &options, &mut out).unwrap();
+        out
+    }
+
+    /// Power-on with the EFI Boot Guard loader model on the real files; the "kernel" gets the
+    /// chosen copy's kernelparams as its command line.
+    pub fn reboot(&self, n: u32) -> String {
+        let p = self.dir.path();
+        let locations = ["BOOT0", "BOOT1"]
+            .iter()
+            .map(|d| EnvLocation::in_dir(p.join(d)))
+            .collect();
+        let mut set = BgEnvSet::open(FsStorage::shared(), locations).unwrap();
+        let decision = set.simulate_boot().unwrap();
+        let env = decision.booted.expect("a bootable config");
+        std::fs::write(p.join("cmdline"), format!("{}\n", env.kernelparams)).unwrap();
+        std::fs::write(p.join("boot_id"), format!("boot-{n}\n")).unwrap();
+        env.kernelparams
+    }
+
+    pub fn agent_cmd(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_keel-agent"));
+        cmd.arg("-c").arg(&self.config_path);
+        cmd
+    }
+
+    pub fn status_json(&self) -> serde_json::Value {
+        let out = self
+            .agent_cmd()
+            .args(["status", "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "status: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
