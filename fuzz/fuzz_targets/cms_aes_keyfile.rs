@@ -20,7 +20,10 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(e) => {
             assert!(!e.to_string().is_empty());
-            AesKey { key: [0x42; 32], iv: [0x24; 16] }
+            AesKey {
+                key: [0x42; 32],
+                iv: [0x24; 16],
+            }
         }
     };
 
@@ -28,12 +31,15 @@ fuzz_target!(|data: &[u8]| {
     // Uneven write sizes driven by the data itself.
     let step = usize::from(ciphertext.first().copied().unwrap_or(1)).max(1);
     for chunk in ciphertext.chunks(step) {
-        writer.write_all(chunk).expect("writing to a Vec does not fail");
+        writer
+            .write_all(chunk)
+            .expect("writing to a Vec does not fail");
     }
     let by_writer = writer.finish();
 
     let mut by_reader = Vec::new();
-    let reader_result = DecryptReader::new(ciphertext, &key.key, &key.iv).read_to_end(&mut by_reader);
+    let reader_result =
+        DecryptReader::new(ciphertext, &key.key, &key.iv).read_to_end(&mut by_reader);
 
     match (by_writer, reader_result) {
         (Ok(plain), Ok(_)) => {
@@ -44,6 +50,10 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(enc.finish().unwrap(), ciphertext);
         }
         (Err(_), Err(_)) => {}
-        (w, r) => panic!("writer and reader disagree: {:?} vs {:?}", w.is_ok(), r.is_ok()),
+        (w, r) => panic!(
+            "writer and reader disagree: {:?} vs {:?}",
+            w.is_ok(),
+            r.is_ok()
+        ),
     }
 });

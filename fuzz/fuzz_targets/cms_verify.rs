@@ -21,5 +21,9 @@ fuzz_target!(|data: &[u8]| {
         // Whatever verified must name a signer.
         assert!(!info.subject.is_empty());
     }
-    let _ = verifier().clone().with_purpose(CertPurpose::Any).at_time(Some(1_800_000_000)).verify_detached(b"", data);
+    let _ = verifier()
+        .clone()
+        .with_purpose(CertPurpose::Any)
+        .at_time(Some(1_800_000_000))
+        .verify_detached(b"", data);
 });

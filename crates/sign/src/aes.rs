@@ -25,9 +25,17 @@ pub enum KeyFileError {
     #[error("key file has {0} fields, expected 2 (\"<64 hex key> <32 hex iv>\")")]
     TooManyFields(usize),
     #[error("key file {field} has {len} hex digits, expected {expected} ({what})")]
-    WrongLength { field: &'static str, len: usize, expected: usize, what: &'static str },
+    WrongLength {
+        field: &'static str,
+        len: usize,
+        expected: usize,
+        what: &'static str,
+    },
     #[error("key file {field} has a non-hex character at position {position}")]
-    NotHex { field: &'static str, position: usize },
+    NotHex {
+        field: &'static str,
+        position: usize,
+    },
 }
 
 /// AES-256 key and IV as in a `swupdate -K` key file.
@@ -77,17 +85,29 @@ impl AesKey {
     }
 }
 
-fn decode_hex(text: &str, out: &mut [u8], field: &'static str, what: &'static str) -> Result<(), KeyFileError> {
+fn decode_hex(
+    text: &str,
+    out: &mut [u8],
+    field: &'static str,
+    what: &'static str,
+) -> Result<(), KeyFileError> {
     let expected = out.len() * 2;
     if let Some(position) = text.chars().position(|c| !c.is_ascii_hexdigit()) {
         return Err(KeyFileError::NotHex { field, position });
     }
     if text.len() != expected {
-        return Err(KeyFileError::WrongLength { field, len: text.len(), expected, what });
+        return Err(KeyFileError::WrongLength {
+            field,
+            len: text.len(),
+            expected,
+            what,
+        });
     }
     for (byte, pair) in out.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
-        let pair = std::str::from_utf8(pair).map_err(|_| KeyFileError::NotHex { field, position: 0 })?;
-        *byte = u8::from_str_radix(pair, 16).map_err(|_| KeyFileError::NotHex { field, position: 0 })?;
+        let pair =
+            std::str::from_utf8(pair).map_err(|_| KeyFileError::NotHex { field, position: 0 })?;
+        *byte = u8::from_str_radix(pair, 16)
+            .map_err(|_| KeyFileError::NotHex { field, position: 0 })?;
     }
     Ok(())
 }
@@ -115,13 +135,21 @@ fn decrypt_in_place(cipher: &mut Decryptor, buf: &mut [u8]) {
 
 /// Length of the plaintext in the decrypted final block after removing PKCS#7 padding.
 fn unpad(last_block: &[u8]) -> io::Result<usize> {
-    let pad = usize::from(*last_block.last().ok_or_else(|| bad_data("AES-CBC: empty final block"))?);
+    let pad = usize::from(
+        *last_block
+            .last()
+            .ok_or_else(|| bad_data("AES-CBC: empty final block"))?,
+    );
     if pad == 0 || pad > BLOCK || pad > last_block.len() {
-        return Err(bad_data("AES-CBC: bad padding (wrong key/IV or corrupted data)"));
+        return Err(bad_data(
+            "AES-CBC: bad padding (wrong key/IV or corrupted data)",
+        ));
     }
     let (data, padding) = last_block.split_at(last_block.len() - pad);
     if padding.iter().any(|&b| usize::from(b) != pad) {
-        return Err(bad_data("AES-CBC: bad padding (wrong key/IV or corrupted data)"));
+        return Err(bad_data(
+            "AES-CBC: bad padding (wrong key/IV or corrupted data)",
+        ));
     }
     Ok(data.len())
 }
@@ -137,7 +165,11 @@ pub struct EncryptWriter<W: Write> {
 
 impl<W: Write> EncryptWriter<W> {
     pub fn new(inner: W, key: &[u8; 32], iv: &[u8; 16]) -> Self {
-        EncryptWriter { inner, cipher: Encryptor::new(key.into(), iv.into()), buf: Vec::with_capacity(CHUNK) }
+        EncryptWriter {
+            inner,
+            cipher: Encryptor::new(key.into(), iv.into()),
+            buf: Vec::with_capacity(CHUNK),
+        }
     }
 
     /// Pad, encrypt and write the final block; returns the inner writer (flushed).
@@ -186,13 +218,20 @@ pub struct DecryptWriter<W: Write> {
 
 impl<W: Write> DecryptWriter<W> {
     pub fn new(inner: W, key: &[u8; 32], iv: &[u8; 16]) -> Self {
-        DecryptWriter { inner, cipher: Decryptor::new(key.into(), iv.into()), buf: Vec::with_capacity(CHUNK + BLOCK), total: 0 }
+        DecryptWriter {
+            inner,
+            cipher: Decryptor::new(key.into(), iv.into()),
+            buf: Vec::with_capacity(CHUNK + BLOCK),
+            total: 0,
+        }
     }
 
     /// Check length and padding, write the final plaintext bytes, return the inner writer (flushed).
     pub fn finish(mut self) -> io::Result<W> {
         if self.total == 0 {
-            return Err(bad_data("AES-CBC: ciphertext is empty (at least one block expected)"));
+            return Err(bad_data(
+                "AES-CBC: ciphertext is empty (at least one block expected)",
+            ));
         }
         if self.buf.len() % BLOCK != 0 {
             return Err(bad_data(&format!(
@@ -301,7 +340,9 @@ impl<R: Read> DecryptReader<R> {
         if eof {
             self.state = ReaderState::Done;
             if self.total == 0 {
-                return Err(bad_data("AES-CBC: ciphertext is empty (at least one block expected)"));
+                return Err(bad_data(
+                    "AES-CBC: ciphertext is empty (at least one block expected)",
+                ));
             }
             if self.buf.len() % BLOCK != 0 || self.buf.is_empty() {
                 return Err(bad_data(&format!(
@@ -364,12 +405,29 @@ mod tests {
 
     #[test]
     fn roundtrip_all_paths_and_write_sizes() {
-        for len in [0usize, 1, 15, 16, 17, 31, 32, 33, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 5] {
+        for len in [
+            0usize,
+            1,
+            15,
+            16,
+            17,
+            31,
+            32,
+            33,
+            CHUNK - 1,
+            CHUNK,
+            CHUNK + 1,
+            3 * CHUNK + 5,
+        ] {
             let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
             let reference = encrypt(&data, len.max(1));
             assert_eq!(reference.len() as u64, encrypted_len(len as u64));
             for write_size in [1usize, 7, 16, 4096, CHUNK + 3] {
-                assert_eq!(encrypt(&data, write_size), reference, "len {len} write {write_size}");
+                assert_eq!(
+                    encrypt(&data, write_size),
+                    reference,
+                    "len {len} write {write_size}"
+                );
                 let mut d = DecryptWriter::new(Vec::new(), &KEY, &IV);
                 for chunk in reference.chunks(write_size) {
                     d.write_all(chunk).unwrap();
@@ -400,7 +458,9 @@ mod tests {
             d.write_all(bad).unwrap();
             assert_eq!(d.finish().unwrap_err().kind(), io::ErrorKind::InvalidData);
             let mut out = Vec::new();
-            let err = DecryptReader::new(bad, &KEY, &IV).read_to_end(&mut out).unwrap_err();
+            let err = DecryptReader::new(bad, &KEY, &IV)
+                .read_to_end(&mut out)
+                .unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         }
         let wrong_key = [8u8; 32];
@@ -412,27 +472,64 @@ mod tests {
 
     #[test]
     fn keyfile_roundtrip_and_errors() {
-        let k = AesKey { key: [0xab; 32], iv: [0x01; 16] };
+        let k = AesKey {
+            key: [0xab; 32],
+            iv: [0x01; 16],
+        };
         let text = k.to_keyfile();
         assert_eq!(text, format!("{} {}\n", "ab".repeat(32), "01".repeat(16)));
         assert_eq!(AesKey::parse_keyfile(&text).unwrap(), k);
         assert_eq!(AesKey::parse_keyfile(&text.to_uppercase()).unwrap(), k);
-        assert_eq!(AesKey::parse_keyfile(&format!("  {}\n\t{}  \r\n", "ab".repeat(32), "01".repeat(16))).unwrap(), k);
-        assert_eq!(AesKey::parse_keyfile(" \n").unwrap_err(), KeyFileError::Empty);
-        assert_eq!(AesKey::parse_keyfile(&"ab".repeat(32)).unwrap_err(), KeyFileError::MissingIv);
-        assert_eq!(AesKey::parse_keyfile("a b c").unwrap_err(), KeyFileError::TooManyFields(3));
+        assert_eq!(
+            AesKey::parse_keyfile(&format!(
+                "  {}\n\t{}  \r\n",
+                "ab".repeat(32),
+                "01".repeat(16)
+            ))
+            .unwrap(),
+            k
+        );
+        assert_eq!(
+            AesKey::parse_keyfile(" \n").unwrap_err(),
+            KeyFileError::Empty
+        );
+        assert_eq!(
+            AesKey::parse_keyfile(&"ab".repeat(32)).unwrap_err(),
+            KeyFileError::MissingIv
+        );
+        assert_eq!(
+            AesKey::parse_keyfile("a b c").unwrap_err(),
+            KeyFileError::TooManyFields(3)
+        );
         assert!(matches!(
             AesKey::parse_keyfile(&format!("{} {}", "ab".repeat(16), "01".repeat(16))),
-            Err(KeyFileError::WrongLength { field: "key", len: 32, expected: 64, .. })
+            Err(KeyFileError::WrongLength {
+                field: "key",
+                len: 32,
+                expected: 64,
+                ..
+            })
         ));
         assert!(matches!(
             AesKey::parse_keyfile(&format!("{} {}", "ab".repeat(32), "01".repeat(15))),
-            Err(KeyFileError::WrongLength { field: "IV", len: 30, expected: 32, .. })
+            Err(KeyFileError::WrongLength {
+                field: "IV",
+                len: 30,
+                expected: 32,
+                ..
+            })
         ));
         assert_eq!(
-            AesKey::parse_keyfile(&format!("{}g {}", "ab".repeat(31), "01".repeat(16))).unwrap_err(),
-            KeyFileError::NotHex { field: "key", position: 62 }
+            AesKey::parse_keyfile(&format!("{}g {}", "ab".repeat(31), "01".repeat(16)))
+                .unwrap_err(),
+            KeyFileError::NotHex {
+                field: "key",
+                position: 62
+            }
         );
-        assert!(format!("{k:?}").find("ab").is_none(), "Debug must not print the key");
+        assert!(
+            format!("{k:?}").find("ab").is_none(),
+            "Debug must not print the key"
+        );
     }
 }

@@ -137,7 +137,8 @@ impl PublicKey {
             .ok_or_else(|| "public key BIT STRING has unused bits".to_string())?;
         match spki.algorithm.oid {
             oid::RSA_ENCRYPTION => {
-                let pk = rsa::pkcs1::RsaPublicKey::from_der(key_bytes).map_err(|e| format!("RSA public key: {e}"))?;
+                let pk = rsa::pkcs1::RsaPublicKey::from_der(key_bytes)
+                    .map_err(|e| format!("RSA public key: {e}"))?;
                 let n = rsa::BigUint::from_bytes_be(pk.modulus.as_bytes());
                 let e = rsa::BigUint::from_bytes_be(pk.public_exponent.as_bytes());
                 rsa::RsaPublicKey::new_with_max_size(n, e, MAX_RSA_BITS)
@@ -162,7 +163,10 @@ impl PublicKey {
                     other => Err(format!("unsupported EC curve {}", oid_name(&other))),
                 }
             }
-            other => Err(format!("unsupported public key algorithm {}", oid_name(&other))),
+            other => Err(format!(
+                "unsupported public key algorithm {}",
+                oid_name(&other)
+            )),
         }
     }
 

@@ -33,13 +33,26 @@ pub enum VerifyError {
     #[error("certificate chain broken: signature of certificate {subject} does not verify with issuer {issuer}'s key")]
     ChainSignature { subject: String, issuer: String },
     #[error("certificate expired: {subject} was valid until {not_after} (unix {not_after_unix}), now is unix {now}")]
-    Expired { subject: String, not_after: String, not_after_unix: u64, now: u64 },
+    Expired {
+        subject: String,
+        not_after: String,
+        not_after_unix: u64,
+        now: u64,
+    },
     #[error("certificate not yet valid: {subject} is valid from {not_before} (unix {not_before_unix}), now is unix {now}")]
-    NotYetValid { subject: String, not_before: String, not_before_unix: u64, now: u64 },
+    NotYetValid {
+        subject: String,
+        not_before: String,
+        not_before_unix: u64,
+        now: u64,
+    },
     #[error("certificate {subject} lacks keyUsage digitalSignature")]
     KeyUsage { subject: String },
     #[error("certificate {subject} lacks extendedKeyUsage {purpose}")]
-    ExtendedKeyUsage { subject: String, purpose: &'static str },
+    ExtendedKeyUsage {
+        subject: String,
+        purpose: &'static str,
+    },
     #[error("certificate {subject} is not a CA but is used to issue {child}")]
     NotCa { subject: String, child: String },
     #[error("certificate chain too long (more than {0} certificates)")]

@@ -25,7 +25,10 @@ pub(crate) fn parse_blocks(input: &[u8]) -> Result<Vec<PemBlock>, String> {
         let block_text = &after_begin[..end + end_marker.len()];
         let (decoded_label, der) = pem_rfc7468::decode_vec(block_text.as_bytes())
             .map_err(|e| format!("PEM block \"{label}\" is malformed: {e}"))?;
-        blocks.push(PemBlock { label: decoded_label.to_string(), der });
+        blocks.push(PemBlock {
+            label: decoded_label.to_string(),
+            der,
+        });
         rest = &after_begin[end + end_marker.len()..];
     }
     Ok(blocks)
@@ -37,8 +40,11 @@ mod tests {
 
     #[test]
     fn splits_blocks_and_skips_text() {
-        let a = pem_rfc7468::encode_string("CERTIFICATE", pem_rfc7468::LineEnding::LF, b"abc").unwrap();
-        let b = pem_rfc7468::encode_string("EC PRIVATE KEY", pem_rfc7468::LineEnding::CRLF, b"defg").unwrap();
+        let a =
+            pem_rfc7468::encode_string("CERTIFICATE", pem_rfc7468::LineEnding::LF, b"abc").unwrap();
+        let b =
+            pem_rfc7468::encode_string("EC PRIVATE KEY", pem_rfc7468::LineEnding::CRLF, b"defg")
+                .unwrap();
         let input = format!("Subject: x\n{a}junk\n{b}\ntrailer");
         let blocks = parse_blocks(input.as_bytes()).unwrap();
         assert_eq!(blocks.len(), 2);
@@ -50,7 +56,9 @@ mod tests {
 
     #[test]
     fn rejects_unterminated_block() {
-        let err = parse_blocks(b"-----BEGIN CERTIFICATE-----\nAAAA\n").err().unwrap();
+        let err = parse_blocks(b"-----BEGIN CERTIFICATE-----\nAAAA\n")
+            .err()
+            .unwrap();
         assert!(err.contains("no END line"), "{err}");
     }
 

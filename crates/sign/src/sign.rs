@@ -4,7 +4,8 @@ use crate::SignError;
 use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
 use cms::content_info::{CmsVersion, ContentInfo};
 use cms::signed_data::{
-    CertificateSet, EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo as CmsSignerInfo, SignerInfos,
+    CertificateSet, EncapsulatedContentInfo, SignedData, SignerIdentifier,
+    SignerInfo as CmsSignerInfo, SignerInfos,
 };
 use der::asn1::{Any, GeneralizedTime, OctetString, SetOfVec, UtcTime};
 use der::{Decode, Encode};
@@ -63,30 +64,46 @@ impl Signer {
     /// Detached CMS SignedData (DER) over `content` with SHA-256, like
     /// `openssl cms -sign -binary -outform DER -nosmimecap`. Deterministic (RSA PKCS#1 v1.5, ECDSA RFC 6979).
     /// Signed attributes: contentType, signingTime (only when `signing_time` is given, unix seconds), messageDigest.
-    pub fn sign_detached(&self, content: &[u8], signing_time: Option<u64>) -> Result<Vec<u8>, SignError> {
+    pub fn sign_detached(
+        &self,
+        content: &[u8],
+        signing_time: Option<u64>,
+    ) -> Result<Vec<u8>, SignError> {
         let enc = |e: der::Error| SignError::Encoding(e.to_string());
-        let sha256 = AlgorithmIdentifierOwned { oid: oid::SHA256, parameters: None };
+        let sha256 = AlgorithmIdentifierOwned {
+            oid: oid::SHA256,
+            parameters: None,
+        };
 
         let mut attrs = SetOfVec::new();
-        attrs.insert(attribute(oid::ID_CONTENT_TYPE, &oid::ID_DATA)?).map_err(enc)?;
+        attrs
+            .insert(attribute(oid::ID_CONTENT_TYPE, &oid::ID_DATA)?)
+            .map_err(enc)?;
         if let Some(secs) = signing_time {
             let duration = std::time::Duration::from_secs(secs);
             // RFC 5652 11.3: UTCTime for 1950..2049, GeneralizedTime otherwise.
             let value = match UtcTime::from_unix_duration(duration) {
                 Ok(t) => Any::encode_from(&t),
-                Err(_) => Any::encode_from(
-                    &GeneralizedTime::from_unix_duration(duration)
-                        .map_err(|e| SignError::Signing(format!("signing time {secs} out of range: {e}")))?,
-                ),
+                Err(_) => {
+                    Any::encode_from(&GeneralizedTime::from_unix_duration(duration).map_err(
+                        |e| SignError::Signing(format!("signing time {secs} out of range: {e}")),
+                    )?)
+                }
             }
             .map_err(enc)?;
             attrs
-                .insert(Attribute { oid: oid::ID_SIGNING_TIME, values: SetOfVec::try_from(vec![value]).map_err(enc)? })
+                .insert(Attribute {
+                    oid: oid::ID_SIGNING_TIME,
+                    values: SetOfVec::try_from(vec![value]).map_err(enc)?,
+                })
                 .map_err(enc)?;
         }
         let digest = Sha256::digest(content);
         attrs
-            .insert(attribute(oid::ID_MESSAGE_DIGEST, &OctetString::new(digest.as_slice()).map_err(enc)?)?)
+            .insert(attribute(
+                oid::ID_MESSAGE_DIGEST,
+                &OctetString::new(digest.as_slice()).map_err(enc)?,
+            )?)
             .map_err(enc)?;
 
         // The signature covers the DER of the attributes as a SET OF (RFC 5652 5.4).
@@ -108,25 +125,39 @@ impl Signer {
 
         let mut certificates = SetOfVec::new();
         for cert in std::iter::once(&self.cert).chain(self.chain.iter()) {
-            certificates.insert(CertificateChoices::Certificate(cert.clone())).map_err(enc)?;
+            certificates
+                .insert(CertificateChoices::Certificate(cert.clone()))
+                .map_err(enc)?;
         }
         let signed_data = SignedData {
             version: CmsVersion::V1,
             digest_algorithms: SetOfVec::try_from(vec![sha256]).map_err(enc)?,
-            encap_content_info: EncapsulatedContentInfo { econtent_type: oid::ID_DATA, econtent: None },
+            encap_content_info: EncapsulatedContentInfo {
+                econtent_type: oid::ID_DATA,
+                econtent: None,
+            },
             certificates: Some(CertificateSet(certificates)),
             crls: None,
             signer_infos: SignerInfos(SetOfVec::try_from(vec![signer_info]).map_err(enc)?),
         };
-        let content_info = ContentInfo { content_type: oid::ID_SIGNED_DATA, content: Any::encode_from(&signed_data).map_err(enc)? };
+        let content_info = ContentInfo {
+            content_type: oid::ID_SIGNED_DATA,
+            content: Any::encode_from(&signed_data).map_err(enc)?,
+        };
         content_info.to_der().map_err(enc)
     }
 }
 
-fn attribute<T: der::EncodeValue + der::Tagged>(oid: der::asn1::ObjectIdentifier, value: &T) -> Result<Attribute, SignError> {
+fn attribute<T: der::EncodeValue + der::Tagged>(
+    oid: der::asn1::ObjectIdentifier,
+    value: &T,
+) -> Result<Attribute, SignError> {
     let enc = |e: der::Error| SignError::Encoding(e.to_string());
     let any = Any::encode_from(value).map_err(enc)?;
-    Ok(Attribute { oid, values: SetOfVec::try_from(vec![any]).map_err(enc)? })
+    Ok(Attribute {
+        oid,
+        values: SetOfVec::try_from(vec![any]).map_err(enc)?,
+    })
 }
 
 /// All certificates in a PEM file, in order.
@@ -137,7 +168,10 @@ pub(crate) fn parse_certificates(pem: &[u8]) -> Result<Vec<Certificate>, SignErr
         match block.label.as_str() {
             "CERTIFICATE" | "TRUSTED CERTIFICATE" | "X509 CERTIFICATE" => {
                 let cert = Certificate::from_der(&block.der).map_err(|e| {
-                    SignError::Certificate(format!("certificate #{} is not valid X.509 DER: {e}", index + 1))
+                    SignError::Certificate(format!(
+                        "certificate #{} is not valid X.509 DER: {e}",
+                        index + 1
+                    ))
                 })?;
                 certs.push(cert);
             }
@@ -159,7 +193,9 @@ fn parse_private_key(pem: &[u8]) -> Result<SigningKey, SignError> {
     let blocks = parse_blocks(pem).map_err(SignError::Key)?;
     // `openssl ecparam -genkey` writes an "EC PARAMETERS" block before the key.
     let mut keys = blocks.iter().filter(|b| b.label != "EC PARAMETERS");
-    let block = keys.next().ok_or_else(|| SignError::Key("no private key PEM block found".into()))?;
+    let block = keys
+        .next()
+        .ok_or_else(|| SignError::Key("no private key PEM block found".into()))?;
     if keys.next().is_some() {
         return Err(SignError::Key("more than one private key PEM block".into()));
     }
@@ -207,7 +243,8 @@ fn parse_private_key(pem: &[u8]) -> Result<SigningKey, SignError> {
 }
 
 fn parse_sec1_key(der_bytes: &[u8]) -> Result<SigningKey, SignError> {
-    let key = sec1::EcPrivateKey::from_der(der_bytes).map_err(|e| SignError::Key(format!("SEC1 EC key: {e}")))?;
+    let key = sec1::EcPrivateKey::from_der(der_bytes)
+        .map_err(|e| SignError::Key(format!("SEC1 EC key: {e}")))?;
     let curve = key
         .parameters
         .and_then(|p| p.named_curve())
@@ -240,27 +277,45 @@ impl SigningKey {
     }
 
     /// Sign a SHA-256 digest; returns the CMS signatureAlgorithm and the signature bytes.
-    fn sign_prehash(&self, digest: &[u8]) -> Result<(AlgorithmIdentifierOwned, Vec<u8>), SignError> {
+    fn sign_prehash(
+        &self,
+        digest: &[u8],
+    ) -> Result<(AlgorithmIdentifierOwned, Vec<u8>), SignError> {
         use ecdsa::signature::hazmat::PrehashSigner;
         let failed = |e: &dyn std::fmt::Display| SignError::Signing(e.to_string());
         match self {
             SigningKey::Rsa(key) => {
                 // Blinding (random) hides timing; PKCS#1 v1.5 output stays deterministic.
                 let sig = key
-                    .sign_with_rng(&mut rsa::rand_core::OsRng, rsa::Pkcs1v15Sign::new::<Sha256>(), digest)
+                    .sign_with_rng(
+                        &mut rsa::rand_core::OsRng,
+                        rsa::Pkcs1v15Sign::new::<Sha256>(),
+                        digest,
+                    )
                     .map_err(|e| failed(&e))?;
                 // Same as OpenSSL: rsaEncryption with NULL parameters.
-                let alg = AlgorithmIdentifierOwned { oid: oid::RSA_ENCRYPTION, parameters: Some(der::asn1::Null.into()) };
+                let alg = AlgorithmIdentifierOwned {
+                    oid: oid::RSA_ENCRYPTION,
+                    parameters: Some(der::asn1::Null.into()),
+                };
                 Ok((alg, sig))
             }
             SigningKey::P256(key) => {
-                let sig: p256::ecdsa::Signature = key.sign_prehash(digest).map_err(|e| failed(&e))?;
-                let alg = AlgorithmIdentifierOwned { oid: oid::ECDSA_WITH_SHA256, parameters: None };
+                let sig: p256::ecdsa::Signature =
+                    key.sign_prehash(digest).map_err(|e| failed(&e))?;
+                let alg = AlgorithmIdentifierOwned {
+                    oid: oid::ECDSA_WITH_SHA256,
+                    parameters: None,
+                };
                 Ok((alg, sig.to_der().as_bytes().to_vec()))
             }
             SigningKey::P384(key) => {
-                let sig: p384::ecdsa::Signature = key.sign_prehash(digest).map_err(|e| failed(&e))?;
-                let alg = AlgorithmIdentifierOwned { oid: oid::ECDSA_WITH_SHA256, parameters: None };
+                let sig: p384::ecdsa::Signature =
+                    key.sign_prehash(digest).map_err(|e| failed(&e))?;
+                let alg = AlgorithmIdentifierOwned {
+                    oid: oid::ECDSA_WITH_SHA256,
+                    parameters: None,
+                };
                 Ok((alg, sig.to_der().as_bytes().to_vec()))
             }
         }

@@ -70,19 +70,31 @@ impl CertEntry {
         name_string(&self.cert.tbs_certificate.issuer)
     }
 
-    fn extension<T: for<'a> Decode<'a>>(&self, ext_oid: ObjectIdentifier) -> Result<Option<T>, VerifyError> {
-        let Some(exts) = &self.cert.tbs_certificate.extensions else { return Ok(None) };
+    fn extension<T: for<'a> Decode<'a>>(
+        &self,
+        ext_oid: ObjectIdentifier,
+    ) -> Result<Option<T>, VerifyError> {
+        let Some(exts) = &self.cert.tbs_certificate.extensions else {
+            return Ok(None);
+        };
         let mut found = exts.iter().filter(|e| e.extn_id == ext_oid);
-        let Some(ext) = found.next() else { return Ok(None) };
+        let Some(ext) = found.next() else {
+            return Ok(None);
+        };
         if found.next().is_some() {
             return Err(VerifyError::Malformed(format!(
                 "certificate {} has extension {} twice",
                 self.subject, ext_oid
             )));
         }
-        T::from_der(ext.extn_value.as_bytes()).map(Some).map_err(|e| {
-            VerifyError::Malformed(format!("certificate {} extension {}: {e}", self.subject, ext_oid))
-        })
+        T::from_der(ext.extn_value.as_bytes())
+            .map(Some)
+            .map_err(|e| {
+                VerifyError::Malformed(format!(
+                    "certificate {} extension {}: {e}",
+                    self.subject, ext_oid
+                ))
+            })
     }
 
     fn public_key(&self) -> Result<PublicKey, VerifyError> {
@@ -106,12 +118,13 @@ impl CertEntry {
         if key.family() != family {
             return Ok(false);
         }
-        let tbs = self
-            .cert
-            .tbs_certificate
-            .to_der()
-            .map_err(|e| VerifyError::Malformed(format!("certificate {}: {e}", self.subject)))?;
-        let Some(signature) = self.cert.signature.as_bytes() else { return Ok(false) };
+        let tbs =
+            self.cert.tbs_certificate.to_der().map_err(|e| {
+                VerifyError::Malformed(format!("certificate {}: {e}", self.subject))
+            })?;
+        let Some(signature) = self.cert.signature.as_bytes() else {
+            return Ok(false);
+        };
         Ok(key.verify_prehash(digest, &digest.digest(&tbs), signature))
     }
 }
@@ -127,7 +140,14 @@ pub struct Verifier {
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Verifier")
-            .field("trusted", &self.trusted.iter().map(|c| c.subject.as_str()).collect::<Vec<_>>())
+            .field(
+                "trusted",
+                &self
+                    .trusted
+                    .iter()
+                    .map(|c| c.subject.as_str())
+                    .collect::<Vec<_>>(),
+            )
             .field("purpose", &self.purpose)
             .field("now", &self.now)
             .finish()
@@ -140,14 +160,20 @@ impl Verifier {
     pub fn from_pem(trusted_pem: &[u8]) -> Result<Verifier, SignError> {
         let certs = parse_certificates(trusted_pem)?;
         if certs.is_empty() {
-            return Err(SignError::Certificate("no CERTIFICATE block found in the trusted certificates".into()));
+            return Err(SignError::Certificate(
+                "no CERTIFICATE block found in the trusted certificates".into(),
+            ));
         }
         let trusted = certs
             .into_iter()
             .map(CertEntry::new)
             .collect::<Result<Vec<_>, _>>()
             .map_err(SignError::Certificate)?;
-        Ok(Verifier { trusted, purpose: CertPurpose::default(), now: None })
+        Ok(Verifier {
+            trusted,
+            purpose: CertPurpose::default(),
+            now: None,
+        })
     }
 
     /// Which extendedKeyUsage to require (default: emailProtection, like SWUpdate).
@@ -164,7 +190,11 @@ impl Verifier {
 
     /// Verify a detached CMS signature (DER) over `content`: every SignerInfo must verify (signature,
     /// messageDigest) and chain to a trusted certificate. Returns the first signer.
-    pub fn verify_detached(&self, content: &[u8], cms_der: &[u8]) -> Result<SignerInfo, VerifyError> {
+    pub fn verify_detached(
+        &self,
+        content: &[u8],
+        cms_der: &[u8],
+    ) -> Result<SignerInfo, VerifyError> {
         let content_info = ContentInfo::from_der(cms_der)
             .map_err(|e| VerifyError::Malformed(format!("not a DER CMS ContentInfo: {e}")))?;
         if content_info.content_type != oid::ID_SIGNED_DATA {
@@ -213,11 +243,15 @@ impl Verifier {
             .ok_or_else(|| VerifyError::SignerCertificateMissing(describe_sid(&signer.sid)))?;
 
         let digest_alg = DigestAlg::from_oid(&signer.digest_alg.oid).ok_or_else(|| {
-            VerifyError::Unsupported(format!("digest algorithm {}", oid_name(&signer.digest_alg.oid)))
+            VerifyError::Unsupported(format!(
+                "digest algorithm {}",
+                oid_name(&signer.digest_alg.oid)
+            ))
         })?;
         let sig_oid = &signer.signature_algorithm.oid;
-        let (family, _) = signature_family(sig_oid)
-            .ok_or_else(|| VerifyError::Unsupported(format!("signature algorithm {}", oid_name(sig_oid))))?;
+        let (family, _) = signature_family(sig_oid).ok_or_else(|| {
+            VerifyError::Unsupported(format!("signature algorithm {}", oid_name(sig_oid)))
+        })?;
         let key = signer_cert.public_key()?;
         if key.family() != family {
             return Err(VerifyError::Malformed(format!(
@@ -229,9 +263,12 @@ impl Verifier {
         let content_digest = digest_alg.digest(content);
         let signed_digest = match &signer.signed_attrs {
             Some(attrs) => {
-                let message_digest = single_attribute(attrs, oid::ID_MESSAGE_DIGEST, "messageDigest")?
-                    .decode_as::<OctetString>()
-                    .map_err(|e| VerifyError::Malformed(format!("messageDigest attribute: {e}")))?;
+                let message_digest =
+                    single_attribute(attrs, oid::ID_MESSAGE_DIGEST, "messageDigest")?
+                        .decode_as::<OctetString>()
+                        .map_err(|e| {
+                            VerifyError::Malformed(format!("messageDigest attribute: {e}"))
+                        })?;
                 let content_type = single_attribute(attrs, oid::ID_CONTENT_TYPE, "contentType")?
                     .decode_as::<ObjectIdentifier>()
                     .map_err(|e| VerifyError::Malformed(format!("contentType attribute: {e}")))?;
@@ -244,7 +281,11 @@ impl Verifier {
                     .to_der()
                     .map_err(|e| VerifyError::Malformed(format!("signed attributes: {e}")))?;
                 // Signature first: a flipped content byte with a good signature is a content mismatch.
-                if !key.verify_prehash(digest_alg, &digest_alg.digest(&attrs_der), signer.signature.as_bytes()) {
+                if !key.verify_prehash(
+                    digest_alg,
+                    &digest_alg.digest(&attrs_der),
+                    signer.signature.as_bytes(),
+                ) {
                     return Err(VerifyError::SignatureMismatch);
                 }
                 if message_digest.as_bytes() != content_digest.as_slice() {
@@ -273,8 +314,7 @@ impl Verifier {
     /// Build a path signer -> (embedded intermediates) -> trusted certificate and check each link.
     fn verify_chain(&self, signer: &CertEntry, embedded: &[CertEntry]) -> Result<(), VerifyError> {
         let mut path: Vec<&CertEntry> = vec![signer];
-        loop {
-            let Some(&current) = path.last() else { break };
+        while let Some(&current) = path.last() {
             if self.trusted.iter().any(|t| t.der == current.der) {
                 break; // reached a trust anchor
             }
@@ -306,7 +346,10 @@ impl Verifier {
                     })
                 }
                 (None, None) => {
-                    return Err(VerifyError::Untrusted { subject: current.subject.clone(), issuer: current.issuer() })
+                    return Err(VerifyError::Untrusted {
+                        subject: current.subject.clone(),
+                        issuer: current.issuer(),
+                    })
                 }
             }
         }
@@ -317,7 +360,10 @@ impl Verifier {
             if depth == 0 {
                 self.check_signer_usage(cert)?;
             } else {
-                let child = path.get(depth - 1).map(|c| c.subject.clone()).unwrap_or_default();
+                let child = path
+                    .get(depth - 1)
+                    .map(|c| c.subject.clone())
+                    .unwrap_or_default();
                 self.check_ca_usage(cert, &child, depth - 1)?;
             }
         }
@@ -353,10 +399,14 @@ impl Verifier {
         if let Some(ku) = cert.extension::<KeyUsage>(oid::KEY_USAGE)? {
             // OpenSSL accepts digitalSignature or nonRepudiation for S/MIME signing.
             if !(ku.digital_signature() || ku.non_repudiation()) {
-                return Err(VerifyError::KeyUsage { subject: cert.subject.clone() });
+                return Err(VerifyError::KeyUsage {
+                    subject: cert.subject.clone(),
+                });
             }
         }
-        let Some((eku_oid, eku_name)) = self.purpose.eku() else { return Ok(()) };
+        let Some((eku_oid, eku_name)) = self.purpose.eku() else {
+            return Ok(());
+        };
         let eku = cert.extension::<ExtendedKeyUsage>(oid::EXT_KEY_USAGE)?;
         let ok = match eku {
             Some(list) => list.0.contains(&eku_oid),
@@ -366,14 +416,25 @@ impl Verifier {
         if ok {
             Ok(())
         } else {
-            Err(VerifyError::ExtendedKeyUsage { subject: cert.subject.clone(), purpose: eku_name })
+            Err(VerifyError::ExtendedKeyUsage {
+                subject: cert.subject.clone(),
+                purpose: eku_name,
+            })
         }
     }
 
     /// An issuing certificate must be a CA, allowed to sign certificates and, if it restricts extended
     /// key usage, allow the purpose. `below` = number of intermediate CAs between it and the signer.
-    fn check_ca_usage(&self, cert: &CertEntry, child: &str, below: usize) -> Result<(), VerifyError> {
-        let not_ca = || VerifyError::NotCa { subject: cert.subject.clone(), child: child.to_string() };
+    fn check_ca_usage(
+        &self,
+        cert: &CertEntry,
+        child: &str,
+        below: usize,
+    ) -> Result<(), VerifyError> {
+        let not_ca = || VerifyError::NotCa {
+            subject: cert.subject.clone(),
+            child: child.to_string(),
+        };
         match cert.extension::<BasicConstraints>(oid::BASIC_CONSTRAINTS)? {
             Some(bc) if bc.ca => {
                 if let Some(max) = bc.path_len_constraint {
@@ -395,7 +456,10 @@ impl Verifier {
         if let Some((eku_oid, eku_name)) = self.purpose.eku() {
             if let Some(list) = cert.extension::<ExtendedKeyUsage>(oid::EXT_KEY_USAGE)? {
                 if !list.0.contains(&eku_oid) {
-                    return Err(VerifyError::ExtendedKeyUsage { subject: cert.subject.clone(), purpose: eku_name });
+                    return Err(VerifyError::ExtendedKeyUsage {
+                        subject: cert.subject.clone(),
+                        purpose: eku_name,
+                    });
                 }
             }
         }
@@ -414,7 +478,9 @@ fn check_critical_extensions(cert: &CertEntry) -> Result<(), VerifyError> {
         "2.5.29.35", // authorityKeyIdentifier
         "2.5.29.17", // subjectAltName
     ];
-    let Some(exts) = &cert.cert.tbs_certificate.extensions else { return Ok(()) };
+    let Some(exts) = &cert.cert.tbs_certificate.extensions else {
+        return Ok(());
+    };
     for ext in exts.iter().filter(|e| e.critical) {
         let id = ext.extn_id.to_string();
         if !UNDERSTOOD.contains(&id.as_str()) {
@@ -430,7 +496,8 @@ fn check_critical_extensions(cert: &CertEntry) -> Result<(), VerifyError> {
 fn find_signer<'a>(sid: &SignerIdentifier, certs: &'a [CertEntry]) -> Option<&'a CertEntry> {
     certs.iter().find(|c| match sid {
         SignerIdentifier::IssuerAndSerialNumber(ias) => {
-            c.cert.tbs_certificate.issuer == ias.issuer && c.cert.tbs_certificate.serial_number == ias.serial_number
+            c.cert.tbs_certificate.issuer == ias.issuer
+                && c.cert.tbs_certificate.serial_number == ias.serial_number
         }
         SignerIdentifier::SubjectKeyIdentifier(ski) => c
             .extension::<SubjectKeyIdentifier>(oid::SUBJECT_KEY_IDENTIFIER)
@@ -443,9 +510,15 @@ fn find_signer<'a>(sid: &SignerIdentifier, certs: &'a [CertEntry]) -> Option<&'a
 fn describe_sid(sid: &SignerIdentifier) -> String {
     match sid {
         SignerIdentifier::IssuerAndSerialNumber(ias) => {
-            format!("issuer {}, serial {}", name_string(&ias.issuer), hex(ias.serial_number.as_bytes()))
+            format!(
+                "issuer {}, serial {}",
+                name_string(&ias.issuer),
+                hex(ias.serial_number.as_bytes())
+            )
         }
-        SignerIdentifier::SubjectKeyIdentifier(ski) => format!("subjectKeyIdentifier {}", hex(ski.0.as_bytes())),
+        SignerIdentifier::SubjectKeyIdentifier(ski) => {
+            format!("subjectKeyIdentifier {}", hex(ski.0.as_bytes()))
+        }
     }
 }
 
@@ -460,19 +533,27 @@ fn single_attribute<'a>(
         .next()
         .ok_or_else(|| VerifyError::Malformed(format!("signed attributes lack {name}")))?;
     if matching.next().is_some() {
-        return Err(VerifyError::Malformed(format!("signed attributes contain {name} twice")));
+        return Err(VerifyError::Malformed(format!(
+            "signed attributes contain {name} twice"
+        )));
     }
     let mut values = attr.values.iter();
     match (values.next(), values.next()) {
         (Some(v), None) => Ok(v),
-        _ => Err(VerifyError::Malformed(format!("{name} attribute must have exactly one value"))),
+        _ => Err(VerifyError::Malformed(format!(
+            "{name} attribute must have exactly one value"
+        ))),
     }
 }
 
 /// Distinguished name in certificate order, e.g. `CN=release signer,O=Example` (RFC 4514 escaping per
 /// attribute, but not RFC 4514's reversed order, so it reads like `openssl x509 -subject`).
 pub(crate) fn name_string(name: &x509_cert::name::Name) -> String {
-    name.0.iter().map(|rdn| rdn.to_string()).collect::<Vec<_>>().join(",")
+    name.0
+        .iter()
+        .map(|rdn| rdn.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -3,7 +3,9 @@
 
 mod common;
 
-use keel_sign::aes::{encrypted_len, AesKey, DecryptReader, DecryptWriter, EncryptWriter, KeyFileError};
+use keel_sign::aes::{
+    encrypted_len, AesKey, DecryptReader, DecryptWriter, EncryptWriter, KeyFileError,
+};
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 
@@ -73,7 +75,10 @@ fn encryption_matches_openssl_byte_for_byte() {
         }
         let ours = writer.finish().unwrap();
         assert_eq!(ours.len() as u64, encrypted_len(len as u64), "{len}");
-        assert!(ours == expected, "ciphertext differs from openssl for {len} bytes");
+        assert!(
+            ours == expected,
+            "ciphertext differs from openssl for {len} bytes"
+        );
     }
 }
 
@@ -88,7 +93,10 @@ fn decryption_of_openssl_output() {
         for chunk in cipher.chunks(777) {
             writer.write_all(chunk).unwrap();
         }
-        assert!(writer.finish().unwrap() == plain, "DecryptWriter differs for {len} bytes");
+        assert!(
+            writer.finish().unwrap() == plain,
+            "DecryptWriter differs for {len} bytes"
+        );
 
         let mut reader = DecryptReader::new(&cipher[..], &key.key, &key.iv);
         let mut out = Vec::new();
@@ -102,7 +110,10 @@ fn decryption_of_openssl_output() {
             w.finish().unwrap()
         };
         let (ok, back) = openssl_enc(&ours, &key, true);
-        assert!(ok && back == plain, "openssl could not decrypt ours for {len} bytes");
+        assert!(
+            ok && back == plain,
+            "openssl could not decrypt ours for {len} bytes"
+        );
     }
 }
 
@@ -120,7 +131,11 @@ fn bad_padding_and_length_rejected_like_openssl() {
     corrupted[n - 20] ^= 0x55;
     let truncated = cipher[..cipher.len() - 3].to_vec();
 
-    for (what, data, k) in [("wrong key", &cipher, &wrong_key), ("corrupted", &corrupted, &key), ("truncated", &truncated, &key)] {
+    for (what, data, k) in [
+        ("wrong key", &cipher, &wrong_key),
+        ("corrupted", &corrupted, &key),
+        ("truncated", &truncated, &key),
+    ] {
         let (openssl_ok, _) = openssl_enc(data, k, true);
         assert!(!openssl_ok, "{what}: openssl was expected to fail");
         let mut writer = DecryptWriter::new(Vec::new(), &k.key, &k.iv);
@@ -129,7 +144,9 @@ fn bad_padding_and_length_rejected_like_openssl() {
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{what}");
         assert!(err.to_string().starts_with("AES-CBC:"), "{what}: {err}");
         let mut out = Vec::new();
-        let err = DecryptReader::new(&data[..], &k.key, &k.iv).read_to_end(&mut out).unwrap_err();
+        let err = DecryptReader::new(&data[..], &k.key, &k.iv)
+            .read_to_end(&mut out)
+            .unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{what}");
     }
 }
@@ -140,7 +157,11 @@ fn keyfile_as_openssl_rand_writes_it() {
     let dir = tempfile::tempdir().unwrap();
     let k = common::openssl(dir.path(), &["rand", "-hex", "32"]).stdout;
     let iv = common::openssl(dir.path(), &["rand", "-hex", "16"]).stdout;
-    let text = format!("{} {}\n", String::from_utf8(k).unwrap().trim(), String::from_utf8(iv).unwrap().trim());
+    let text = format!(
+        "{} {}\n",
+        String::from_utf8(k).unwrap().trim(),
+        String::from_utf8(iv).unwrap().trim()
+    );
     let key = AesKey::parse_keyfile(&text).unwrap();
     assert_eq!(key.to_keyfile(), text);
     assert_eq!(AesKey::parse_keyfile("").unwrap_err(), KeyFileError::Empty);
@@ -163,7 +184,13 @@ fn documented_test_vector() {
     let ours = w.finish().unwrap();
     assert_eq!(ours, expected);
     let hex: String = ours.iter().map(|b| format!("{b:02x}")).collect();
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/signing.md"))
-        .expect("docs/signing.md exists");
-    assert!(doc.contains(&hex), "docs/signing.md must list the ciphertext {hex}");
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/signing.md"
+    ))
+    .expect("docs/signing.md exists");
+    assert!(
+        doc.contains(&hex),
+        "docs/signing.md must list the ciphertext {hex}"
+    );
 }

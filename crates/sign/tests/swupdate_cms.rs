@@ -13,7 +13,10 @@ use std::process::{Command, Stdio};
 const IMAGE: &[u8] = b"keel test image payload\n";
 
 fn sw_description() -> Vec<u8> {
-    let hash: String = Sha256::digest(IMAGE).iter().map(|b| format!("{b:02x}")).collect();
+    let hash: String = Sha256::digest(IMAGE)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     format!(
         "software =\n{{\n\tversion = \"1.0.0\";\n\tdescription = \"keel-sign test\";\n\
          \thardware-compatibility: [ \"1.0\" ];\n\timages: (\n\t\t{{\n\t\t\tfilename = \"image.bin\";\n\
@@ -37,7 +40,12 @@ fn make_swu(dir: &Path, name: &str, description: &[u8], signature: &[u8]) -> std
         .stdout(std::fs::File::create(&swu).unwrap())
         .spawn()
         .expect("cpio must be installed");
-    child.stdin.take().unwrap().write_all(b"sw-description\nsw-description.sig\nimage.bin\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"sw-description\nsw-description.sig\nimage.bin\n")
+        .unwrap();
     assert!(child.wait().unwrap().success());
     swu
 }
@@ -55,12 +63,17 @@ fn swupdate_check(dir: &Path, swu: &Path, key: &Path, extra: &[&str]) -> (bool, 
         .env("TMPDIR", tmp.path())
         .output()
         .expect("swupdate must be installed (apt-get install swupdate)");
-    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let log = format!("exit status {}\n{log}", out.status);
     // Judged by the log: swupdate 2022.12 `-c` sometimes exits 1 after a successful check (seen here even
     // with a private TMPDIR), so the exit status alone is not reliable.
-    let accepted =
-        log.contains("Verified OK") && log.contains("SWUPDATE successful") && !log.contains("SWUpdate *failed*");
+    let accepted = log.contains("Verified OK")
+        && log.contains("SWUPDATE successful")
+        && !log.contains("SWUpdate *failed*");
     (accepted, log)
 }
 
@@ -70,14 +83,32 @@ fn swupdate_accepts_our_signatures() {
     let desc = sw_description();
     let root = pki.self_signed("swu-root", KeyKind::Rsa3072, EXT_CA, 60);
     let cases = [
-        ("rsa-self", pki.self_signed("swu-rsa", KeyKind::Rsa2048, EXT_SIGNER, 30), None),
-        ("p256-self", pki.self_signed("swu-p256", KeyKind::P256, EXT_SIGNER, 30), None),
-        ("p384-chain", pki.issue("swu-p384", KeyKind::P384, &root, EXT_SIGNER, 30), Some(&root)),
-        ("rsa3072-chain", pki.issue("swu-rsa3072", KeyKind::Rsa3072, &root, EXT_SIGNER, 30), Some(&root)),
+        (
+            "rsa-self",
+            pki.self_signed("swu-rsa", KeyKind::Rsa2048, EXT_SIGNER, 30),
+            None,
+        ),
+        (
+            "p256-self",
+            pki.self_signed("swu-p256", KeyKind::P256, EXT_SIGNER, 30),
+            None,
+        ),
+        (
+            "p384-chain",
+            pki.issue("swu-p384", KeyKind::P384, &root, EXT_SIGNER, 30),
+            Some(&root),
+        ),
+        (
+            "rsa3072-chain",
+            pki.issue("swu-rsa3072", KeyKind::Rsa3072, &root, EXT_SIGNER, 30),
+            Some(&root),
+        ),
     ];
     for (name, id, ca) in &cases {
         let signer = Signer::from_pem(&id.cert_pem(), &id.key_pem()).unwrap();
-        let trust = ca.map(|c| c.cert.clone()).unwrap_or_else(|| id.cert.clone());
+        let trust = ca
+            .map(|c| c.cert.clone())
+            .unwrap_or_else(|| id.cert.clone());
         for time in [None, Some(now_unix())] {
             let sig = signer.sign_detached(&desc, time).unwrap();
             let swu = make_swu(pki.dir.path(), name, &desc, &sig);
@@ -90,7 +121,10 @@ fn swupdate_accepts_our_signatures() {
         tampered.extend_from_slice(b"\n");
         let swu = make_swu(pki.dir.path(), &format!("{name}-tampered"), &tampered, &sig);
         let (ok, log) = swupdate_check(pki.dir.path(), &swu, &trust, &[]);
-        assert!(!ok && log.contains("Signature verification failed"), "{name}: tampered accepted:\n{log}");
+        assert!(
+            !ok && log.contains("Signature verification failed"),
+            "{name}: tampered accepted:\n{log}"
+        );
     }
 }
 
@@ -99,15 +133,28 @@ fn swupdate_cert_purpose_matches_ours() {
     let pki = Pki::new();
     let desc = sw_description();
     let code = pki.self_signed("swu-code", KeyKind::P256, EXT_SIGNER_CODESIGN, 30);
-    let sig = Signer::from_pem(&code.cert_pem(), &code.key_pem()).unwrap().sign_detached(&desc, None).unwrap();
+    let sig = Signer::from_pem(&code.cert_pem(), &code.key_pem())
+        .unwrap()
+        .sign_detached(&desc, None)
+        .unwrap();
     let swu = make_swu(pki.dir.path(), "code", &desc, &sig);
     // Default purpose (emailProtection): both swupdate and keel refuse a codeSigning-only certificate.
     let (ok, log) = swupdate_check(pki.dir.path(), &swu, &code.cert, &[]);
-    assert!(!ok, "swupdate accepted a codeSigning cert under emailProtection:\n{log}");
-    let ours = keel_sign::Verifier::from_pem(&code.cert_pem()).unwrap().verify_detached(&desc, &sig);
+    assert!(
+        !ok,
+        "swupdate accepted a codeSigning cert under emailProtection:\n{log}"
+    );
+    let ours = keel_sign::Verifier::from_pem(&code.cert_pem())
+        .unwrap()
+        .verify_detached(&desc, &sig);
     assert!(ours.is_err());
     // --cert-purpose codeSigning: both accept.
-    let (ok, log) = swupdate_check(pki.dir.path(), &swu, &code.cert, &["--cert-purpose", "codeSigning"]);
+    let (ok, log) = swupdate_check(
+        pki.dir.path(),
+        &swu,
+        &code.cert,
+        &["--cert-purpose", "codeSigning"],
+    );
     assert!(ok, "swupdate --cert-purpose codeSigning rejected:\n{log}");
     keel_sign::Verifier::from_pem(&code.cert_pem())
         .unwrap()

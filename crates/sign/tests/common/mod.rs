@@ -27,7 +27,10 @@ pub fn openssl_status(dir: &Path, args: &[&str]) -> (bool, String) {
         .current_dir(dir)
         .output()
         .expect("openssl must be installed (apt-get install openssl)");
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +42,12 @@ pub enum KeyKind {
 }
 
 impl KeyKind {
-    pub const ALL: [KeyKind; 4] = [KeyKind::Rsa2048, KeyKind::Rsa3072, KeyKind::P256, KeyKind::P384];
+    pub const ALL: [KeyKind; 4] = [
+        KeyKind::Rsa2048,
+        KeyKind::Rsa3072,
+        KeyKind::P256,
+        KeyKind::P384,
+    ];
 
     fn genpkey_args(self) -> Vec<&'static str> {
         match self {
@@ -56,14 +64,19 @@ impl KeyKind {
 }
 
 /// Extension sets used by the tests.
-pub const EXT_SIGNER: &str = "keyUsage = critical, digitalSignature\nextendedKeyUsage = emailProtection\n\
+pub const EXT_SIGNER: &str =
+    "keyUsage = critical, digitalSignature\nextendedKeyUsage = emailProtection\n\
      subjectKeyIdentifier = hash\n";
-pub const EXT_SIGNER_CODESIGN: &str = "keyUsage = critical, digitalSignature\nextendedKeyUsage = codeSigning\n\
+pub const EXT_SIGNER_CODESIGN: &str =
+    "keyUsage = critical, digitalSignature\nextendedKeyUsage = codeSigning\n\
      subjectKeyIdentifier = hash\n";
-pub const EXT_SIGNER_NO_DIGSIG: &str = "keyUsage = critical, keyEncipherment\nextendedKeyUsage = emailProtection\n";
-pub const EXT_CA: &str = "basicConstraints = critical, CA:TRUE\nkeyUsage = critical, keyCertSign, cRLSign\n\
+pub const EXT_SIGNER_NO_DIGSIG: &str =
+    "keyUsage = critical, keyEncipherment\nextendedKeyUsage = emailProtection\n";
+pub const EXT_CA: &str =
+    "basicConstraints = critical, CA:TRUE\nkeyUsage = critical, keyCertSign, cRLSign\n\
      subjectKeyIdentifier = hash\n";
-pub const EXT_NOT_CA: &str = "basicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\n";
+pub const EXT_NOT_CA: &str =
+    "basicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\n";
 
 /// A key and certificate on disk.
 #[derive(Debug, Clone)]
@@ -89,7 +102,10 @@ pub struct Pki {
 
 impl Pki {
     pub fn new() -> Pki {
-        Pki { dir: tempfile::tempdir().unwrap(), serial: std::cell::Cell::new(1000) }
+        Pki {
+            dir: tempfile::tempdir().unwrap(),
+            serial: std::cell::Cell::new(1000),
+        }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -125,15 +141,40 @@ impl Pki {
         openssl(
             self.dir.path(),
             &[
-                "req", "-x509", "-new", "-key", &format!("{name}.key"), "-subj", &subject, "-days", &days, "-config", &cnf,
-                "-extensions", "ext", "-sha256", "-out", &cert,
+                "req",
+                "-x509",
+                "-new",
+                "-key",
+                &format!("{name}.key"),
+                "-subj",
+                &subject,
+                "-days",
+                &days,
+                "-config",
+                &cnf,
+                "-extensions",
+                "ext",
+                "-sha256",
+                "-out",
+                &cert,
             ],
         );
-        Identity { key, cert: self.path(&cert), subject: format!("CN={name},O=keel test") }
+        Identity {
+            key,
+            cert: self.path(&cert),
+            subject: format!("CN={name},O=keel test"),
+        }
     }
 
     /// Certificate for a new `kind` key, issued by `issuer` with extensions `ext`.
-    pub fn issue(&self, name: &str, kind: KeyKind, issuer: &Identity, ext: &str, days: u32) -> Identity {
+    pub fn issue(
+        &self,
+        name: &str,
+        kind: KeyKind,
+        issuer: &Identity,
+        ext: &str,
+        days: u32,
+    ) -> Identity {
         let key = self.key(name, kind);
         let cnf = self.config(name, ext);
         let csr = format!("{name}.csr");
@@ -141,7 +182,18 @@ impl Pki {
         let subject = format!("/CN={name}/O=keel test");
         openssl(
             self.dir.path(),
-            &["req", "-new", "-key", &format!("{name}.key"), "-subj", &subject, "-config", &cnf, "-out", &csr],
+            &[
+                "req",
+                "-new",
+                "-key",
+                &format!("{name}.key"),
+                "-subj",
+                &subject,
+                "-config",
+                &cnf,
+                "-out",
+                &csr,
+            ],
         );
         let serial = self.serial.get() + 1;
         self.serial.set(serial);
@@ -152,11 +204,32 @@ impl Pki {
         openssl(
             self.dir.path(),
             &[
-                "x509", "-req", "-in", &csr, "-CA", ca_cert, "-CAkey", ca_key, "-set_serial", &serial, "-days", &days,
-                "-extfile", &cnf, "-extensions", "ext", "-sha256", "-out", &cert,
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                ca_cert,
+                "-CAkey",
+                ca_key,
+                "-set_serial",
+                &serial,
+                "-days",
+                &days,
+                "-extfile",
+                &cnf,
+                "-extensions",
+                "ext",
+                "-sha256",
+                "-out",
+                &cert,
             ],
         );
-        Identity { key, cert: self.path(&cert), subject: format!("CN={name},O=keel test") }
+        Identity {
+            key,
+            cert: self.path(&cert),
+            subject: format!("CN={name},O=keel test"),
+        }
     }
 
     pub fn write(&self, name: &str, data: &[u8]) -> PathBuf {
@@ -166,17 +239,39 @@ impl Pki {
     }
 
     /// `openssl cms -verify` of a detached DER signature, as SWUpdate calls it (CMS_BINARY, purpose).
-    pub fn openssl_verify(&self, content: &Path, sig: &Path, ca_file: &Path, purpose: &str) -> (bool, String) {
+    pub fn openssl_verify(
+        &self,
+        content: &Path,
+        sig: &Path,
+        ca_file: &Path,
+        purpose: &str,
+    ) -> (bool, String) {
         openssl_status(
             self.dir.path(),
             &[
-                "cms", "-verify", "-binary", "-inform", "DER", "-in", sig.to_str().unwrap(), "-content",
-                content.to_str().unwrap(), "-CAfile", ca_file.to_str().unwrap(), "-purpose", purpose, "-out", "/dev/null",
+                "cms",
+                "-verify",
+                "-binary",
+                "-inform",
+                "DER",
+                "-in",
+                sig.to_str().unwrap(),
+                "-content",
+                content.to_str().unwrap(),
+                "-CAfile",
+                ca_file.to_str().unwrap(),
+                "-purpose",
+                purpose,
+                "-out",
+                "/dev/null",
             ],
         )
     }
 }
 
 pub fn now_unix() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
