@@ -1,0 +1,297 @@
+//! Delta creation (build host side): match, split into COPY/ADD/INSERT ops, segment, compress.
+
+use std::io::Write;
+
+use crate::format::{DeltaHeader, Op, SegmentHeader, MAX_SEGMENT_CTRL, MAX_SEGMENT_DATA};
+use crate::matcher::{common_prefix, Matcher, Region};
+use crate::{sha256, DeltaError};
+
+/// Tuning of [`create`]. The defaults are what `keel delta create` uses.
+#[derive(Debug, Clone)]
+pub struct CreateOptions {
+    /// zstd level of the three streams (1–22). 19 by default.
+    pub level: i32,
+    /// Most diff + extra bytes (uncompressed) per segment: the decoder's data buffer.
+    pub segment_data: u32,
+    /// Most control bytes (uncompressed) per segment.
+    pub segment_ctrl: u32,
+    /// Most target bytes per segment: the granularity of resuming an interrupted apply.
+    pub segment_target: u64,
+    /// Runs of at least this many equal bytes inside an aligned region become COPY ops.
+    pub copy_min: usize,
+}
+
+impl Default for CreateOptions {
+    fn default() -> Self {
+        CreateOptions {
+            level: 19,
+            segment_data: 8 << 20,
+            segment_ctrl: 1 << 20,
+            segment_target: 64 << 20,
+            copy_min: 64,
+        }
+    }
+}
+
+/// What [`create`] produced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CreateReport {
+    pub delta_size: u64,
+    pub segments: u32,
+    pub ops: u64,
+    pub copy_bytes: u64,
+    pub add_bytes: u64,
+    pub insert_bytes: u64,
+}
+
+struct SegmentWriter<'o> {
+    opts: &'o CreateOptions,
+    compressor: zstd::bulk::Compressor<'static>,
+    ctrl: Vec<u8>,
+    diff: Vec<u8>,
+    extra: Vec<u8>,
+    target_len: u64,
+    cursor: u64,
+    segments: Vec<Vec<u8>>,
+    max_data: u32,
+    max_ctrl: u32,
+    report: CreateReport,
+}
+
+impl<'o> SegmentWriter<'o> {
+    fn new(opts: &'o CreateOptions) -> Result<Self, DeltaError> {
+        let mut compressor = zstd::bulk::Compressor::new(opts.level)?;
+        compressor.set_parameter(zstd::stream::raw::CParameter::ChecksumFlag(true))?;
+        compressor.set_parameter(zstd::stream::raw::CParameter::WindowLog(24))?;
+        Ok(SegmentWriter {
+            opts,
+            compressor,
+            ctrl: Vec::new(),
+            diff: Vec::new(),
+            extra: Vec::new(),
+            target_len: 0,
+            cursor: 0,
+            segments: Vec::new(),
+            max_data: 0,
+            max_ctrl: 0,
+            report: CreateReport::default(),
+        })
+    }
+
+    fn data_room(&self) -> u64 {
+        u64::from(self.opts.segment_data)
+            .saturating_sub((self.diff.len() + self.extra.len()) as u64)
+    }
+
+    fn target_room(&self) -> u64 {
+        self.opts.segment_target.saturating_sub(self.target_len)
+    }
+
+    /// Makes room for one more op (control bytes) and returns how many target bytes it may cover.
+    fn reserve(&mut self, uses_data: bool) -> Result<u64, DeltaError> {
+        let full = self.ctrl.len() + 24 > self.opts.segment_ctrl as usize
+            || self.target_room() == 0
+            || (uses_data && self.data_room() == 0);
+        if full {
+            self.flush()?;
+        }
+        Ok(if uses_data {
+            self.target_room().min(self.data_room())
+        } else {
+            self.target_room()
+        })
+    }
+
+    fn push(&mut self, op: Op) {
+        op.encode(&mut self.ctrl);
+        self.target_len += op.len();
+        self.report.ops += 1;
+    }
+
+    fn copy(&mut self, mut old_pos: u64, mut len: u64) -> Result<(), DeltaError> {
+        while len > 0 {
+            let take = self.reserve(false)?.min(len);
+            let seek = old_pos as i64 - self.cursor as i64;
+            self.push(Op::Copy { seek, len: take });
+            self.cursor = old_pos + take;
+            self.report.copy_bytes += take;
+            old_pos += take;
+            len -= take;
+        }
+        Ok(())
+    }
+
+    fn add(&mut self, mut old_pos: u64, old: &[u8], new: &[u8]) -> Result<(), DeltaError> {
+        let mut done = 0usize;
+        while done < new.len() {
+            let take = (self.reserve(true)? as usize).min(new.len() - done);
+            let seek = old_pos as i64 - self.cursor as i64;
+            self.push(Op::Add {
+                seek,
+                len: take as u64,
+            });
+            self.diff.extend(
+                new[done..done + take]
+                    .iter()
+                    .zip(&old[done..done + take])
+                    .map(|(n, o)| n.wrapping_sub(*o)),
+            );
+            self.cursor = old_pos + take as u64;
+            self.report.add_bytes += take as u64;
+            old_pos += take as u64;
+            done += take;
+        }
+        Ok(())
+    }
+
+    fn insert(&mut self, data: &[u8]) -> Result<(), DeltaError> {
+        let mut done = 0usize;
+        while done < data.len() {
+            let take = (self.reserve(true)? as usize).min(data.len() - done);
+            self.push(Op::Insert { len: take as u64 });
+            self.extra.extend_from_slice(&data[done..done + take]);
+            self.report.insert_bytes += take as u64;
+            done += take;
+        }
+        Ok(())
+    }
+
+    fn compress(&mut self, raw: &[u8]) -> Result<Vec<u8>, DeltaError> {
+        if raw.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self.compressor.compress(raw)?)
+    }
+
+    fn flush(&mut self) -> Result<(), DeltaError> {
+        if self.target_len == 0 {
+            return Ok(());
+        }
+        let ctrl = std::mem::take(&mut self.ctrl);
+        let diff = std::mem::take(&mut self.diff);
+        let extra = std::mem::take(&mut self.extra);
+        let (c, d, e) = (
+            self.compress(&ctrl)?,
+            self.compress(&diff)?,
+            self.compress(&extra)?,
+        );
+        let header = SegmentHeader {
+            target_len: self.target_len,
+            ctrl_raw: ctrl.len() as u32,
+            ctrl_comp: c.len() as u32,
+            diff_raw: diff.len() as u32,
+            diff_comp: d.len() as u32,
+            extra_raw: extra.len() as u32,
+            extra_comp: e.len() as u32,
+        };
+        self.max_ctrl = self.max_ctrl.max(header.ctrl_raw);
+        self.max_data = self.max_data.max(header.diff_raw + header.extra_raw);
+        let mut seg = Vec::with_capacity(40 + c.len() + d.len() + e.len());
+        seg.extend_from_slice(&header.to_bytes());
+        seg.extend_from_slice(&c);
+        seg.extend_from_slice(&d);
+        seg.extend_from_slice(&e);
+        self.segments.push(seg);
+        self.target_len = 0;
+        self.cursor = 0;
+        Ok(())
+    }
+}
+
+/// Emits one aligned region as COPY (long equal runs) and ADD (everything else) ops.
+fn emit_aligned(
+    w: &mut SegmentWriter<'_>,
+    old: &[u8],
+    new: &[u8],
+    old_pos: usize,
+) -> Result<(), DeltaError> {
+    let n = new.len();
+    let mut i = 0usize;
+    let mut add_start: Option<usize> = None;
+    while i < n {
+        let eq = common_prefix(&old[i..n], &new[i..n]);
+        if eq >= w.opts.copy_min {
+            if let Some(s) = add_start.take() {
+                w.add((old_pos + s) as u64, &old[s..i], &new[s..i])?;
+            }
+            w.copy((old_pos + i) as u64, eq as u64)?;
+            i += eq;
+        } else {
+            add_start.get_or_insert(i);
+            i += eq + 1;
+        }
+    }
+    if let Some(s) = add_start {
+        let end = n.min(i);
+        w.add((old_pos + s) as u64, &old[s..end], &new[s..end])?;
+    }
+    Ok(())
+}
+
+/// Creates a delta that turns `old` (the seed) into `new` and writes it to `out`.
+///
+/// Memory: both images plus an index of about `old.len()` bytes; time is roughly linear in the
+/// image sizes plus zstd at `opts.level` over the changed bytes.
+pub fn create(
+    old: &[u8],
+    new: &[u8],
+    opts: &CreateOptions,
+    mut out: impl Write,
+) -> Result<CreateReport, DeltaError> {
+    if opts.segment_data == 0 || opts.segment_data > MAX_SEGMENT_DATA {
+        return Err(DeltaError::TooLarge(format!(
+            "segment_data must be 1..={MAX_SEGMENT_DATA}"
+        )));
+    }
+    if opts.segment_ctrl < 64 || opts.segment_ctrl > MAX_SEGMENT_CTRL {
+        return Err(DeltaError::TooLarge(format!(
+            "segment_ctrl must be 64..={MAX_SEGMENT_CTRL}"
+        )));
+    }
+    if opts.segment_target == 0 || opts.copy_min == 0 {
+        return Err(DeltaError::TooLarge(
+            "segment_target and copy_min must be positive".into(),
+        ));
+    }
+    if old.len() as u64 > Matcher::MAX_OLD {
+        return Err(DeltaError::TooLarge(format!(
+            "old image of {} bytes",
+            old.len()
+        )));
+    }
+    let regions: Vec<Region> = Matcher::new(old, new).regions();
+    let mut w = SegmentWriter::new(opts)?;
+    for r in &regions {
+        if r.diff_len > 0 {
+            let o = &old[r.old_pos..r.old_pos + r.diff_len];
+            let n = &new[r.new_pos..r.new_pos + r.diff_len];
+            emit_aligned(&mut w, o, n, r.old_pos)?;
+        }
+        if r.extra_len > 0 {
+            let start = r.new_pos + r.diff_len;
+            w.insert(&new[start..start + r.extra_len])?;
+        }
+    }
+    w.flush()?;
+    let header = DeltaHeader {
+        segment_count: u32::try_from(w.segments.len())
+            .map_err(|_| DeltaError::TooLarge("more than 2^32 segments".into()))?,
+        seed_size: old.len() as u64,
+        seed_sha256: sha256(old),
+        target_size: new.len() as u64,
+        target_sha256: sha256(new),
+        max_segment_data: w.max_data,
+        max_segment_ctrl: w.max_ctrl,
+    };
+    out.write_all(&header.to_bytes())?;
+    let mut size = crate::format::HEADER_LEN as u64;
+    for seg in &w.segments {
+        out.write_all(seg)?;
+        size += seg.len() as u64;
+    }
+    out.flush()?;
+    let mut report = w.report;
+    report.delta_size = size;
+    report.segments = header.segment_count;
+    Ok(report)
+}
