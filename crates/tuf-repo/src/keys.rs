@@ -89,6 +89,11 @@ impl SigningKey {
         SigningKey::Ed25519(ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng))
     }
 
+    /// An ed25519 key from a fixed 32-byte seed (test vectors; ed25519 signatures are deterministic).
+    pub fn ed25519_from_seed(seed: [u8; 32]) -> Self {
+        SigningKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(&seed))
+    }
+
     /// A new random ECDSA P-256 key.
     pub fn generate_ecdsa_p256() -> Self {
         SigningKey::EcdsaP256(p256::ecdsa::SigningKey::random(&mut rand_core::OsRng))

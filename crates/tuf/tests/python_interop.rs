@@ -96,3 +96,38 @@ fn keel_client_reads_python_tuf_repository() {
         payload("images/fw.swu")
     );
 }
+
+#[test]
+fn canonical_json_matches_securesystemslib() {
+    // Strings with quotes, backslashes, raw control characters (PEM newlines), non-ASCII and astral code points;
+    // keys that sort differently by UTF-16 and by code point; integers at the i64/u64 edges.
+    let document = serde_json::json!({
+        "b": "quote \" backslash \\ newline \n tab \t nul \u{0} del \u{7f}",
+        "a": ["é", "\u{10348}", "\u{ffff}", "", -1, 0, i64::MIN, u64::MAX, true, false, null],
+        "\u{e9}": {"z": {}, "\u{10348}": [], "\u{ff61}": "x"},
+        "A": "-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n"
+    });
+    let ours = keel_tuf::canonical::encode(&document).unwrap();
+    let script = "import sys, json\n\
+from securesystemslib.formats import encode_canonical\n\
+sys.stdout.buffer.write(encode_canonical(json.loads(sys.stdin.buffer.read())).encode('utf-8'))\n";
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 must be installed");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(document.to_string().as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8(ours).unwrap(),
+        String::from_utf8(output.stdout).unwrap()
+    );
+}
