@@ -112,7 +112,7 @@ pub fn check_member_name(name: &str) -> Result<(), BundleError> {
     if name == keel_formats::swu::DESCRIPTION_NAME || name == keel_formats::swu::SIGNATURE_NAME {
         return bad("reserved for the description and its signature");
     }
-    if name.len() >= keel_formats::swu::MAX_NAME_LEN as usize {
+    if name.len() + 1 >= keel_formats::swu::MAX_NAME_LEN as usize {
         return bad("255 bytes or longer (SWUpdate's limit)");
     }
     Ok(())

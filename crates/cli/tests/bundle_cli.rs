@@ -5,23 +5,47 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn keel(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_keel")).args(args).current_dir(cwd).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap()
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 fn openssl_cert(dir: &Path, name: &str) {
     let out = Command::new("openssl")
-        .args(["req", "-x509", "-nodes", "-days", "365", "-newkey", "rsa:2048", "-subj"])
+        .args([
+            "req", "-x509", "-nodes", "-days", "365", "-newkey", "rsa:2048", "-subj",
+        ])
         .arg(format!("/CN={name}"))
-        .args(["-addext", "keyUsage=digitalSignature", "-addext", "extendedKeyUsage=emailProtection"])
-        .args(["-keyout", &format!("{name}.key"), "-out", &format!("{name}.crt")])
+        .args([
+            "-addext",
+            "keyUsage=digitalSignature",
+            "-addext",
+            "extendedKeyUsage=emailProtection",
+        ])
+        .args([
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.crt"),
+        ])
         .current_dir(dir)
         .output()
         .expect("openssl must be installed");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -32,7 +56,11 @@ fn bundle_commands_end_to_end() {
     openssl_cert(d, "intruder");
     let image: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 253) as u8).collect();
     std::fs::write(d.join("rootfs.img"), &image).unwrap();
-    std::fs::write(d.join("aes.key"), format!("{} {}\n", "ab".repeat(32), "cd".repeat(16))).unwrap();
+    std::fs::write(
+        d.join("aes.key"),
+        format!("{} {}\n", "ab".repeat(32), "cd".repeat(16)),
+    )
+    .unwrap();
     std::fs::write(
         d.join("keel.toml"),
         "[software]\nversion = \"1.0\"\nhardware-compatibility = [\"1.0\"]\n\
@@ -41,7 +69,18 @@ fn bundle_commands_end_to_end() {
     .unwrap();
     let create = |out: &str, epoch: &str| {
         let o = Command::new(env!("CARGO_BIN_EXE_keel"))
-            .args(["bundle", "create", "-m", "keel.toml", "-o", out, "--cert", "release.crt", "--key", "release.key"])
+            .args([
+                "bundle",
+                "create",
+                "-m",
+                "keel.toml",
+                "-o",
+                out,
+                "--cert",
+                "release.crt",
+                "--key",
+                "release.key",
+            ])
             .args(["--aes-key", "aes.key"])
             .env("SOURCE_DATE_EPOCH", epoch)
             .current_dir(d)
@@ -53,11 +92,19 @@ fn bundle_commands_end_to_end() {
     std::thread::sleep(std::time::Duration::from_millis(1100));
     create("b.swu", "1700000000");
     let a = std::fs::read(d.join("a.swu")).unwrap();
-    assert_eq!(a, std::fs::read(d.join("b.swu")).unwrap(), "two CLI runs differ");
+    assert_eq!(
+        a,
+        std::fs::read(d.join("b.swu")).unwrap(),
+        "two CLI runs differ"
+    );
 
     let o = keel(&["bundle", "verify", "a.swu", "--cert", "release.crt"], d);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("signature:    verified, signer CN=release"), "{}", text(&o));
+    assert!(
+        text(&o).contains("signature:    verified, signer CN=release"),
+        "{}",
+        text(&o)
+    );
 
     let o = keel(&["bundle", "inspect", "a.swu", "--json"], d);
     assert!(o.status.success(), "{}", text(&o));
@@ -67,14 +114,32 @@ fn bundle_commands_end_to_end() {
     assert_eq!(report["members"][0]["status"], "ok");
     assert_eq!(report["signature"]["verified"], false);
 
-    let o = keel(&["bundle", "extract", "a.swu", "-d", "out", "--cert", "release.crt", "--aes-key", "aes.key"], d);
+    let o = keel(
+        &[
+            "bundle",
+            "extract",
+            "a.swu",
+            "-d",
+            "out",
+            "--cert",
+            "release.crt",
+            "--aes-key",
+            "aes.key",
+        ],
+        d,
+    );
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(std::fs::read(d.join("out/rootfs.img")).unwrap(), image);
 
     // Wrong certificate: non-zero exit naming the failed check.
     let o = keel(&["bundle", "verify", "a.swu", "--cert", "intruder.crt"], d);
     assert!(!o.status.success());
-    assert!(text(&o).contains("signature check of sw-description failed") && text(&o).contains("not trusted"), "{}", text(&o));
+    assert!(
+        text(&o).contains("signature check of sw-description failed")
+            && text(&o).contains("not trusted"),
+        "{}",
+        text(&o)
+    );
 
     // A flipped byte in the image: non-zero exit naming the member.
     let mut t = a.clone();
@@ -86,5 +151,9 @@ fn bundle_commands_end_to_end() {
     assert!(text(&o).contains("\"rootfs.img\""), "{}", text(&o));
 
     let o = keel(&["bundle", "verify", "a.swu"], d);
-    assert!(!o.status.success() && text(&o).contains("--cert"), "{}", text(&o));
+    assert!(
+        !o.status.success() && text(&o).contains("--cert"),
+        "{}",
+        text(&o)
+    );
 }

@@ -24,7 +24,8 @@ pub const SIGNATURE_NAME: &str = "sw-description.sig";
 pub const MAX_DESCRIPTION_SIZE: u32 = 16 * 1024 * 1024;
 /// Bound on the signature member (a CMS blob with a certificate chain is a few KiB).
 pub const MAX_SIGNATURE_SIZE: u32 = 1024 * 1024;
-/// SWUpdate rejects names of 256 bytes or more (including the NUL).
+/// SWUpdate rejects a name whose size including the NUL is 256 or more, so names have at most
+/// 254 bytes.
 pub const MAX_NAME_LEN: u32 = 256;
 
 #[derive(Debug, Error)]
@@ -234,7 +235,7 @@ impl<W: Write> SwuWriter<W> {
                 position: "1 or 2",
             });
         }
-        if name.len() >= MAX_NAME_LEN as usize {
+        if name.len() + 1 >= MAX_NAME_LEN as usize {
             return Err(CpioError::BadName {
                 name: name.into(),
                 reason: "255 bytes or longer (SWUpdate's limit)",
@@ -282,6 +283,8 @@ mod tests {
         w.append_image_bytes("a.img", b"hello").unwrap();
         w.append_image_bytes("b.img", b"").unwrap();
         assert!(w.append_image_bytes(SIGNATURE_NAME, b"").is_err());
+        // SWUpdate's name buffer: 254 bytes + NUL fit, 255 do not.
+        assert!(w.append_image_bytes(&"n".repeat(255), b"").is_err());
         let bytes = w.finish().unwrap();
 
         let mut r = SwuReader::new(&bytes[..]);
@@ -296,6 +299,14 @@ mod tests {
         assert_eq!(data, "hello");
         assert_eq!(r.next_member().unwrap().unwrap().name, "b.img");
         assert!(r.next_member().unwrap().is_none());
+
+        let mut w = SwuWriter::new(Vec::new(), 0);
+        w.write_description(b"d", None).unwrap();
+        w.append_image_bytes(&"n".repeat(254), b"x").unwrap();
+        let bytes = w.finish().unwrap();
+        let mut r = SwuReader::new(&bytes[..]);
+        r.read_description().unwrap();
+        assert_eq!(r.next_member().unwrap().unwrap().name.len(), 254);
 
         // Unsigned bundle: the first image comes back from next_member.
         let mut w = SwuWriter::new(Vec::new(), 0);
