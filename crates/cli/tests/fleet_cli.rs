@@ -1,0 +1,152 @@
+//! `keel upload / device / assign / rollout` against a real keel-server (run in-process).
+
+use serde_json::Value;
+use std::process::Command;
+
+struct Server {
+    base: String,
+    token: String,
+    _dir: tempfile::TempDir,
+    _runtime: tokio::runtime::Runtime,
+}
+
+fn server() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = keel_server::Config::for_data_dir(dir.path());
+    let server = runtime.block_on(keel_server::Server::bind(config)).unwrap();
+    let base = format!("http://{}", server.local_addr().unwrap());
+    let token = server.created_admin_token.clone().unwrap();
+    runtime.spawn(server.serve(std::future::pending()));
+    Server {
+        base,
+        token,
+        _dir: dir,
+        _runtime: runtime,
+    }
+}
+
+fn keel(server: &Server, args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(args)
+        .env("KEEL_SERVER", &server.base)
+        .env("KEEL_TOKEN", &server.token)
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn keel_json(server: &Server, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let (ok, stdout, stderr) = keel(server, &all);
+    assert!(ok, "keel {args:?}: {stderr}");
+    serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("keel {args:?} printed no JSON ({e}): {stdout}"))
+}
+
+#[test]
+fn upload_assign_and_rollout_commands() {
+    let server = server();
+    for (id, tag) in [("dev1", "a"), ("dev2", "a"), ("dev3", "b"), ("dev4", "b")] {
+        let device = keel_json(&server, &["device", "add", id, "--tag", tag]);
+        assert_eq!(device["securityToken"].as_str().unwrap().len(), 32);
+    }
+    let (ok, stdout, _) = keel(
+        &server,
+        &[
+            "device",
+            "add",
+            "dev5",
+            "--device-token",
+            "my-own-token-123",
+        ],
+    );
+    assert!(ok && stdout.contains("my-own-token-123"), "{stdout}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("update.swu");
+    let bytes: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&file, &bytes).unwrap();
+    let uploaded = keel_json(
+        &server,
+        &[
+            "upload",
+            file.to_str().unwrap(),
+            "--name",
+            "gateway-os",
+            "--version",
+            "1.0",
+        ],
+    );
+    assert_eq!(uploaded["artifact"]["size"], 100_000);
+    assert_eq!(uploaded["artifact"]["filename"], "update.swu");
+    let set = uploaded["distributionSet"]["id"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+
+    let assigned = keel_json(&server, &["assign", "--set", &set, "--device", "dev5"]);
+    assert_eq!(assigned["assigned"], 1);
+    let shown = keel_json(&server, &["device", "show", "dev5"]);
+    assert_eq!(shown["updateStatus"], "pending");
+    assert_eq!(shown["actions"][0]["status"], "running");
+
+    let rollout = keel_json(
+        &server,
+        &[
+            "rollout",
+            "create",
+            "--name",
+            "r1",
+            "--set",
+            &set,
+            "--group-tag",
+            "a",
+            "--group-tag",
+            "b",
+            "--success-threshold",
+            "50",
+            "--error-threshold",
+            "10",
+        ],
+    );
+    assert_eq!(rollout["status"], "ready");
+    assert_eq!(rollout["groups"].as_array().unwrap().len(), 2);
+    let id = rollout["id"].as_i64().unwrap().to_string();
+    let started = keel_json(&server, &["rollout", "start", &id]);
+    assert_eq!(started["status"], "running");
+    assert_eq!(started["groups"][0]["status"], "running");
+    assert_eq!(started["groups"][0]["counts"]["running"], 2);
+    assert_eq!(started["groups"][1]["counts"]["scheduled"], 2);
+    // Human-readable status.
+    let (ok, stdout, _) = keel(&server, &["rollout", "status", &id]);
+    assert!(ok);
+    assert!(
+        stdout.contains("running") && stdout.contains("GROUP") && stdout.contains("group-1"),
+        "{stdout}"
+    );
+    let paused = keel_json(&server, &["rollout", "pause", &id]);
+    assert_eq!(paused["status"], "paused");
+
+    // Errors: a clear message and a non-zero exit.
+    let (ok, _, stderr) = keel(&server, &["rollout", "start", &id]);
+    assert!(!ok && stderr.contains("409"), "{stderr}");
+    let (ok, _, stderr) = keel(&server, &["assign", "--set", "999", "--device", "dev1"]);
+    assert!(!ok && stderr.contains("404"), "{stderr}");
+    let output = Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(["device", "list"])
+        .env("KEEL_SERVER", &server.base)
+        .env("KEEL_TOKEN", "wrong")
+        .output()
+        .unwrap();
+    assert!(!output.status.success() && String::from_utf8_lossy(&output.stderr).contains("401"));
+}
