@@ -120,6 +120,9 @@ pub(crate) enum KeyFamily {
 
 /// Largest RSA modulus accepted (bits): bounds the cost of one verification on untrusted input.
 const MAX_RSA_BITS: usize = 8192;
+/// Smallest RSA modulus accepted (bits): 1024-bit RSA is factorable by well-funded attackers (NIST SP 800-131A).
+/// Stricter than OpenSSL's CMS verification, which has no minimum by default.
+pub(crate) const MIN_RSA_BITS: usize = 2048;
 
 /// A public key from a certificate.
 #[derive(Clone, PartialEq, Eq)]
@@ -141,6 +144,12 @@ impl PublicKey {
                     .map_err(|e| format!("RSA public key: {e}"))?;
                 let n = rsa::BigUint::from_bytes_be(pk.modulus.as_bytes());
                 let e = rsa::BigUint::from_bytes_be(pk.public_exponent.as_bytes());
+                if n.bits() < MIN_RSA_BITS {
+                    return Err(format!(
+                        "RSA key of {} bits is too small (at least {MIN_RSA_BITS} bits required)",
+                        n.bits()
+                    ));
+                }
                 rsa::RsaPublicKey::new_with_max_size(n, e, MAX_RSA_BITS)
                     .map(PublicKey::Rsa)
                     .map_err(|e| format!("RSA public key: {e}"))

@@ -500,3 +500,108 @@ fn bad_inputs_to_constructors() {
         "{err}"
     );
 }
+
+/// Helper: `openssl cms -sign` of CONTENT by `id` with extra options; returns the DER signature.
+fn openssl_sign(pki: &Pki, id: &Identity, extra: &[&str]) -> Vec<u8> {
+    pki.write("content", CONTENT);
+    let mut args = vec![
+        "cms",
+        "-sign",
+        "-binary",
+        "-outform",
+        "DER",
+        "-nosmimecap",
+        "-in",
+        "content",
+        "-signer",
+        id.cert.to_str().unwrap(),
+        "-inkey",
+        id.key.to_str().unwrap(),
+        "-out",
+        "helper.sig",
+    ];
+    args.extend(extra);
+    openssl(pki.dir.path(), &args);
+    std::fs::read(pki.path("helper.sig")).unwrap()
+}
+
+#[test]
+fn signer_certificate_outside_the_signature() {
+    // `-nocerts`: the signature carries no certificate. OpenSSL then needs the signer cert from elsewhere;
+    // keel looks in the trusted certificates, so trusting the signer certificate itself works.
+    let pki = Pki::new();
+    let id = pki.self_signed("nocerts", KeyKind::P256, EXT_SIGNER, 30);
+    let sig = openssl_sign(&pki, &id, &["-nocerts"]);
+    let info = Verifier::from_pem(&id.cert_pem())
+        .unwrap()
+        .verify_detached(CONTENT, &sig)
+        .unwrap();
+    assert_eq!(info.subject, id.subject);
+    // Trusting only a CA, the signer certificate is nowhere to be found.
+    let root = pki.self_signed("nocerts-root", KeyKind::P256, EXT_CA, 30);
+    let leaf = pki.issue("nocerts-leaf", KeyKind::P256, &root, EXT_SIGNER, 30);
+    let sig = openssl_sign(&pki, &leaf, &["-nocerts"]);
+    let err = Verifier::from_pem(&root.cert_pem())
+        .unwrap()
+        .verify_detached(CONTENT, &sig)
+        .unwrap_err();
+    assert!(
+        matches!(err, VerifyError::SignerCertificateMissing(_)),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("issuer CN=nocerts-root,O=keel test"),
+        "{err}"
+    );
+}
+
+#[test]
+fn small_rsa_keys_are_refused() {
+    let pki = Pki::new();
+    let weak = pki.self_signed("weak", KeyKind::Rsa1024, EXT_SIGNER, 30);
+    let err = Signer::from_pem(&weak.cert_pem(), &weak.key_pem()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("RSA key of 1024 bits is too small"),
+        "{err}"
+    );
+    let sig = openssl_sign(&pki, &weak, &[]);
+    let err = Verifier::from_pem(&weak.cert_pem())
+        .unwrap()
+        .verify_detached(CONTENT, &sig)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("RSA key of 1024 bits is too small"),
+        "{err}"
+    );
+}
+
+#[test]
+fn multiple_signers_must_all_verify() {
+    // openssl cms -sign with two -signer options: both SignerInfos must verify and chain.
+    let pki = Pki::new();
+    let a = pki.self_signed("multi-a", KeyKind::P256, EXT_SIGNER, 30);
+    let b = pki.self_signed("multi-b", KeyKind::Rsa2048, EXT_SIGNER, 30);
+    let sig = openssl_sign(
+        &pki,
+        &a,
+        &[
+            "-signer",
+            b.cert.to_str().unwrap(),
+            "-inkey",
+            b.key.to_str().unwrap(),
+        ],
+    );
+    let both = [a.cert_pem(), b.cert_pem()].concat();
+    Verifier::from_pem(&both)
+        .unwrap()
+        .verify_detached(CONTENT, &sig)
+        .unwrap();
+    let err = Verifier::from_pem(&a.cert_pem())
+        .unwrap()
+        .verify_detached(CONTENT, &sig)
+        .unwrap_err();
+    assert!(err.to_string().contains("CN=multi-b"), "{err}");
+}

@@ -13,25 +13,41 @@ use std::process::{Command, Stdio};
 const IMAGE: &[u8] = b"keel test image payload\n";
 
 fn sw_description() -> Vec<u8> {
-    let hash: String = Sha256::digest(IMAGE)
+    sw_description_for(IMAGE, "")
+}
+
+/// sw-description with one raw image whose stored bytes are `stored` (sha256 is over the bytes in the
+/// cpio, i.e. the ciphertext for encrypted images: that is what swupdate 2022.12 checks).
+fn sw_description_for(stored: &[u8], extra: &str) -> Vec<u8> {
+    let hash: String = Sha256::digest(stored)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
     format!(
         "software =\n{{\n\tversion = \"1.0.0\";\n\tdescription = \"keel-sign test\";\n\
          \thardware-compatibility: [ \"1.0\" ];\n\timages: (\n\t\t{{\n\t\t\tfilename = \"image.bin\";\n\
-         \t\t\tdevice = \"/dev/null\";\n\t\t\ttype = \"raw\";\n\t\t\tsha256 = \"{hash}\";\n\t\t}}\n\t);\n}}\n"
+         \t\t\tdevice = \"/dev/null\";\n\t\t\ttype = \"raw\";\n{extra}\t\t\tsha256 = \"{hash}\";\n\t\t}}\n\t);\n}}\n"
     )
     .into_bytes()
 }
 
 /// Write a .swu in `dir` with the given signature; returns its path.
 fn make_swu(dir: &Path, name: &str, description: &[u8], signature: &[u8]) -> std::path::PathBuf {
+    make_swu_with(dir, name, description, signature, IMAGE)
+}
+
+fn make_swu_with(
+    dir: &Path,
+    name: &str,
+    description: &[u8],
+    signature: &[u8],
+    image: &[u8],
+) -> std::path::PathBuf {
     let work = dir.join(format!("{name}.d"));
     std::fs::create_dir_all(&work).unwrap();
     std::fs::write(work.join("sw-description"), description).unwrap();
     std::fs::write(work.join("sw-description.sig"), signature).unwrap();
-    std::fs::write(work.join("image.bin"), IMAGE).unwrap();
+    std::fs::write(work.join("image.bin"), image).unwrap();
     let swu = dir.join(format!("{name}.swu"));
     let mut child = Command::new("cpio")
         .args(["-o", "-H", "crc", "--quiet"])
@@ -161,4 +177,45 @@ fn swupdate_cert_purpose_matches_ours() {
         .with_purpose(keel_sign::CertPurpose::CodeSigning)
         .verify_detached(&desc, &sig)
         .unwrap();
+}
+
+#[test]
+fn swupdate_decrypts_our_encryption() {
+    use keel_sign::aes::{AesKey, EncryptWriter};
+    let pki = Pki::new();
+    let id = pki.self_signed("swu-enc", KeyKind::P256, EXT_SIGNER, 30);
+    let signer = Signer::from_pem(&id.cert_pem(), &id.key_pem()).unwrap();
+    let plain: Vec<u8> = (0..70_001u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let key = AesKey {
+        key: std::array::from_fn(|i| i as u8 ^ 0x5a),
+        iv: std::array::from_fn(|i| (i as u8) << 3),
+    };
+    let mut enc = EncryptWriter::new(Vec::new(), &key.key, &key.iv);
+    enc.write_all(&plain).unwrap();
+    let cipher = enc.finish().unwrap();
+    let desc = sw_description_for(&cipher, "\t\t\tencrypted = true;\n");
+    let sig = signer.sign_detached(&desc, None).unwrap();
+    let swu = make_swu_with(pki.dir.path(), "enc", &desc, &sig, &cipher);
+
+    let keyfile = pki.write("aes.key", key.to_keyfile().as_bytes());
+    let keyfile_arg = keyfile.to_str().unwrap();
+    let (ok, log) = swupdate_check(pki.dir.path(), &swu, &id.cert, &["-K", keyfile_arg]);
+    assert!(ok, "swupdate could not decrypt our image:\n{log}");
+
+    // With another key swupdate's decryption fails on the padding: it really decrypts in check mode.
+    let mut wrong = key.clone();
+    wrong.key[7] ^= 1;
+    let wrong_file = pki.write("wrong.key", wrong.to_keyfile().as_bytes());
+    let (ok, log) = swupdate_check(
+        pki.dir.path(),
+        &swu,
+        &id.cert,
+        &["-K", wrong_file.to_str().unwrap()],
+    );
+    assert!(
+        !ok && log.contains("Decryption error"),
+        "wrong key accepted:\n{log}"
+    );
 }

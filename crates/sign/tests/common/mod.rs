@@ -35,6 +35,8 @@ pub fn openssl_status(dir: &Path, args: &[&str]) -> (bool, String) {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyKind {
+    /// Too small: only for rejection tests.
+    Rsa1024,
     Rsa2048,
     Rsa3072,
     P256,
@@ -51,6 +53,7 @@ impl KeyKind {
 
     fn genpkey_args(self) -> Vec<&'static str> {
         match self {
+            KeyKind::Rsa1024 => vec!["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024"],
             KeyKind::Rsa2048 => vec!["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
             KeyKind::Rsa3072 => vec!["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:3072"],
             KeyKind::P256 => vec!["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
@@ -59,7 +62,7 @@ impl KeyKind {
     }
 
     pub fn is_rsa(self) -> bool {
-        matches!(self, KeyKind::Rsa2048 | KeyKind::Rsa3072)
+        matches!(self, KeyKind::Rsa1024 | KeyKind::Rsa2048 | KeyKind::Rsa3072)
     }
 }
 
