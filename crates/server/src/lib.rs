@@ -17,6 +17,7 @@ pub mod mgmt;
 pub mod openapi;
 pub mod scheduler;
 pub mod store;
+pub mod tuf;
 
 use anyhow::Context;
 use axum::http::HeaderMap;
@@ -230,6 +231,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(ddi::routes())
         .merge(mgmt::routes())
+        .merge(tuf::routes())
         .with_state(state)
 }
 

@@ -405,6 +405,16 @@ async fn upload_artifact(
         )
         .await
         .map_err(|e| conflict_on_unique(e, "artifact"))?;
+    crate::tuf::add_artifact(
+        &state,
+        &tenant.name,
+        &module.name,
+        &module.version,
+        &filename,
+        &stored.sha256,
+        stored.size,
+    )
+    .await?;
     Ok(created(json!(artifact)))
 }
 

@@ -27,4 +27,17 @@ pub use fetch::{FetchError, Fetcher, FileFetcher};
 pub use store::MetadataStore;
 pub use time::TimePolicy;
 pub use trusted::TrustedMetadataSet;
-pub use updater::{init_trusted_root, TargetInfo, Updater, UpdaterConfig};
+pub use updater::{init_trusted_root, TargetInfo, Updater, UpdaterConfig, VerifyingReader};
+
+/// The TUF target name of a hawkBit/DDI artifact: `<module name>/<module version>/<filename>`, each part
+/// percent-encoded (RFC 3986 unreserved characters kept), so the server (which adds the target on upload) and
+/// the agent (which reads the DDI deployment's chunk name, version and artifact filename) agree.
+pub fn artifact_target_name(module_name: &str, module_version: &str, filename: &str) -> String {
+    use store::percent_encode;
+    format!(
+        "{}/{}/{}",
+        percent_encode(module_name),
+        percent_encode(module_version),
+        percent_encode(filename)
+    )
+}

@@ -462,3 +462,123 @@ pub fn verify_stream(
     }
     hasher.check(&role)
 }
+
+/// A `Read` adapter that lets a target stream through (e.g. straight into an installer) while checking it
+/// against its TUF record: reading past the recorded length fails at once (endless data), and at end of stream
+/// the length and every hash must match, otherwise the final `read` returns an `InvalidData` error instead of
+/// end-of-file. A consumer that reads to end-of-file before committing anything therefore never commits a
+/// target that TUF did not vouch for.
+pub struct VerifyingReader<R> {
+    inner: R,
+    info: TargetInfo,
+    hasher: Option<MultiHasher>,
+    count: u64,
+}
+
+impl<R: Read> VerifyingReader<R> {
+    /// Fails at once if the record lists a hash algorithm this client does not implement.
+    pub fn new(inner: R, info: TargetInfo) -> Result<Self, Error> {
+        let hasher = MultiHasher::new(&format!("target {}", info.name), &info.file.hashes)?;
+        Ok(VerifyingReader {
+            inner,
+            info,
+            hasher: Some(hasher),
+            count: 0,
+        })
+    }
+
+    /// Bytes passed through so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    fn invalid(error: Error) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, format!("TUF: {error}"))
+    }
+}
+
+impl<R: Read> Read for VerifyingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let role = || format!("target {}", self.info.name);
+        let Some(hasher) = self.hasher.as_mut() else {
+            return Ok(0);
+        };
+        let read = self.inner.read(buf)?;
+        if read == 0 {
+            let hasher = self.hasher.take().expect("checked above");
+            if self.count != self.info.file.length {
+                let error = Error::LengthMismatch {
+                    role: role(),
+                    expected: self.info.file.length,
+                    found: self.count,
+                };
+                return Err(Self::invalid(error));
+            }
+            hasher.check(&role()).map_err(Self::invalid)?;
+            return Ok(0);
+        }
+        self.count = self.count.saturating_add(read as u64);
+        if self.count > self.info.file.length {
+            self.hasher = None;
+            return Err(Self::invalid(Error::TooLarge {
+                role: role(),
+                limit: self.info.file.length,
+            }));
+        }
+        hasher.update(buf.get(..read).unwrap_or_default());
+        Ok(read)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::Hashes;
+    use sha2::Digest;
+
+    fn info(content: &[u8]) -> TargetInfo {
+        let digest = hex::encode(sha2::Sha256::digest(content));
+        TargetInfo {
+            name: "fw.swu".into(),
+            file: TargetFile {
+                length: content.len() as u64,
+                hashes: Hashes(vec![("sha256".into(), digest)]),
+                custom: None,
+            },
+        }
+    }
+
+    fn read_all(reader: impl Read) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut reader = reader;
+        reader.read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn verifying_reader_passes_the_target_and_refuses_anything_else() {
+        let genuine = b"genuine bytes".to_vec();
+        let ok = VerifyingReader::new(&genuine[..], info(&genuine)).unwrap();
+        assert_eq!(read_all(ok).unwrap(), genuine);
+
+        let mut tampered = genuine.clone();
+        tampered[0] ^= 1;
+        let error =
+            read_all(VerifyingReader::new(&tampered[..], info(&genuine)).unwrap()).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("target fw.swu: sha256 hash mismatch"),
+            "{error}"
+        );
+
+        let longer = [genuine.clone(), b"more".to_vec()].concat();
+        let error =
+            read_all(VerifyingReader::new(&longer[..], info(&genuine)).unwrap()).unwrap_err();
+        assert!(error.to_string().contains("endless data"), "{error}");
+
+        let error =
+            read_all(VerifyingReader::new(&genuine[..4], info(&genuine)).unwrap()).unwrap_err();
+        assert!(error.to_string().contains("length 4 differs"), "{error}");
+    }
+}
