@@ -26,6 +26,7 @@ pub(crate) mod oid {
     pub const SHA256: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.1");
     pub const SHA384: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.2");
     pub const SHA512: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.3");
+    pub const COMMON_NAME: Oid = Oid::new_unwrap("2.5.4.3");
     pub const KEY_USAGE: Oid = Oid::new_unwrap("2.5.29.15");
     pub const BASIC_CONSTRAINTS: Oid = Oid::new_unwrap("2.5.29.19");
     pub const EXT_KEY_USAGE: Oid = Oid::new_unwrap("2.5.29.37");

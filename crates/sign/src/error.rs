@@ -55,6 +55,8 @@ pub enum VerifyError {
     },
     #[error("certificate {subject} is not a CA but is used to issue {child}")]
     NotCa { subject: String, child: String },
+    #[error("signer certificate {subject} does not have the required common name \"{expected}\"")]
+    SignerName { expected: String, subject: String },
     #[error("certificate chain too long (more than {0} certificates)")]
     ChainTooLong(usize),
 }

@@ -135,6 +135,7 @@ pub struct Verifier {
     trusted: Vec<CertEntry>,
     purpose: CertPurpose,
     now: Option<u64>,
+    signer_name: Option<String>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -150,6 +151,7 @@ impl std::fmt::Debug for Verifier {
             )
             .field("purpose", &self.purpose)
             .field("now", &self.now)
+            .field("signer_name", &self.signer_name)
             .finish()
     }
 }
@@ -173,6 +175,7 @@ impl Verifier {
             trusted,
             purpose: CertPurpose::default(),
             now: None,
+            signer_name: None,
         })
     }
 
@@ -185,6 +188,14 @@ impl Verifier {
     /// Check every certificate's validity period against `now` (unix seconds); `None` (default) skips it.
     pub fn at_time(mut self, now: Option<u64>) -> Self {
         self.now = now;
+        self
+    }
+
+    /// Require the signer certificate's commonName to be exactly `name`, like SWUpdate's
+    /// `--forced-signer-name`: every CN in the subject must equal it, and there must be at least one.
+    /// `None` (default) accepts any name.
+    pub fn with_signer_name(mut self, name: Option<String>) -> Self {
+        self.signer_name = name.filter(|n| !n.is_empty());
         self
     }
 
@@ -297,6 +308,20 @@ impl Verifier {
         };
         if !signed_digest {
             return Err(VerifyError::SignatureMismatch);
+        }
+
+        if let Some(expected) = &self.signer_name {
+            let names = common_names(&signer_cert.cert.tbs_certificate.subject);
+            if names.is_empty()
+                || names
+                    .iter()
+                    .any(|cn| cn.as_deref() != Some(expected.as_str()))
+            {
+                return Err(VerifyError::SignerName {
+                    expected: expected.clone(),
+                    subject: signer_cert.subject.clone(),
+                });
+            }
         }
 
         self.verify_chain(signer_cert, embedded)?;
@@ -491,6 +516,32 @@ fn check_critical_extensions(cert: &CertEntry) -> Result<(), VerifyError> {
         }
     }
     Ok(())
+}
+
+/// Every commonName in `name`, as text (`None` for a CN whose string type we do not decode).
+fn common_names(name: &x509_cert::name::Name) -> Vec<Option<String>> {
+    use der::asn1::{Ia5StringRef, PrintableStringRef, Utf8StringRef};
+    name.0
+        .iter()
+        .flat_map(|rdn| rdn.0.iter())
+        .filter(|atv| atv.oid == oid::COMMON_NAME)
+        .map(|atv| {
+            atv.value
+                .decode_as::<Utf8StringRef<'_>>()
+                .map(|s| s.as_str().to_string())
+                .or_else(|_| {
+                    atv.value
+                        .decode_as::<PrintableStringRef<'_>>()
+                        .map(|s| s.as_str().to_string())
+                })
+                .or_else(|_| {
+                    atv.value
+                        .decode_as::<Ia5StringRef<'_>>()
+                        .map(|s| s.as_str().to_string())
+                })
+                .ok()
+        })
+        .collect()
 }
 
 fn find_signer<'a>(sid: &SignerIdentifier, certs: &'a [CertEntry]) -> Option<&'a CertEntry> {

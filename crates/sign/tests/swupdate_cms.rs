@@ -219,3 +219,47 @@ fn swupdate_decrypts_our_encryption() {
         "wrong key accepted:\n{log}"
     );
 }
+
+#[test]
+fn forced_signer_name_matches_swupdate() {
+    let pki = Pki::new();
+    let desc = sw_description();
+    let id = pki.self_signed("release-signer", KeyKind::P256, EXT_SIGNER, 30);
+    let sig = Signer::from_pem(&id.cert_pem(), &id.key_pem())
+        .unwrap()
+        .sign_detached(&desc, None)
+        .unwrap();
+    let swu = make_swu(pki.dir.path(), "named", &desc, &sig);
+    for (name, expect_ok) in [
+        ("release-signer", true),
+        ("release", false),
+        ("other", false),
+    ] {
+        let (ok, log) = swupdate_check(
+            pki.dir.path(),
+            &swu,
+            &id.cert,
+            &["--forced-signer-name", name],
+        );
+        assert_eq!(
+            ok, expect_ok,
+            "swupdate --forced-signer-name {name}:\n{log}"
+        );
+        let ours = keel_sign::Verifier::from_pem(&id.cert_pem())
+            .unwrap()
+            .with_signer_name(Some(name.to_string()))
+            .verify_detached(&desc, &sig);
+        assert_eq!(
+            ours.is_ok(),
+            expect_ok,
+            "keel with_signer_name {name}: {ours:?}"
+        );
+        if let Err(e) = ours {
+            assert!(
+                e.to_string()
+                    .contains("does not have the required common name"),
+                "{e}"
+            );
+        }
+    }
+}
