@@ -104,6 +104,9 @@ pub struct Config {
     /// hawkBit DDI client settings for `keel-agent run`.
     #[serde(default)]
     pub ddi: Option<DdiConfig>,
+    /// TUF enforcement for DDI installs (docs/tuf.md).
+    #[serde(default)]
+    pub tuf: Option<crate::tuf::TufConfig>,
 }
 
 fn default_state_dir() -> PathBuf {

@@ -1,16 +1,466 @@
-//! hawkBit DDI client (`keel-agent run`).
+//! hawkBit DDI client (`keel-agent run`), against keel-server or Eclipse hawkBit.
+//!
+//! One cycle ([`cycle`]):
+//! 1. Reconcile the state file with this boot. A test boot of the new slot is confirmed
+//!    after the configured health check; the final result of the action that was open before
+//!    the reboot (success, rolled back, failed) is sent as `closed` feedback once, and marked
+//!    reported in the state file only after the server accepted it (200, or 410 = already
+//!    closed).
+//! 2. Poll `GET {url}/{tenant}/controller/v1/{id}`. A `cancelAction` is acknowledged when no
+//!    install of it is under way. A `deploymentBase` is fetched, its `.swu` artifact streamed
+//!    straight into [`Agent::install`] (resumable HTTP), with `proceeding` feedback carrying
+//!    progress; a failed install is reported `closed`/`failure` at once; a successful one
+//!    `proceeding` ("installed, rebooting") and then `reboot_command` runs.
+//! 3. Sleep for the server's `config.polling.sleep` (`HH:MM:SS`).
 
-use crate::agent::Agent;
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::agent::{run_health_check, Agent, AgentError};
+use crate::config::DdiConfig;
+use crate::install::InstallOptions;
+use crate::reconcile::Verdict;
+use crate::source::{http_agent, HttpReader, ResumePolicy, SourceError};
+use crate::state::Outcome;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DdiError {
     #[error("no [ddi] section in the configuration")]
     NotConfigured,
+    #[error("DDI {method} {url}: {message}")]
+    Http {
+        method: &'static str,
+        url: String,
+        message: String,
+    },
+    #[error("DDI response from {url}: {message}")]
+    Response { url: String, message: String },
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
 }
 
-pub fn run(agent: &mut Agent, _once: bool) -> Result<(), DdiError> {
-    if agent.config.ddi.is_none() {
-        return Err(DdiError::NotConfigured);
+/// A DDI session for one controller id.
+pub struct DdiClient {
+    http: ureq::Agent,
+    base: String,
+    auth: Option<String>,
+}
+
+/// What one cycle did (for logs and tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CycleEvent {
+    Confirmed(String),
+    Reported { action_id: String, outcome: Outcome },
+    Installed { action_id: String },
+    InstallFailed { action_id: String, message: String },
+    CancelAcknowledged(String),
+    HealthCheckFailed(String),
+    Idle,
+}
+
+fn parse_sleep(text: &str) -> Option<Duration> {
+    let mut parts = text.split(':').map(|p| p.parse::<u64>().ok());
+    let (h, m, s) = (parts.next()??, parts.next()??, parts.next()??);
+    Some(Duration::from_secs(h * 3600 + m * 60 + s))
+}
+
+impl DdiClient {
+    pub fn new(config: &DdiConfig) -> DdiClient {
+        let auth = match (&config.target_token, &config.gateway_token) {
+            (Some(t), _) => Some(format!("TargetToken {t}")),
+            (None, Some(g)) => Some(format!("GatewayToken {g}")),
+            (None, None) => None,
+        };
+        DdiClient {
+            http: http_agent(),
+            base: format!(
+                "{}/{}/controller/v1/{}",
+                config.url.trim_end_matches('/'),
+                config.tenant,
+                config.controller_id
+            ),
+            auth,
+        }
     }
-    Err(DdiError::NotConfigured)
+
+    fn headers(&self) -> Vec<(String, String)> {
+        self.auth
+            .iter()
+            .map(|a| ("Authorization".to_string(), a.clone()))
+            .collect()
+    }
+
+    fn get_json(&self, url: &str) -> Result<Value, DdiError> {
+        let mut request = self.http.get(url).header("Accept", "application/hal+json");
+        if let Some(auth) = &self.auth {
+            request = request.header("Authorization", auth);
+        }
+        let err = |message: String| DdiError::Http {
+            method: "GET",
+            url: url.to_string(),
+            message,
+        };
+        let mut response = request.call().map_err(|e| err(e.to_string()))?;
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(1024 * 1024)
+            .read_to_string()
+            .map_err(|e| err(e.to_string()))?;
+        serde_json::from_str(&body).map_err(|e| DdiError::Response {
+            url: url.to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// POST feedback; `Ok(true)` when accepted, `Ok(false)` when the action is already closed
+    /// (410): either way there is nothing left to send.
+    fn post_feedback(&self, url: &str, body: &Value) -> Result<bool, DdiError> {
+        let mut request = self
+            .http
+            .post(url)
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .header("Content-Type", "application/json");
+        if let Some(auth) = &self.auth {
+            request = request.header("Authorization", auth);
+        }
+        let response = request
+            .send(body.to_string().as_bytes())
+            .map_err(|e| DdiError::Http {
+                method: "POST",
+                url: url.to_string(),
+                message: e.to_string(),
+            })?;
+        match response.status().as_u16() {
+            200..=299 => Ok(true),
+            410 => Ok(false),
+            status => Err(DdiError::Http {
+                method: "POST",
+                url: url.to_string(),
+                message: format!("status {status}"),
+            }),
+        }
+    }
+
+    pub fn feedback(
+        &self,
+        action_id: &str,
+        execution: &str,
+        finished: &str,
+        progress: Option<(u64, u64)>,
+        details: &str,
+    ) -> Result<bool, DdiError> {
+        let mut result = json!({ "finished": finished });
+        if let Some((cnt, of)) = progress {
+            result["progress"] = json!({ "cnt": cnt, "of": of });
+        }
+        let body = json!({
+            "status": { "execution": execution, "result": result, "details": [details] }
+        });
+        self.post_feedback(
+            &format!("{}/deploymentBase/{action_id}/feedback", self.base),
+            &body,
+        )
+    }
+
+    fn cancel_feedback(&self, action_id: &str) -> Result<bool, DdiError> {
+        let body = json!({
+            "status": { "execution": "closed", "result": { "finished": "success" }, "details": ["canceled by keel-agent"] }
+        });
+        self.post_feedback(
+            &format!("{}/cancelAction/{action_id}/feedback", self.base),
+            &body,
+        )
+    }
+}
+
+/// Counts bytes pulled through it (for progress feedback).
+struct Counting<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Send the final result of the last transaction if it belongs to a server action and was
+/// not reported yet.
+fn report_result(agent: &mut Agent, client: &DdiClient) -> Result<Option<CycleEvent>, DdiError> {
+    let mut state = agent.load_state()?;
+    let Some(result) = state.last_result.clone() else {
+        return Ok(None);
+    };
+    let Some(action_id) = result.action_id.clone().filter(|_| !result.reported) else {
+        return Ok(None);
+    };
+    let finished = if result.outcome == Outcome::Success {
+        "success"
+    } else {
+        "failure"
+    };
+    let details = format!(
+        "keel-agent: {} (slot {}): {}",
+        result.outcome.as_str(),
+        result.target_slot,
+        result.message
+    );
+    client.feedback(&action_id, "closed", finished, None, &details)?;
+    if let Some(r) = state.last_result.as_mut() {
+        r.reported = true;
+    }
+    agent.store_state(&state)?;
+    Ok(Some(CycleEvent::Reported {
+        action_id,
+        outcome: result.outcome,
+    }))
+}
+
+/// One poll cycle; returns what happened and how long to sleep.
+pub fn cycle(
+    agent: &mut Agent,
+    client: &DdiClient,
+) -> Result<(Vec<CycleEvent>, Duration), DdiError> {
+    let mut events = Vec::new();
+    let (state, booted, _view, verdict) = agent.reconcile()?;
+    let pending_action = state.transaction.as_ref().and_then(|t| t.action_id.clone());
+    if verdict == Verdict::Testing {
+        let health = agent.config.health_check.clone();
+        match health.as_deref().map(run_health_check).unwrap_or(Ok(())) {
+            Ok(()) => {
+                agent.confirm(None)?;
+                events.push(CycleEvent::Confirmed(booted.to_string()));
+            }
+            Err(e) => {
+                // Leave the slot in TESTING: the next boot falls back and that is reported.
+                if let Some(id) = &pending_action {
+                    let _ = client.feedback(id, "proceeding", "none", None, &e.to_string());
+                }
+                events.push(CycleEvent::HealthCheckFailed(e.to_string()));
+                if let Some(reboot) = agent.config.reboot_command.clone() {
+                    let _ = run_health_check(&reboot);
+                }
+                return Ok((events, Duration::from_secs(agent.ddi_poll_secs())));
+            }
+        }
+    }
+    if let Some(event) = report_result(agent, client)? {
+        events.push(event);
+    }
+
+    let poll = client.get_json(&client.base)?;
+    let sleep = poll["config"]["polling"]["sleep"]
+        .as_str()
+        .and_then(parse_sleep)
+        .unwrap_or(Duration::from_secs(agent.ddi_poll_secs()));
+    let links = &poll["_links"];
+    if let Some(href) = links["cancelAction"]["href"].as_str() {
+        let cancel = client.get_json(href)?;
+        let stop_id = cancel["cancelAction"]["stopId"]
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| cancel["id"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        // An action already installed and awaiting its reboot cannot be taken back here.
+        if pending_action.as_deref() != Some(stop_id.as_str()) {
+            client.cancel_feedback(&stop_id)?;
+            events.push(CycleEvent::CancelAcknowledged(stop_id));
+        }
+        return Ok((events, sleep));
+    }
+    let Some(href) = links["deploymentBase"]["href"].as_str() else {
+        if events.is_empty() {
+            events.push(CycleEvent::Idle);
+        }
+        return Ok((events, sleep));
+    };
+    let deployment = client.get_json(href)?;
+    let action_id = match &deployment["id"] {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => {
+            return Err(DdiError::Response {
+                url: href.to_string(),
+                message: "deploymentBase without id".into(),
+            })
+        }
+    };
+    if pending_action.as_deref() == Some(action_id.as_str()) {
+        // Installed already; waiting for the reboot / test boot of this very action.
+        return Ok((events, sleep));
+    }
+    if deployment["deployment"]["update"].as_str() == Some("skip") {
+        return Ok((events, sleep));
+    }
+    let artifact = deployment["deployment"]["chunks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["artifacts"].as_array().into_iter().flatten())
+        .find(|a| a["filename"].as_str().is_some_and(|f| f.ends_with(".swu")))
+        .cloned();
+    let Some(artifact) = artifact else {
+        client.feedback(
+            &action_id,
+            "closed",
+            "failure",
+            None,
+            "no .swu artifact in the deployment",
+        )?;
+        events.push(CycleEvent::InstallFailed {
+            action_id,
+            message: "no .swu artifact".into(),
+        });
+        return Ok((events, sleep));
+    };
+    let url = artifact["_links"]["download-http"]["href"]
+        .as_str()
+        .or(artifact["_links"]["download"]["href"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let size = artifact["size"].as_u64().unwrap_or(0);
+    let filename = artifact["filename"]
+        .as_str()
+        .unwrap_or("bundle.swu")
+        .to_string();
+    client.feedback(
+        &action_id,
+        "proceeding",
+        "none",
+        Some((0, 100)),
+        &format!("downloading and installing {filename} ({size} bytes) into the inactive slot"),
+    )?;
+
+    let result = HttpReader::open(
+        client.http.clone(),
+        &url,
+        client.headers(),
+        ResumePolicy::default(),
+    )
+    .map_err(|e| e.to_string())
+    .and_then(|reader| {
+        let count = Arc::new(AtomicU64::new(0));
+        let counting = Counting {
+            inner: reader,
+            count: count.clone(),
+        };
+        let mut last_reported = 0u64;
+        let mut progress = |_: u64, _: u64| {
+            if size == 0 {
+                return;
+            }
+            let percent = count.load(Ordering::Relaxed).saturating_mul(100) / size;
+            if percent >= last_reported + 25 && percent < 100 {
+                last_reported = percent;
+                let _ = client.feedback(
+                    &action_id,
+                    "proceeding",
+                    "none",
+                    Some((percent, 100)),
+                    &format!("installing {filename}: {percent}%"),
+                );
+            }
+        };
+        agent
+            .install(
+                counting,
+                InstallOptions {
+                    action_id: Some(action_id.clone()),
+                    progress: Some(&mut progress),
+                    ..Default::default()
+                },
+            )
+            .map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(report) => {
+            client.feedback(
+                &action_id,
+                "proceeding",
+                "none",
+                Some((100, 100)),
+                &format!(
+                    "installed into slot {}; rebooting to test it (the result follows after the reboot)",
+                    report.target
+                ),
+            )?;
+            events.push(CycleEvent::Installed {
+                action_id: action_id.clone(),
+            });
+            if let Some(reboot) = agent.config.reboot_command.clone() {
+                let _ = run_health_check(&reboot);
+            }
+        }
+        Err(message) => {
+            // The agent already recorded the failure; report it now (and mark it reported).
+            let _ = report_result(agent, client);
+            let state = agent.load_state()?;
+            let reported = state
+                .last_result
+                .as_ref()
+                .is_some_and(|r| r.reported && r.action_id.as_deref() == Some(action_id.as_str()));
+            if !reported {
+                client.feedback(&action_id, "closed", "failure", None, &message)?;
+            }
+            events.push(CycleEvent::InstallFailed { action_id, message });
+        }
+    }
+    Ok((events, sleep))
+}
+
+impl Agent {
+    fn ddi_poll_secs(&self) -> u64 {
+        self.config.ddi.as_ref().map_or(300, |d| d.poll_secs)
+    }
+}
+
+/// `keel-agent run`: cycles until an error-free `once` cycle, or forever.
+pub fn run(agent: &mut Agent, once: bool) -> Result<(), DdiError> {
+    let config = agent.config.ddi.clone().ok_or(DdiError::NotConfigured)?;
+    let client = DdiClient::new(&config);
+    loop {
+        let sleep = match cycle(agent, &client) {
+            Ok((events, sleep)) => {
+                for event in events {
+                    eprintln!("keel-agent: {event:?}");
+                }
+                sleep
+            }
+            Err(e) if once => return Err(e),
+            Err(e) => {
+                eprintln!("keel-agent: {e}");
+                Duration::from_secs(config.poll_secs.min(60))
+            }
+        };
+        if once {
+            return Ok(());
+        }
+        std::thread::sleep(sleep);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_sleep;
+    use std::time::Duration;
+
+    #[test]
+    fn sleep_is_hh_mm_ss() {
+        assert_eq!(parse_sleep("00:05:00"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_sleep("01:00:07"), Some(Duration::from_secs(3607)));
+        assert_eq!(parse_sleep("5m"), None);
+        assert_eq!(parse_sleep("00:x:00"), None);
+    }
 }

@@ -653,6 +653,12 @@ impl Agent {
         if !missing.is_empty() {
             return Err(InstallError::Missing(missing.join(", ")));
         }
+        // Read the bundle to its very end (the cpio padding after the trailer): a verifying source
+        // (TUF, docs/tuf.md) checks length and hashes at end of stream, before anything is activated.
+        io::copy(swu.get_mut(), &mut io::sink()).map_err(|e| InstallError::Image {
+            name: "(end of bundle)".into(),
+            message: e.to_string(),
+        })?;
         if !pre_scripts_run {
             self.run_scripts(plan, true, booted, target)?;
         }

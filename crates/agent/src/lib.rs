@@ -16,6 +16,7 @@ pub mod io;
 pub mod reconcile;
 pub mod source;
 pub mod state;
+pub mod tuf;
 
 pub use agent::{Agent, AgentError, ConfirmOutcome, Status};
 pub use config::{Config, SlotId};
