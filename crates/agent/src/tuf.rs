@@ -152,3 +152,66 @@ pub fn check_target(
     }
     Ok(info)
 }
+
+/// For a DDI deployment and its chosen `.swu` artifact: `Ok(None)` without a `[tuf]` section; otherwise the
+/// artifact's TUF record (refreshed metadata; target `<chunk name>/<chunk version>/<filename>`, matching the
+/// announced size and sha256), or why the artifact is refused. Called before anything is downloaded.
+pub fn target_for_deployment(
+    agent: &crate::Agent,
+    http: &ureq::Agent,
+    headers: &[(String, String)],
+    controller_base: &str,
+    deployment: &serde_json::Value,
+    artifact: &serde_json::Value,
+) -> Result<Option<TargetInfo>, TufError> {
+    let Some(config) = &agent.config.tuf else {
+        return Ok(None);
+    };
+    let filename = artifact["filename"].as_str().unwrap_or_default();
+    let chunk = deployment["deployment"]["chunks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|chunk| {
+            chunk["artifacts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|a| a == artifact)
+        });
+    let (name, version) = chunk
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap_or_default(),
+                c["version"].as_str().unwrap_or_default(),
+            )
+        })
+        .unwrap_or_default();
+    let target = keel_tuf::artifact_target_name(name, version, filename);
+    let metadata_url = config
+        .metadata_url
+        .clone()
+        .unwrap_or_else(|| format!("{}/tuf/", controller_base.trim_end_matches('/')));
+    let fetcher = AgentFetcher::new(http.clone(), headers.to_vec());
+    check_target(
+        config,
+        &agent.config.state_dir,
+        &metadata_url,
+        fetcher,
+        &target,
+        artifact["size"].as_u64(),
+        artifact["hashes"]["sha256"].as_str(),
+    )
+    .map(Some)
+}
+
+/// The download stream, passed through a [`VerifyingReader`] when there is a TUF record.
+pub fn verified_stream<'a, R: Read + 'a>(
+    reader: R,
+    target: Option<TargetInfo>,
+) -> Result<Box<dyn Read + 'a>, TufError> {
+    match target {
+        Some(info) => Ok(Box::new(VerifyingReader::new(reader, info)?)),
+        None => Ok(Box::new(reader)),
+    }
+}

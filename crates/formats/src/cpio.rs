@@ -263,6 +263,11 @@ impl<R: Read> CpioReader<R> {
         self.inner
     }
 
+    /// The underlying reader, e.g. to read what follows the trailer.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
     fn read_exact_tracked(&mut self, buf: &mut [u8], what: &str) -> Result<(), CpioError> {
         let mut filled = 0;
         while filled < buf.len() {

@@ -174,6 +174,11 @@ impl<R: Read> SwuReader<R> {
     pub fn into_inner(self) -> R {
         self.cpio.into_inner()
     }
+
+    /// The underlying reader, e.g. to read the padding after the trailer.
+    pub fn get_mut(&mut self) -> &mut R {
+        self.cpio.get_mut()
+    }
 }
 
 /// Writer of a `.swu`: [`SwuWriter::write_description`] first, then [`SwuWriter::append_image`]

@@ -188,6 +188,7 @@ impl SimDevice {
                 b: slot_config(SlotId::B),
             },
             ddi: None,
+            tuf: None,
         };
         let mut device = SimDevice {
             storage,
