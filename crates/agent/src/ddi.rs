@@ -335,6 +335,23 @@ pub fn cycle(
         .as_str()
         .unwrap_or("bundle.swu")
         .to_string();
+    // TUF (docs/tuf.md): only a current TUF target with the announced length and hashes is installed.
+    let tuf_target = match crate::tuf::target_for_deployment(
+        agent,
+        &client.http,
+        &client.headers(),
+        &client.base,
+        &deployment,
+        &artifact,
+    ) {
+        Ok(target) => target,
+        Err(e) => {
+            let message = format!("refusing {filename}: {e}");
+            client.feedback(&action_id, "closed", "failure", None, &message)?;
+            events.push(CycleEvent::InstallFailed { action_id, message });
+            return Ok((events, sleep));
+        }
+    };
     client.feedback(
         &action_id,
         "proceeding",
@@ -350,6 +367,7 @@ pub fn cycle(
         ResumePolicy::default(),
     )
     .map_err(|e| e.to_string())
+    .and_then(|reader| crate::tuf::verified_stream(reader, tuf_target).map_err(|e| e.to_string()))
     .and_then(|reader| {
         let count = Arc::new(AtomicU64::new(0));
         let counting = Counting {
