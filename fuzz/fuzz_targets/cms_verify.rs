@@ -24,6 +24,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = verifier()
         .clone()
         .with_purpose(CertPurpose::Any)
+        .with_signer_name(Some("fuzz signer".into()))
         .at_time(Some(1_800_000_000))
         .verify_detached(b"", data);
 });
