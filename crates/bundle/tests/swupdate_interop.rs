@@ -17,8 +17,8 @@ fn swupdate(dir: &Path, bundle: &Path, cert: &Path, extra: &[&str]) -> Output {
     let tmp = dir.join("swupdate-tmp");
     std::fs::create_dir_all(&tmp).unwrap();
     let mut cmd = Command::new("swupdate");
-    // swupdate signals its whole process group when it ends; without a group of its own, one
-    // instance would kill the others running in parallel tests.
+    // Its own process group, so that a terminal signal meant for the test runner's group does
+    // not reach swupdate and its helper processes halfway through an install.
     cmd.process_group(0);
     cmd.env("TMPDIR", &tmp)
         .arg("-v")
