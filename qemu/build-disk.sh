@@ -8,6 +8,8 @@
 #   p5 rootB  ext4 rootfs version 1
 #   p6 data   ext4 /updates/*.swu (signed bundles), /scenario/queue, /keel (agent state)
 #
+# The kernel has virtio-net; with HTTP_BASE the second bundle comes from the host over HTTP.
+#
 # Bundles: update-1.swu installs rootfs version 2 (good), update-2.swu installs version 3, whose
 # init hangs without confirming (the watchdog must fire and EFI Boot Guard must roll back).
 #
@@ -15,6 +17,9 @@
 # env:   KEEL_AGENT_BIN  keel-agent binary for the guest (default target/agent/keel-agent)
 #        KEEL_BIN        keel CLI used for `keel bundle create` (default target/debug/keel)
 #        WATCHDOG_SEC    EFI Boot Guard watchdog timeout (default 30)
+#        HTTP_BASE       if set (e.g. http://10.0.2.2:8000), update-2.swu is not put on the data
+#                        partition but in OUT_DIR/http/, and the guest installs it from
+#                        $HTTP_BASE/update-2.swu (QEMU user networking: 10.0.2.2 is the host)
 #        BOOT_FORMAT     uki (default): per-slot unified kernel image linux.efi made by
 #                        bg_gen_unified_kernel (kernel + initramfs + the slot's command line),
 #                        named C:BOOTn:linux.efi; plain: vmlinuz + initrd.img, L:BOOTn:vmlinuz,
@@ -127,7 +132,7 @@ mkdir -p "$initramfs/bin"
 cp /bin/busybox "$initramfs/bin/busybox"
 ln -s busybox "$initramfs/bin/sh"
 cp "$here/guest/initramfs-init" "$initramfs/init"
-copy_modules "$initramfs/lib/modules" load-order virtio_pci virtio_blk crc32c_generic ext4 vfat nls_cp437 nls_ascii
+copy_modules "$initramfs/lib/modules" load-order virtio_pci virtio_blk virtio_net crc32c_generic ext4 vfat nls_cp437 nls_ascii
 (cd "$initramfs" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) | gzip -9 > "$work/initrd.img"
 
 # --- Signing key for the bundles (self-signed, as the SWUpdate docs do) --------------------------
@@ -223,8 +228,16 @@ make_bundle 2 3.0.0 "$work/rootfs-3.ext4"
 # --- Data partition ------------------------------------------------------------------------------
 data=$work/data
 mkdir -p "$data/updates" "$data/scenario" "$data/keel"
-cp "$work/update-1.swu" "$work/update-2.swu" "$data/updates/"
-printf 'update-1.swu\nupdate-2.swu\n' > "$data/scenario/queue"
+cp "$work/update-1.swu" "$data/updates/"
+if [ -n "${HTTP_BASE:-}" ]; then
+    rm -rf "$out/http"
+    mkdir -p "$out/http"
+    cp "$work/update-2.swu" "$out/http/"
+    printf 'update-1.swu\n%s/update-2.swu\n' "$HTTP_BASE" > "$data/scenario/queue"
+else
+    cp "$work/update-2.swu" "$data/updates/"
+    printf 'update-1.swu\nupdate-2.swu\n' > "$data/scenario/queue"
+fi
 
 # --- FAT partitions ------------------------------------------------------------------------------
 # make_fat IMAGE LABEL MiB

@@ -7,8 +7,9 @@
 #           kills QEMU while the slot is being written (power cut), then powers on again
 #   boot 1b slot A v1 (EBG skips the in-progress env): keel-agent reports the interrupted
 #           install, installs update-1.swu again, reboots
-#   boot 2  slot B v2 (EBG: INSTALLED -> TESTING): keel-agent confirms, installs update-2.swu
-#           (v3, broken) into slot A, reboots
+#   boot 2  slot B v2 (EBG: INSTALLED -> TESTING): keel-agent confirms, streams update-2.swu
+#           (v3, broken) from an HTTP server on the host (QEMU user networking) into slot A,
+#           reboots
 #   boot 3  slot A v3 (TESTING): hangs without confirming; EBG's watchdog resets the machine
 #   boot 4  EBG finds A still TESTING: marks it FAILED (revision 0) and boots slot B;
 #           keel-agent reports the rollback; the guest powers off
@@ -51,7 +52,10 @@ if [ "$build" = 1 ]; then
     say "building keel-agent (profile agent) and keel"
     (cd "$repo" && cargo build --quiet --profile agent -p keel-agent && cargo build --quiet -p keel-cli)
 fi
-bash "$here/build-disk.sh" "$out"
+# The second bundle is served by an HTTP server on the host (QEMU user networking: 10.0.2.2 in
+# the guest is 127.0.0.1 here); keel-agent streams it from there into the slot.
+http_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+HTTP_BASE=http://10.0.2.2:$http_port bash "$here/build-disk.sh" "$out"
 # shellcheck source=/dev/null
 . "$out/disk.env"
 built=$(date +%s)
@@ -66,7 +70,10 @@ qemu_cmd=(qemu-system-x86_64
     -drive if=pflash,format=raw,readonly=on,file="$ovmf_code"
     -drive if=pflash,format=raw,file="$out/OVMF_VARS.fd"
     -drive file="$out/disk.img",format=raw,if=virtio
-    -net none -serial stdio -pidfile "$out/qemu.pid")
+    -nic user,model=virtio-net-pci -serial stdio -pidfile "$out/qemu.pid")
+python3 -m http.server --bind 127.0.0.1 --directory "$out/http" "$http_port" > "$out/http.log" 2>&1 &
+http_pid=$!
+trap 'kill "$http_pid" 2>/dev/null' EXIT
 rm -f "$out/qemu.pid"
 # kill_qemu: pulls the plug on the QEMU this script started (pid from its -pidfile, checked).
 kill_qemu() {
@@ -131,8 +138,10 @@ read_envs final
 
 # --- Judge -------------------------------------------------------------------------------------
 failures=0
-fail() { say "FAIL: $*"; failures=$((failures + 1)); }
-pass() { say "ok:   $*"; }
+verdict=$out/verdict.txt
+: > "$verdict"
+fail() { say "FAIL: $*"; echo "FAIL: $*" >> "$verdict"; failures=$((failures + 1)); }
+pass() { say "ok:   $*"; echo "ok:   $*" >> "$verdict"; }
 
 [ "$power_cut" = 1 ] || fail "run 1: the guest never reported an install in progress, so no power cut was made"
 [ "$qemu_rc" = 0 ] || fail "run 2: qemu did not power off by itself (exit $qemu_rc; 124 = timeout)"
@@ -173,7 +182,7 @@ expect "boot 2: agent sees the test boot (TESTING)" '^KEEL-STATUS: \[boot\] usta
 expect "boot 2: keel-agent confirm succeeded" '^KEEL-TEST: confirm exited with 0$'
 expect "boot 2: state OK after confirm" '^KEEL-STATUS: \[confirmed\] ustate: +OK$'
 expect "boot 2: last result success" '^KEEL-STATUS: \[confirmed\] last result: +success'
-expect "boot 2: keel-agent install of update-2 succeeded" '^KEEL-TEST: install of update-2.swu exited with 0$'
+expect "boot 2: keel-agent install of update-2 from the host over HTTP succeeded" "^KEEL-TEST: install of http://10.0.2.2:$http_port/update-2.swu exited with 0\$"
 expect "boot 2: slot A boots next, INSTALLED" '^KEEL-STATUS: \[installed\] next boot: +A$'
 expect "boot 2: reboot" '^KEEL-TEST: rebooting into the new slot$'
 expect "boot 3: EFI Boot Guard starts slot A ($kernel_a)" "^Starting $kernel_a with watchdog set to $watchdog_sec seconds"
@@ -186,13 +195,18 @@ expect "boot 4: guest powers off" '^KEEL-TEST: powering off$'
 
 boots=$(grep -c '^KEEL-TEST: booted slot\|(broken image): hanging' "$plain" || true)
 [ "$boots" = 5 ] && pass "exactly 5 boots reached userspace" || fail "expected 5 boots to reach userspace, saw $boots"
+grep -q '"GET /update-2.swu HTTP/1.1" 200' "$out/http.log" \
+    && pass "the host's HTTP server served update-2.swu to the guest" \
+    || fail "the host's HTTP server log shows no successful GET of update-2.swu"
 panics=$(grep -c 'panicked at\|^Aborted' "$plain" || true)
 [ "$panics" = 0 ] && pass "no panic or abort in the guest" || fail "the guest log shows $panics panic/abort line(s)"
 confirms=$(grep -c '^KEEL-TEST: slot . is on its test boot' "$plain" || true)
 [ "$confirms" = 1 ] && pass "exactly one test boot was confirmed" || fail "expected 1 confirmation, saw $confirms"
 
 # Watchdog: the broken boot must end in a reset about watchdog_sec after EFI Boot Guard armed it.
-python3 "$here/watchdog_timing.py" "$log" "$watchdog_sec" >&2 || failures=$((failures + 1))
+python3 "$here/watchdog_timing.py" "$log" "$watchdog_sec" > "$out/watchdog.txt" || failures=$((failures + 1))
+cat "$out/watchdog.txt" >&2
+sed 's/^qemu-scenario: //' "$out/watchdog.txt" >> "$verdict"
 
 # --- The environment the run left on disk, read back with mtools + bg_printenv -------------------
 for n in 0 1; do
@@ -220,7 +234,9 @@ if [ "$record" = 1 ]; then
         cat "$out/final-BGENV0.txt"
         echo "# bg_printenv -r of BOOT1/BGENV.DAT after the run"
         cat "$out/final-BGENV1.txt"
-        echo "# verdict: $failures failure(s); disk build $((built - started))s, boot scenario $((finished - built))s"
+        echo "# checks"
+        cat "$verdict"
+        echo "# verdict: $failures failure(s); build (cargo + disk image) $((built - started))s, boots $((finished - built))s"
     } > "$repo/docs/qemu-last-run.log"
     say "recorded docs/qemu-last-run.log"
 fi
