@@ -321,7 +321,10 @@ impl<R: Read> DecryptReader<R> {
             self.buf.resize(CHUNK + BLOCK, 0);
             let n = match self.inner.read(&mut self.buf[start..]) {
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    self.buf.truncate(start);
+                    continue;
+                }
                 Err(e) => {
                     self.buf.truncate(start);
                     return Err(e);
@@ -448,6 +451,43 @@ mod tests {
                 assert_eq!(out, data, "len {len} read {read_size}");
             }
         }
+    }
+
+    /// A reader that returns `Interrupted` and short reads between the real data.
+    struct Flaky<'a> {
+        data: &'a [u8],
+        calls: usize,
+    }
+
+    impl Read for Flaky<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.calls += 1;
+            if self.calls % 3 == 0 {
+                return Err(io::Error::new(io::ErrorKind::Interrupted, "signal"));
+            }
+            let n = buf.len().min(self.data.len()).min(5);
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn reader_survives_interrupted_and_short_reads() {
+        let data: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+        let ct = encrypt(&data, 100);
+        let mut out = Vec::new();
+        DecryptReader::new(
+            Flaky {
+                data: &ct,
+                calls: 0,
+            },
+            &KEY,
+            &IV,
+        )
+        .read_to_end(&mut out)
+        .unwrap();
+        assert_eq!(out, data);
     }
 
     #[test]
