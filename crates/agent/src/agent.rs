@@ -175,6 +175,7 @@ impl Agent {
                 changed = true;
             }
             Verdict::RolledBack(message) => {
+                self.bootloader.mark_failed(booted, tx.target_slot)?;
                 state.finish(Outcome::RolledBack, message.clone());
                 changed = true;
             }

@@ -234,9 +234,10 @@ pub fn cycle(
     client: &DdiClient,
 ) -> Result<(Vec<CycleEvent>, Duration), DdiError> {
     let mut events = Vec::new();
-    let (state, booted, _view, verdict) = agent.reconcile()?;
+    let (state, booted, view, verdict) = agent.reconcile()?;
     let pending_action = state.transaction.as_ref().and_then(|t| t.action_id.clone());
-    if verdict == Verdict::Testing {
+    // A test boot of the new slot; with GRUB (RAUC's scheme) every boot is one.
+    if verdict == Verdict::Testing || view.ustate == crate::bootloader::UState::Testing {
         let health = agent.config.health_check.clone();
         match health.as_deref().map(run_health_check).unwrap_or(Ok(())) {
             Ok(()) => {

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use keel_agent::config::{BootloaderConfig, Config, Detect, SlotConfig, Slots};
 use keel_agent::{Agent, AgentError, SlotId};
 use keel_bootenv::ebg::{BgEnv, BgEnvSet, BootAction, EnvLocation, UState};
+use keel_bootenv::grub::GrubEnvFile;
 use keel_bootenv::storage::{SharedStorage, SimStorage, Storage};
 use keel_bootenv::uboot::{FwEnvConfig, UbootEnv, Vars};
 use keel_bootenv::BootEnv;
@@ -29,6 +30,9 @@ pub enum Loader {
     Ebg,
     /// U-Boot with a redundant environment and `bootlimit` boot counting.
     Uboot,
+    /// GRUB with a grubenv and RAUC's `contrib/grub.conf` logic (`ORDER`, `<slot>_OK`,
+    /// `<slot>_TRY`).
+    Grub,
 }
 
 pub const CMDLINE: &str = "/proc/cmdline";
@@ -37,6 +41,7 @@ pub const EBG_ENV: [&str; 2] = ["/boot/BOOT0/BGENV.DAT", "/boot/BOOT1/BGENV.DAT"
 pub const UBOOT_CONFIG: &str = "/etc/fw_env.config";
 pub const UBOOT_ENV: [&str; 2] = ["/boot/uboot.env", "/boot/uboot-redund.env"];
 pub const UBOOT_ENV_SIZE: usize = 0x4000;
+pub const GRUBENV: &str = "/boot/efi/EFI/BOOT/grubenv";
 pub const STATE_DIR: &str = "/var/lib/keel";
 
 /// What to build.
@@ -160,6 +165,22 @@ impl SimDevice {
                     bootlimit: 1,
                 }
             }
+            Loader::Grub => {
+                let mut env = GrubEnvFile::open(shared.clone(), GRUBENV)?;
+                for (k, v) in [
+                    ("ORDER", "A B"),
+                    ("A_OK", "1"),
+                    ("A_TRY", "0"),
+                    ("B_OK", "0"),
+                    ("B_TRY", "0"),
+                ] {
+                    env.set(k, v)?;
+                }
+                env.commit()?;
+                BootloaderConfig::Grub {
+                    grubenv: PathBuf::from(GRUBENV),
+                }
+            }
         };
         let slot_config = |slot: SlotId| SlotConfig {
             targets: spec
@@ -212,6 +233,7 @@ impl SimDevice {
         let (slot, action, cmdline) = match self.spec.loader {
             Loader::Ebg => self.boot_ebg()?,
             Loader::Uboot => self.boot_uboot()?,
+            Loader::Grub => self.boot_grub()?,
         };
         self.boots += 1;
         self.storage
@@ -298,6 +320,56 @@ impl SimDevice {
             other => return Err(SimError::NoBootableSlot(format!("keel_slot={other:?}"))),
         };
         Ok((slot, action, format!("console=ttyS0 keel.slot={slot}")))
+    }
+
+    /// RAUC's `contrib/grub.conf`: boot the first slot of ORDER with `_OK=1` and `_TRY=0`,
+    /// setting `_TRY=1` (save_env) first; if none, reset every `_TRY` to 0 (save_env) and
+    /// start over. A missing or unparsable grubenv leaves grub.cfg's default: slot A.
+    fn boot_grub(&mut self) -> Result<(SlotId, String, String), SimError> {
+        let mut env = match GrubEnvFile::open(self.storage.clone(), GRUBENV) {
+            Ok(env) => env,
+            Err(_) => {
+                return Ok((
+                    SlotId::A,
+                    "default (no grubenv)".into(),
+                    "keel.slot=A".into(),
+                ))
+            }
+        };
+        let order: Vec<SlotId> = env
+            .get("ORDER")
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(SlotId::parse)
+            .collect();
+        let flag = |env: &GrubEnvFile, s: SlotId, what: &str| {
+            env.get(&format!("{s}_{what}")).as_deref() == Some("1")
+        };
+        let mut action = "boot".to_string();
+        let mut chosen = order
+            .iter()
+            .copied()
+            .find(|&s| flag(&env, s, "OK") && !flag(&env, s, "TRY"));
+        if chosen.is_none() {
+            for s in [SlotId::A, SlotId::B] {
+                env.set(&format!("{s}_TRY"), "0")?;
+            }
+            env.commit()?;
+            action = "reset tries".into();
+            chosen = order.iter().copied().find(|&s| flag(&env, s, "OK"));
+        }
+        let slot =
+            chosen.ok_or_else(|| SimError::NoBootableSlot(format!("grubenv: {:?}", env.vars())))?;
+        env.set(&format!("{slot}_TRY"), "1")?;
+        env.commit()?;
+        Ok((slot, action, format!("console=ttyS0 keel.slot={slot}")))
+    }
+
+    /// A grubenv variable.
+    pub fn grub_var(&self, key: &str) -> Option<String> {
+        GrubEnvFile::open(self.storage.clone(), GRUBENV)
+            .ok()?
+            .get(key)
     }
 
     /// Current content of a slot target.

@@ -66,9 +66,13 @@ fn confirm_ok_cycle(loader: Loader, encrypted: bool) {
     assert_eq!(last.outcome, Outcome::Success);
     assert_eq!(last.version.as_deref(), Some("2.0"));
 
-    // Confirmed: B stays booted on every further boot.
+    // Confirmed: B stays booted on every further boot (GRUB, RAUC's scheme: confirmed on
+    // every boot, like `rauc status mark-good`).
     for _ in 0..3 {
         assert_eq!(device.boot().unwrap().slot, SlotId::B);
+        if loader == Loader::Grub {
+            device.agent().unwrap().confirm(None).unwrap();
+        }
     }
     // Confirm is idempotent.
     assert_eq!(
@@ -118,6 +122,7 @@ fn rollback_cycle(loader: Loader) {
 
     // Rolled back for good: A keeps booting; after acknowledging, a new install works.
     assert_eq!(device.boot().unwrap().slot, SlotId::A);
+    assert_eq!(device.boot().unwrap().slot, SlotId::A);
     device.agent().unwrap().confirm(None).unwrap();
     assert_eq!(device.agent().unwrap().status().unwrap().ustate, UState::Ok);
     let (bundle2, rootfs2, _) = fx.update("2.1", 20, false);
@@ -147,6 +152,16 @@ fn uboot_install_reboot_confirm_ok() {
 }
 
 #[test]
+fn grub_install_reboot_confirm_ok() {
+    confirm_ok_cycle(Loader::Grub, false);
+}
+
+#[test]
+fn grub_unconfirmed_boot_rolls_back() {
+    rollback_cycle(Loader::Grub);
+}
+
+#[test]
 fn ebg_unconfirmed_boot_rolls_back() {
     rollback_cycle(Loader::Ebg);
 }
@@ -160,7 +175,7 @@ fn uboot_unconfirmed_boot_rolls_back() {
 /// streaming, the target is never activated, and the result says why.
 #[test]
 fn tampered_image_is_never_activated() {
-    for loader in [Loader::Ebg, Loader::Uboot] {
+    for loader in [Loader::Ebg, Loader::Uboot, Loader::Grub] {
         let fx = Fixture::new();
         let mut device = fx.device(loader);
         let (mut bundle, rootfs, _) = fx.update("2.0", 10, false);

@@ -235,3 +235,10 @@ fn power_cut_at_every_point_uboot() {
     println!("U-Boot: {tried} power-cut points x modes tried, every boot found a complete slot");
     assert!(tried > 200, "{tried}");
 }
+
+#[test]
+fn power_cut_at_every_point_grub() {
+    let tried = scenarios(Loader::Grub);
+    println!("GRUB: {tried} power-cut points x modes tried, every boot found a complete slot");
+    assert!(tried > 200, "{tried}");
+}

@@ -1,7 +1,8 @@
 //! GRUB backend over `keel_bootenv::grub::GrubEnvFile`, with RAUC's variables so RAUC's
 //! `contrib/grub.conf` logic works unchanged: `ORDER="B A"`, `<slot>_OK`, `<slot>_TRY`. The
 //! loader boots the first slot of `ORDER` with `_OK=1` and `_TRY=0`, setting `_TRY=1` first;
-//! confirming resets `_TRY=0`. grubenv has no redundancy: writes are temp + fsync + rename.
+//! confirming (RAUC's mark-good, needed after every boot) resets `_TRY=0`, and after a fallback
+//! marks the failed slot bad. grubenv has no redundancy: writes are temp + fsync + rename.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -84,6 +85,10 @@ impl Bootloader for GrubBootloader {
 
     fn begin_install(&mut self, booted: SlotId, target: SlotId) -> Result<(), BootError> {
         let mut env = self.env()?;
+        // The running slot is the fallback: make sure the loader will take it (if it was not
+        // marked good this boot, RAUC's "reset all tries" path would retry the new slot).
+        env.set(&format!("{booted}_OK"), "1")?;
+        env.set(&format!("{booted}_TRY"), "0")?;
         env.set(&format!("{target}_OK"), "0")?;
         env.set(&format!("{target}_TRY"), "0")?;
         env.set("ORDER", &format!("{booted} {target}"))?;
@@ -110,9 +115,32 @@ impl Bootloader for GrubBootloader {
 
     fn confirm(&mut self, booted: SlotId) -> Result<(), BootError> {
         let mut env = self.env()?;
+        let mut changed = false;
+        // RAUC's mark-good: the loader sets `<slot>_TRY=1` on every boot.
         if !flag(&env, booted, "OK") || flag(&env, booted, "TRY") {
             env.set(&format!("{booted}_OK"), "1")?;
             env.set(&format!("{booted}_TRY"), "0")?;
+            changed = true;
+        }
+        // After a fallback, mark the slot that failed its trial bad (RAUC's mark-bad), so
+        // the loader's "no slot left, reset all tries" path cannot retry it.
+        let other = booted.other();
+        if order(&env).first() == Some(&other) && flag(&env, other, "TRY") {
+            env.set(&format!("{other}_OK"), "0")?;
+            env.set("ORDER", &format!("{booted} {other}"))?;
+            changed = true;
+        }
+        if changed {
+            env.commit()?;
+        }
+        Ok(())
+    }
+
+    fn mark_failed(&mut self, booted: SlotId, failed: SlotId) -> Result<(), BootError> {
+        let mut env = self.env()?;
+        if flag(&env, failed, "OK") || order(&env).first() != Some(&booted) {
+            env.set(&format!("{failed}_OK"), "0")?;
+            env.set("ORDER", &format!("{booted} {failed}"))?;
             env.commit()?;
         }
         Ok(())

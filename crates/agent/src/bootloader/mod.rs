@@ -96,6 +96,11 @@ pub trait Bootloader: Send {
     ) -> Result<(), BootError>;
     /// Mark the booted slot good. Idempotent.
     fn confirm(&mut self, booted: SlotId) -> Result<(), BootError>;
+    /// The agent saw that the loader fell back from `failed`: make sure it is never tried
+    /// again (GRUB/RAUC scheme: `_OK=0`; EBG and U-Boot already recorded it).
+    fn mark_failed(&mut self, _booted: SlotId, _failed: SlotId) -> Result<(), BootError> {
+        Ok(())
+    }
 }
 
 /// Build the backend the configuration names.
