@@ -44,7 +44,17 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 impl FileDevice {
+    /// A device with EFI Boot Guard (two BGENV.DAT copies written by keel-bootenv).
     pub fn new() -> FileDevice {
+        Self::with_bootloader(
+            "[bootloader]\ntype = \"ebg\"\nenv = [\"{d}/BOOT0/BGENV.DAT\", \"{d}/BOOT1/BGENV.DAT\"]\n",
+            |_| {},
+        )
+    }
+
+    /// A device whose `[bootloader]` section is `bootloader` (`{d}` = the device directory),
+    /// after `setup(dir)` created the environment files.
+    pub fn with_bootloader(bootloader: &str, setup: impl FnOnce(&Path)) -> FileDevice {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path();
         openssl(
@@ -88,15 +98,15 @@ impl FileDevice {
         }
         std::fs::write(p.join("cmdline"), "root=/dev/sda4 keel.slot=A\n").unwrap();
         std::fs::write(p.join("boot_id"), "boot-1\n").unwrap();
+        setup(p);
+        let bootloader = bootloader.replace("{d}", &p.display().to_string());
         let config = format!(
             r#"state_dir = "{d}/state"
 trusted_certs = "{d}/cert.pem"
 cmdline_path = "{d}/cmdline"
 boot_id_path = "{d}/boot_id"
 
-[bootloader]
-type = "ebg"
-env = ["{d}/BOOT0/BGENV.DAT", "{d}/BOOT1/BGENV.DAT"]
+{bootloader}
 
 [slots.A]
 targets = {{ rootfs = "{d}/rootfs-a.img" }}
