@@ -10,6 +10,8 @@ DEBIAN_PKGS=(
   casync xdelta3 bsdiff zstd
   # load benchmarks
   wrk
+  # agent RSS benchmark (bench/agent-stdin-rss.sh)
+  time bc file
   # build helpers for -sys crates
   pkg-config build-essential
   # qemu boot-chain test (qemu/run-scenario.sh): firmware, emulator, disk image tools
