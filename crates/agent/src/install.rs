@@ -29,6 +29,10 @@ use crate::config::SlotId;
 use crate::io::SlotWriter;
 use crate::state::{now, AgentState, Outcome, Phase, Transaction};
 
+/// sw-description image `type` of a keel static delta (`keel_delta`): the member is a delta
+/// against the same target of the booted slot; the result is written into the inactive slot.
+pub const DELTA_TYPE: &str = "keel-delta";
+
 /// Largest script accepted (scripts are held in memory until they run).
 pub const MAX_SCRIPT_SIZE: u64 = 1024 * 1024;
 
@@ -108,6 +112,8 @@ pub struct InstallReport {
 struct PlannedImage {
     entry: Entry,
     target: PathBuf,
+    /// For deltas: the same target of the booted slot.
+    seed: Option<PathBuf>,
     sha256: [u8; 32],
     done: bool,
 }
@@ -289,15 +295,15 @@ impl Agent {
         for entry in &software.images {
             let name = entry.filename.clone().unwrap_or_default();
             let kind = entry.kind.as_deref().unwrap_or("raw");
-            if !matches!(kind, "raw" | "rawfile") {
+            if !matches!(kind, "raw" | "rawfile" | DELTA_TYPE) {
                 return Err(InstallError::Plan(format!(
-                    "image {name}: handler type {kind:?} is not supported (raw, rawfile)"
+                    "image {name}: handler type {kind:?} is not supported (raw, rawfile, {DELTA_TYPE})"
                 )));
             }
             if let Some(c) = entry.compressed.as_deref() {
-                if !c.is_empty() && c != "false" {
+                if !matches!(c, "" | "false" | "zstd") {
                     return Err(InstallError::Plan(format!(
-                        "image {name}: compressed={c:?} is not supported"
+                        "image {name}: compressed={c:?} is not supported (zstd)"
                     )));
                 }
             }
@@ -318,9 +324,36 @@ impl Agent {
                     "image {name}: no sha256 (required for every image)"
                 ))
             })?;
+            let seed = if kind == DELTA_TYPE {
+                let target_name = self
+                    .config
+                    .slots
+                    .get(target)
+                    .targets
+                    .iter()
+                    .find(|(_, p)| **p == path)
+                    .map(|(n, _)| n.clone())
+                    .unwrap_or_default();
+                Some(
+                    self.config
+                        .slots
+                        .get(booted)
+                        .targets
+                        .get(&target_name)
+                        .cloned()
+                        .ok_or_else(|| {
+                            InstallError::Plan(format!(
+                                "image {name}: no seed target {target_name:?}"
+                            ))
+                        })?,
+                )
+            } else {
+                None
+            };
             images.push(PlannedImage {
                 entry: entry.clone(),
                 target: path,
+                seed,
                 sha256,
                 done: false,
             });
@@ -608,19 +641,41 @@ impl Agent {
                 } else {
                     &mut hashing
                 };
-                loop {
-                    let n = read_full(reader, &mut buf).map_err(|e| image_err(e.to_string()))?;
-                    if n == 0 {
-                        break;
-                    }
-                    let data = buf.get(..n).unwrap_or_default();
-                    slot.write_all(data).map_err(|source| InstallError::Write {
-                        path: image.target.display().to_string(),
-                        source,
-                    })?;
-                    progress_bytes += n as u64;
+                let mut decompressed;
+                let reader: &mut dyn Read = if image.entry.compressed.as_deref() == Some("zstd") {
+                    decompressed = zstd::stream::read::Decoder::new(reader)
+                        .map_err(|e| image_err(format!("zstd: {e}")))?;
+                    &mut decompressed
+                } else {
+                    reader
+                };
+                let write_err = |source: io::Error| InstallError::Write {
+                    path: image.target.display().to_string(),
+                    source,
+                };
+                if let Some(seed) = &image.seed {
+                    let mut seed = crate::io::SlotReader::new(self.storage.clone(), seed);
+                    let mut sink = crate::io::ChunkedSlot::new(&mut slot, chunk_size);
+                    keel_delta::apply(&mut seed, reader, &mut sink)
+                        .map_err(|e| image_err(format!("delta: {e}")))?;
+                    sink.finish().map_err(write_err)?;
+                    progress_bytes = progress_bytes.saturating_add(slot.written());
                     if let Some(progress) = options.progress.as_mut() {
                         progress(progress_bytes, total_bytes);
+                    }
+                } else {
+                    loop {
+                        let n =
+                            read_full(reader, &mut buf).map_err(|e| image_err(e.to_string()))?;
+                        if n == 0 {
+                            break;
+                        }
+                        let data = buf.get(..n).unwrap_or_default();
+                        slot.write_all(data).map_err(write_err)?;
+                        progress_bytes += n as u64;
+                        if let Some(progress) = options.progress.as_mut() {
+                            progress(progress_bytes, total_bytes);
+                        }
                     }
                 }
             }

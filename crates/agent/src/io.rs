@@ -110,3 +110,74 @@ pub fn temp_name(path: &Path) -> PathBuf {
     name.push(".tmp");
     parent_dir(path).join(name)
 }
+
+/// A [`SlotWriter`] as `io::Write` that hands the slot fixed-size writes (the last one may be
+/// shorter), whatever sizes the producer writes in. Call [`ChunkedSlot::finish`] at the end.
+pub struct ChunkedSlot<'a> {
+    slot: &'a mut SlotWriter,
+    buf: Vec<u8>,
+    chunk: usize,
+}
+
+impl<'a> ChunkedSlot<'a> {
+    pub fn new(slot: &'a mut SlotWriter, chunk: usize) -> ChunkedSlot<'a> {
+        ChunkedSlot {
+            slot,
+            buf: Vec::with_capacity(chunk),
+            chunk: chunk.max(1),
+        }
+    }
+
+    /// Write what is buffered.
+    pub fn finish(mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.slot.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+}
+
+impl Write for ChunkedSlot<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let room = self.chunk - self.buf.len();
+        let n = room.min(data.len());
+        self.buf
+            .extend_from_slice(data.get(..n).unwrap_or_default());
+        if self.buf.len() == self.chunk {
+            self.slot.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Reads a slot (the delta seed) through the storage layer.
+pub struct SlotReader {
+    storage: SharedStorage,
+    path: PathBuf,
+}
+
+impl SlotReader {
+    pub fn new(storage: SharedStorage, path: &Path) -> SlotReader {
+        SlotReader {
+            storage,
+            path: path.to_path_buf(),
+        }
+    }
+}
+
+impl keel_delta::SeedRead for SlotReader {
+    fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let data = self.storage.read_at(&self.path, offset, buf.len())?;
+        if data.len() != buf.len() {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+        }
+        buf.copy_from_slice(&data);
+        Ok(())
+    }
+}

@@ -176,6 +176,28 @@ impl Fixture {
         out
     }
 
+    /// A signed bundle from raw manifest text (entries written by the caller) and member files.
+    pub fn bundle_manifest(&self, manifest: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
+        let work = tempfile::tempdir_in(self.dir.path()).unwrap();
+        for (name, data) in files {
+            std::fs::write(work.path().join(name), data).unwrap();
+        }
+        let spec = keel_bundle::BundleSpec::from_manifest_str(manifest, work.path()).unwrap();
+        let signer = keel_sign::Signer::from_pem(
+            &std::fs::read(&self.cert).unwrap(),
+            &std::fs::read(&self.key).unwrap(),
+        )
+        .unwrap();
+        let options = keel_bundle::CreateOptions {
+            signer: Some(signer),
+            aes_key: None,
+            source_date_epoch: None,
+        };
+        let mut out = Vec::new();
+        keel_bundle::create(&spec, &options, &mut out).unwrap();
+        out
+    }
+
     /// The standard update: new rootfs and kernel for slot targets.
     pub fn update(&self, version: &str, seed: u64, encrypted: bool) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
         let rootfs = image(seed, ROOTFS_SIZE as usize - 4096);
