@@ -220,8 +220,13 @@ pub struct SuccinctRoles {
 }
 
 impl SuccinctRoles {
+    /// `bit_length` clamped to 1..=32 (parsing rejects anything else; this keeps hand-built values panic-free).
+    fn bits(&self) -> u32 {
+        self.bit_length.clamp(1, 32)
+    }
+
     fn suffix_len(&self) -> usize {
-        let bins: u64 = 1u64 << self.bit_length;
+        let bins: u64 = 1u64 << self.bits();
         format!("{:x}", bins - 1).len()
     }
 
@@ -229,8 +234,7 @@ impl SuccinctRoles {
     pub fn role_for_target(&self, target: &str) -> String {
         let digest = Sha256::digest(target.as_bytes());
         let first = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
-        let shift = 32 - self.bit_length;
-        let bin = if shift >= 32 { 0 } else { first >> shift };
+        let bin = first >> (32 - self.bits());
         format!(
             "{}-{:0width$x}",
             self.name_prefix,
@@ -254,7 +258,7 @@ impl SuccinctRoles {
         {
             return false;
         }
-        u64::from_str_radix(suffix, 16).is_ok_and(|bin| bin < (1u64 << self.bit_length))
+        u64::from_str_radix(suffix, 16).is_ok_and(|bin| bin < (1u64 << self.bits()))
     }
 }
 

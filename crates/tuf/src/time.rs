@@ -35,6 +35,8 @@ pub fn parse_expires(text: &str) -> Option<i64> {
 
 /// Formats seconds since the Unix epoch in TUF's `expires` format.
 pub fn format_expires(unix: i64) -> String {
+    // Clamp to years 0001..9999 so any i64 (e.g. a corrupt time floor) formats without overflow.
+    let unix = unix.clamp(-62_135_596_800, 253_402_300_799);
     let days = unix.div_euclid(86_400);
     let secs = unix.rem_euclid(86_400);
     let (year, month, day) = civil_from_days(days);
@@ -164,6 +166,8 @@ mod tests {
         assert_eq!(parse_expires("2030-01-01T00:00:00+00:00"), None);
         assert_eq!(parse_expires("2001-02-29T00:00:00Z"), None);
         assert_eq!(parse_expires("2001-1-01T00:00:00Z0"), None);
+        assert_eq!(format_expires(i64::MAX), "9999-12-31T23:59:59Z");
+        assert_eq!(format_expires(i64::MIN), "0001-01-01T00:00:00Z");
     }
 
     #[test]
