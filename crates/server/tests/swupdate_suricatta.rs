@@ -2,8 +2,9 @@
 //! and installs a signed .swu to a file target, then (restarted with `-c 2`, as after a reboot)
 //! reports the result of the action that was open before; the action ends finished on the server.
 //!
-//! The .swu is made the way SWUpdate documents it: `cpio -H crc` of sw-description, its CMS
-//! signature (`openssl cms -sign -binary -outform DER -nosmimecap`) and the image.
+//! Two bundles are used: one made by keel-bundle (`keel bundle create`'s library), and one made
+//! the way SWUpdate documents it (`cpio -H crc` of sw-description, its CMS signature from
+//! `openssl cms -sign -binary -outform DER -nosmimecap`, and the image) as a cross-check.
 
 mod common;
 
@@ -26,7 +27,50 @@ fn run(cmd: &mut Command) {
     );
 }
 
-/// Builds a signed .swu whose single raw image is written to `target`.
+fn make_signer(dir: &Path) {
+    run(Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/O=keel/CN=keel test signer",
+        ])
+        .args(["-keyout", "key.pem", "-out", "cert.pem"])
+        .current_dir(dir));
+}
+
+/// A signed keel bundle (keel-bundle) whose single raw image is written to `target`.
+fn make_keel_bundle(dir: &Path, image: &[u8], target: &Path) -> Vec<u8> {
+    let work = dir.join("bundle");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("image.bin"), image).unwrap();
+    let manifest = format!(
+        "[software]\nversion = \"2.0.0\"\ndescription = \"keel-server suricatta test\"\nhardware-compatibility = [\"1.0\"]\n\n\
+         [[software.images]]\nfilename = \"image.bin\"\ndevice = \"{}\"\ntype = \"raw\"\n",
+        target.display()
+    );
+    let spec = keel_bundle::BundleSpec::from_manifest_str(&manifest, &work).unwrap();
+    let signer = keel_sign::Signer::from_pem(
+        &std::fs::read(dir.join("cert.pem")).unwrap(),
+        &std::fs::read(dir.join("key.pem")).unwrap(),
+    )
+    .unwrap();
+    let options = keel_bundle::CreateOptions {
+        signer: Some(signer),
+        aes_key: None,
+        source_date_epoch: None,
+    };
+    let mut out = Vec::new();
+    keel_bundle::create(&spec, &options, &mut out).unwrap();
+    out
+}
+
+/// A signed .swu made with cpio and openssl whose single raw image is written to `target`.
 fn make_swu(dir: &Path, image: &[u8], target: &Path) -> Vec<u8> {
     std::fs::write(dir.join("image.bin"), image).unwrap();
     let sw_description = format!(
@@ -176,8 +220,7 @@ fn messages(action: &Value) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn real_swupdate_suricatta_installs_and_reports_after_reboot() {
+async fn install_with_real_swupdate(keel_bundle: bool) {
     let server = TestServer::start().await;
     let mgmt = server.mgmt();
     // Short path: swupdate puts its unix sockets in TMPDIR.
@@ -188,7 +231,12 @@ async fn real_swupdate_suricatta_installs_and_reports_after_reboot() {
     let target = dir.path().join("target.img");
     std::fs::write(&target, b"").unwrap();
     let image = random_bytes(256 * 1024, 42);
-    let swu = make_swu(dir.path(), &image, &target);
+    make_signer(dir.path());
+    let swu = if keel_bundle {
+        make_keel_bundle(dir.path(), &image, &target)
+    } else {
+        make_swu(dir.path(), &image, &target)
+    };
 
     let token = mgmt.device("sw1", &[]).await;
     let (set, _) = mgmt.release("gateway-os", "2.0.0", "update.swu", swu).await;
@@ -229,4 +277,14 @@ async fn real_swupdate_suricatta_installs_and_reports_after_reboot() {
     assert_eq!(device["updateStatus"], "in_sync");
     assert_eq!(device["installedDistributionSetId"], json!(set));
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_swupdate_suricatta_installs_a_keel_bundle_and_reports_after_reboot() {
+    install_with_real_swupdate(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_swupdate_suricatta_installs_a_cpio_openssl_swu() {
+    install_with_real_swupdate(false).await;
 }
