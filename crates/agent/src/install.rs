@@ -358,6 +358,16 @@ impl Agent {
                 done: false,
             });
         }
+        if images.is_empty() {
+            // Activating a slot nothing was written to would boot whatever it held before.
+            return Err(InstallError::Plan(format!(
+                "no images for slot {target}{}",
+                match &self.config.slots.get(target).selection {
+                    Some(sel) => format!(" in selection {sel}"),
+                    None => " (is a selection needed?)".to_string(),
+                }
+            )));
+        }
         let mut scripts = Vec::new();
         for entry in &software.scripts {
             let name = entry.filename.clone().unwrap_or_default();
