@@ -292,6 +292,13 @@ fn messages(server: &Server, id: &str, action: i64) -> String {
         .join("\n")
 }
 
+fn timestamp_version(server: &Server) -> u64 {
+    let bytes = std::fs::read(server.tuf_dir().join("metadata/timestamp.json")).unwrap();
+    serde_json::from_slice::<Value>(&bytes).unwrap()["signed"]["version"]
+        .as_u64()
+        .unwrap()
+}
+
 fn assign(server: &Server, id: &str, set: i64) -> i64 {
     server.post(
         &format!("/rest/v1/targets/{id}/assignedDS"),
@@ -337,9 +344,25 @@ fn rollout_installs_only_after_tuf_verification() {
         .expect("uploaded artifact is a TUF target");
     assert!(entry.length > ROOTFS / 2);
 
+    // Make every online role stale: published two days ago, the timestamp expired a day ago. Serving
+    // timestamp.json to the device re-signs it first (automatic re-signing before expiry).
+    let mut repository = repository;
+    let stale = keel_tuf::time::system_now() - 2 * DAY;
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("unrelated.bin"), b"unrelated").unwrap();
+    repository
+        .add_target_file("unrelated.bin", &work.path().join("unrelated.bin"))
+        .unwrap();
+    repository.publish(stale).unwrap();
+    let expired_version = timestamp_version(&server);
+
     let mut gw = device(&server, &pki, "gw1");
     let action = assign(&server, "gw1", set);
     let events = agent_cycle(&gw);
+    assert!(
+        timestamp_version(&server) > expired_version,
+        "the server re-signed the expired timestamp"
+    );
     assert!(
         events.contains(&CycleEvent::Installed {
             action_id: action.to_string()
