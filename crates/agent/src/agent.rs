@@ -79,6 +79,33 @@ impl Agent {
         Agent::new(config, FsStorage::shared(), true)
     }
 
+    /// Exclusive lock on `<state_dir>/lock` (flock) for the rest of an install or confirm, so
+    /// two agent processes (say `run` and a manual `install`) never interleave. Only on real
+    /// systems; the simulator runs one agent at a time.
+    pub fn lock(&self) -> Result<Option<std::fs::File>, AgentError> {
+        if !self.os_direct {
+            return Ok(None);
+        }
+        use std::os::fd::AsRawFd;
+        let _ = std::fs::create_dir_all(&self.config.state_dir);
+        let path = self.config.state_dir.join("lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| AgentError::Refused(format!("opening {}: {e}", path.display())))?;
+        // SAFETY: flock on a valid, owned file descriptor.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            return Err(AgentError::Refused(format!(
+                "another keel-agent holds {} (install or confirm in progress)",
+                path.display()
+            )));
+        }
+        Ok(Some(file))
+    }
+
     pub fn load_state(&self) -> Result<AgentState, AgentError> {
         Ok(AgentState::load(
             self.storage.as_ref(),
@@ -216,6 +243,7 @@ impl Agent {
     /// Mark the booted slot good after an optional health check. A failed health check
     /// leaves the slot in TESTING, so the bootloader falls back on the next boot.
     pub fn confirm(&mut self, health_check: Option<&str>) -> Result<ConfirmOutcome, AgentError> {
+        let _lock = self.lock()?;
         let (mut state, booted, view, verdict) = self.reconcile()?;
         if let Some(command) = health_check.or(self.config.health_check.as_deref()) {
             run_health_check(command)?;

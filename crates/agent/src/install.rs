@@ -488,6 +488,7 @@ impl Agent {
         source: impl Read,
         mut options: InstallOptions<'_>,
     ) -> Result<InstallReport, InstallError> {
+        let _lock = self.lock()?;
         let mut swu = SwuReader::new(source);
         let members = swu.read_description()?;
         let signature = members.signature.as_deref().ok_or(InstallError::Unsigned)?;

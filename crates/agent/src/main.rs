@@ -163,6 +163,11 @@ fn run() -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    // Like other Unix tools: `keel-agent status | head` ends quietly on a closed pipe.
+    // SAFETY: setting a signal disposition to the default before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

@@ -126,3 +126,20 @@ fn unsigned_and_tampered_bundles_fail() {
     assert_eq!(status["next_boot"], "A");
     assert!(device.reboot(2).contains("keel.slot=A"));
 }
+
+#[test]
+fn second_agent_is_refused_while_one_holds_the_lock() {
+    let device = FileDevice::new();
+    let config = keel_agent::Config::load(&device.config_path).unwrap();
+    let holder = keel_agent::Agent::open_os(config).unwrap();
+    let _lock = holder.lock().unwrap();
+    let out = install_stdin(&device, &device.bundle("2.0", &image(45, 10_000)));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another keel-agent"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // status still answers while an install holds the lock.
+    assert_eq!(device.status_json()["booted_slot"], "A");
+}

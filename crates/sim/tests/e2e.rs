@@ -323,3 +323,58 @@ fn bootenv_variables_are_applied() {
     assert_eq!(device.uboot_var("keel_slot").as_deref(), Some("B"));
     assert_eq!(device.uboot_var("upgrade_available").as_deref(), Some("1"));
 }
+
+/// Power lost in the middle of writing the images: after the reboot the old slot runs and
+/// `status` reports the interrupted install as failed; a retry then succeeds.
+#[test]
+fn interrupted_install_is_reported_failed_after_reboot() {
+    let fx = Fixture::new();
+    let mut device = fx.device(Loader::Ebg);
+    let (bundle, rootfs, _) = fx.update("2.0", 10, false);
+    let (result, cut) =
+        device.with_power_cut(15, keel_sim::CutMode::LoseUnsynced, |d| install(d, &bundle));
+    assert!(cut && result.is_err());
+    assert_eq!(device.boot().unwrap().slot, SlotId::A);
+    let status = device.agent().unwrap().status().unwrap();
+    assert_eq!(status.state, "idle");
+    let last = status.last_result.unwrap();
+    assert_eq!(last.outcome, Outcome::Failed);
+    assert!(last.message.contains("interrupted"), "{}", last.message);
+    install(&device, &bundle).unwrap();
+    assert_eq!(device.boot().unwrap().slot, SlotId::B);
+    assert!(starts_with(
+        &device.slot_contents(SlotId::B, "rootfs"),
+        &rootfs
+    ));
+}
+
+/// `hardware_revision` must be listed in the bundle's hardware-compatibility.
+#[test]
+fn hardware_compatibility_is_enforced_before_writing() {
+    let fx = Fixture::new();
+    let mut spec = fx.spec(Loader::Uboot);
+    spec.hardware_revision = Some("rev-b".into());
+    let device = keel_sim::SimDevice::new(spec).unwrap();
+    let data = image(12, 10_000);
+    let img = [Img {
+        name: "rootfs.img",
+        device: "rootfs",
+        data: &data,
+        encrypted: false,
+    }];
+    let other = fx.bundle_with("2.0", &img, "hardware-compatibility = [\"rev-a\"]", false);
+    let (result, ops) = device.count_ops(|| install(&device, &other));
+    assert!(
+        matches!(result, Err(InstallError::Incompatible(_))),
+        "{:?}",
+        result.err()
+    );
+    assert_eq!(ops, 0);
+    let ours = fx.bundle_with(
+        "2.0",
+        &img,
+        "hardware-compatibility = [\"rev-a\", \"rev-b\"]",
+        false,
+    );
+    install(&device, &ours).unwrap();
+}
