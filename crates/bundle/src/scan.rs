@@ -285,7 +285,9 @@ pub fn scan<R: Read>(input: R, options: &ScanOptions<'_>) -> Result<Report, Bund
         let mut sink: Box<dyn Write> = Box::new(io::sink());
         let mut decryptor: Option<DecryptWriter<File>> = None;
         if let Some(dir) = options.extract_to {
-            if !duplicate && check_member_name(&name).is_ok() {
+            if let Err(e) = check_member_name(&name) {
+                problems.push(format!("member {name:?} cannot be extracted: {e}"));
+            } else if !duplicate {
                 let part = dir.join(format!("{name}.part"));
                 let file = File::create(&part).map_err(|e| BundleError::io(&part, e))?;
                 match (encrypted, options.aes_key) {

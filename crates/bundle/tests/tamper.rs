@@ -180,3 +180,31 @@ fn missing_extra_and_unsigned_are_rejected() {
         "{err}"
     );
 }
+
+#[test]
+fn extract_never_writes_outside_the_directory() {
+    let f = fixture();
+    let mut r = keel_formats::swu::SwuReader::new(&f.bundle[..]);
+    let d = r.read_description().unwrap();
+    let mut w = SwuWriter::new(Vec::new(), 0);
+    w.write_description(&d.description, d.signature.as_deref())
+        .unwrap();
+    for name in ["rootfs.img", "boot.img"] {
+        let loc = locate(&f.bundle, name);
+        w.append_image_bytes(name, &f.bundle[loc.data..loc.data + loc.size])
+            .unwrap();
+    }
+    w.append_image_bytes("../escaped", b"owned").unwrap();
+    let t = w.finish().unwrap();
+    let base = tempfile::tempdir().unwrap();
+    let out = base.path().join("out");
+    let err = keel_bundle::extract(&t[..], &out, Some(&f.cert.verifier()), None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("\"../escaped\" cannot be extracted"), "{err}");
+    assert!(!base.path().join("escaped").exists());
+    assert!(
+        out.join("rootfs.img").exists(),
+        "verified members are still extracted"
+    );
+}
