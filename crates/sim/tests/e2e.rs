@@ -7,6 +7,7 @@ mod common;
 
 use common::{image, starts_with, Fixture, Img, ROOTFS_SIZE};
 use keel_agent::bootloader::UState;
+use keel_agent::config::Detect;
 use keel_agent::state::Outcome;
 use keel_agent::{ConfirmOutcome, InstallError, InstallOptions, SlotId};
 use keel_sim::Loader;
@@ -26,8 +27,14 @@ fn install(
 }
 
 fn confirm_ok_cycle(loader: Loader, encrypted: bool) {
+    confirm_ok_cycle_detect(loader, encrypted, Detect::Auto)
+}
+
+fn confirm_ok_cycle_detect(loader: Loader, encrypted: bool, detect: Detect) {
     let fx = Fixture::new();
-    let mut device = fx.device(loader);
+    let mut spec = fx.spec(loader);
+    spec.detect = detect;
+    let mut device = keel_sim::SimDevice::new(spec).unwrap();
     assert_eq!(device.history.last().unwrap().slot, SlotId::A);
     let (bundle, rootfs, kernel) = fx.update("2.0", 10, encrypted);
 
@@ -94,8 +101,14 @@ fn confirm_ok_cycle(loader: Loader, encrypted: bool) {
 }
 
 fn rollback_cycle(loader: Loader) {
+    rollback_cycle_detect(loader, Detect::Auto)
+}
+
+fn rollback_cycle_detect(loader: Loader, detect: Detect) {
     let fx = Fixture::new();
-    let mut device = fx.device(loader);
+    let mut spec = fx.spec(loader);
+    spec.detect = detect;
+    let mut device = keel_sim::SimDevice::new(spec).unwrap();
     let factory_rootfs = device.slot_contents(SlotId::A, "rootfs");
     let (bundle, _, _) = fx.update("2.0", 10, false);
     install(&device, &bundle).unwrap();
@@ -377,4 +390,13 @@ fn hardware_compatibility_is_enforced_before_writing() {
         false,
     );
     install(&device, &ours).unwrap();
+}
+
+/// The booted slot read from the bootloader environment alone (no kernel command line).
+#[test]
+fn booted_slot_from_the_environment() {
+    for loader in [Loader::Ebg, Loader::Uboot] {
+        confirm_ok_cycle_detect(loader, false, Detect::Bootenv);
+        rollback_cycle_detect(loader, Detect::Bootenv);
+    }
 }
