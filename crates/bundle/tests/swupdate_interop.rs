@@ -274,3 +274,44 @@ fn swupdate_installs_bundle_made_from_json_sw_description() {
         "preinst\npostinst\n"
     );
 }
+
+/// A leaf certificate issued by a CA signs the bundle; swupdate (`-k ca.pem`) and keel (`--ca`)
+/// both trust it through the CA alone.
+#[test]
+fn swupdate_and_keel_verify_through_a_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let chain = TestChain::new(d);
+    let image = pattern(9_999, 8);
+    std::fs::write(d.join("rootfs.img"), &image).unwrap();
+    let target = d.join("target.img");
+    std::fs::write(&target, b"").unwrap();
+    let manifest = format!(
+        "[software]\nversion = \"1\"\nhardware-compatibility = [\"1.0\"]\n[[software.images]]\nfilename = \"rootfs.img\"\ndevice = \"{}\"\ntype = \"raw\"\n",
+        target.display()
+    );
+    let bundle = build(
+        d,
+        &manifest,
+        &CreateOptions {
+            signer: Some(chain.leaf.signer()),
+            ..Default::default()
+        },
+    );
+    let ca_verifier = keel_sign::Verifier::from_pem(&std::fs::read(&chain.ca).unwrap()).unwrap();
+    let report = keel_bundle::verify(&bundle[..], &ca_verifier).unwrap();
+    assert_eq!(
+        report.signature.signer_subject.as_deref(),
+        Some("CN=release signer")
+    );
+
+    let path = d.join("update.swu");
+    std::fs::write(&path, &bundle).unwrap();
+    let out = swupdate(d, &path, &chain.ca, &[]);
+    assert!(
+        installed(&out),
+        "swupdate rejected the CA-signed keel bundle:\n{}",
+        log(&out)
+    );
+    assert_eq!(std::fs::read(&target).unwrap(), image);
+}

@@ -155,3 +155,75 @@ pub fn fix_checksum(bundle: &mut [u8], loc: &MemberLoc) {
     let text = format!("{sum:08X}");
     bundle[loc.header + 102..loc.header + 110].copy_from_slice(text.as_bytes());
 }
+
+/// A CA (EC P-256) and a leaf signer (RSA) it issued, made by openssl.
+pub struct TestChain {
+    pub ca: PathBuf,
+    pub leaf: TestCert,
+}
+
+impl TestChain {
+    pub fn new(dir: &Path) -> TestChain {
+        let ca = dir.join("ca.pem");
+        let ca_key = dir.join("ca.key");
+        run_ok(
+            Command::new("openssl")
+                .args([
+                    "req",
+                    "-x509",
+                    "-nodes",
+                    "-days",
+                    "3650",
+                    "-subj",
+                    "/CN=keel test CA",
+                ])
+                .args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
+                .args([
+                    "-addext",
+                    "basicConstraints=critical,CA:TRUE",
+                    "-addext",
+                    "keyUsage=critical,keyCertSign,cRLSign",
+                ])
+                .arg("-keyout")
+                .arg(&ca_key)
+                .arg("-out")
+                .arg(&ca),
+        );
+        let leaf = TestCert {
+            cert: dir.join("leaf.pem"),
+            key: dir.join("leaf.key"),
+        };
+        let csr = dir.join("leaf.csr");
+        run_ok(
+            Command::new("openssl")
+                .args([
+                    "req",
+                    "-nodes",
+                    "-newkey",
+                    "rsa:2048",
+                    "-subj",
+                    "/CN=release signer",
+                ])
+                .arg("-keyout")
+                .arg(&leaf.key)
+                .arg("-out")
+                .arg(&csr),
+        );
+        let ext = dir.join("leaf.ext");
+        std::fs::write(&ext, "keyUsage=critical,digitalSignature\nextendedKeyUsage=emailProtection\nbasicConstraints=CA:FALSE\n").unwrap();
+        run_ok(
+            Command::new("openssl")
+                .args(["x509", "-req", "-days", "365", "-set_serial", "7", "-in"])
+                .arg(&csr)
+                .arg("-CA")
+                .arg(&ca)
+                .arg("-CAkey")
+                .arg(&ca_key)
+                .arg("-extfile")
+                .arg(&ext)
+                .arg("-out")
+                .arg(&leaf.cert),
+        );
+        TestChain { ca, leaf }
+    }
+}
