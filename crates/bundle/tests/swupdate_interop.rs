@@ -315,3 +315,48 @@ fn swupdate_and_keel_verify_through_a_ca() {
     );
     assert_eq!(std::fs::read(&target).unwrap(), image);
 }
+
+/// CIP ships its rootfs gzip-compressed (`compressed = "zlib"`) and streams it
+/// (`installed-directly`): the sha256 covers the stored (compressed) bytes and swupdate writes the
+/// decompressed image.
+#[test]
+fn swupdate_installs_compressed_streamed_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cert = TestCert::new(d, "signer", KeyKind::EcP256);
+    let image: Vec<u8> = pattern(4096, 6).repeat(64);
+    std::fs::write(d.join("rootfs.img"), &image).unwrap();
+    run_ok(
+        Command::new("gzip")
+            .args(["-n", "-9", "-k", "rootfs.img"])
+            .current_dir(d),
+    );
+    let target = d.join("target.img");
+    std::fs::write(&target, b"").unwrap();
+    let manifest = format!(
+        "[software]\nversion = \"1\"\nhardware-compatibility = [\"1.0\"]\n[[software.images]]\n\
+         filename = \"rootfs.img.gz\"\ndevice = \"{}\"\ntype = \"raw\"\ncompressed = \"zlib\"\ninstalled-directly = true\n",
+        target.display()
+    );
+    let bundle = build(
+        d,
+        &manifest,
+        &CreateOptions {
+            signer: Some(cert.signer()),
+            ..Default::default()
+        },
+    );
+    let path = d.join("update.swu");
+    std::fs::write(&path, &bundle).unwrap();
+    let out = swupdate(d, &path, &cert.cert, &[]);
+    assert!(
+        installed(&out),
+        "swupdate rejected the compressed image:\n{}",
+        log(&out)
+    );
+    assert_eq!(
+        std::fs::read(&target).unwrap(),
+        image,
+        "target is not the decompressed image"
+    );
+}
