@@ -220,7 +220,7 @@ async fn management_roles_are_enforced() {
     let (set, module) = admin
         .release("fw", "1", "a.swu", random_bytes(100, 3))
         .await;
-    admin.device("dev1", &["line-1"]).await;
+    let device_token = admin.device("dev1", &["line-1"]).await;
     let viewer_token = admin
         .ok(
             Method::POST,
@@ -384,7 +384,7 @@ async fn management_roles_are_enforced() {
     // Tokens are stored hashed: the database file never contains a token in clear.
     let db = std::fs::read(server.dir.path().join("keel.db")).unwrap();
     let wal = std::fs::read(server.dir.path().join("keel.db-wal")).unwrap_or_default();
-    for secret in [&server.admin, &viewer_token, &operator_token] {
+    for secret in [&server.admin, &viewer_token, &operator_token, &device_token] {
         let needle = secret.as_bytes();
         assert!(
             !db.windows(needle.len()).any(|w| w == needle)
