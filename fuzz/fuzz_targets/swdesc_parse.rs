@@ -12,6 +12,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = description.select(&[&set, &mode]);
     }
     let _ = description.all_member_entries();
+    let _ = description.tree_member_entries();
     let text = description.to_libconfig();
     let again = SwDescription::parse(text.as_bytes()).expect("keel's own libconfig output must parse");
     assert_eq!(again.root(), description.root(), "libconfig round trip changed the tree");
