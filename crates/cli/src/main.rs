@@ -10,7 +10,11 @@ mod tuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "keel", version, about = "Fail-safe OTA updates: bundles, deltas, TUF and fleet management")]
+#[command(
+    name = "keel",
+    version,
+    about = "Fail-safe OTA updates: bundles, deltas, TUF and fleet management"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -33,6 +37,12 @@ enum Command {
 }
 
 fn main() {
+    // Like other Unix filters, end quietly when the reader of our output goes away
+    // (`keel ... | head`) instead of failing on a broken pipe.
+    // SAFETY: called first in main, before any thread exists; SIG_DFL is a valid disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Bundle(c) => bundle::run(c),
