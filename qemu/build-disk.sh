@@ -17,7 +17,11 @@
 # env:   KEEL_AGENT_BIN  keel-agent binary for the guest (default target/agent/keel-agent)
 #        KEEL_BIN        keel CLI used for `keel bundle create` (default target/debug/keel)
 #        WATCHDOG_SEC    EFI Boot Guard watchdog timeout (default 30)
-#        HTTP_BASE       if set (e.g. http://10.0.2.2:8000), update-2.swu is not put on the data
+#        DDI_URL, DDI_TOKEN  if set (e.g. http://10.0.2.2:8080 and a 32-character token), the
+#                        guest's agent.toml gets a [ddi] section (controller id qemu-gw, that
+#                        target token), update-2.swu goes to OUT_DIR/ddi/ for the host to upload
+#                        to keel-server, and the guest's second step is `keel-agent run --once`
+#        HTTP_BASE       if set (and DDI_URL is not) (e.g. http://10.0.2.2:8000), update-2.swu is not put on the data
 #                        partition but in OUT_DIR/http/, and the guest installs it from
 #                        $HTTP_BASE/update-2.swu (QEMU user networking: 10.0.2.2 is the host)
 #        BOOT_FORMAT     uki (default): per-slot unified kernel image linux.efi made by
@@ -144,6 +148,21 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
 # --- Root filesystems ----------------------------------------------------------------------------
 agent_libs=$(ldd "$agent_bin" 2>/dev/null | awk '/=>/ { print $3 } /^\t\/lib/ { print $1 }' | sort -u || true)
 
+# keel-server (hawkBit DDI) settings of the guest's agent, if the scenario uses it.
+ddi_top=""
+ddi_table=""
+if [ -n "${DDI_URL:-}" ]; then
+    ddi_top='# After a DDI install the agent runs this; the scenario step reboots once the cycle returned.
+reboot_command = "touch /run/keel-reboot-requested"'
+    ddi_table="
+[ddi]
+url = \"$DDI_URL\"
+tenant = \"default\"
+controller_id = \"qemu-gw\"
+target_token = \"${DDI_TOKEN:?DDI_TOKEN must be set with DDI_URL}\"
+poll_secs = 5"
+fi
+
 # make_rootfs VERSION good|bad IMAGE
 make_rootfs() {
     local version=$1 kind=$2 image=$3
@@ -176,6 +195,7 @@ make_rootfs() {
 state_dir = "/data/keel"
 trusted_certs = "/etc/keel/trusted.pem"
 detect = "cmdline"
+$ddi_top
 
 [bootloader]
 type = "ebg"
@@ -193,6 +213,7 @@ targets = { rootfs = "/dev/vda5" }
 cmdline_token = "keel.slot=B"
 kernelfile = "$kernel_b"
 kernelparams = "$params_b"
+$ddi_table
 EOF
     echo "$version" > "$dir/etc/keel-test-version"
     rm -f "$image"
@@ -229,7 +250,12 @@ make_bundle 2 3.0.0 "$work/rootfs-3.ext4"
 data=$work/data
 mkdir -p "$data/updates" "$data/scenario" "$data/keel"
 cp "$work/update-1.swu" "$data/updates/"
-if [ -n "${HTTP_BASE:-}" ]; then
+if [ -n "${DDI_URL:-}" ]; then
+    rm -rf "$out/ddi"
+    mkdir -p "$out/ddi"
+    cp "$work/update-2.swu" "$out/ddi/"
+    printf 'update-1.swu\nddi\n' > "$data/scenario/queue"
+elif [ -n "${HTTP_BASE:-}" ]; then
     rm -rf "$out/http"
     mkdir -p "$out/http"
     cp "$work/update-2.swu" "$out/http/"
@@ -305,6 +331,7 @@ place data "$work/data.ext4"
 {
     echo "boot0_offset=$((part_start[BOOT0] * 512))"
     echo "boot1_offset=$((part_start[BOOT1] * 512))"
+    echo "rootB_offset=$((part_start[rootB] * 512))"
     echo "kernel=$kernel_pkg"
     echo "watchdog_sec=$watchdog_sec"
     echo "boot_format=$boot_format"

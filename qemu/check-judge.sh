@@ -10,6 +10,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 out=${1:?usage: check-judge.sh OUT_DIR}
 report=$out/check-judge.txt
 : > "$report"
+# shellcheck source=/dev/null
+. "$out/run.env"
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 failures=0
@@ -20,6 +22,9 @@ copy_evidence() {
     mkdir -p "$dir"
     cp "$out/disk.env" "$out/run.env" "$out/serial.log" "$out/http.log" \
         "$out/final-BGENV0.txt" "$out/final-BGENV1.txt" "$dir/"
+    if [ "$second_update" = ddi ]; then
+        cp "$out/action.json" "$out/target.json" "$dir/"
+    fi
 }
 
 # case_ NAME EDIT...: copies the evidence, runs EDIT inside the copy, requires a rejection.
@@ -55,8 +60,15 @@ case_ "no power cut was made" \
     sed -i 's/^power_cut=.*/power_cut=0/' run.env
 case_ "the interrupted install was not reported" \
     sed -i '/last result: *failed (slot B.*interrupted/d' serial.log
-case_ "the second update did not come over HTTP" \
-    sh -c ': > http.log'
+if [ "$second_update" = ddi ]; then
+    case_ "keel-server recorded the action as finished (rollback not reported)" \
+        sed -i 's/"status": *"error"/"status":"finished"/' action.json
+    case_ "the agent never reported to keel-server after the rollback" \
+        sed -i '/KEEL-TEST: reporting to keel-server/d' serial.log
+else
+    case_ "the second update did not come over HTTP" \
+        sh -c ': > http.log'
+fi
 case_ "QEMU was stopped by the timeout" \
     sed -i 's/^qemu_rc=.*/qemu_rc=124/' run.env
 # The broken boot reset 20 s early (not the 30 s watchdog): shift every later time stamp.

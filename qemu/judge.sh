@@ -13,7 +13,7 @@ say() { echo "qemu-scenario: $*" >&2; }
 # shellcheck source=/dev/null
 . "$out/disk.env"   # kernel_a, kernel_b, watchdog_sec, ...
 # shellcheck source=/dev/null
-. "$out/run.env"    # power_cut, qemu_rc, http_port
+. "$out/run.env"    # power_cut, qemu_rc, http_port, second_update (ddi|http)
 log=$out/serial.log
 
 failures=0
@@ -61,7 +61,13 @@ expect "boot 2: agent sees the test boot (TESTING)" '^KEEL-STATUS: \[boot\] usta
 expect "boot 2: keel-agent confirm succeeded" '^KEEL-TEST: confirm exited with 0$'
 expect "boot 2: state OK after confirm" '^KEEL-STATUS: \[confirmed\] ustate: +OK$'
 expect "boot 2: last result success" '^KEEL-STATUS: \[confirmed\] last result: +success'
-expect "boot 2: keel-agent install of update-2 from the host over HTTP succeeded" "^KEEL-TEST: install of http://10.0.2.2:$http_port/update-2.swu exited with 0\$"
+if [ "$second_update" = ddi ]; then
+    expect "boot 2: keel-agent run --once polls keel-server" '^KEEL-TEST: polling keel-server'
+    expect "boot 2: ... and installs the deployment (action reported 'installed into slot A')" '^KEEL-AGENT: keel-agent: Installed'
+    expect "boot 2: keel-agent run --once exited 0" '^KEEL-TEST: keel-agent run --once exited with 0$'
+else
+    expect "boot 2: keel-agent install of update-2 from the host over HTTP succeeded" "^KEEL-TEST: install of http://10.0.2.2:$http_port/update-2.swu exited with 0\$"
+fi
 expect "boot 2: slot A boots next, INSTALLED" '^KEEL-STATUS: \[installed\] next boot: +A$'
 expect "boot 2: reboot" '^KEEL-TEST: rebooting into the new slot$'
 expect "boot 3: EFI Boot Guard starts slot A ($kernel_a)" "^Starting $kernel_a with watchdog set to $watchdog_sec seconds"
@@ -69,14 +75,39 @@ expect "boot 3: broken version 3 comes up and hangs" 'version 3 \(broken image\)
 expect "boot 4: EFI Boot Guard falls back to slot B ($kernel_b)" "^Starting $kernel_b with watchdog set to $watchdog_sec seconds"
 expect "boot 4: slot B version 2 is up again" '^KEEL-TEST: booted slot B version 2$'
 expect "boot 4: agent reports the rollback" '^KEEL-STATUS: \[boot\] last result: +rolled back'
+if [ "$second_update" = ddi ]; then
+    expect "boot 4: keel-agent run --once reports to keel-server" '^KEEL-TEST: reporting to keel-server'
+    expect "boot 4: ... the rolled-back action" '^KEEL-AGENT: keel-agent: Reported.*RolledBack'
+    expect "boot 4: keel-agent run --once exited 0" '^KEEL-TEST: keel-agent run --once exited with 0$'
+fi
 expect "boot 4: global state FAILED (rollback not yet acknowledged)" '^KEEL-STATUS: \[final\] ustate: +FAILED$'
 expect "boot 4: guest powers off" '^KEEL-TEST: powering off$'
 
 boots=$(grep -c '^KEEL-TEST: booted slot\|(broken image): hanging' "$plain" || true)
 [ "$boots" = 5 ] && pass "exactly 5 boots reached userspace" || fail "expected 5 boots to reach userspace, saw $boots"
-grep -q '"GET /update-2.swu HTTP/1.1" 200' "$out/http.log" \
-    && pass "the host's HTTP server served update-2.swu to the guest" \
-    || fail "the host's HTTP server log shows no successful GET of update-2.swu"
+if [ "$second_update" = ddi ]; then
+    # What the fleet operator sees: keel-server's record of the action and the device.
+    server_view=$(python3 - "$out/action.json" "$out/target.json" <<'EOF'
+import json, sys
+action = json.load(open(sys.argv[1]))
+target = json.load(open(sys.argv[2]))
+messages = [m for e in action.get("history", []) for m in e.get("messages", [])]
+ok = (action.get("status") == "error" and action.get("active") is False
+      and any("fell back" in m for m in messages) and target.get("updateStatus") == "error")
+print(("ok" if ok else "bad") + f" action {action.get('id')}: status={action.get('status')} "
+      f"active={action.get('active')} device updateStatus={target.get('updateStatus')}; "
+      f"last message: {messages[-1] if messages else None!r}")
+EOF
+)
+    case "$server_view" in
+        ok*) pass "keel-server: the action failed with the agent's rollback report; ${server_view#ok }" ;;
+        *) fail "keel-server should show the action closed with the rollback (error): ${server_view#bad }" ;;
+    esac
+else
+    grep -q '"GET /update-2.swu HTTP/1.1" 200' "$out/http.log" \
+        && pass "the host's HTTP server served update-2.swu to the guest" \
+        || fail "the host's HTTP server log shows no successful GET of update-2.swu"
+fi
 panics=$(grep -c 'panicked at\|^Aborted' "$plain" || true)
 [ "$panics" = 0 ] && pass "no panic or abort in the guest" || fail "the guest log shows $panics panic/abort line(s)"
 confirms=$(grep -c '^KEEL-TEST: slot . is on its test boot' "$plain" || true)
