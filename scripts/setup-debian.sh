@@ -15,7 +15,7 @@ DEBIAN_PKGS=(
   # build helpers for -sys crates
   pkg-config build-essential
   # qemu boot-chain test (qemu/run-scenario.sh): firmware, emulator, disk image tools
-  qemu-system-x86 ovmf mtools dosfstools fdisk e2fsprogs busybox-static kmod
+  qemu-system-x86 ovmf mtools dosfstools fdisk e2fsprogs busybox-static kmod curl
 )
 
 missing=()
