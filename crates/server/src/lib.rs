@@ -10,6 +10,7 @@
 
 pub mod artifacts;
 pub mod auth;
+pub mod dashboard;
 pub mod ddi;
 pub mod error;
 pub mod extract;
@@ -232,6 +233,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(ddi::routes())
         .merge(mgmt::routes())
         .merge(tuf::routes())
+        .merge(dashboard::router())
         .with_state(state)
 }
 

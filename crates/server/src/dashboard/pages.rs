@@ -1,0 +1,1123 @@
+//! The dashboard's pages and form handlers.
+
+use super::html::{self, ago, badge, esc, time, url_part};
+use super::{
+    api_failure, call_api, cookie, equal_secret, error_page, internal, session_cookie, Ctx,
+    FormFields, Sessions, LOGIN_COOKIE, SESSION_COOKIE, SESSION_IDLE,
+};
+use crate::auth;
+use crate::store::{now_ms, DeviceFilter, GroupCounts};
+use crate::AppState;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::{Extension, Json};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Arc;
+
+/// Devices per page of the fleet list.
+pub const PAGE_SIZE: i64 = 50;
+/// Actions shown on a device page (newest first).
+const DEVICE_ACTIONS: i64 = 20;
+/// Failed devices listed per rollout group.
+const FAILED_LISTED: i64 = 50;
+
+type AppState_ = State<Arc<AppState>>;
+
+fn render(ctx: &Ctx, title: &str, active: &str, body: &str) -> Response {
+    Html(html::page(title, active, Some(&ctx.viewer()), body)).into_response()
+}
+
+fn db<T>(result: Result<T, sqlx::Error>) -> Result<T, Response> {
+    result.map_err(|e| internal(e.to_string()))
+}
+
+fn csrf_field(ctx: &Ctx) -> String {
+    format!(
+        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+        esc(&ctx.csrf)
+    )
+}
+
+// ---------- login ----------
+
+fn login_page(nonce: &str, message: Option<&str>, status: StatusCode) -> Response {
+    let mut body = String::from("<section class=\"login\"><h1>Log in to keel</h1>");
+    if let Some(message) = message {
+        let _ = write!(body, "<p class=\"error\" id=\"error\">{}</p>", esc(message));
+    }
+    let _ = write!(
+        body,
+        "<form method=\"post\" action=\"/ui/login\" id=\"login-form\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{nonce}\">\
+         <label>Management API token <input type=\"password\" name=\"token\" id=\"token\" autocomplete=\"current-password\" required></label>\
+         <label>Tenant <input type=\"text\" name=\"tenant\" value=\"default\" required></label>\
+         <button type=\"submit\">Log in</button></form>\
+         <p class=\"hint\">Tokens are created with <code>POST /rest/v1/tokens</code> (role viewer, operator or admin); \
+         the first admin token is in <code>DATA_DIR/admin.token</code>.</p></section>",
+        nonce = esc(nonce)
+    );
+    let mut response = (status, Html(html::page("Log in", "", None, &body))).into_response();
+    // Login CSRF: the form's nonce must match this cookie, which other sites cannot set or send.
+    if let Ok(value) =
+        format!("{LOGIN_COOKIE}={nonce}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=3600").parse()
+    {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+pub async fn login_form() -> Response {
+    login_page(&auth::generate_token(), None, StatusCode::OK)
+}
+
+pub async fn login(
+    State(state): AppState_,
+    Extension(sessions): Extension<Arc<Sessions>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = FormFields::parse(&body);
+    let nonce = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
+    if !equal_secret(&nonce, form.get("csrf").unwrap_or("")) {
+        return login_page(
+            &auth::generate_token(),
+            Some("The login form expired; please try again."),
+            StatusCode::FORBIDDEN,
+        );
+    }
+    let token = form.text("token");
+    let tenant = form.text("tenant");
+    let retry = |message: &str| {
+        login_page(
+            &auth::generate_token(),
+            Some(message),
+            StatusCode::UNAUTHORIZED,
+        )
+    };
+    if token.is_empty() {
+        return retry("Enter a management API token.");
+    }
+    let identity = match state
+        .store
+        .api_token_identity(&auth::hash_token(&token))
+        .await
+    {
+        Ok(identity) => identity,
+        Err(e) => return internal(e.to_string()),
+    };
+    if identity.is_none() {
+        return retry("Unknown token.");
+    }
+    match state.store.tenant_by_name(&tenant).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return retry("No such tenant."),
+        Err(e) => return internal(e.to_string()),
+    }
+    let id = sessions.create(token, tenant);
+    let mut response = Redirect::to("/ui/fleet").into_response();
+    let headers = response.headers_mut();
+    if let Ok(value) = session_cookie(&id, SESSION_IDLE.as_secs()).parse() {
+        headers.append(header::SET_COOKIE, value);
+    }
+    if let Ok(value) =
+        format!("{LOGIN_COOKIE}=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0").parse()
+    {
+        headers.append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+pub async fn logout(
+    Extension(sessions): Extension<Arc<Sessions>>,
+    ctx: Ctx,
+    body: Bytes,
+) -> Response {
+    let form = FormFields::parse(&body);
+    if let Err(response) = ctx.check_csrf(form.get("csrf")) {
+        return response;
+    }
+    sessions.remove(&ctx.session_id);
+    let mut response = Redirect::to("/ui/login").into_response();
+    if let Ok(value) =
+        format!("{SESSION_COOKIE}=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0").parse()
+    {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+// ---------- fleet ----------
+
+fn query_fields(query: Option<String>) -> FormFields {
+    FormFields::parse(query.unwrap_or_default().as_bytes())
+}
+
+const STATES: [&str; 5] = ["pending", "error", "in_sync", "registered", "unknown"];
+
+pub async fn fleet(State(state): AppState_, ctx: Ctx, RawQuery(query): RawQuery) -> Response {
+    match fleet_page(&state, &ctx, query_fields(query)).await {
+        Ok(response) | Err(response) => response,
+    }
+}
+
+async fn fleet_page(state: &AppState, ctx: &Ctx, query: FormFields) -> Result<Response, Response> {
+    let now = now_ms();
+    let attribute_text = query.text("attr");
+    let filter = DeviceFilter {
+        search: query.text("q"),
+        tag: query.text("tag"),
+        attribute: attribute_text
+            .split_once('=')
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string())),
+        state: query
+            .text("state")
+            .chars()
+            .filter(|c| c.is_ascii_lowercase() || *c == '_')
+            .collect(),
+    };
+    let page: i64 = query
+        .text("page")
+        .parse::<i64>()
+        .unwrap_or(1)
+        .clamp(1, 1_000_000);
+    let counts = db(state.store.fleet_counts(ctx.tenant.id, now).await)?;
+    let (rows, total) = db(state
+        .store
+        .device_page(ctx.tenant.id, &filter, PAGE_SIZE, (page - 1) * PAGE_SIZE)
+        .await)?;
+
+    let mut body = String::with_capacity(16 * 1024);
+    body.push_str("<h1>Fleet</h1><section class=\"cards\">");
+    let _ = write!(
+        body,
+        "<div class=\"card\"><h2>Devices</h2><p class=\"big\" id=\"device-total\">{}</p>\
+         <p>seen in the last hour: {}<br>in the last day: {}<br>never seen: {}</p></div>",
+        counts.total, counts.seen_last_hour, counts.seen_last_day, counts.never_seen
+    );
+    body.push_str("<div class=\"card\"><h2>By state</h2><ul class=\"counts\" id=\"by-state\">");
+    for (name, n) in &counts.by_state {
+        let _ = write!(
+            body,
+            "<li><a href=\"/ui/fleet?state={}\">{}</a> <b>{n}</b></li>",
+            url_part(name),
+            badge(name)
+        );
+    }
+    body.push_str("</ul></div><div class=\"card\"><h2>By installed version</h2><ul class=\"counts\" id=\"by-version\">");
+    for (version, n) in counts.by_version.iter().take(12) {
+        let label = version.as_deref().unwrap_or("nothing installed by keel");
+        let _ = write!(body, "<li>{} <b>{n}</b></li>", esc(label));
+    }
+    if counts.by_version.len() > 12 {
+        let _ = write!(
+            body,
+            "<li>… {} more versions</li>",
+            counts.by_version.len() - 12
+        );
+    }
+    body.push_str("</ul></div></section>");
+
+    let _ = write!(
+        body,
+        "<form method=\"get\" action=\"/ui/fleet\" class=\"filters\" id=\"filters\">\
+         <input type=\"search\" name=\"q\" placeholder=\"controller id or name\" value=\"{}\">\
+         <input type=\"text\" name=\"tag\" placeholder=\"tag\" value=\"{}\">\
+         <input type=\"text\" name=\"attr\" placeholder=\"attribute=value\" value=\"{}\">\
+         <select name=\"state\"><option value=\"\">any state</option>",
+        esc(&filter.search),
+        esc(&filter.tag),
+        esc(&attribute_text)
+    );
+    for name in STATES {
+        let selected = if filter.state == name {
+            " selected"
+        } else {
+            ""
+        };
+        let _ = write!(body, "<option value=\"{name}\"{selected}>{name}</option>");
+    }
+    body.push_str("</select><button type=\"submit\">Filter</button></form>");
+
+    let first = if total == 0 {
+        0
+    } else {
+        (page - 1) * PAGE_SIZE + 1
+    };
+    let last = ((page - 1) * PAGE_SIZE + rows.len() as i64).max(first);
+    let _ = write!(
+        body,
+        "<p class=\"paging\" id=\"paging\">Devices {first}–{last} of {total}"
+    );
+    let link_for = |p: i64| {
+        let mut href = format!("/ui/fleet?page={p}");
+        for (key, value) in [
+            ("q", &filter.search),
+            ("tag", &filter.tag),
+            ("attr", &attribute_text),
+            ("state", &filter.state),
+        ] {
+            if !value.is_empty() {
+                let _ = write!(href, "&{key}={}", url_part(value));
+            }
+        }
+        href
+    };
+    if page > 1 {
+        let _ = write!(
+            body,
+            " · <a href=\"{}\" id=\"prev-page\">previous</a>",
+            esc(&link_for(page - 1))
+        );
+    }
+    if page * PAGE_SIZE < total {
+        let _ = write!(
+            body,
+            " · <a href=\"{}\" id=\"next-page\">next</a>",
+            esc(&link_for(page + 1))
+        );
+    }
+    body.push_str(
+        "</p><table class=\"list\" id=\"devices\"><thead><tr><th>Controller ID</th><th>Name</th>\
+                   <th>State</th><th>Installed</th><th>Last seen</th></tr></thead><tbody>",
+    );
+    for row in &rows {
+        let seen = match row.last_poll_at {
+            Some(at) => format!(
+                "<span title=\"{}\">{}</span>",
+                esc(&time(at)),
+                esc(&ago(at, now))
+            ),
+            None => "never".into(),
+        };
+        let _ = write!(
+            body,
+            "<tr><td><a href=\"/ui/devices/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{seen}</td></tr>",
+            url_part(&row.controller_id),
+            esc(&row.controller_id),
+            esc(&row.name),
+            badge(&row.state),
+            esc(row.installed.as_deref().unwrap_or("–")),
+        );
+    }
+    if rows.is_empty() {
+        body.push_str("<tr><td colspan=\"5\">No devices match.</td></tr>");
+    }
+    body.push_str("</tbody></table>");
+    Ok(render(ctx, "Fleet", "fleet", &body))
+}
+
+// ---------- device ----------
+
+pub async fn device(
+    State(state): AppState_,
+    ctx: Ctx,
+    Path(controller_id): Path<String>,
+) -> Response {
+    match device_page(&state, &ctx, &controller_id).await {
+        Ok(response) | Err(response) => response,
+    }
+}
+
+async fn set_label(state: &AppState, tenant_id: i64, ds_id: i64) -> Result<String, Response> {
+    Ok(
+        match db(state.store.distribution_set(tenant_id, ds_id).await)? {
+            Some(set) => format!("{} {}", set.name, set.version),
+            None => format!("set {ds_id}"),
+        },
+    )
+}
+
+async fn device_page(
+    state: &AppState,
+    ctx: &Ctx,
+    controller_id: &str,
+) -> Result<Response, Response> {
+    let now = now_ms();
+    let Some(target) = db(state.store.target(ctx.tenant.id, controller_id).await)? else {
+        return Err(error_page(
+            Some(ctx),
+            StatusCode::NOT_FOUND,
+            "No such device.",
+        ));
+    };
+    let tags = db(state.store.target_tags(target.id).await)?;
+    let attributes: BTreeMap<String, String> =
+        serde_json::from_str(&target.attributes).unwrap_or_default();
+    let actions = db(state
+        .store
+        .recent_target_actions(target.id, DEVICE_ACTIONS)
+        .await)?;
+    let installed = match target.installed_action_id {
+        Some(action_id) => match db(state.store.action(action_id).await)? {
+            Some(action) => Some(set_label(state, ctx.tenant.id, action.ds_id).await?),
+            None => None,
+        },
+        None => None,
+    };
+
+    let mut body = String::with_capacity(16 * 1024);
+    let _ = write!(
+        body,
+        "<p class=\"crumbs\"><a href=\"/ui/fleet\">Fleet</a> › device</p><h1 id=\"device-id\">{}</h1>\
+         <section class=\"cards\"><div class=\"card\"><h2>Device</h2><dl>\
+         <dt>Name</dt><dd>{}</dd><dt>Installed</dt><dd id=\"installed\">{}</dd>\
+         <dt>Last seen</dt><dd>{}</dd><dt>Address</dt><dd>{}</dd><dt>Tags</dt><dd>{}</dd>\
+         <dt>Registered</dt><dd>{}</dd></dl></div>",
+        esc(&target.controller_id),
+        esc(&target.name),
+        esc(installed.as_deref().unwrap_or("nothing installed by keel")),
+        match target.last_poll_at {
+            Some(at) => format!("{} ({})", esc(&time(at)), esc(&ago(at, now))),
+            None => "never".into(),
+        },
+        esc(target.address.as_deref().unwrap_or("–")),
+        if tags.is_empty() {
+            "–".to_string()
+        } else {
+            tags.iter()
+                .map(|t| format!("<a class=\"tag\" href=\"/ui/fleet?tag={}\">{}</a>", url_part(t), esc(t)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        },
+        esc(&time(target.created_at)),
+    );
+    // Slots, from attributes named `slot.<slot>.<field>` (see docs/dashboard.md).
+    let mut slots: BTreeMap<&str, BTreeMap<&str, &str>> = BTreeMap::new();
+    for (key, value) in &attributes {
+        if let Some(rest) = key.strip_prefix("slot.") {
+            if let Some((slot, field)) = rest.split_once('.') {
+                slots.entry(slot).or_default().insert(field, value);
+            }
+        }
+    }
+    body.push_str("<div class=\"card\"><h2>Slots</h2>");
+    if slots.is_empty() {
+        body.push_str("<p>The device reports no <code>slot.*</code> attributes.</p>");
+    } else {
+        body.push_str("<table class=\"list\" id=\"slots\"><thead><tr><th>Slot</th><th>Details</th></tr></thead><tbody>");
+        for (slot, fields) in &slots {
+            let details: Vec<String> = fields
+                .iter()
+                .map(|(k, v)| format!("{}: <b>{}</b>", esc(k), esc(v)))
+                .collect();
+            let _ = write!(
+                body,
+                "<tr><td>{}</td><td>{}</td></tr>",
+                esc(slot),
+                details.join("<br>")
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
+    body.push_str("</div><div class=\"card\"><h2>Attributes</h2>");
+    if attributes.is_empty() {
+        body.push_str("<p>None reported.</p>");
+    } else {
+        body.push_str("<table class=\"list\" id=\"attributes\"><tbody>");
+        for (key, value) in &attributes {
+            let _ = write!(
+                body,
+                "<tr><td><a href=\"/ui/fleet?attr={}\">{}</a></td><td>{}</td></tr>",
+                url_part(&format!("{key}={value}")),
+                esc(key),
+                esc(value)
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
+    body.push_str("</div></section><h2>Action history</h2>");
+    if actions.is_empty() {
+        body.push_str("<p>No actions yet.</p>");
+    }
+    for action in &actions {
+        let label = set_label(state, ctx.tenant.id, action.ds_id).await?;
+        let rollout = match action.rollout_id {
+            Some(id) => format!(" · <a href=\"/ui/rollouts/{id}\">rollout {id}</a>"),
+            None => String::new(),
+        };
+        let _ = write!(
+            body,
+            "<section class=\"action status-{cls}\" id=\"action-{id}\"><h3>Action {id}: {label} {status}</h3>\
+             <p class=\"meta\">{kind}{open} · created {created}{rollout}</p>\
+             <table class=\"list history\"><thead><tr><th>Time</th><th>Status</th><th>Progress</th><th>Code</th><th>Messages</th></tr></thead><tbody>",
+            cls = esc(&action.status),
+            id = action.id,
+            label = esc(&label),
+            status = badge(&action.status),
+            kind = esc(&action.action_type),
+            open = if action.active != 0 { " · open" } else { "" },
+            created = esc(&time(action.created_at)),
+        );
+        for entry in db(state.store.action_history(action.id).await)? {
+            let messages: Vec<String> = serde_json::from_str(&entry.messages).unwrap_or_default();
+            let progress = match (entry.progress_cnt, entry.progress_of) {
+                (Some(cnt), Some(of)) if of > 0 => format!(
+                    "<progress value=\"{}\" max=\"{of}\"></progress> {cnt}/{of}",
+                    cnt.clamp(0, of)
+                ),
+                _ => String::new(),
+            };
+            let _ = write!(
+                body,
+                "<tr><td>{}</td><td>{}</td><td>{progress}</td><td>{}</td><td class=\"messages\">{}</td></tr>",
+                esc(&time(entry.reported_at)),
+                badge(&entry.status),
+                entry.code.map(|c| c.to_string()).unwrap_or_default(),
+                messages.iter().map(|m| esc(m)).collect::<Vec<_>>().join("<br>"),
+            );
+        }
+        body.push_str("</tbody></table></section>");
+    }
+    Ok(render(ctx, &target.controller_id, "fleet", &body))
+}
+
+// ---------- software modules, artifacts, distribution sets ----------
+
+pub async fn software(State(state): AppState_, ctx: Ctx) -> Response {
+    match software_page(&state, &ctx).await {
+        Ok(response) | Err(response) => response,
+    }
+}
+
+fn human_size(size: i64) -> String {
+    let size = size as f64;
+    if size >= 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.1} GiB", size / (1024.0 * 1024.0 * 1024.0))
+    } else if size >= 1024.0 * 1024.0 {
+        format!("{:.1} MiB", size / (1024.0 * 1024.0))
+    } else if size >= 1024.0 {
+        format!("{:.1} KiB", size / 1024.0)
+    } else {
+        format!("{size} B")
+    }
+}
+
+async fn software_page(state: &AppState, ctx: &Ctx) -> Result<Response, Response> {
+    let modules = db(state.store.modules(ctx.tenant.id).await)?;
+    let sets = db(state.store.distribution_sets(ctx.tenant.id).await)?;
+    let mut body = String::with_capacity(16 * 1024);
+    body.push_str("<h1>Artifacts and distribution sets</h1><h2>Software modules</h2>\
+                   <table class=\"list\" id=\"modules\"><thead><tr><th>ID</th><th>Type</th><th>Name</th><th>Version</th><th>Artifacts</th></tr></thead><tbody>");
+    for module in &modules {
+        let artifacts = db(state.store.artifacts(module.id).await)?;
+        let list: Vec<String> = artifacts
+            .iter()
+            .map(|a| {
+                format!(
+                    "<span class=\"artifact\" title=\"sha256 {}\">{}</span> ({})",
+                    esc(&a.sha256),
+                    esc(&a.filename),
+                    human_size(a.size)
+                )
+            })
+            .collect();
+        let _ = write!(
+            body,
+            "<tr data-module-id=\"{id}\"><td>{id}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&module.module_type),
+            esc(&module.name),
+            esc(&module.version),
+            if list.is_empty() { "none".to_string() } else { list.join("<br>") },
+            id = module.id,
+        );
+    }
+    if modules.is_empty() {
+        body.push_str("<tr><td colspan=\"5\">No software modules yet.</td></tr>");
+    }
+    body.push_str("</tbody></table>");
+    if ctx.can_operate() {
+        let _ = write!(
+            body,
+            "<section class=\"forms\"><form method=\"post\" action=\"/ui/software/modules\" id=\"module-form\" class=\"box\">\
+             <h3>New software module</h3>{csrf}\
+             <label>Name <input name=\"name\" required maxlength=\"128\"></label>\
+             <label>Version <input name=\"version\" required maxlength=\"128\"></label>\
+             <label>Type <input name=\"type\" value=\"os\" required maxlength=\"128\"></label>\
+             <button type=\"submit\">Create module</button></form>\
+             <form id=\"upload-form\" class=\"box\"><h3>Upload an artifact</h3>{csrf}\
+             <label>Module <select name=\"module\" id=\"upload-module\" required>",
+            csrf = csrf_field(ctx)
+        );
+        for module in modules.iter().rev() {
+            let _ = write!(
+                body,
+                "<option value=\"{}\">{} {} ({})</option>",
+                module.id,
+                esc(&module.name),
+                esc(&module.version),
+                esc(&module.module_type)
+            );
+        }
+        body.push_str("</select></label><label>File <input type=\"file\" name=\"file\" id=\"upload-file\" required></label>\
+                       <button type=\"submit\">Upload</button>\
+                       <progress id=\"upload-progress\" value=\"0\" max=\"100\" hidden></progress>\
+                       <p id=\"upload-status\" class=\"status\" aria-live=\"polite\"></p></form></section>");
+    }
+    body.push_str("<h2>Distribution sets</h2><table class=\"list\" id=\"sets\"><thead><tr><th>ID</th><th>Name</th><th>Version</th><th>Modules</th></tr></thead><tbody>");
+    for set in &sets {
+        let members = db(state.store.set_modules(set.id).await)?;
+        let names: Vec<String> = members
+            .iter()
+            .map(|m| format!("{} {}", esc(&m.name), esc(&m.version)))
+            .collect();
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            set.id,
+            esc(&set.name),
+            esc(&set.version),
+            names.join(", ")
+        );
+    }
+    if sets.is_empty() {
+        body.push_str("<tr><td colspan=\"4\">No distribution sets yet.</td></tr>");
+    }
+    body.push_str("</tbody></table>");
+    if ctx.can_operate() && !modules.is_empty() {
+        let _ = write!(
+            body,
+            "<form method=\"post\" action=\"/ui/software/sets\" id=\"set-form\" class=\"box\"><h3>New distribution set</h3>{}\
+             <label>Name <input name=\"name\" required maxlength=\"128\"></label>\
+             <label>Version <input name=\"version\" required maxlength=\"128\"></label><fieldset><legend>Modules</legend>",
+            csrf_field(ctx)
+        );
+        for module in modules.iter().rev() {
+            let _ = write!(
+                body,
+                "<label class=\"check\"><input type=\"checkbox\" name=\"module\" value=\"{}\"> {} {} ({})</label>",
+                module.id,
+                esc(&module.name),
+                esc(&module.version),
+                esc(&module.module_type)
+            );
+        }
+        body.push_str("</fieldset><button type=\"submit\">Create set</button></form>");
+    }
+    Ok(render(ctx, "Artifacts", "software", &body))
+}
+
+pub async fn create_module(State(state): AppState_, ctx: Ctx, body: Bytes) -> Response {
+    let form = FormFields::parse(&body);
+    if let Err(response) = ctx.check_csrf(form.get("csrf")) {
+        return response;
+    }
+    let request = json!({ "name": form.text("name"), "version": form.text("version"), "type": form.text("type") });
+    post_json(&state, &ctx, "/rest/v1/softwaremodules", request, |_| {
+        "/ui/software".into()
+    })
+    .await
+}
+
+pub async fn create_set(State(state): AppState_, ctx: Ctx, body: Bytes) -> Response {
+    let form = FormFields::parse(&body);
+    if let Err(response) = ctx.check_csrf(form.get("csrf")) {
+        return response;
+    }
+    let modules: Vec<i64> = form
+        .all("module")
+        .iter()
+        .filter_map(|m| m.parse().ok())
+        .collect();
+    let request =
+        json!({ "name": form.text("name"), "version": form.text("version"), "modules": modules });
+    post_json(&state, &ctx, "/rest/v1/distributionsets", request, |_| {
+        "/ui/software".into()
+    })
+    .await
+}
+
+/// POSTs JSON to the management API; on success redirects to `next(reply body)`.
+async fn post_json(
+    state: &Arc<AppState>,
+    ctx: &Ctx,
+    path: &str,
+    request: Value,
+    next: impl FnOnce(&Value) -> String,
+) -> Response {
+    let reply = match call_api(
+        state,
+        ctx,
+        Method::POST,
+        path,
+        Some("application/json"),
+        Body::from(request.to_string()),
+    )
+    .await
+    {
+        Ok(reply) => reply,
+        Err(response) => return response,
+    };
+    if !reply.status.is_success() {
+        return api_failure(ctx, &reply);
+    }
+    Redirect::to(&next(&reply.body)).into_response()
+}
+
+/// Streams an upload (XHR from the artifacts page, which shows its progress) to the management API.
+pub async fn upload_artifact(
+    State(state): AppState_,
+    ctx: Ctx,
+    Path(module_id): Path<i64>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let presented = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
+    if !presented.is_some_and(|token| equal_secret(token, &ctx.csrf)) {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({ "error": "forbidden", "message": "missing or wrong CSRF token" })),
+        )
+            .into_response();
+    }
+    let filename = query_fields(query).text("filename");
+    let path = format!(
+        "/rest/v1/softwaremodules/{module_id}/artifacts?filename={}",
+        url_part(&filename)
+    );
+    match call_api(
+        &state,
+        &ctx,
+        Method::POST,
+        &path,
+        Some("application/octet-stream"),
+        body,
+    )
+    .await
+    {
+        Ok(reply) => (reply.status, Json(reply.body)).into_response(),
+        Err(response) => response,
+    }
+}
+
+// ---------- rollouts ----------
+
+fn add_counts(total: &mut GroupCounts, counts: &GroupCounts) {
+    total.total += counts.total;
+    total.scheduled += counts.scheduled;
+    total.running += counts.running;
+    total.finished += counts.finished;
+    total.error += counts.error;
+    total.canceled += counts.canceled;
+}
+
+/// A stacked progress bar (segment widths are set by dashboard.js from the data attributes) and
+/// its counts as text.
+fn progress_bar(id: &str, counts: &GroupCounts) -> String {
+    format!(
+        "<div class=\"bar\" id=\"{id}\" data-total=\"{}\" data-finished=\"{}\" data-error=\"{}\" data-running=\"{}\" data-canceled=\"{}\">\
+         <span class=\"seg finished\"></span><span class=\"seg error\"></span><span class=\"seg running\"></span><span class=\"seg canceled\"></span></div>\
+         <span class=\"counts-text\" id=\"{id}-text\">{}</span>",
+        counts.total,
+        counts.finished,
+        counts.error,
+        counts.running,
+        counts.canceled,
+        counts_text(counts)
+    )
+}
+
+fn counts_text(c: &GroupCounts) -> String {
+    format!(
+        "{} of {} finished · {} failed · {} running · {} waiting · {} canceled",
+        c.finished, c.total, c.error, c.running, c.scheduled, c.canceled
+    )
+}
+
+pub async fn rollouts(State(state): AppState_, ctx: Ctx) -> Response {
+    match rollouts_page(&state, &ctx).await {
+        Ok(response) | Err(response) => response,
+    }
+}
+
+async fn rollouts_page(state: &AppState, ctx: &Ctx) -> Result<Response, Response> {
+    let rollouts = db(state.store.rollouts(ctx.tenant.id).await)?;
+    let mut body = String::with_capacity(16 * 1024);
+    body.push_str("<h1>Rollouts</h1><table class=\"list\" id=\"rollouts\"><thead><tr><th>ID</th><th>Name</th><th>Distribution set</th>\
+                   <th>Status</th><th>Progress</th></tr></thead><tbody>");
+    for rollout in rollouts.iter().rev() {
+        let mut totals = GroupCounts::default();
+        for group in db(state.store.rollout_groups(rollout.id).await)? {
+            add_counts(&mut totals, &db(state.store.group_counts(group.id).await)?);
+        }
+        let _ = write!(
+            body,
+            "<tr><td>{id}</td><td><a href=\"/ui/rollouts/{id}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&rollout.name),
+            esc(&set_label(state, ctx.tenant.id, rollout.ds_id).await?),
+            badge(&rollout.status),
+            progress_bar(&format!("bar-{}", rollout.id), &totals),
+            id = rollout.id,
+        );
+    }
+    if rollouts.is_empty() {
+        body.push_str("<tr><td colspan=\"5\">No rollouts yet.</td></tr>");
+    }
+    body.push_str("</tbody></table>");
+    if ctx.can_operate() {
+        let sets = db(state.store.distribution_sets(ctx.tenant.id).await)?;
+        let _ = write!(
+            body,
+            "<form method=\"post\" action=\"/ui/rollouts\" id=\"rollout-form\" class=\"box\"><h3>New rollout</h3>{}\
+             <label>Name <input name=\"name\" required maxlength=\"128\"></label>\
+             <label>Distribution set <select name=\"set\" required>",
+            csrf_field(ctx)
+        );
+        for set in sets.iter().rev() {
+            let _ = write!(
+                body,
+                "<option value=\"{}\">{} {}</option>",
+                set.id,
+                esc(&set.name),
+                esc(&set.version)
+            );
+        }
+        body.push_str("</select></label>\
+             <label>Devices with tag <input name=\"tag\"></label>\
+             <label>and/or controller ids (space or comma separated) <input name=\"targets\"></label>\
+             <label>Groups <input type=\"number\" name=\"groups\" value=\"1\" min=\"1\" max=\"500\"></label>\
+             <label>Success threshold % <input type=\"number\" name=\"success\" value=\"100\" min=\"0\" max=\"100\"></label>\
+             <label>Error threshold % <input type=\"number\" name=\"error\" value=\"0\" min=\"0\" max=\"100\"></label>\
+             <label>Type <select name=\"type\"><option>forced</option><option>soft</option><option>downloadonly</option></select></label>\
+             <button type=\"submit\">Create rollout</button></form>");
+    }
+    Ok(render(ctx, "Rollouts", "rollouts", &body))
+}
+
+pub async fn create_rollout(State(state): AppState_, ctx: Ctx, body: Bytes) -> Response {
+    let form = FormFields::parse(&body);
+    if let Err(response) = ctx.check_csrf(form.get("csrf")) {
+        return response;
+    }
+    let number = |name: &str, default: i64| form.text(name).parse::<i64>().unwrap_or(default);
+    let targets: Vec<String> = form
+        .text("targets")
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    let tag = form.text("tag");
+    let mut request = json!({
+        "name": form.text("name"),
+        "distributionSetId": number("set", 0),
+        "type": form.text("type"),
+        "successThreshold": number("success", 100),
+        "errorThreshold": number("error", 0),
+        "amountGroups": number("groups", 1).max(0),
+        "targets": targets,
+    });
+    if !tag.is_empty() {
+        request["tag"] = json!(tag);
+    }
+    post_json(&state, &ctx, "/rest/v1/rollouts", request, |created| {
+        format!("/ui/rollouts/{}", created["id"].as_i64().unwrap_or(0))
+    })
+    .await
+}
+
+/// Which operations an operator may start from each rollout status (the API decides in the end).
+const OPERATIONS: [(&str, &str, &str); 4] = [
+    ("start", "Start", "ready"),
+    ("pause", "Pause", "running"),
+    ("resume", "Resume", "paused halted"),
+    ("cancel", "Cancel", "ready running paused halted"),
+];
+
+async fn progress_json(state: &AppState, ctx: &Ctx, id: i64) -> Result<Option<Value>, Response> {
+    let Some(rollout) = db(state.store.rollout(ctx.tenant.id, id).await)? else {
+        return Ok(None);
+    };
+    let mut totals = GroupCounts::default();
+    let mut groups = Vec::new();
+    for group in db(state.store.rollout_groups(rollout.id).await)? {
+        let counts = db(state.store.group_counts(group.id).await)?;
+        add_counts(&mut totals, &counts);
+        let failed = db(state
+            .store
+            .group_failed_devices(group.id, FAILED_LISTED)
+            .await)?;
+        groups.push(json!({
+            "id": group.id, "name": group.name, "status": group.status,
+            "counts": counts, "text": counts_text(&counts), "failed": failed,
+        }));
+    }
+    Ok(Some(json!({
+        "id": rollout.id, "name": rollout.name, "status": rollout.status,
+        "statusReason": rollout.status_reason, "counts": totals, "text": counts_text(&totals),
+        "groups": groups,
+    })))
+}
+
+pub async fn rollout_progress(State(state): AppState_, ctx: Ctx, Path(id): Path<i64>) -> Response {
+    match progress_json(&state, &ctx, id).await {
+        Ok(Some(value)) => Json(value).into_response(),
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "not_found", "message": "rollout not found"})),
+        )
+            .into_response(),
+        Err(response) => response,
+    }
+}
+
+pub async fn rollout(State(state): AppState_, ctx: Ctx, Path(id): Path<i64>) -> Response {
+    match rollout_page(&state, &ctx, id).await {
+        Ok(response) | Err(response) => response,
+    }
+}
+
+fn failed_links(failed: &[String]) -> String {
+    failed
+        .iter()
+        .map(|c| {
+            format!(
+                "<a class=\"failed-device\" href=\"/ui/devices/{}\">{}</a>",
+                url_part(c),
+                esc(c)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+async fn rollout_page(state: &AppState, ctx: &Ctx, id: i64) -> Result<Response, Response> {
+    let Some(rollout) = db(state.store.rollout(ctx.tenant.id, id).await)? else {
+        return Err(error_page(
+            Some(ctx),
+            StatusCode::NOT_FOUND,
+            "No such rollout.",
+        ));
+    };
+    let progress = progress_json(state, ctx, id).await?.unwrap_or(Value::Null);
+    let totals: GroupCounts = {
+        let mut totals = GroupCounts::default();
+        for group in db(state.store.rollout_groups(rollout.id).await)? {
+            add_counts(&mut totals, &db(state.store.group_counts(group.id).await)?);
+        }
+        totals
+    };
+    let mut body = String::with_capacity(16 * 1024);
+    let _ = write!(
+        body,
+        "<p class=\"crumbs\"><a href=\"/ui/rollouts\">Rollouts</a> › rollout {id}</p>\
+         <section id=\"rollout\" data-progress-url=\"/ui/rollouts/{id}/progress\" data-status=\"{status_attr}\">\
+         <h1>{name} <span id=\"rollout-status\">{status}</span></h1>\
+         <p class=\"reason\" id=\"rollout-reason\">{reason}</p>\
+         <p class=\"meta\">Distribution set <b>{set}</b> · type {kind} · success threshold {success}% · error threshold {error}% · created {created}\
+         <span id=\"live\" class=\"live\"></span></p>",
+        name = esc(&rollout.name),
+        status_attr = esc(&rollout.status),
+        status = badge(&rollout.status),
+        reason = esc(rollout.status_reason.as_deref().unwrap_or("")),
+        set = esc(&set_label(state, ctx.tenant.id, rollout.ds_id).await?),
+        kind = esc(&rollout.action_type),
+        success = rollout.success_threshold,
+        error = rollout.error_threshold,
+        created = esc(&time(rollout.created_at)),
+    );
+    if ctx.can_operate() {
+        body.push_str("<div class=\"operations\" id=\"operations\">");
+        for (operation, label, when) in OPERATIONS {
+            let hidden = if when.split(' ').any(|s| s == rollout.status) {
+                ""
+            } else {
+                " hidden"
+            };
+            let _ = write!(
+                body,
+                "<form method=\"post\" action=\"/ui/rollouts/{id}/{operation}\" data-show-when=\"{when}\"{hidden}>{}\
+                 <button type=\"submit\" id=\"op-{operation}\" class=\"op-{operation}\">{label}</button></form>",
+                csrf_field(ctx)
+            );
+        }
+        body.push_str("</div>");
+    }
+    body.push_str(&progress_bar("bar-total", &totals));
+    body.push_str("<h2>Groups</h2><table class=\"list\" id=\"groups\"><thead><tr><th>#</th><th>Name</th><th>Status</th><th>Progress</th><th>Failed devices</th></tr></thead><tbody>");
+    for group in progress["groups"].as_array().into_iter().flatten() {
+        let counts: GroupCounts = GroupCounts {
+            total: group["counts"]["total"].as_i64().unwrap_or(0),
+            scheduled: group["counts"]["scheduled"].as_i64().unwrap_or(0),
+            running: group["counts"]["running"].as_i64().unwrap_or(0),
+            finished: group["counts"]["finished"].as_i64().unwrap_or(0),
+            error: group["counts"]["error"].as_i64().unwrap_or(0),
+            canceled: group["counts"]["canceled"].as_i64().unwrap_or(0),
+        };
+        let group_id = group["id"].as_i64().unwrap_or(0);
+        let failed: Vec<String> = group["failed"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f.as_str().map(str::to_string))
+            .collect();
+        let _ = write!(
+            body,
+            "<tr data-group-id=\"{group_id}\"><td>{group_id}</td><td>{}</td><td class=\"group-status\">{}</td><td>{}</td><td class=\"failed\">{}</td></tr>",
+            esc(group["name"].as_str().unwrap_or("")),
+            badge(group["status"].as_str().unwrap_or("")),
+            progress_bar(&format!("bar-group-{group_id}"), &counts),
+            failed_links(&failed),
+        );
+    }
+    body.push_str("</tbody></table></section>");
+    Ok(render(ctx, &rollout.name, "rollouts", &body))
+}
+
+pub async fn rollout_operation(
+    State(state): AppState_,
+    ctx: Ctx,
+    Path((id, operation)): Path<(i64, String)>,
+    body: Bytes,
+) -> Response {
+    let form = FormFields::parse(&body);
+    if let Err(response) = ctx.check_csrf(form.get("csrf")) {
+        return response;
+    }
+    if !OPERATIONS.iter().any(|(op, _, _)| *op == operation) {
+        return error_page(
+            Some(&ctx),
+            StatusCode::NOT_FOUND,
+            "No such rollout operation.",
+        );
+    }
+    let path = format!("/rest/v1/rollouts/{id}/{operation}");
+    let reply = match call_api(&state, &ctx, Method::POST, &path, None, Body::empty()).await {
+        Ok(reply) => reply,
+        Err(response) => return response,
+    };
+    if !reply.status.is_success() {
+        return api_failure(&ctx, &reply);
+    }
+    Redirect::to(&format!("/ui/rollouts/{id}")).into_response()
+}
+
+// ---------- TUF ----------
+
+struct RoleStatus {
+    role: String,
+    version: Option<u64>,
+    expires: Option<chrono::DateTime<chrono::Utc>>,
+    problem: Option<String>,
+}
+
+fn read_role(dir: &std::path::Path, role: &str) -> RoleStatus {
+    let file = dir.join(format!("{}.json", keel_tuf::store::percent_encode(role)));
+    let parsed = std::fs::read(&file)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).map_err(|e| e.to_string()));
+    match parsed {
+        Ok(envelope) => {
+            let signed = &envelope["signed"];
+            let expires = signed["expires"]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&chrono::Utc));
+            RoleStatus {
+                role: role.to_string(),
+                version: signed["version"].as_u64(),
+                problem: expires.is_none().then(|| "no valid expiry".to_string()),
+                expires,
+            }
+        }
+        Err(e) => RoleStatus {
+            role: role.to_string(),
+            version: None,
+            expires: None,
+            problem: Some(e),
+        },
+    }
+}
+
+pub async fn tuf(State(state): AppState_, ctx: Ctx) -> Response {
+    let dir = crate::tuf::tenant_dir(&state, &ctx.tenant.name);
+    let mut body = String::from("<h1>TUF repository</h1>");
+    if !crate::tuf::enabled(&dir) {
+        let _ = write!(
+            body,
+            "<p id=\"tuf-disabled\">Tenant {} has no TUF repository: create one offline with <code>keel tuf init</code> \
+             and install it in the server's data directory (docs/tuf.md).</p>",
+            esc(&ctx.tenant.name)
+        );
+        return render(&ctx, "TUF", "tuf", &body);
+    }
+    let metadata = dir.join("metadata");
+    let roles = tokio::task::spawn_blocking(move || {
+        let mut roles: Vec<RoleStatus> = ["root", "timestamp", "snapshot", "targets"]
+            .iter()
+            .map(|role| read_role(&metadata, role))
+            .collect();
+        // Delegated hashed bins, named in targets' delegations.
+        let targets: Value = std::fs::read(metadata.join("targets.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null);
+        for role in targets["signed"]["delegations"]["roles"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            if let Some(name) = role["name"].as_str() {
+                roles.push(read_role(&metadata, name));
+            }
+        }
+        roles
+    })
+    .await
+    .unwrap_or_default();
+    let now = chrono::Utc::now();
+    body.push_str("<table class=\"list\" id=\"tuf-roles\"><thead><tr><th>Role</th><th>Version</th><th>Expires</th><th>Time left</th></tr></thead><tbody>");
+    let (top, bins) = roles.split_at(roles.len().min(4));
+    let write_row = |body: &mut String, role: &RoleStatus| {
+        let (class, left) = match role.expires {
+            Some(expires) => {
+                let left = expires - now;
+                let class = if left.num_seconds() <= 0 {
+                    "expired"
+                } else if left.num_days() < 7 {
+                    "expiring"
+                } else {
+                    "ok"
+                };
+                let text = if left.num_seconds() <= 0 {
+                    "expired".to_string()
+                } else if left.num_days() >= 2 {
+                    format!("{} days", left.num_days())
+                } else {
+                    format!("{} h", left.num_hours())
+                };
+                (class, text)
+            }
+            None => ("expired", role.problem.clone().unwrap_or_default()),
+        };
+        let _ = write!(
+            body,
+            "<tr class=\"tuf-{class}\" data-role=\"{role}\"><td>{role}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            role.version.map(|v| v.to_string()).unwrap_or_else(|| "–".into()),
+            role.expires.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or_else(|| "–".into()),
+            esc(&left),
+            role = esc(&role.role),
+        );
+    };
+    for role in top {
+        write_row(&mut body, role);
+    }
+    // Hundreds of bins: show the one expiring first and a count.
+    if let Some(first) = bins
+        .iter()
+        .min_by_key(|r| r.expires.map(|t| t.timestamp()).unwrap_or(i64::MIN))
+    {
+        write_row(&mut body, first);
+        let _ = write!(
+            body,
+            "<tr><td colspan=\"4\">{} delegated bins; the row above is the one expiring first.</td></tr>",
+            bins.len()
+        );
+    }
+    body.push_str("</tbody></table><p class=\"hint\">The server re-signs timestamp, snapshot, targets and bins before they expire \
+                   (when devices fetch <code>timestamp.json</code>); root is renewed offline with <code>keel tuf rotate-root</code>.</p>");
+    render(&ctx, "TUF", "tuf", &body)
+}
