@@ -1,0 +1,528 @@
+//! The web dashboard over real HTTP: login and session cookie, CSRF, roles (UI and API), HTML
+//! escaping of device-controlled values, server-side pagination and filters, upload forwarding.
+
+mod common;
+
+use common::{random_bytes, Mgmt, SimDevice, TestServer};
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::{Client, StatusCode};
+use serde_json::json;
+use std::collections::BTreeMap;
+
+/// A cookie-keeping HTTP client that does not follow redirects (so they can be checked).
+struct Browser {
+    client: Client,
+    base: String,
+    cookies: BTreeMap<String, String>,
+}
+
+struct Page {
+    status: StatusCode,
+    location: Option<String>,
+    set_cookies: Vec<String>,
+    body: String,
+}
+
+impl Page {
+    /// The value of the first `name="csrf"` hidden field.
+    fn csrf(&self) -> String {
+        let marker = "name=\"csrf\" value=\"";
+        let start = self.body.find(marker).expect("page has a CSRF field") + marker.len();
+        let end = self.body[start..].find('"').unwrap();
+        self.body[start..start + end].to_string()
+    }
+}
+
+impl Browser {
+    fn new(base: &str) -> Browser {
+        Browser {
+            client: Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: base.to_string(),
+            cookies: BTreeMap::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn finish(&mut self, response: reqwest::Response) -> Page {
+        let status = response.status();
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .map(|v| v.to_str().unwrap().to_string());
+        let set_cookies: Vec<String> = response
+            .headers()
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect();
+        for cookie in &set_cookies {
+            let pair = cookie.split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            if value.is_empty() || cookie.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_string(), value.to_string());
+            }
+        }
+        Page {
+            status,
+            location,
+            set_cookies,
+            body: response.text().await.unwrap(),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header(COOKIE, self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        self.finish(response).await
+    }
+
+    async fn post_form(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header(COOKIE, self.cookie_header())
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        self.finish(response).await
+    }
+
+    async fn login(&mut self, token: &str) -> Page {
+        let form = self.get("/ui/login").await;
+        assert_eq!(form.status, StatusCode::OK);
+        let csrf = form.csrf();
+        self.post_form(
+            "/ui/login",
+            &[("csrf", &csrf), ("token", token), ("tenant", "default")],
+        )
+        .await
+    }
+}
+
+async fn token(mgmt: &Mgmt, role: &str) -> String {
+    let value = mgmt
+        .ok(
+            reqwest::Method::POST,
+            "/rest/v1/tokens",
+            Some(json!({ "name": format!("{role}-user"), "role": role })),
+        )
+        .await;
+    value["token"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn login_session_cookie_csrf_and_logout() {
+    let server = TestServer::start().await;
+    let mut browser = Browser::new(&server.base);
+
+    let anonymous = browser.get("/ui/fleet").await;
+    assert_eq!(anonymous.status, StatusCode::SEE_OTHER);
+    assert_eq!(anonymous.location.as_deref(), Some("/ui/login"));
+
+    // The login form's nonce must come back with the matching cookie (login CSRF).
+    let form = browser.get("/ui/login").await;
+    let nonce = form.csrf();
+    let mut stranger = Browser::new(&server.base);
+    let forged = stranger
+        .post_form(
+            "/ui/login",
+            &[
+                ("csrf", &nonce),
+                ("token", &server.admin),
+                ("tenant", "default"),
+            ],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert!(!stranger.cookies.contains_key("keel_session"));
+
+    let wrong = browser.login("not-a-token-at-all").await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.body.contains("Unknown token"));
+
+    let ok = browser.login(&server.admin).await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+    let session = ok
+        .set_cookies
+        .iter()
+        .find(|c| c.starts_with("keel_session="))
+        .expect("session cookie");
+    assert!(session.contains("HttpOnly"), "{session}");
+    assert!(session.contains("SameSite=Strict"), "{session}");
+    assert!(
+        !session.contains(&server.admin),
+        "the token itself never goes to the browser"
+    );
+
+    let fleet = browser.get("/ui/fleet").await;
+    assert_eq!(fleet.status, StatusCode::OK);
+    assert!(fleet.body.contains("admin · admin · tenant default"));
+    let csp = browser
+        .client
+        .get(format!("{}/ui/fleet", server.base))
+        .header(COOKIE, browser.cookie_header())
+        .send()
+        .await
+        .unwrap();
+    let policy = csp.headers()["content-security-policy"].to_str().unwrap();
+    assert!(policy.contains("script-src 'self'"), "{policy}");
+
+    // Logout needs the session's CSRF token too.
+    let refused = browser.post_form("/ui/logout", &[("csrf", "wrong")]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let csrf = fleet.csrf();
+    let out = browser.post_form("/ui/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert_eq!(browser.get("/ui/fleet").await.status, StatusCode::SEE_OTHER);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn viewer_sees_no_rollout_controls_and_is_refused_by_ui_and_api() {
+    let server = TestServer::start().await;
+    let mgmt = server.mgmt();
+    mgmt.device("dev-1", &["lab"]).await;
+    let (set, _) = mgmt
+        .release("os", "1.0", "os.swu", random_bytes(1000, 1))
+        .await;
+    let rollout = mgmt
+        .ok(
+            reqwest::Method::POST,
+            "/rest/v1/rollouts",
+            Some(json!({ "name": "r1", "distributionSetId": set, "tag": "lab" })),
+        )
+        .await;
+    let id = rollout["id"].as_i64().unwrap();
+    let viewer_token = token(&mgmt, "viewer").await;
+
+    let mut viewer = Browser::new(&server.base);
+    assert_eq!(
+        viewer.login(&viewer_token).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let page = viewer.get(&format!("/ui/rollouts/{id}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("r1"));
+    for control in ["op-start", "op-cancel", "op-pause", "op-resume"] {
+        assert!(!page.body.contains(control), "viewer sees {control}");
+    }
+    let list = viewer.get("/ui/rollouts").await;
+    assert!(
+        !list.body.contains("rollout-form"),
+        "viewer sees the create form"
+    );
+    let software = viewer.get("/ui/software").await;
+    assert!(!software.body.contains("upload-form"));
+
+    // Posting anyway (with a valid CSRF token) is refused by the management API's role check.
+    let csrf = page.csrf();
+    let refused = viewer
+        .post_form(&format!("/ui/rollouts/{id}/start"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert!(
+        refused.body.contains("role operator required"),
+        "{}",
+        refused.body
+    );
+    let refused = viewer
+        .post_form(&format!("/ui/rollouts/{id}/cancel"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let (status, _) = mgmt
+        .with_token(Some(&viewer_token))
+        .post(&format!("/rest/v1/rollouts/{id}/cancel"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(mgmt.rollout(id).await["status"], "ready");
+
+    // An operator sees the controls; without the CSRF token the form is refused, with it the
+    // rollout starts.
+    let operator_token = token(&mgmt, "operator").await;
+    let mut operator = Browser::new(&server.base);
+    operator.login(&operator_token).await;
+    let page = operator.get(&format!("/ui/rollouts/{id}")).await;
+    assert!(page.body.contains("op-start") && page.body.contains("op-cancel"));
+    let no_csrf = operator
+        .post_form(&format!("/ui/rollouts/{id}/start"), &[])
+        .await;
+    assert_eq!(no_csrf.status, StatusCode::FORBIDDEN);
+    let other_session_csrf = viewer.get("/ui/fleet").await.csrf();
+    let foreign = operator
+        .post_form(
+            &format!("/ui/rollouts/{id}/start"),
+            &[("csrf", &other_session_csrf)],
+        )
+        .await;
+    assert_eq!(foreign.status, StatusCode::FORBIDDEN);
+    let csrf = page.csrf();
+    let started = operator
+        .post_form(&format!("/ui/rollouts/{id}/start"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.body);
+    assert_eq!(mgmt.rollout(id).await["status"], "running");
+
+    // Deleting a token ends its sessions at once.
+    let tokens = mgmt.ok(reqwest::Method::GET, "/rest/v1/tokens", None).await;
+    let viewer_id = tokens
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["role"] == "viewer")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    mgmt.ok(
+        reqwest::Method::DELETE,
+        &format!("/rest/v1/tokens/{viewer_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(viewer.get("/ui/fleet").await.status, StatusCode::SEE_OTHER);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn device_controlled_values_are_escaped() {
+    let server = TestServer::start().await;
+    let mgmt = server.mgmt();
+    // Controller ids may not contain '/', so the hostile id is an element without a closing tag.
+    let hostile = "<svg onload=alert('id')>";
+    let token = mgmt.device(hostile, &["<b>tag</b>"]).await;
+    let device = SimDevice::new(&server.base, hostile, &token);
+    device.poll().await.unwrap();
+    let status = device
+        .client
+        .put(format!(
+            "{}/configData",
+            device.url().replace(hostile, &urlencode(hostile))
+        ))
+        .header("Authorization", &device.auth)
+        .json(&json!({ "mode": "merge", "data": {
+            "slot.a.version": "<img src=x onerror=alert(1)>",
+            "note\"><script>": "x'\"&"
+        }}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::OK);
+
+    let mut browser = Browser::new(&server.base);
+    browser.login(&server.admin).await;
+    let fleet = browser.get("/ui/fleet").await;
+    assert!(!fleet.body.contains("<svg"), "{}", fleet.body);
+    assert!(fleet
+        .body
+        .contains("&lt;svg onload=alert(&#39;id&#39;)&gt;"));
+    let page = browser
+        .get(&format!("/ui/devices/{}", urlencode(hostile)))
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    for raw in ["<svg", "<script>", "<img src=x", "<b>tag</b>", "note\">"] {
+        assert!(!page.body.contains(raw), "unescaped {raw:?} in device page");
+    }
+    assert!(page.body.contains("&lt;img src=x onerror=alert(1)&gt;"));
+    assert!(page.body.contains("x&#39;&quot;&amp;"));
+    // The slot attribute appears in the slots table.
+    assert!(page.body.contains("id=\"slots\""));
+    server.stop().await;
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Count of `<tr>` rows in the device table body.
+fn device_rows(body: &str) -> usize {
+    let start = body.find("<table class=\"list\" id=\"devices\">").unwrap();
+    let table = &body[start..];
+    let end = table.find("</table>").unwrap();
+    table[..end]
+        .matches("<tr><td><a href=\"/ui/devices/")
+        .count()
+}
+
+#[tokio::test]
+async fn fleet_list_is_paginated_and_filtered_on_the_server() {
+    let server = TestServer::start().await;
+    let mgmt = server.mgmt();
+    let mut tokens = Vec::new();
+    for i in 0..120 {
+        let tags: &[&str] = if i % 4 == 0 { &["north"] } else { &["south"] };
+        tokens.push(mgmt.device(&format!("dev-{i:03}"), tags).await);
+    }
+    // dev-007 reports attributes; dev-005 gets an action (pending).
+    let device = SimDevice::new(&server.base, "dev-007", &tokens[7]);
+    let status = device
+        .client
+        .put(format!("{}/configData", device.url()))
+        .header("Authorization", &device.auth)
+        .json(&json!({ "data": { "hw": "rev-c", "slot.b.version": "2.1" } }))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::OK);
+    let (set, _) = mgmt
+        .release("os", "2.0", "os.swu", random_bytes(500, 2))
+        .await;
+    mgmt.ok(
+        reqwest::Method::POST,
+        "/rest/v1/targets/dev-005/assignedDS",
+        Some(json!({ "id": set })),
+    )
+    .await;
+
+    let mut browser = Browser::new(&server.base);
+    browser.login(&server.admin).await;
+    let first = browser.get("/ui/fleet").await;
+    assert_eq!(device_rows(&first.body), 50);
+    assert!(first.body.contains("Devices 1–50 of 120"), "{}", first.body);
+    assert!(first.body.contains("id=\"next-page\""));
+    assert!(first.body.contains("id=\"device-total\">120<"));
+    let third = browser.get("/ui/fleet?page=3").await;
+    assert_eq!(device_rows(&third.body), 20);
+    assert!(third.body.contains("Devices 101–120 of 120"));
+    assert!(third.body.contains("dev-119") && !third.body.contains("dev-099<"));
+    assert!(!third.body.contains("id=\"next-page\""));
+
+    let north = browser.get("/ui/fleet?tag=north").await;
+    assert!(north.body.contains("of 30"), "{}", north.body);
+    let search = browser.get("/ui/fleet?q=dev-01").await;
+    assert!(
+        search.body.contains("of 10<") || search.body.contains("of 10 "),
+        "{}",
+        search.body
+    );
+    assert_eq!(device_rows(&search.body), 10);
+    // LIKE wildcards in the search are literal.
+    let wildcard = browser.get("/ui/fleet?q=dev_%25").await;
+    assert!(wildcard.body.contains("of 0"));
+    let attr = browser.get("/ui/fleet?attr=hw%3Drev-c").await;
+    assert_eq!(device_rows(&attr.body), 1);
+    assert!(attr.body.contains("dev-007"));
+    let pending = browser.get("/ui/fleet?state=pending").await;
+    assert_eq!(device_rows(&pending.body), 1);
+    assert!(pending.body.contains("dev-005"));
+    // Filters survive paging links.
+    let south = browser.get("/ui/fleet?tag=south&page=1").await;
+    assert!(south.body.contains("of 90"));
+    assert!(
+        south
+            .body
+            .contains("href=\"/ui/fleet?page=2&amp;tag=south\""),
+        "{}",
+        south.body
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn upload_through_the_dashboard_needs_csrf_and_reaches_the_artifact_store() {
+    let server = TestServer::start().await;
+    let mgmt = server.mgmt();
+    let mut browser = Browser::new(&server.base);
+    browser.login(&server.admin).await;
+    let page = browser.get("/ui/software").await;
+    let csrf = page.csrf();
+    let created = browser
+        .post_form(
+            "/ui/software/modules",
+            &[
+                ("csrf", &csrf),
+                ("name", "app"),
+                ("version", "3.1"),
+                ("type", "os"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
+    let modules = mgmt
+        .ok(reqwest::Method::GET, "/rest/v1/softwaremodules", None)
+        .await;
+    let module_id = modules[0]["id"].as_i64().unwrap();
+    let bytes = random_bytes(200_000, 9);
+    let upload = |csrf: Option<String>| {
+        let mut request = browser
+            .client
+            .post(format!(
+                "{}/ui/software/modules/{module_id}/artifacts?filename=app.swu",
+                server.base
+            ))
+            .header(COOKIE, browser.cookie_header())
+            .body(bytes.clone());
+        if let Some(csrf) = csrf {
+            request = request.header("X-CSRF-Token", csrf);
+        }
+        request.send()
+    };
+    assert_eq!(upload(None).await.unwrap().status(), StatusCode::FORBIDDEN);
+    let response = upload(Some(csrf.clone())).await.unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let artifact: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(artifact["size"], 200_000);
+    let listed = mgmt
+        .ok(
+            reqwest::Method::GET,
+            &format!("/rest/v1/softwaremodules/{module_id}/artifacts"),
+            None,
+        )
+        .await;
+    assert_eq!(listed[0]["filename"], "app.swu");
+    // The API's own validation answers through the dashboard too.
+    let duplicate = upload(Some(csrf.clone())).await.unwrap();
+    assert_eq!(duplicate.status(), StatusCode::CONFLICT);
+
+    let set = browser
+        .post_form(
+            "/ui/software/sets",
+            &[
+                ("csrf", &csrf),
+                ("name", "app"),
+                ("version", "3.1"),
+                ("module", &module_id.to_string()),
+            ],
+        )
+        .await;
+    assert_eq!(set.status, StatusCode::SEE_OTHER, "{}", set.body);
+    let page = browser.get("/ui/software").await;
+    assert!(page.body.contains("app.swu"));
+    assert!(
+        page.body
+            .contains("<td>app</td><td>3.1</td><td>app 3.1</td>"),
+        "{}",
+        page.body
+    );
+    server.stop().await;
+}
