@@ -64,8 +64,13 @@ fn main() {
     out.flush().unwrap();
     drop(out);
 
-    let manifest = "[software]\nversion = \"bench\"\n[[software.images]]\nfilename = \"rootfs.img\"\ndevice = \"rootfs\"\ntype = \"raw\"\n";
-    let spec = keel_bundle::BundleSpec::from_manifest_str(manifest, &dir).unwrap();
+    // The device is slot B's path (not the target name) so that SWUpdate can install the very
+    // same bundle for comparison; installed-directly makes SWUpdate stream it too.
+    let manifest = format!(
+        "[software]\nversion = \"bench\"\nhardware-compatibility = [\"1.0\"]\n[[software.images]]\nfilename = \"rootfs.img\"\ndevice = \"{}\"\ntype = \"raw\"\ninstalled-directly = true\n",
+        dir.join("slot-b.img").display()
+    );
+    let spec = keel_bundle::BundleSpec::from_manifest_str(&manifest, &dir).unwrap();
     let signer = keel_sign::Signer::from_pem(
         &std::fs::read(dir.join("cert.pem")).unwrap(),
         &std::fs::read(dir.join("key.pem")).unwrap(),
