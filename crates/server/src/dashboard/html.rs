@@ -80,7 +80,7 @@ pub fn page(title: &str, active: &str, viewer: Option<&Viewer>, body: &str) -> S
         out,
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{} · keel</title><link rel=\"stylesheet\" href=\"/ui/assets/dashboard.css\">\
+         <title>{} · keel</title><link rel=\"icon\" href=\"data:,\"><link rel=\"stylesheet\" href=\"/ui/assets/dashboard.css\">\
          <script src=\"/ui/assets/dashboard.js\" defer></script></head><body>",
         esc(title)
     );
