@@ -21,7 +21,14 @@ BASE="http://127.0.0.1:$PORT"
     --poll-interval 00:01:00 >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 trap 'kill $SERVER_PID 2>/dev/null; wait $SERVER_PID 2>/dev/null; rm -rf "$WORK"' EXIT
-for _ in $(seq 100); do curl -fs "$BASE/rest/v1/openapi.json" >/dev/null && break; sleep 0.1; done
+python3 - "$BASE" <<'PY'
+import sys, time, urllib.request
+for _ in range(200):
+    try:
+        urllib.request.urlopen(sys.argv[1] + "/rest/v1/openapi.json"); break
+    except Exception:
+        time.sleep(0.1)
+PY
 
 # Register the devices (token-NNNNN-keel-bench) and give every second one an open action, so polls
 # return both the idle answer and a deploymentBase link.
