@@ -23,6 +23,9 @@ pub enum AgentError {
     HealthCheck { command: String, reason: String },
     #[error("{0}")]
     Refused(String),
+    /// Another agent process holds the lock.
+    #[error("{0}")]
+    Busy(String),
 }
 
 /// The agent, bound to one configuration and one storage.
@@ -98,7 +101,7 @@ impl Agent {
         // SAFETY: flock on a valid, owned file descriptor.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if rc != 0 {
-            return Err(AgentError::Refused(format!(
+            return Err(AgentError::Busy(format!(
                 "another keel-agent holds {} (install or confirm in progress)",
                 path.display()
             )));

@@ -367,8 +367,10 @@ pub fn cycle(
         client.headers(),
         ResumePolicy::default(),
     )
-    .map_err(|e| e.to_string())
-    .and_then(|reader| crate::tuf::verified_stream(reader, tuf_target).map_err(|e| e.to_string()))
+    .map_err(|e| (false, e.to_string()))
+    .and_then(|reader| {
+        crate::tuf::verified_stream(reader, tuf_target).map_err(|e| (false, e.to_string()))
+    })
     .and_then(|reader| {
         let count = Arc::new(AtomicU64::new(0));
         let counting = Counting {
@@ -401,7 +403,10 @@ pub fn cycle(
                     ..Default::default()
                 },
             )
-            .map_err(|e| e.to_string())
+            .map_err(|e| {
+                let busy = matches!(e, crate::install::InstallError::Agent(AgentError::Busy(_)));
+                (busy, e.to_string())
+            })
     });
     match result {
         Ok(report) => {
@@ -422,7 +427,12 @@ pub fn cycle(
                 let _ = run_health_check(&reboot);
             }
         }
-        Err(message) => {
+        Err((true, message)) => {
+            // Another agent process is installing or confirming: not this action's failure;
+            // the deployment is offered again at the next poll.
+            events.push(CycleEvent::InstallFailed { action_id, message });
+        }
+        Err((false, message)) => {
             // The agent already recorded the failure; report it now (and mark it reported).
             let _ = report_result(agent, client);
             let state = agent.load_state()?;

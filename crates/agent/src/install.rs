@@ -33,6 +33,9 @@ use crate::state::{now, AgentState, Outcome, Phase, Transaction};
 /// against the same target of the booted slot; the result is written into the inactive slot.
 pub const DELTA_TYPE: &str = "keel-delta";
 
+/// Bytes accepted after the cpio trailer (cpio tools pad to 512 bytes; some to 10 KiB blocks).
+pub const MAX_TRAILING_BYTES: u64 = 64 * 1024;
+
 /// Largest script accepted (scripts are held in memory until they run).
 pub const MAX_SCRIPT_SIZE: u64 = 1024 * 1024;
 
@@ -708,6 +711,20 @@ impl Agent {
                 planned.done = true;
             }
             written_images.push((name, image.target.clone(), slot.written()));
+        }
+
+        // Read the source to its end (the cpio padding after the trailer) before activating:
+        // a verifying source (TUF: whole-artifact length and hashes) reports a mismatch only
+        // at its end, and that must fail the install while the target is still unbootable.
+        let mut rest = swu.get_mut().take(MAX_TRAILING_BYTES + 1);
+        let trailing = io::copy(&mut rest, &mut io::sink()).map_err(|e| InstallError::Image {
+            name: "(end of bundle)".into(),
+            message: e.to_string(),
+        })?;
+        if trailing > MAX_TRAILING_BYTES {
+            return Err(InstallError::Plan(format!(
+                "more than {MAX_TRAILING_BYTES} bytes after the cpio trailer"
+            )));
         }
 
         let missing: Vec<String> = plan

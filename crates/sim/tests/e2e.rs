@@ -400,3 +400,42 @@ fn booted_slot_from_the_environment() {
         rollback_cycle_detect(loader, Detect::Bootenv);
     }
 }
+
+/// A source that fails only at its very end (as a whole-artifact verifier such as TUF's does
+/// on a hash mismatch) fails the install before the bootloader is switched.
+#[test]
+fn error_at_the_end_of_the_source_blocks_activation() {
+    struct FailsAtEnd<'a>(&'a [u8]);
+    impl std::io::Read for FailsAtEnd<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0.is_empty() {
+                return Err(std::io::Error::other("artifact hash mismatch"));
+            }
+            let n = buf.len().min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+    let fx = Fixture::new();
+    let mut device = fx.device(Loader::Ebg);
+    let (bundle, _, _) = fx.update("2.0", 10, false);
+    let err = device
+        .agent()
+        .unwrap()
+        .install(FailsAtEnd(&bundle), InstallOptions::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("artifact hash mismatch"), "{err}");
+    assert_eq!(
+        device
+            .agent()
+            .unwrap()
+            .status()
+            .unwrap()
+            .last_result
+            .unwrap()
+            .outcome,
+        Outcome::Failed
+    );
+    assert_eq!(device.boot().unwrap().slot, SlotId::A);
+}
