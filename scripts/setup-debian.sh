@@ -35,4 +35,10 @@ if ! python3 -c 'import tuf' 2>/dev/null; then
   python3 -m pip install -q 'tuf>=5,<7' 'securesystemslib[crypto]' 2>&1 | tail -2 || true
 fi
 
+# playwright-core for the dashboard e2e test (e2e/package-lock.json); it uses Debian's chromium.
+if [ ! -f "$(dirname "$0")/../e2e/node_modules/playwright-core/package.json" ]; then
+  echo "setup: npm ci --prefix e2e"
+  npm ci --no-audit --no-fund --prefix "$(dirname "$0")/../e2e" >/dev/null
+fi
+
 command -v cargo >/dev/null || { echo "setup: cargo not found; install a Rust toolchain first" >&2; exit 1; }
