@@ -16,6 +16,9 @@ DEBIAN_PKGS=(
   pkg-config build-essential
   # qemu boot-chain test (qemu/run-scenario.sh): firmware, emulator, disk image tools
   qemu-system-x86 ovmf mtools dosfstools fdisk e2fsprogs busybox-static kmod curl
+  # dashboard end-to-end test (crates/server/tests/dashboard_e2e.rs): Playwright drives Debian's
+  # chromium; nodejs brings node and npm
+  chromium nodejs
 )
 
 missing=()
