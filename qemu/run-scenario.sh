@@ -151,7 +151,8 @@ read_envs() {
 # QEMU is killed: a power cut in the middle of an install.
 say "run 1: booting; power cut when the first install is in progress; serial console -> $log"
 set +e
-("${qemu_cmd[@]}" </dev/null 2>>"$out/qemu.stderr" | python3 -u "$here/timestamp.py" "$t0" >> "$log") &
+# (The subshell's stderr is dropped: bash would report the kill -9 of QEMU there.)
+("${qemu_cmd[@]}" </dev/null 2>>"$out/qemu.stderr" | python3 -u "$here/timestamp.py" "$t0" >> "$log") 2>/dev/null &
 run1=$!
 power_cut=0
 deadline=$((SECONDS + 180))
