@@ -406,3 +406,42 @@ fn rollout_to_twenty_keel_agents_halts_on_error_threshold() {
         ));
     }
 }
+
+#[test]
+fn keel_agent_acknowledges_a_cancel() {
+    let server = Server::start();
+    let pki = pki();
+    let set = server.release(bundle(&pki, &image(11, 4096)));
+    let token = server.post("/rest/v1/targets", json!({ "controllerId": "gw2" }))["securityToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let action = server.post("/rest/v1/targets/gw2/assignedDS", json!({ "id": set }))["id"]
+        .as_i64()
+        .unwrap();
+    let canceling = server.call(
+        reqwest::Method::DELETE,
+        &format!("/rest/v1/targets/gw2/actions/{action}"),
+        None,
+        None,
+    );
+    assert_eq!(canceling["status"], "canceling");
+    let device = device(&pki, "1.0");
+    let config = ddi_config(&server, "gw2", &token);
+    let events = agent_cycle(&device, &config);
+    assert_eq!(
+        events,
+        vec![CycleEvent::CancelAcknowledged(action.to_string())]
+    );
+    let done = server.get(&format!("/rest/v1/targets/gw2/actions/{action}"));
+    assert_eq!(
+        (done["status"].as_str(), done["active"].as_bool()),
+        (Some("canceled"), Some(false))
+    );
+    // Nothing was installed, and the next cycle is idle.
+    assert_eq!(agent_cycle(&device, &config), vec![CycleEvent::Idle]);
+    assert_eq!(
+        device.slot_contents(SlotId::B, "rootfs"),
+        vec![0u8; ROOTFS as usize]
+    );
+}
