@@ -172,6 +172,42 @@ pub fn window_open(schedule: &str, duration_secs: i64, timezone: &str, now_ms: i
     }
 }
 
+/// When the next maintenance window opens (ms), if the schedule has a next start.
+pub fn next_window_start(schedule: &str, timezone: &str, now_ms: i64) -> Option<i64> {
+    let (Ok(cron), Some(offset)) = (parse_schedule(schedule), parse_timezone(timezone)) else {
+        return None;
+    };
+    let now = chrono::DateTime::from_timestamp_millis(now_ms)?.with_timezone(&offset);
+    cron.find_next_occurrence(&now, false)
+        .ok()
+        .map(|start| start.timestamp_millis())
+}
+
+/// The poll interval to suggest: the configured one, shortened before a closed maintenance window
+/// so the device sees it open in time (hawkBit: time to the window / 3, at least 1 s).
+fn poll_sleep(action: Option<&Action>, configured: u32, now: i64) -> u32 {
+    let Some(action) = action else {
+        return configured;
+    };
+    let (Some(schedule), Some(duration), Some(tz)) = (
+        &action.mw_schedule,
+        action.mw_duration_secs,
+        &action.mw_timezone,
+    ) else {
+        return configured;
+    };
+    if action.status == "canceling" || window_open(schedule, duration, tz, now) {
+        return configured;
+    }
+    match next_window_start(schedule, tz, now) {
+        Some(start) if start > now => {
+            let until = u32::try_from((start - now) / 1000 / 3).unwrap_or(u32::MAX);
+            configured.min(until.max(1))
+        }
+        _ => configured,
+    }
+}
+
 struct Instructions {
     download: Handling,
     update: Handling,
@@ -247,7 +283,9 @@ async fn poll(
     }
     let base = controller_base(&state, &headers, &tenant, &controller_id);
     let mut links = Map::new();
-    if let Some(action) = state.store.current_action(device.target.id).await? {
+    let current = state.store.current_action(device.target.id).await?;
+    let sleep = poll_sleep(current.as_ref(), state.config.poll_interval, now);
+    if let Some(action) = current {
         if action.status == "canceling" {
             links.insert(
                 "cancelAction".into(),
@@ -274,7 +312,7 @@ async fn poll(
         links.insert("configData".into(), href(format!("{base}/configData")));
     }
     Ok(hal(json!({
-        "config": { "polling": { "sleep": crate::format_poll_interval(state.config.poll_interval) } },
+        "config": { "polling": { "sleep": crate::format_poll_interval(sleep) } },
         "_links": links,
     })))
 }
@@ -870,6 +908,61 @@ mod tests {
             .timestamp_millis();
         assert!(window_open("0 0 3 * * ?", 3600, "+02:00", one_thirty));
         assert!(!window_open("not a cron", 3600, "Z", inside));
+    }
+
+    fn action_with_window(schedule: &str, duration: i64) -> Action {
+        Action {
+            id: 1,
+            tenant_id: 1,
+            target_id: 1,
+            ds_id: 1,
+            rollout_id: None,
+            rollout_group_id: None,
+            action_type: "forced".into(),
+            forcetime: None,
+            mw_schedule: Some(schedule.into()),
+            mw_duration_secs: Some(duration),
+            mw_timezone: Some("Z".into()),
+            status: "running".into(),
+            active: 1,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn poll_sleep_shrinks_before_a_window() {
+        let at = |t: &str| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .unwrap()
+                .timestamp_millis()
+        };
+        let daily_3am = action_with_window("0 0 3 * * ?", 3600);
+        // 02:30: the window opens in 30 min: a third of it, 10 min, is above 5 min -> 5 min.
+        assert_eq!(
+            poll_sleep(Some(&daily_3am), 300, at("2026-01-01T02:30:00Z")),
+            300
+        );
+        // 02:57: 3 min to go -> 60 s.
+        assert_eq!(
+            poll_sleep(Some(&daily_3am), 300, at("2026-01-01T02:57:00Z")),
+            60
+        );
+        // 02:59:59 -> at least 1 s.
+        assert_eq!(
+            poll_sleep(Some(&daily_3am), 300, at("2026-01-01T02:59:59Z")),
+            1
+        );
+        // Inside the window, or no window, or no action: the configured interval.
+        assert_eq!(
+            poll_sleep(Some(&daily_3am), 300, at("2026-01-01T03:10:00Z")),
+            300
+        );
+        assert_eq!(poll_sleep(None, 300, at("2026-01-01T02:59:00Z")), 300);
+        assert_eq!(
+            next_window_start("0 0 3 * * ?", "Z", at("2026-01-01T02:00:00Z")),
+            Some(at("2026-01-01T03:00:00Z"))
+        );
     }
 
     #[test]
