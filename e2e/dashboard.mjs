@@ -144,8 +144,11 @@ try {
   check(await failedAction.first().locator('progress').count() > 0, 'progress reports shown in the history');
   await shot(page, '07-failed-device');
 
+  await page.goto(`${base}/ui/fleet`);
+  check((await page.textContent('#by-version')).includes('keel-os 2.0'), 'fleet overview counts the new version');
+  await shot(page, '08-fleet-after');
   await page.goto(`${base}/ui/tuf`);
-  await shot(page, '08-tuf');
+  await shot(page, '08-tuf-status');
 
   // ---- viewer ----
   const viewerContext = await browser.newContext({ viewport: { width: 1280, height: 900 } });

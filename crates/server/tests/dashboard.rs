@@ -526,3 +526,67 @@ async fn upload_through_the_dashboard_needs_csrf_and_reaches_the_artifact_store(
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn tuf_page_shows_each_roles_version_and_expiry() {
+    const DAY: i64 = 86_400;
+    let server = TestServer::start_with(|config| {
+        // The offline part of `keel tuf init`: a root (expiring in 3 days, so it is flagged) and
+        // the online key the server signs with.
+        let repo = config.data_dir.join("tuf/default");
+        let root_key = keel_tuf_repo::SigningKey::generate_ed25519();
+        let online = keel_tuf_repo::SigningKey::generate_ed25519();
+        let keys = keel_tuf_repo::RootKeys {
+            root: vec![root_key.public()],
+            root_threshold: 1,
+            targets: vec![online.public()],
+            snapshot: vec![online.public()],
+            timestamp: vec![online.public()],
+        };
+        let now = keel_tuf::time::system_now();
+        keel_tuf_repo::create_root(&repo, &keys, &[&root_key], now + 3 * DAY).unwrap();
+        std::fs::write(repo.join("online.pem"), online.to_pkcs8_pem().unwrap()).unwrap();
+    })
+    .await;
+    let mut browser = Browser::new(&server.base);
+    browser.login(&server.admin).await;
+    // An upload publishes targets, bins, snapshot and timestamp.
+    server
+        .mgmt()
+        .release("os", "1.0", "os.swu", random_bytes(100, 3))
+        .await;
+    let page = browser.get("/ui/tuf").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("id=\"tuf-roles\""), "{}", page.body);
+    let row = |role: &str| {
+        let marker = format!("data-role=\"{role}\"");
+        let at = page
+            .body
+            .find(&marker)
+            .unwrap_or_else(|| panic!("no {role} row: {}", page.body));
+        let start = page.body[..at].rfind("<tr").unwrap();
+        let end = at + page.body[at..].find("</tr>").unwrap();
+        page.body[start..end].to_string()
+    };
+    let root = row("root");
+    assert!(root.contains("tuf-expiring"), "{root}");
+    assert!(root.contains("<td>1</td>"), "{root}");
+    for role in ["timestamp", "snapshot", "targets"] {
+        let text = row(role);
+        assert!(text.contains("tuf-ok"), "{text}");
+        assert!(text.contains(" UTC</td>"), "{text}");
+    }
+    assert!(page.body.contains("delegated bins"), "{}", page.body);
+
+    // A tenant without a repository says so.
+    let other = TestServer::start().await;
+    let mut browser = Browser::new(&other.base);
+    browser.login(&other.admin).await;
+    assert!(browser
+        .get("/ui/tuf")
+        .await
+        .body
+        .contains("id=\"tuf-disabled\""));
+    other.stop().await;
+    server.stop().await;
+}

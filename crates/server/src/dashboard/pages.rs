@@ -1032,6 +1032,19 @@ fn read_role(dir: &std::path::Path, role: &str) -> RoleStatus {
     }
 }
 
+/// Seconds before expiry at which a role is flagged: root is renewed offline by people, so a month
+/// ahead; online roles are re-signed by the server, so only a quarter of their normal lifetime
+/// left means re-signing is not happening.
+fn warn_before(role: &str) -> i64 {
+    let config = keel_tuf_repo::RepoConfig::default();
+    match role {
+        "root" => config.root_warning,
+        "timestamp" => config.timestamp_lifetime / 4,
+        "snapshot" => config.snapshot_lifetime / 4,
+        _ => config.targets_lifetime / 4,
+    }
+}
+
 pub async fn tuf(State(state): AppState_, ctx: Ctx) -> Response {
     let dir = crate::tuf::tenant_dir(&state, &ctx.tenant.name);
     let mut body = String::from("<h1>TUF repository</h1>");
@@ -1077,7 +1090,7 @@ pub async fn tuf(State(state): AppState_, ctx: Ctx) -> Response {
                 let left = expires - now;
                 let class = if left.num_seconds() <= 0 {
                     "expired"
-                } else if left.num_days() < 7 {
+                } else if left.num_seconds() < warn_before(&role.role) {
                     "expiring"
                 } else {
                     "ok"
