@@ -11,7 +11,7 @@
 /// unless they continue the current alignment.
 const WINDOW: usize = 16;
 /// Every `SAMPLE`-th position of `old` is indexed; every position of `new` is looked up.
-const SAMPLE: usize = 4;
+const SAMPLE: usize = 2;
 /// Candidates examined per lookup.
 const MAX_CHAIN: usize = 24;
 /// A found match at least this long is taken even if the current alignment nearly matches it
