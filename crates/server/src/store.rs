@@ -22,7 +22,22 @@ pub type Tx<'a> = Transaction<'a, Sqlite>;
 pub struct Store {
     read: SqlitePool,
     write: SqlitePool,
+    /// Device status reports, committed in groups by `commit_reports` (see `report`).
+    reports: tokio::sync::mpsc::Sender<ReportJob>,
 }
+
+/// One queued device report (see `Store::report`).
+struct ReportJob {
+    action_id: i64,
+    target_id: i64,
+    require_status: Option<String>,
+    entry: NewStatus,
+    transition: Transition<'static>,
+    reply: tokio::sync::oneshot::Sender<Result<bool, sqlx::Error>>,
+}
+
+/// Most reports committed by one transaction (one fsync).
+const REPORT_BATCH: usize = 256;
 
 pub fn now_ms() -> i64 {
     let since_epoch = std::time::SystemTime::now()
@@ -256,7 +271,13 @@ impl Store {
             .acquire_timeout(Duration::from_secs(60))
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Store { read, write })
+        let (reports, queue) = tokio::sync::mpsc::channel(4 * REPORT_BATCH);
+        tokio::spawn(commit_reports(write.clone(), queue));
+        Ok(Store {
+            read,
+            write,
+            reports,
+        })
     }
 
     pub async fn close(&self) {
@@ -879,43 +900,68 @@ impl Store {
 
     /// Appends a status entry and applies `transition`, atomically, only if the action is still open
     /// (and, when `require_status` is given, still in that status). Returns false if it was not.
+    ///
+    /// Returns only after the change is committed (fsynced). Reports that arrive while a commit is
+    /// under way are queued and committed together by the next transaction (group commit): one
+    /// fsync for many devices instead of one each.
     pub async fn report(
         &self,
         action: &Action,
         require_status: Option<&str>,
         entry: &NewStatus,
-        transition: Transition<'_>,
+        transition: Transition<'static>,
     ) -> Result<bool, sqlx::Error> {
-        let mut tx = self.begin().await?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = ReportJob {
+            action_id: action.id,
+            target_id: action.target_id,
+            require_status: require_status.map(str::to_string),
+            entry: entry.clone(),
+            transition,
+            reply,
+        };
+        self.reports
+            .send(job)
+            .await
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        answer.await.map_err(|_| sqlx::Error::PoolClosed)?
+    }
+
+    async fn report_in(tx: &mut Tx<'_>, job: &ReportJob) -> Result<bool, sqlx::Error> {
         let current: Option<(i64, String)> =
             sqlx::query_as("SELECT active, status FROM actions WHERE id = $1")
-                .bind(action.id)
-                .fetch_optional(&mut *tx)
+                .bind(job.action_id)
+                .fetch_optional(&mut **tx)
                 .await?;
         let Some((active, status)) = current else {
             return Ok(false);
         };
-        if active == 0 || require_status.is_some_and(|required| required != status) {
+        if active == 0
+            || job
+                .require_status
+                .as_deref()
+                .is_some_and(|required| required != status)
+        {
             return Ok(false);
         }
-        Self::insert_status_in(&mut tx, action.id, entry).await?;
+        Self::insert_status_in(tx, job.action_id, &job.entry).await?;
         let now = now_ms();
-        match transition {
+        match job.transition {
             Transition::None => {}
             Transition::Open(status) => {
                 sqlx::query("UPDATE actions SET status = $1, updated_at = $2 WHERE id = $3 AND status <> 'canceling'")
                     .bind(status)
                     .bind(now)
-                    .bind(action.id)
-                    .execute(&mut *tx)
+                    .bind(job.action_id)
+                    .execute(&mut **tx)
                     .await?;
             }
             Transition::Force(status) => {
                 sqlx::query("UPDATE actions SET status = $1, updated_at = $2 WHERE id = $3")
                     .bind(status)
                     .bind(now)
-                    .bind(action.id)
-                    .execute(&mut *tx)
+                    .bind(job.action_id)
+                    .execute(&mut **tx)
                     .await?;
             }
             Transition::Close { status, installed } => {
@@ -924,20 +970,19 @@ impl Store {
                 )
                 .bind(status)
                 .bind(now)
-                .bind(action.id)
-                .execute(&mut *tx)
+                .bind(job.action_id)
+                .execute(&mut **tx)
                 .await?;
                 if installed {
                     // After a successful update hawkBit asks the device for its attributes again.
                     sqlx::query("UPDATE targets SET installed_action_id = $1, request_attributes = 1 WHERE id = $2")
-                        .bind(action.id)
-                        .bind(action.target_id)
-                        .execute(&mut *tx)
+                        .bind(job.action_id)
+                        .bind(job.target_id)
+                        .execute(&mut **tx)
                         .await?;
                 }
             }
         }
-        tx.commit().await?;
         Ok(true)
     }
 
@@ -1522,4 +1567,49 @@ pub struct FleetCounts {
     pub seen_last_hour: i64,
     pub seen_last_day: i64,
     pub never_seen: i64,
+}
+
+/// The group-commit loop behind `Store::report`: takes whatever reports are queued (up to
+/// `REPORT_BATCH`), applies them in order in one transaction, commits once, then answers each.
+/// If the batch fails, each report is retried in its own transaction so one bad report cannot
+/// fail the others.
+async fn commit_reports(write: SqlitePool, mut queue: tokio::sync::mpsc::Receiver<ReportJob>) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < REPORT_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let together = async {
+            let mut tx = write.begin().await?;
+            let mut results = Vec::with_capacity(batch.len());
+            for job in &batch {
+                results.push(Store::report_in(&mut tx, job).await?);
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(results)
+        }
+        .await;
+        match together {
+            Ok(results) => {
+                for (job, result) in batch.into_iter().zip(results) {
+                    let _ = job.reply.send(Ok(result));
+                }
+            }
+            Err(_) => {
+                for job in batch {
+                    let alone = async {
+                        let mut tx = write.begin().await?;
+                        let result = Store::report_in(&mut tx, &job).await?;
+                        tx.commit().await?;
+                        Ok(result)
+                    }
+                    .await;
+                    let _ = job.reply.send(alone);
+                }
+            }
+        }
+    }
 }
