@@ -1613,3 +1613,91 @@ async fn commit_reports(write: SqlitePool, mut queue: tokio::sync::mpsc::Receive
         }
     }
 }
+
+// ---------- dashboard accounts (migrations/0100_dashboard_users.sql) ----------
+
+/// Name prefix of the API tokens minted for password logins to the dashboard.
+pub const DASHBOARD_SESSION_TOKEN_PREFIX: &str = "dashboard-session:";
+
+impl Store {
+    pub async fn create_dashboard_user(
+        &self,
+        name: &str,
+        password_hash: &str,
+        role: &str,
+    ) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(
+            "INSERT INTO dashboard_users (name, password_hash, role, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(name)
+        .bind(password_hash)
+        .bind(role)
+        .bind(now_ms())
+        .fetch_one(&self.write)
+        .await
+    }
+
+    /// `(password hash, role)` of a dashboard user.
+    pub async fn dashboard_user(
+        &self,
+        name: &str,
+    ) -> Result<Option<(String, String)>, sqlx::Error> {
+        sqlx::query_as("SELECT password_hash, role FROM dashboard_users WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.read)
+            .await
+    }
+
+    /// `(id, name, role, created_at)` of every dashboard user.
+    pub async fn dashboard_users(&self) -> Result<Vec<(i64, String, String, i64)>, sqlx::Error> {
+        sqlx::query_as("SELECT id, name, role, created_at FROM dashboard_users ORDER BY name")
+            .fetch_all(&self.read)
+            .await
+    }
+
+    /// Deletes a user and the session tokens of its logins (which ends those sessions).
+    pub async fn delete_dashboard_user(&self, id: i64) -> Result<bool, sqlx::Error> {
+        let mut tx = self.begin().await?;
+        let name: Option<String> =
+            sqlx::query_scalar("DELETE FROM dashboard_users WHERE id = $1 RETURNING name")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some(name) = &name {
+            sqlx::query("DELETE FROM api_tokens WHERE name = $1")
+                .bind(format!("{DASHBOARD_SESSION_TOKEN_PREFIX}{name}"))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(name.is_some())
+    }
+
+    /// Deletes password-login session tokens except those in `keep` (hashes of live sessions):
+    /// tokens of sessions lost in a restart or expired.
+    pub async fn prune_dashboard_session_tokens(
+        &self,
+        keep: &[String],
+    ) -> Result<u64, sqlx::Error> {
+        let stored: Vec<(i64, String)> =
+            sqlx::query_as("SELECT id, token_hash FROM api_tokens WHERE name LIKE $1")
+                .bind(format!("{DASHBOARD_SESSION_TOKEN_PREFIX}%"))
+                .fetch_all(&self.write)
+                .await?;
+        let mut deleted = 0;
+        for (id, hash) in stored {
+            if !keep.contains(&hash) {
+                deleted += self.delete_api_token(id).await? as u64;
+            }
+        }
+        Ok(deleted)
+    }
+
+    pub async fn delete_api_token_by_hash(&self, token_hash: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM api_tokens WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+}

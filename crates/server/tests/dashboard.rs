@@ -109,6 +109,21 @@ impl Browser {
         self.finish(response).await
     }
 
+    async fn login_user(&mut self, user: &str, password: &str) -> Page {
+        let form = self.get("/ui/login").await;
+        let nonce = form.csrf();
+        self.post_form(
+            "/ui/login",
+            &[
+                ("csrf", &nonce),
+                ("user", user),
+                ("password", password),
+                ("tenant", "default"),
+            ],
+        )
+        .await
+    }
+
     async fn login(&mut self, token: &str) -> Page {
         let form = self.get("/ui/login").await;
         assert_eq!(form.status, StatusCode::OK);
@@ -588,5 +603,173 @@ async fn tuf_page_shows_each_roles_version_and_expiry() {
         .body
         .contains("id=\"tuf-disabled\""));
     other.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn password_accounts_are_argon2_hashed_and_act_with_their_role() {
+    let server = TestServer::start().await;
+    let mgmt = server.mgmt();
+    mgmt.device("dev-1", &["lab"]).await;
+    let (set, _) = mgmt
+        .release("os", "1.0", "os.swu", random_bytes(100, 4))
+        .await;
+    let rollout = mgmt
+        .ok(
+            reqwest::Method::POST,
+            "/rest/v1/rollouts",
+            Some(json!({ "name": "r1", "distributionSetId": set, "tag": "lab" })),
+        )
+        .await;
+    let id = rollout["id"].as_i64().unwrap();
+
+    // Only admins manage accounts.
+    let operator_token = token(&mgmt, "operator").await;
+    let mut operator = Browser::new(&server.base);
+    operator.login(&operator_token).await;
+    assert_eq!(
+        operator.get("/ui/users").await.status,
+        StatusCode::FORBIDDEN
+    );
+    let csrf = operator.get("/ui/fleet").await.csrf();
+    let refused = operator
+        .post_form(
+            "/ui/users",
+            &[
+                ("csrf", &csrf),
+                ("user", "mallory"),
+                ("password", "long enough password"),
+                ("role", "admin"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+
+    let mut admin = Browser::new(&server.base);
+    admin.login(&server.admin).await;
+    let page = admin.get("/ui/users").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let csrf = page.csrf();
+    let short = admin
+        .post_form(
+            "/ui/users",
+            &[
+                ("csrf", &csrf),
+                ("user", "alice"),
+                ("password", "short"),
+                ("role", "operator"),
+            ],
+        )
+        .await;
+    assert_eq!(short.status, StatusCode::BAD_REQUEST);
+    for (user, role) in [("alice", "operator"), ("victor", "viewer")] {
+        let created = admin
+            .post_form(
+                "/ui/users",
+                &[
+                    ("csrf", &csrf),
+                    ("user", user),
+                    ("password", "correct horse battery"),
+                    ("role", role),
+                ],
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
+    }
+    let store = keel_server::store::Store::open(&server.dir.path().join("keel.db"))
+        .await
+        .unwrap();
+    let (hash, role) = store.dashboard_user("alice").await.unwrap().unwrap();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(!hash.contains("correct horse"));
+    assert_eq!(role, "operator");
+
+    let mut alice = Browser::new(&server.base);
+    let wrong = alice.login_user("alice", "wrong password!!").await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    let unknown = alice.login_user("nobody", "correct horse battery").await;
+    assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        wrong.body.contains("Wrong user or password")
+            && unknown.body.contains("Wrong user or password")
+    );
+    let ok = alice.login_user("alice", "correct horse battery").await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+
+    // Alice acts as an operator through the management API with a session token of her role.
+    let page = alice.get(&format!("/ui/rollouts/{id}")).await;
+    assert!(page.body.contains("alice · operator"), "{}", page.body);
+    assert!(page.body.contains("op-start"));
+    let tokens = mgmt.ok(reqwest::Method::GET, "/rest/v1/tokens", None).await;
+    let session_tokens: Vec<_> = tokens
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["name"] == "dashboard-session:alice")
+        .collect();
+    assert_eq!(session_tokens.len(), 1);
+    assert_eq!(session_tokens[0]["role"], "operator");
+
+    // Victor, a viewer account, is refused by the API.
+    let mut victor = Browser::new(&server.base);
+    assert_eq!(
+        victor
+            .login_user("victor", "correct horse battery")
+            .await
+            .status,
+        StatusCode::SEE_OTHER
+    );
+    let victor_page = victor.get(&format!("/ui/rollouts/{id}")).await;
+    assert!(!victor_page.body.contains("op-start"));
+    let refused = victor
+        .post_form(
+            &format!("/ui/rollouts/{id}/start"),
+            &[("csrf", &victor_page.csrf())],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+
+    let started = alice
+        .post_form(
+            &format!("/ui/rollouts/{id}/start"),
+            &[("csrf", &page.csrf())],
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.body);
+    assert_eq!(mgmt.rollout(id).await["status"], "running");
+
+    // Logout deletes the session token.
+    let out = alice
+        .post_form("/ui/logout", &[("csrf", &page.csrf())])
+        .await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    let tokens = mgmt.ok(reqwest::Method::GET, "/rest/v1/tokens", None).await;
+    assert!(
+        !tokens.to_string().contains("dashboard-session:alice"),
+        "{tokens}"
+    );
+
+    // Deleting an account ends its live sessions.
+    let users = admin.get("/ui/users").await;
+    let marker = "action=\"/ui/users/";
+    let victor_row = users.body.find("<td>victor</td>").unwrap();
+    let at = victor_row + users.body[victor_row..].find(marker).unwrap() + marker.len();
+    let victor_id: String = users.body[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let deleted = admin
+        .post_form(&format!("/ui/users/{victor_id}/delete"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(deleted.status, StatusCode::SEE_OTHER);
+    assert_eq!(victor.get("/ui/fleet").await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        victor
+            .login_user("victor", "correct horse battery")
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    store.close().await;
     server.stop().await;
 }

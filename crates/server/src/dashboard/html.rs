@@ -100,6 +100,14 @@ pub fn page(title: &str, active: &str, viewer: Option<&Viewer>, body: &str) -> S
             };
             let _ = write!(out, "<a href=\"{href}\"{class}>{label}</a>");
         }
+        if viewer.role == "admin" {
+            let class = if active == "users" {
+                " class=\"active\""
+            } else {
+                ""
+            };
+            let _ = write!(out, "<a href=\"/ui/users\"{class}>Users</a>");
+        }
         let _ = write!(
             out,
             "</nav><div class=\"who\"><span id=\"who\" data-role=\"{role}\">{name} · {role} · tenant {tenant}</span>\

@@ -44,6 +44,8 @@ const JS: &str = include_str!("../../assets/dashboard.js");
 
 struct Session {
     token: String,
+    /// The token was minted for a password login (deleted again at logout).
+    minted: bool,
     csrf: String,
     tenant: String,
     last_used: Instant,
@@ -62,7 +64,7 @@ impl Sessions {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn create(&self, token: String, tenant: String) -> String {
+    fn create(&self, token: String, minted: bool, tenant: String) -> String {
         let id = auth::generate_token();
         let mut map = self.lock();
         let now = Instant::now();
@@ -81,6 +83,7 @@ impl Sessions {
             id.clone(),
             Session {
                 token,
+                minted,
                 csrf: auth::generate_token(),
                 tenant,
                 last_used: now,
@@ -105,8 +108,19 @@ impl Sessions {
         ))
     }
 
-    fn remove(&self, id: &str) {
-        self.lock().remove(id);
+    /// Ends a session; returns its token if it was minted for a password login.
+    fn remove(&self, id: &str) -> Option<String> {
+        self.lock().remove(id).filter(|s| s.minted).map(|s| s.token)
+    }
+
+    /// Hashes of the minted tokens of live sessions.
+    fn minted_token_hashes(&self) -> Vec<String> {
+        let now = Instant::now();
+        self.lock()
+            .values()
+            .filter(|s| s.minted && now.duration_since(s.last_used) < SESSION_IDLE)
+            .map(|s| auth::hash_token(&s.token))
+            .collect()
     }
 }
 
@@ -139,6 +153,8 @@ pub fn router() -> Router<Arc<AppState>> {
             post(pages::rollout_operation),
         )
         .route("/ui/tuf", get(pages::tuf))
+        .route("/ui/users", get(pages::users).post(pages::create_user))
+        .route("/ui/users/{id}/delete", post(pages::delete_user))
         .layer(Extension(Arc::new(Sessions::default())))
         .layer(axum::middleware::map_response(security_headers))
 }
@@ -218,6 +234,10 @@ pub struct Ctx {
 impl Ctx {
     pub fn can_operate(&self) -> bool {
         self.role >= Role::Operator
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.role >= Role::Admin
     }
 
     fn viewer(&self) -> html::Viewer<'_> {

@@ -53,11 +53,14 @@ fn login_page(nonce: &str, message: Option<&str>, status: StatusCode) -> Respons
         body,
         "<form method=\"post\" action=\"/ui/login\" id=\"login-form\">\
          <input type=\"hidden\" name=\"csrf\" value=\"{nonce}\">\
-         <label>Management API token <input type=\"password\" name=\"token\" id=\"token\" autocomplete=\"current-password\" required></label>\
+         <label>Management API token <input type=\"password\" name=\"token\" id=\"token\" autocomplete=\"off\"></label>\
+         <p class=\"hint\">or a dashboard account:</p>\
+         <label>User <input type=\"text\" name=\"user\" id=\"user\" autocomplete=\"username\"></label>\
+         <label>Password <input type=\"password\" name=\"password\" id=\"password\" autocomplete=\"current-password\"></label>\
          <label>Tenant <input type=\"text\" name=\"tenant\" value=\"default\" required></label>\
          <button type=\"submit\">Log in</button></form>\
          <p class=\"hint\">Tokens are created with <code>POST /rest/v1/tokens</code> (role viewer, operator or admin); \
-         the first admin token is in <code>DATA_DIR/admin.token</code>.</p></section>",
+         the first admin token is in <code>DATA_DIR/admin.token</code>. Admins create accounts under Users.</p></section>",
         nonce = esc(nonce)
     );
     let mut response = (status, Html(html::page("Log in", "", None, &body))).into_response();
@@ -72,6 +75,50 @@ fn login_page(nonce: &str, message: Option<&str>, status: StatusCode) -> Respons
 
 pub async fn login_form() -> Response {
     login_page(&auth::generate_token(), None, StatusCode::OK)
+}
+
+/// argon2id with the crate's defaults (19 MiB, 2 passes): the OWASP minimum for argon2id.
+pub fn hash_password(password: &str) -> Result<String, String> {
+    use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+    let salt = SaltString::generate(&mut OsRng);
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| e.to_string())
+}
+
+fn verify_password(password: &str, stored: &str) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    match PasswordHash::new(stored) {
+        Ok(hash) => argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &hash)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// A hash to verify against for unknown users, so they take as long as wrong passwords.
+fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| hash_password("keel dashboard: no such user").unwrap_or_default())
+}
+
+/// Checks a user's password off the async threads; `Some(role)` if it matches.
+async fn password_login(
+    state: &AppState,
+    user: &str,
+    password: &str,
+) -> Result<Option<String>, Response> {
+    let account = db(state.store.dashboard_user(user).await)?;
+    let password = password.to_string();
+    let (stored, role) = match account {
+        Some((hash, role)) => (hash, Some(role)),
+        None => (dummy_hash().to_string(), None),
+    };
+    let matches = tokio::task::spawn_blocking(move || verify_password(&password, &stored))
+        .await
+        .unwrap_or(false);
+    Ok(role.filter(|_| matches))
 }
 
 pub async fn login(
@@ -90,6 +137,8 @@ pub async fn login(
         );
     }
     let token = form.text("token");
+    let user = form.text("user");
+    let password = form.get("password").unwrap_or("").to_string();
     let tenant = form.text("tenant");
     let retry = |message: &str| {
         login_page(
@@ -98,26 +147,50 @@ pub async fn login(
             StatusCode::UNAUTHORIZED,
         )
     };
-    if token.is_empty() {
-        return retry("Enter a management API token.");
-    }
-    let identity = match state
-        .store
-        .api_token_identity(&auth::hash_token(&token))
-        .await
-    {
-        Ok(identity) => identity,
-        Err(e) => return internal(e.to_string()),
-    };
-    if identity.is_none() {
-        return retry("Unknown token.");
-    }
     match state.store.tenant_by_name(&tenant).await {
         Ok(Some(_)) => {}
         Ok(None) => return retry("No such tenant."),
         Err(e) => return internal(e.to_string()),
     }
-    let id = sessions.create(token, tenant);
+    let (token, minted) = if !token.is_empty() {
+        match state
+            .store
+            .api_token_identity(&auth::hash_token(&token))
+            .await
+        {
+            Ok(Some(_)) => (token, false),
+            Ok(None) => return retry("Unknown token."),
+            Err(e) => return internal(e.to_string()),
+        }
+    } else if !user.is_empty() {
+        let role = match password_login(&state, &user, &password).await {
+            Ok(Some(role)) => role,
+            Ok(None) => return retry("Wrong user or password."),
+            Err(response) => return response,
+        };
+        // A session token with the user's role: the management API checks it like any other.
+        // Tokens of sessions that ended without logout (expiry, restart) are removed first.
+        if let Err(e) = state
+            .store
+            .prune_dashboard_session_tokens(&sessions.minted_token_hashes())
+            .await
+        {
+            return internal(e.to_string());
+        }
+        let token = auth::generate_token();
+        let name = format!("{}{user}", crate::store::DASHBOARD_SESSION_TOKEN_PREFIX);
+        if let Err(e) = state
+            .store
+            .create_api_token(&name, &auth::hash_token(&token), &role)
+            .await
+        {
+            return internal(e.to_string());
+        }
+        (token, true)
+    } else {
+        return retry("Enter a management API token, or a user and password.");
+    };
+    let id = sessions.create(token, minted, tenant);
     let mut response = Redirect::to("/ui/fleet").into_response();
     let headers = response.headers_mut();
     if let Ok(value) = session_cookie(&id, SESSION_IDLE.as_secs()).parse() {
@@ -132,6 +205,7 @@ pub async fn login(
 }
 
 pub async fn logout(
+    State(state): AppState_,
     Extension(sessions): Extension<Arc<Sessions>>,
     ctx: Ctx,
     body: Bytes,
@@ -140,7 +214,15 @@ pub async fn logout(
     if let Err(response) = ctx.check_csrf(form.get("csrf")) {
         return response;
     }
-    sessions.remove(&ctx.session_id);
+    if let Some(minted) = sessions.remove(&ctx.session_id) {
+        if let Err(e) = state
+            .store
+            .delete_api_token_by_hash(&auth::hash_token(&minted))
+            .await
+        {
+            return internal(e.to_string());
+        }
+    }
     let mut response = Redirect::to("/ui/login").into_response();
     if let Ok(value) =
         format!("{SESSION_COOKIE}=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0").parse()
@@ -148,6 +230,126 @@ pub async fn logout(
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     response
+}
+
+// ---------- dashboard accounts (admin) ----------
+
+fn admin_only(ctx: &Ctx) -> Result<(), Response> {
+    if ctx.is_admin() {
+        Ok(())
+    } else {
+        Err(error_page(
+            Some(ctx),
+            StatusCode::FORBIDDEN,
+            &format!("role admin required, you have {}", ctx.role.as_str()),
+        ))
+    }
+}
+
+pub async fn users(State(state): AppState_, ctx: Ctx) -> Response {
+    if let Err(response) = admin_only(&ctx) {
+        return response;
+    }
+    let accounts = match db(state.store.dashboard_users().await) {
+        Ok(accounts) => accounts,
+        Err(response) => return response,
+    };
+    let mut body = String::from(
+        "<h1>Dashboard users</h1><table class=\"list\" id=\"users\"><thead><tr><th>User</th><th>Role</th>\
+         <th>Created</th><th></th></tr></thead><tbody>",
+    );
+    for (id, name, role, created) in &accounts {
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td><form method=\"post\" action=\"/ui/users/{id}/delete\">{}\
+             <button type=\"submit\" class=\"op-cancel\">Delete</button></form></td></tr>",
+            esc(name),
+            esc(role),
+            esc(&time(*created)),
+            csrf_field(&ctx)
+        );
+    }
+    if accounts.is_empty() {
+        body.push_str(
+            "<tr><td colspan=\"4\">No accounts yet: everyone logs in with a token.</td></tr>",
+        );
+    }
+    let _ = write!(
+        body,
+        "</tbody></table><form method=\"post\" action=\"/ui/users\" id=\"user-form\" class=\"box\"><h3>New user</h3>{}\
+         <label>User <input name=\"user\" required maxlength=\"64\"></label>\
+         <label>Password (at least 12 characters) <input type=\"password\" name=\"password\" required minlength=\"12\" autocomplete=\"new-password\"></label>\
+         <label>Role <select name=\"role\"><option>viewer</option><option>operator</option><option>admin</option></select></label>\
+         <button type=\"submit\">Create user</button></form>",
+        csrf_field(&ctx)
+    );
+    render(&ctx, "Users", "users", &body)
+}
+
+pub async fn create_user(State(state): AppState_, ctx: Ctx, body: Bytes) -> Response {
+    let form = FormFields::parse(&body);
+    if let Err(response) = ctx
+        .check_csrf(form.get("csrf"))
+        .and_then(|()| admin_only(&ctx))
+    {
+        return response;
+    }
+    let user = form.text("user");
+    let password = form.get("password").unwrap_or("").to_string();
+    let role = form.text("role");
+    if user.is_empty() || user.len() > 64 || user.chars().any(|c| c.is_control()) {
+        return error_page(
+            Some(&ctx),
+            StatusCode::BAD_REQUEST,
+            "user: 1..64 printable characters",
+        );
+    }
+    if password.chars().count() < 12 || password.len() > 1024 {
+        return error_page(
+            Some(&ctx),
+            StatusCode::BAD_REQUEST,
+            "password: 12..1024 characters",
+        );
+    }
+    if auth::Role::parse(&role).is_none() {
+        return error_page(
+            Some(&ctx),
+            StatusCode::BAD_REQUEST,
+            "role: viewer, operator or admin",
+        );
+    }
+    let hash = match tokio::task::spawn_blocking(move || hash_password(&password)).await {
+        Ok(Ok(hash)) => hash,
+        Ok(Err(e)) => return internal(e),
+        Err(e) => return internal(e.to_string()),
+    };
+    match state.store.create_dashboard_user(&user, &hash, &role).await {
+        Ok(_) => Redirect::to("/ui/users").into_response(),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            error_page(Some(&ctx), StatusCode::CONFLICT, "that user already exists")
+        }
+        Err(e) => internal(e.to_string()),
+    }
+}
+
+pub async fn delete_user(
+    State(state): AppState_,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+    body: Bytes,
+) -> Response {
+    let form = FormFields::parse(&body);
+    if let Err(response) = ctx
+        .check_csrf(form.get("csrf"))
+        .and_then(|()| admin_only(&ctx))
+    {
+        return response;
+    }
+    match state.store.delete_dashboard_user(id).await {
+        Ok(true) => Redirect::to("/ui/users").into_response(),
+        Ok(false) => error_page(Some(&ctx), StatusCode::NOT_FOUND, "No such user."),
+        Err(e) => internal(e.to_string()),
+    }
 }
 
 // ---------- fleet ----------
