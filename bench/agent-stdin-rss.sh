@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MIB=${1:-1024}
+REPS=${REPS:-3}   # each measurement is repeated; compare the medians (shared disks are noisy)
 WORK=$(mktemp -d "${TMPDIR:-/var/tmp}/keel-rss.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
@@ -28,10 +29,17 @@ measure() { # label, command...
     printf '%-34s peak RSS %6s KiB  %6.2f s  %6.1f MiB/s\n' "$label" "$rss" "$secs" "$(echo "scale=1; $SIZE_MIB / $secs" | bc)"
 }
 
-measure "keel-agent install - (stdin)" sh -c "\"$AGENT\" -c \"$WORK/agent.toml\" install - <\"$WORK/update.swu\""
-"$AGENT" -c "$WORK/agent.toml" status >"$WORK/status.txt"
-grep -q "state:        installed" "$WORK/status.txt" || { cat "$WORK/status.txt"; echo "install did not complete"; exit 1; }
-measure "keel-agent install FILE" "$AGENT" -c "$WORK/agent.toml" install "$WORK/update.swu"
-(cd "$WORK" && measure "swupdate -i FILE (installed-directly)" swupdate -H keel-bench:1.0 -k cert.pem -i update.swu)
+for _ in $(seq "$REPS"); do
+    sync
+    measure "keel-agent install - (stdin)" sh -c "\"$AGENT\" -c \"$WORK/agent.toml\" install - <\"$WORK/update.swu\""
+    "$AGENT" -c "$WORK/agent.toml" status >"$WORK/status.txt"
+    grep -q "state:        installed" "$WORK/status.txt" || { cat "$WORK/status.txt"; echo "install did not complete"; exit 1; }
+    sync
+    measure "keel-agent install FILE" "$AGENT" -c "$WORK/agent.toml" install "$WORK/update.swu"
+    # SWUpdate does not fsync the slot (strace: no fsync/fdatasync): measured as is and
+    # followed by `sync` (what keel-agent's final fsync costs).
+    (cd "$WORK" && sync && measure "swupdate -i FILE (installed-directly)" swupdate -H keel-bench:1.0 -k cert.pem -i update.swu)
+    (cd "$WORK" && sync && measure "swupdate -i FILE; sync" sh -c "swupdate -H keel-bench:1.0 -k cert.pem -i update.swu && sync")
+done
 echo "keel-agent binary ($(file -b "$AGENT" | cut -d, -f1-2)): $(stat -c %s "$AGENT") bytes"
 echo "swupdate binary: $(stat -c %s "$(command -v swupdate)") bytes (plus $(ldd "$(command -v swupdate)" | wc -l) shared libraries)"
