@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 
@@ -26,6 +27,21 @@ pub enum AgentError {
     /// Another agent process holds the lock.
     #[error("{0}")]
     Busy(String),
+}
+
+/// Set while this process holds the agent lock (flock locks are per open file, so a second
+/// open of the lock file in the same process would look like another agent).
+static LOCK_HELD_HERE: AtomicBool = AtomicBool::new(false);
+
+/// The held agent lock; released on drop.
+pub struct AgentLock {
+    _file: std::fs::File,
+}
+
+impl Drop for AgentLock {
+    fn drop(&mut self) {
+        LOCK_HELD_HERE.store(false, Ordering::SeqCst);
+    }
 }
 
 /// The agent, bound to one configuration and one storage.
@@ -85,10 +101,23 @@ impl Agent {
     /// Exclusive lock on `<state_dir>/lock` (flock) for the rest of an install or confirm, so
     /// two agent processes (say `run` and a manual `install`) never interleave. Only on real
     /// systems; the simulator runs one agent at a time.
-    pub fn lock(&self) -> Result<Option<std::fs::File>, AgentError> {
+    pub fn lock(&self) -> Result<Option<AgentLock>, AgentError> {
         if !self.os_direct {
             return Ok(None);
         }
+        match self.try_flock()? {
+            Some(file) => {
+                LOCK_HELD_HERE.store(true, Ordering::SeqCst);
+                Ok(Some(AgentLock { _file: file }))
+            }
+            None => Err(AgentError::Busy(format!(
+                "another keel-agent holds {} (install or confirm in progress)",
+                self.config.state_dir.join("lock").display()
+            ))),
+        }
+    }
+
+    fn try_flock(&self) -> Result<Option<std::fs::File>, AgentError> {
         use std::os::fd::AsRawFd;
         let _ = std::fs::create_dir_all(&self.config.state_dir);
         let path = self.config.state_dir.join("lock");
@@ -100,13 +129,17 @@ impl Agent {
             .map_err(|e| AgentError::Refused(format!("opening {}: {e}", path.display())))?;
         // SAFETY: flock on a valid, owned file descriptor.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            return Err(AgentError::Busy(format!(
-                "another keel-agent holds {} (install or confirm in progress)",
-                path.display()
-            )));
+        Ok((rc == 0).then_some(file))
+    }
+
+    /// True if another agent process holds the lock right now (so an install recorded in
+    /// this boot may really be running). Without one, such a record is left over from a
+    /// crashed or killed agent.
+    fn other_agent_running(&self) -> bool {
+        if !self.os_direct || LOCK_HELD_HERE.load(Ordering::SeqCst) {
+            return false;
         }
-        Ok(Some(file))
+        matches!(self.try_flock(), Ok(None))
     }
 
     pub fn load_state(&self) -> Result<AgentState, AgentError> {
@@ -184,7 +217,8 @@ impl Agent {
             return Ok((state, booted, view, Verdict::Success));
         };
         let boot_id = self.boot_id();
-        let same_boot = boot_id.is_some() && tx.boot_id == boot_id;
+        // "Same boot" matters only while the installing process is alive.
+        let same_boot = boot_id.is_some() && tx.boot_id == boot_id && self.other_agent_running();
         let verdict = reconcile(&tx, booted, &view, same_boot);
         let mut changed = false;
         match &verdict {

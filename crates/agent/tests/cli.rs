@@ -143,3 +143,29 @@ fn second_agent_is_refused_while_one_holds_the_lock() {
     // status still answers while an install holds the lock.
     assert_eq!(device.status_json()["booted_slot"], "A");
 }
+
+/// An install killed in this very boot (kill -9, OOM) leaves `installing` behind; with no agent
+/// holding the lock it is stale: reported failed, and a new install goes ahead.
+#[test]
+fn install_killed_in_this_boot_is_not_in_progress_forever() {
+    let device = FileDevice::new();
+    std::fs::create_dir_all(device.path("state")).unwrap();
+    std::fs::write(
+        device.path("state/state.json"),
+        r#"{"format":1,"transaction":{"phase":"installing","from_slot":"A","target_slot":"B","started_at":1,"boot_id":"boot-1"}}"#,
+    )
+    .unwrap();
+    let status = device.status_json();
+    assert_eq!(status["state"], "idle");
+    assert_eq!(status["last_result"]["outcome"], "failed");
+    assert!(status["last_result"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("interrupted"));
+    assert!(
+        install_stdin(&device, &device.bundle("2.0", &image(46, 10_000)))
+            .status
+            .success()
+    );
+    assert_eq!(device.status_json()["state"], "installed");
+}
