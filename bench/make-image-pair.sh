@@ -3,7 +3,7 @@
 #   old = Debian 12 (bookworm) from the main archive (current point release),
 #   new = old + `apt-get upgrade` from bookworm-security and bookworm-updates (a security update).
 # Adapted from /work/shared/bench/make-image-pair.sh (which adds packages instead).
-# usage: make-image-pair.sh OUTDIR [ext4|squashfs|erofs ...]   (root; needs debootstrap, network to Debian)
+# usage: make-image-pair.sh OUTDIR [ext4|squashfs|squashfs-raw|erofs ...]   (root; needs debootstrap, network to Debian)
 # Output: OUTDIR/old.<fmt>, OUTDIR/new.<fmt>, OUTDIR/upgraded-packages.txt.
 # Images are built reproducibly (fixed time, UUID, hash seed), so only the upgrade differs.
 set -euo pipefail
@@ -46,6 +46,8 @@ for v in old new; do
       ext4) rm -f "$out/$v.ext4"; truncate -s ${ext4_mb}M "$out/$v.ext4"
             mkfs.ext4 -q -F -d "$work/$v" -U $uuid -E hash_seed=$uuid,lazy_itable_init=0,nodiscard "$out/$v.ext4" ;;
       squashfs) mksquashfs "$work/$v" "$out/$v.squashfs" -comp zstd -noappend -quiet >/dev/null ;;
+      # uncompressed squashfs: the delta-friendly variant (compression is left to the delta)
+      squashfs-raw) mksquashfs "$work/$v" "$out/$v.squashfs-raw" -noI -noD -noF -noX -noappend -quiet >/dev/null ;;
       erofs) mkfs.erofs -T$SOURCE_DATE_EPOCH -U$uuid "$out/$v.erofs" "$work/$v" >/dev/null 2>&1 ;;
       *) echo "unknown format $f" >&2; exit 2 ;;
     esac

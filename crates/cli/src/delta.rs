@@ -24,6 +24,9 @@ pub enum Command {
         /// Most uncompressed diff+extra bytes per segment (decoder buffer), in KiB.
         #[arg(long, default_value_t = 8192)]
         segment_kib: u32,
+        /// Equal runs at least this long inside aligned regions become COPY ops.
+        #[arg(long, default_value_t = CreateOptions::default().copy_min)]
+        copy_min: usize,
     },
     /// Apply a static delta: hash-check SEED, write the target, verify its sha256.
     Apply {
@@ -85,7 +88,8 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             output,
             level,
             segment_kib,
-        } => create(&old, &new, &output, level, segment_kib),
+            copy_min,
+        } => create(&old, &new, &output, level, segment_kib, copy_min),
         Command::Apply {
             seed,
             delta,
@@ -129,6 +133,7 @@ fn create(
     output: &Path,
     level: i32,
     segment_kib: u32,
+    copy_min: usize,
 ) -> anyhow::Result<()> {
     let (old_data, new_data) = (read(old)?, read(new)?);
     let opts = CreateOptions {
@@ -136,6 +141,7 @@ fn create(
         segment_data: segment_kib
             .checked_mul(1024)
             .context("segment size too large")?,
+        copy_min,
         ..CreateOptions::default()
     };
     let file = File::create(output).with_context(|| format!("creating {}", output.display()))?;
