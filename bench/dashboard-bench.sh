@@ -88,7 +88,7 @@ run() {
   local bytes
   bytes=$(curl -s -o /dev/null -w '%{http_code} %{size_download}' -H "Cookie: $COOKIE" "$BASE$path")
   case "$bytes" in 200\ *) ;; *) echo "$name: $path answered $bytes" >&2; exit 1;; esac
-  wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -H "Cookie: $COOKIE" "$BASE$path" >"$WORK/run.txt"
+  wrk -t"$(( CONNECTIONS < 2 ? 1 : 2 ))" -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -H "Cookie: $COOKIE" "$BASE$path" >"$WORK/run.txt"
   local rps p50 p99 errors
   rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/run.txt")
   p50=$(awk '$1=="50%" {print $2}' "$WORK/run.txt")
