@@ -1,5 +1,6 @@
 //! Power cut at every injection point: every mutating storage operation (write, fsync,
-//! rename, directory fsync) of a full install and of every environment update (the loader's
+//! rename, directory fsync) of a full install (raw + encrypted images; and a delta install)
+//! and of every environment update (the loader's
 //! own writes at boot, confirm, fallback), under four models of what the disk keeps of
 //! unsynced data (lose all, keep all, keep names but lose data, tear the last write).
 //!
@@ -215,6 +216,43 @@ fn scenarios(loader: Loader) -> usize {
         &confirmed_b,
         &|d| {
             let _ = install(d, &second.bundle);
+        },
+    );
+
+    // 7. A delta install (seed: slot A's rootfs, read while slot B is written).
+    let seed = fx.device(loader).slot_contents(SlotId::A, "rootfs");
+    let mut new_rootfs = seed.clone();
+    new_rootfs[10_000..30_000].copy_from_slice(&common::image(300, 20_000));
+    new_rootfs.truncate(220 * 1024);
+    let kernel = common::image(301, 30_000);
+    let mut delta = Vec::new();
+    keel_delta::create(
+        &seed,
+        &new_rootfs,
+        &keel_delta::CreateOptions::default(),
+        &mut delta,
+    )
+    .unwrap();
+    let manifest = "[software]\nversion = \"3.0\"\n\
+        [[software.images]]\nfilename = \"rootfs.delta\"\ndevice = \"rootfs\"\ntype = \"keel-delta\"\n\
+        [[software.images]]\nfilename = \"linux.efi\"\ndevice = \"kernel\"\ntype = \"raw\"\n";
+    let delta_update = Update {
+        bundle: fx.bundle_manifest(
+            manifest,
+            &[("rootfs.delta", &delta), ("linux.efi", &kernel)],
+        ),
+        images: [("rootfs", new_rootfs), ("kernel", kernel)]
+            .into_iter()
+            .collect(),
+    };
+    tried += sweep(
+        "delta install",
+        loader,
+        &fx,
+        &delta_update,
+        &|fx| fx.device(loader),
+        &|d| {
+            let _ = install(d, &delta_update.bundle);
         },
     );
     tried
