@@ -317,8 +317,7 @@ fn index(
 }
 
 fn load_index(path: &Path) -> anyhow::Result<ChunkIndex> {
-    Ok(ChunkIndex::from_bytes(&read(path)?)
-        .with_context(|| format!("parsing {}", path.display()))?)
+    ChunkIndex::from_bytes(&read(path)?).with_context(|| format!("parsing {}", path.display()))
 }
 
 fn plan(index_path: &Path, seed: &Path) -> anyhow::Result<()> {
