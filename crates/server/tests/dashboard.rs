@@ -299,6 +299,48 @@ async fn viewer_sees_no_rollout_controls_and_is_refused_by_ui_and_api() {
     assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.body);
     assert_eq!(mgmt.rollout(id).await["status"], "running");
 
+    // Pause, resume and cancel go through the API too; the page shows only what applies.
+    let page = operator.get(&format!("/ui/rollouts/{id}")).await;
+    assert!(
+        page.body.contains("data-show-when=\"ready\" hidden"),
+        "start hidden while running"
+    );
+    for (operation, status) in [
+        ("pause", "paused"),
+        ("resume", "running"),
+        ("cancel", "canceled"),
+    ] {
+        let done = operator
+            .post_form(
+                &format!("/ui/rollouts/{id}/{operation}"),
+                &[("csrf", &csrf)],
+            )
+            .await;
+        assert_eq!(
+            done.status,
+            StatusCode::SEE_OTHER,
+            "{operation}: {}",
+            done.body
+        );
+        assert_eq!(
+            mgmt.rollout(id).await["status"],
+            status,
+            "after {operation}"
+        );
+    }
+    // The API's conflict answer reaches the user.
+    let again = operator
+        .post_form(&format!("/ui/rollouts/{id}/start"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    assert!(
+        again
+            .body
+            .contains("cannot start a rollout that is canceled"),
+        "{}",
+        again.body
+    );
+
     // Deleting a token ends its sessions at once.
     let tokens = mgmt.ok(reqwest::Method::GET, "/rest/v1/tokens", None).await;
     let viewer_id = tokens
@@ -676,9 +718,7 @@ async fn password_accounts_are_argon2_hashed_and_act_with_their_role() {
             .await;
         assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
     }
-    let store = keel_server::store::Store::open(&server.dir.path().join("keel.db"))
-        .await
-        .unwrap();
+    let store = server.open_store().await;
     let (hash, role) = store.dashboard_user("alice").await.unwrap().unwrap();
     assert!(hash.starts_with("$argon2id$"), "{hash}");
     assert!(!hash.contains("correct horse"));
