@@ -386,11 +386,13 @@ async fn fleet_page(state: &AppState, ctx: &Ctx, query: FormFields) -> Result<Re
         .parse::<i64>()
         .unwrap_or(1)
         .clamp(1, 1_000_000);
-    let counts = db(state.store.fleet_counts(ctx.tenant.id, now).await)?;
-    let (rows, total) = db(state
-        .store
-        .device_page(ctx.tenant.id, &filter, PAGE_SIZE, (page - 1) * PAGE_SIZE)
-        .await)?;
+    // The overview's counts and the page's rows are independent reads: run them side by side.
+    let (counts, (rows, total)) = db(tokio::try_join!(
+        state.store.fleet_counts(ctx.tenant.id, now),
+        state
+            .store
+            .device_page(ctx.tenant.id, &filter, PAGE_SIZE, (page - 1) * PAGE_SIZE),
+    ))?;
 
     let mut body = String::with_capacity(16 * 1024);
     body.push_str("<h1>Fleet</h1><section class=\"cards\">");
