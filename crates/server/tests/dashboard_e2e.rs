@@ -68,6 +68,18 @@ async fn handle_deployment(device: &SimDevice, fail: bool) -> reqwest::Result<()
     };
     let body = SimDevice::feedback("closed", finished, detail, None);
     device.send_feedback(&feedback_url, &body).await;
+    if !fail {
+        // After the confirmed boot the device reports its slots again (the server asks for it).
+        device
+            .client
+            .put(format!("{}/configData", device.url()))
+            .header("Authorization", &device.auth)
+            .json(&json!({ "data": {
+                "slot.a.state": "inactive", "slot.b.state": "booted", "slot.b.version": "2.0",
+            }}))
+            .send()
+            .await?;
+    }
     Ok(())
 }
 
