@@ -19,6 +19,8 @@ DEBIAN_PKGS=(
   # dashboard end-to-end test (crates/server/tests/dashboard_e2e.rs): Playwright drives Debian's
   # chromium; nodejs brings node and npm
   chromium nodejs
+  # keel-server on PostgreSQL (KEEL_TEST_DATABASE=postgres: each test process runs a private cluster)
+  postgresql
 )
 
 missing=()

@@ -6,7 +6,8 @@
 //!   OpenAPI document at `/rest/v1/openapi.json`.
 //! - Rollouts in groups with success/error thresholds, advanced by a scheduler whose state lives only
 //!   in the database.
-//! - SQLite (WAL, synchronous=FULL) and content-addressed artifact files in one data directory.
+//! - SQLite (WAL, synchronous=FULL) and content-addressed artifact files in one data directory, or
+//!   PostgreSQL (`--database-url postgres://...`) with the same schema and behaviour (docs/scale-out.md).
 
 pub mod artifacts;
 pub mod auth;
@@ -41,6 +42,10 @@ pub struct Config {
     /// Directory for the database (keel.db) and artifact files; created if missing.
     #[arg(long, env = "KEEL_DATA_DIR")]
     pub data_dir: PathBuf,
+    /// PostgreSQL database to use instead of SQLite in the data directory, e.g.
+    /// `postgres://keel:secret@db.example/keel` or `postgres://keel@localhost/keel?host=/run/postgresql`.
+    #[arg(long, env = "KEEL_DATABASE_URL")]
+    pub database_url: Option<String>,
     /// Address to listen on.
     #[arg(long, env = "KEEL_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -69,6 +74,7 @@ impl Config {
     pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Config {
         Config {
             data_dir: data_dir.into(),
+            database_url: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             public_url: None,
             poll_interval: 300,
@@ -147,7 +153,7 @@ impl Server {
     pub async fn bind(config: Config) -> anyhow::Result<Server> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-        let store = store::Store::open(&config.data_dir.join("keel.db"))
+        let store = store::Store::open(&config.data_dir, config.database_url.as_deref())
             .await
             .context("opening database")?;
         let files =

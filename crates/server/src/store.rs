@@ -1,27 +1,30 @@
 //! The storage layer: every SQL statement keel-server runs lives in this module.
 //!
-//! SQL is kept portable (`$N` parameters, `RETURNING`, no SQLite-only functions) so a PostgreSQL
-//! backend only needs its own pool type and migration set.
+//! SQL is kept portable (`$N` parameters, `RETURNING`, `ON CONFLICT`, no backend-only functions):
+//! the same statements run on SQLite and on PostgreSQL through sqlx's `Any` driver, so every value
+//! is one of the types both share (i64, String, Option of those). Each backend has its own
+//! migration directory with the same schema (`migrations/` for SQLite, `migrations-postgres/`).
 //!
-//! Durability: the database runs in WAL mode with `synchronous=FULL`, so a commit is fsynced to the
-//! WAL before `commit()` returns. Handlers reply only after their transaction committed, so a 200
+//! Durability: SQLite runs in WAL mode with `synchronous=FULL`, so a commit is fsynced to the WAL
+//! before `commit()` returns; PostgreSQL commits are durable with its defaults (`fsync=on`,
+//! `synchronous_commit=on`). Handlers reply only after their transaction committed, so a 200
 //! means the feedback survives a crash or power cut. Writes go through a single connection (SQLite
 //! allows one writer; a 1-connection pool queues writers in the app instead of failing with
-//! SQLITE_BUSY), reads through a pool of readers that see committed snapshots.
+//! SQLITE_BUSY, and on PostgreSQL it keeps the same one-writer ordering), reads through a pool of
+//! readers that see committed data.
 
 use serde::Serialize;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::any::AnyPoolOptions;
+use sqlx::{Any, AnyPool, Executor, Transaction};
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
-pub type Tx<'a> = Transaction<'a, Sqlite>;
+pub type Tx<'a> = Transaction<'a, Any>;
 
 #[derive(Clone)]
 pub struct Store {
-    read: SqlitePool,
-    write: SqlitePool,
+    read: AnyPool,
+    write: AnyPool,
     /// Device status reports, committed in groups by `commit_reports` (see `report`).
     reports: tokio::sync::mpsc::Sender<ReportJob>,
 }
@@ -253,31 +256,81 @@ const TARGET_COLUMNS: &str =
      last_poll_at, address, installed_action_id, created_at";
 
 impl Store {
-    pub async fn open(path: &Path) -> anyhow::Result<Store> {
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(30));
-        let write = SqlitePoolOptions::new()
+    /// Opens the configured database: PostgreSQL if `database_url` is given, else SQLite `keel.db`
+    /// in `data_dir`.
+    pub async fn open(data_dir: &Path, database_url: Option<&str>) -> anyhow::Result<Store> {
+        match database_url {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Self::open_postgres(url).await
+            }
+            Some(_) => anyhow::bail!(
+                "the database URL must start with postgres:// or postgresql:// \
+                 (without one, SQLite in the data directory is used)"
+            ),
+            None => Self::open_sqlite(&data_dir.join("keel.db")).await,
+        }
+    }
+
+    /// Opens (creating if missing) the SQLite database at `path`: WAL, `synchronous=FULL`,
+    /// foreign keys on.
+    pub async fn open_sqlite(path: &Path) -> anyhow::Result<Store> {
+        sqlx::any::install_default_drivers();
+        let url = format!("sqlite://{}", path.display());
+        let write = AnyPoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(60))
-            .connect_with(options.clone())
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA busy_timeout = 30000").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = FULL").await?;
+                    Ok(())
+                })
+            })
+            .connect(&format!("{url}?mode=rwc"))
             .await?;
         sqlx::migrate!("./migrations").run(&write).await?;
-        let read = SqlitePoolOptions::new()
+        let read = AnyPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(60))
-            .connect_with(options.read_only(true))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA busy_timeout = 30000").await?;
+                    Ok(())
+                })
+            })
+            .connect(&format!("{url}?mode=ro"))
             .await?;
+        Ok(Self::with_pools(read, write))
+    }
+
+    /// Connects to a PostgreSQL database (`postgres://user:password@host:port/db`, or a Unix
+    /// socket directory with `?host=/run/postgresql`) and brings its schema up to date.
+    pub async fn open_postgres(url: &str) -> anyhow::Result<Store> {
+        sqlx::any::install_default_drivers();
+        let write = AnyPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect(url)
+            .await?;
+        sqlx::migrate!("./migrations-postgres").run(&write).await?;
+        let read = AnyPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect(url)
+            .await?;
+        Ok(Self::with_pools(read, write))
+    }
+
+    fn with_pools(read: AnyPool, write: AnyPool) -> Store {
         let (reports, queue) = tokio::sync::mpsc::channel(4 * REPORT_BATCH);
         tokio::spawn(commit_reports(write.clone(), queue));
-        Ok(Store {
+        Store {
             read,
             write,
             reports,
-        })
+        }
     }
 
     pub async fn close(&self) {
@@ -1112,7 +1165,7 @@ impl Store {
 
     async fn group_counts_on<'e, E>(executor: E, group_id: i64) -> Result<GroupCounts, sqlx::Error>
     where
-        E: sqlx::Executor<'e, Database = Sqlite> + Copy,
+        E: sqlx::Executor<'e, Database = Any> + Copy,
     {
         let total: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM rollout_group_targets WHERE group_id = $1")
@@ -1414,6 +1467,8 @@ impl Store {
             format!("%{}%", like_escape(&filter.search))
         };
         // Attributes are stored as compact JSON, so `"key":"value"` appears verbatim in the text.
+        // Matching is ASCII case-insensitive on both backends (SQLite's LIKE is, PostgreSQL's is
+        // not; LOWER on both sides makes them agree).
         let attribute = match &filter.attribute {
             Some((key, value)) => {
                 let key = serde_json::to_string(key).unwrap_or_default();
@@ -1425,9 +1480,9 @@ impl Store {
         let inner = format!(
             "SELECT t.controller_id, t.name, t.last_poll_at, {DEVICE_STATE_SQL} AS state, \
              {DEVICE_INSTALLED_SQL} AS installed FROM targets t WHERE t.tenant_id = $1 \
-             AND ($2 = '' OR t.controller_id LIKE $2 ESCAPE '\\' OR t.name LIKE $2 ESCAPE '\\') \
+             AND ($2 = '' OR LOWER(t.controller_id) LIKE LOWER($2) ESCAPE '\\' OR LOWER(t.name) LIKE LOWER($2) ESCAPE '\\') \
              AND ($3 = '' OR t.id IN (SELECT target_id FROM target_tags WHERE tag = $3)) \
-             AND ($4 = '' OR t.attributes LIKE $4 ESCAPE '\\')"
+             AND ($4 = '' OR LOWER(t.attributes) LIKE LOWER($4) ESCAPE '\\')"
         );
         let rows: Vec<DeviceRow> = sqlx::query_as(&format!(
             "SELECT controller_id, name, last_poll_at, state, installed FROM ({inner}) AS f \
@@ -1446,9 +1501,9 @@ impl Store {
             // Without a state filter the expensive state expression is not needed for the count.
             sqlx::query_scalar(
                 "SELECT COUNT(*) FROM targets t WHERE t.tenant_id = $1 \
-                 AND ($2 = '' OR t.controller_id LIKE $2 ESCAPE '\\' OR t.name LIKE $2 ESCAPE '\\') \
+                 AND ($2 = '' OR LOWER(t.controller_id) LIKE LOWER($2) ESCAPE '\\' OR LOWER(t.name) LIKE LOWER($2) ESCAPE '\\') \
                  AND ($3 = '' OR t.id IN (SELECT target_id FROM target_tags WHERE tag = $3)) \
-                 AND ($4 = '' OR t.attributes LIKE $4 ESCAPE '\\')",
+                 AND ($4 = '' OR LOWER(t.attributes) LIKE LOWER($4) ESCAPE '\\')",
             )
             .bind(tenant_id)
             .bind(&search)
@@ -1573,7 +1628,7 @@ pub struct FleetCounts {
 /// `REPORT_BATCH`), applies them in order in one transaction, commits once, then answers each.
 /// If the batch fails, each report is retried in its own transaction so one bad report cannot
 /// fail the others.
-async fn commit_reports(write: SqlitePool, mut queue: tokio::sync::mpsc::Receiver<ReportJob>) {
+async fn commit_reports(write: AnyPool, mut queue: tokio::sync::mpsc::Receiver<ReportJob>) {
     while let Some(first) = queue.recv().await {
         let mut batch = vec![first];
         while batch.len() < REPORT_BATCH {

@@ -4,6 +4,8 @@
 //! the action that was open before the reboot. Then a rollout to 20 such devices in 2 groups
 //! where 3 devices of group 1 cannot install: the error threshold halts the rollout.
 
+mod common;
+
 use keel_agent::config::{DdiConfig, Detect};
 use keel_agent::ddi::{cycle, CycleEvent, DdiClient};
 use keel_agent::state::Outcome;
@@ -34,6 +36,7 @@ impl Server {
             .build()
             .unwrap();
         let mut config = keel_server::Config::for_data_dir(dir.path());
+        config.database_url = common::test_database_url();
         config.poll_interval = 1;
         config.scheduler_interval_ms = 100;
         let server = runtime.block_on(keel_server::Server::bind(config)).unwrap();

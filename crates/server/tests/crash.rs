@@ -22,8 +22,15 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start_server(data_dir: &Path, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_keel-server"))
+/// Starts the keel-server binary; `database_url` (PostgreSQL) is passed as `KEEL_DATABASE_URL`.
+fn start_server(data_dir: &Path, port: u16, database_url: Option<&str>) -> Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keel-server"));
+    if let Some(url) = database_url {
+        command.env("KEEL_DATABASE_URL", url);
+    } else {
+        command.env_remove("KEEL_DATABASE_URL");
+    }
+    command
         .args([
             "--data-dir",
             data_dir.to_str().unwrap(),
@@ -60,9 +67,10 @@ async fn wait_ready(base: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_dash_nine_mid_rollout_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
+    let database_url = common::test_database_url();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut server = start_server(dir.path(), port);
+    let mut server = start_server(dir.path(), port, database_url.as_deref());
     wait_ready(&base).await;
     let admin = std::fs::read_to_string(dir.path().join("admin.token"))
         .unwrap()
@@ -141,7 +149,7 @@ async fn kill_dash_nine_mid_rollout_loses_nothing() {
         "kill came too late ({acked_at_kill} feedbacks)"
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut server = start_server(dir.path(), port);
+    let mut server = start_server(dir.path(), port, database_url.as_deref());
     wait_ready(&base).await;
 
     let mut acked_by_device = BTreeMap::new();

@@ -4,6 +4,8 @@
 //! on the server's disk, or a bundle that is not a current target, makes the device refuse it before
 //! activation and report why in the action's feedback.
 
+mod common;
+
 use keel_agent::config::{DdiConfig, Detect};
 use keel_agent::ddi::{cycle, CycleEvent, DdiClient};
 use keel_agent::tuf::TufConfig;
@@ -61,6 +63,7 @@ impl Server {
             .build()
             .unwrap();
         let mut config = keel_server::Config::for_data_dir(dir.path());
+        config.database_url = common::test_database_url();
         config.poll_interval = 1;
         let server = runtime.block_on(keel_server::Server::bind(config)).unwrap();
         let base = format!("http://{}", server.local_addr().unwrap());

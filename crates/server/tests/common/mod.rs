@@ -11,6 +11,8 @@ pub struct TestServer {
     pub base: String,
     pub admin: String,
     pub dir: tempfile::TempDir,
+    /// The PostgreSQL database, if the tests run against PostgreSQL (else SQLite in `dir`).
+    pub database_url: Option<String>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -23,9 +25,11 @@ impl TestServer {
     pub async fn start_with(adjust: impl FnOnce(&mut keel_server::Config)) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let mut config = keel_server::Config::for_data_dir(dir.path());
+        config.database_url = test_database_url();
         config.poll_interval = 1;
         config.scheduler_interval_ms = 100;
         adjust(&mut config);
+        let database_url = config.database_url.clone();
         let server = keel_server::Server::bind(config).await.unwrap();
         let admin = server.created_admin_token.clone().unwrap();
         let base = format!("http://{}", server.local_addr().unwrap());
@@ -42,6 +46,7 @@ impl TestServer {
             base,
             admin,
             dir,
+            database_url,
             shutdown: Some(tx),
             task: Some(task),
         }
@@ -52,6 +57,27 @@ impl TestServer {
             client: Client::new(),
             base: self.base.clone(),
             token: Some(self.admin.clone()),
+        }
+    }
+
+    /// A second handle on the server's database (as another keel-server process would open it).
+    pub async fn open_store(&self) -> keel_server::store::Store {
+        keel_server::store::Store::open(self.dir.path(), self.database_url.as_deref())
+            .await
+            .unwrap()
+    }
+
+    /// Everything the database stores, as bytes: SQLite's database and WAL files, or a `pg_dump`
+    /// of the PostgreSQL database.
+    pub fn database_contents(&self) -> Vec<u8> {
+        match &self.database_url {
+            Some(url) => postgres::cluster().dump(url),
+            None => {
+                let mut bytes = std::fs::read(self.dir.path().join("keel.db")).unwrap();
+                bytes
+                    .extend(std::fs::read(self.dir.path().join("keel.db-wal")).unwrap_or_default());
+                bytes
+            }
         }
     }
 
@@ -417,5 +443,201 @@ impl SimDevice {
             handled.acked.push(detail);
         }
         Ok(handled)
+    }
+}
+
+/// The database a test server uses: `None` is SQLite in its data directory (the default); with
+/// `KEEL_TEST_DATABASE=postgres` it is a fresh, empty database in a private PostgreSQL cluster
+/// that this test process starts (Debian's `postgresql`; the test fails if it is missing).
+pub fn test_database_url() -> Option<String> {
+    match std::env::var("KEEL_TEST_DATABASE").as_deref() {
+        Err(_) | Ok("") | Ok("sqlite") => None,
+        Ok("postgres") => Some(postgres::cluster().create_database()),
+        Ok(other) => panic!("KEEL_TEST_DATABASE={other:?}: expected sqlite or postgres"),
+    }
+}
+
+/// A PostgreSQL cluster private to this test process: created with initdb in a temporary
+/// directory, listening only on a Unix socket there (no TCP port to collide with), with its
+/// default durability (fsync on). A shell keeps it running until this process exits (its stdin
+/// pipe closes, even on a crash), then stops it and deletes the directory.
+mod postgres {
+    use std::os::unix::fs::MetadataExt;
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::{Mutex, OnceLock};
+    use std::time::{Duration, Instant};
+
+    const PORT: u16 = 5432;
+
+    pub struct Cluster {
+        dir: PathBuf,
+        bin: PathBuf,
+        next_database: AtomicU32,
+        /// The shell that stops the cluster when its stdin (held here until exit) closes.
+        _keeper: Mutex<Child>,
+    }
+
+    pub fn cluster() -> &'static Cluster {
+        static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+        CLUSTER.get_or_init(Cluster::start)
+    }
+
+    /// The newest installed PostgreSQL server's bin directory (Debian: /usr/lib/postgresql/N/bin).
+    fn server_bin() -> PathBuf {
+        let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| {
+                let version = entry.file_name().to_str()?.parse().ok()?;
+                let bin = entry.path().join("bin");
+                bin.join("postgres").exists().then_some((version, bin))
+            })
+            .collect();
+        versions.sort();
+        versions
+            .pop()
+            .map(|(_, bin)| bin)
+            .expect("PostgreSQL server not installed (apt-get install postgresql; see scripts/setup-debian.sh)")
+    }
+
+    fn run(command: &mut Command, what: &str) {
+        let out = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(
+            out.status.success(),
+            "{what}: {}\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    impl Cluster {
+        fn start() -> Cluster {
+            let bin = server_bin();
+            let dir = tempfile::Builder::new()
+                .prefix("keel-pg-")
+                .tempdir()
+                .unwrap()
+                .keep();
+            // PostgreSQL refuses to run as root: as root, the cluster belongs to `postgres`.
+            let as_root = std::fs::metadata(&dir).unwrap().uid() == 0;
+            let as_owner = if as_root {
+                run(
+                    Command::new("chown").args(["postgres:", dir.to_str().unwrap()]),
+                    "chown postgres: (is the postgresql package installed?)",
+                );
+                "setpriv --reuid=postgres --regid=postgres --clear-groups "
+            } else {
+                ""
+            };
+            let data = dir.join("data");
+            // --no-sync only skips initdb's own flush of the template; the server runs with fsync on.
+            run(
+                Command::new("sh").arg("-c").arg(format!(
+                    "{as_owner}\"$0\"/initdb -D \"$1\" -U postgres -A trust -E UTF8 --locale=C --no-sync"
+                ))
+                .arg(&bin)
+                .arg(&data),
+                "initdb",
+            );
+            let mut keeper = Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "{as_owner}\"$0\"/postgres -D \"$1/data\" -k \"$1\" -h '' -p {PORT} \
+                     -c max_connections=400 -c fsync=on 2>\"$1/postgres.log\" & pg=$!; \
+                     read _; kill -INT $pg; wait $pg; rm -rf \"$1\""
+                ))
+                .arg(&bin)
+                .arg(&dir)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("sh");
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let ready = || {
+                Command::new(bin.join("pg_isready"))
+                    .args(["-q", "-U", "postgres", "-h"])
+                    .arg(&dir)
+                    .args(["-p", &PORT.to_string()])
+                    .status()
+                    .is_ok_and(|status| status.success())
+            };
+            while !ready() {
+                let log = std::fs::read_to_string(dir.join("postgres.log")).unwrap_or_default();
+                assert!(
+                    Instant::now() < deadline && keeper.try_wait().unwrap().is_none(),
+                    "PostgreSQL did not start:\n{log}"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Cluster {
+                dir,
+                bin,
+                next_database: AtomicU32::new(0),
+                _keeper: Mutex::new(keeper),
+            }
+        }
+
+        fn psql(&self, sql: &str) -> std::process::Output {
+            Command::new(self.bin.join("psql"))
+                .args([
+                    "-X",
+                    "-q",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-U",
+                    "postgres",
+                    "-d",
+                    "postgres",
+                ])
+                .arg("-h")
+                .arg(&self.dir)
+                .args(["-p", &PORT.to_string(), "-c", sql])
+                .output()
+                .expect("psql")
+        }
+
+        /// `pg_dump` of the database at `url` (made by `create_database`).
+        pub fn dump(&self, url: &str) -> Vec<u8> {
+            let without_query = url.split('?').next().unwrap_or(url);
+            let name = without_query.rsplit('/').next().unwrap();
+            let out = Command::new(self.bin.join("pg_dump"))
+                .args(["-U", "postgres", "-d", name, "-h"])
+                .arg(&self.dir)
+                .args(["-p", &PORT.to_string()])
+                .output()
+                .expect("pg_dump");
+            assert!(
+                out.status.success(),
+                "pg_dump {name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out.stdout
+        }
+
+        /// Creates an empty database and returns its URL.
+        pub fn create_database(&self) -> String {
+            let name = format!(
+                "keel_test_{}",
+                self.next_database.fetch_add(1, Ordering::SeqCst)
+            );
+            let out = self.psql(&format!("CREATE DATABASE {name}"));
+            assert!(
+                out.status.success(),
+                "CREATE DATABASE {name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            socket_url(&self.dir, &name)
+        }
+    }
+
+    fn socket_url(dir: &Path, database: &str) -> String {
+        format!(
+            "postgres://postgres@localhost:{PORT}/{database}?host={}",
+            dir.display()
+        )
     }
 }
