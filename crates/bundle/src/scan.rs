@@ -166,7 +166,10 @@ impl Report {
         for name in &self.missing {
             s.push_str(&format!("  {name:<32} MISSING\n"));
         }
-        s.push_str(&format!("read:         {} bytes up to the cpio trailer\n", self.total_size));
+        s.push_str(&format!(
+            "read:         {} bytes up to the cpio trailer\n",
+            self.total_size
+        ));
         if self.problems.is_empty() {
             s.push_str("result:       OK\n");
         } else {
