@@ -52,6 +52,9 @@ pub struct CreateReport {
 
 struct Plan {
     name: String,
+    /// A script entry: stored before the images, so a streaming installer meets
+    /// pre-install scripts before the first image byte.
+    script: bool,
     source: PathBuf,
     encrypted: bool,
     ivt: Option<[u8; 16]>,
@@ -60,6 +63,14 @@ struct Plan {
     stored_size: u64,
     sha256: [u8; 32],
     check: u32,
+}
+
+/// SWUpdate's script handler types (the `scripts` section).
+fn is_script(kind: Option<&str>) -> bool {
+    matches!(
+        kind,
+        Some("shellscript" | "preinstall" | "postinstall" | "lua")
+    )
 }
 
 /// Builds a bundle from `spec` into `out`. See the crate documentation for the passes.
@@ -115,6 +126,7 @@ pub fn create<W: Write>(
         let source = spec.source_of(&name);
         plans.push(Plan {
             name,
+            script: is_script(entry.kind.as_deref()),
             source,
             encrypted: entry.encrypted,
             ivt,
@@ -125,6 +137,8 @@ pub fn create<W: Write>(
             check: 0,
         });
     }
+
+    plans.sort_by_key(|plan| !plan.script); // stable: document order within each kind
 
     // Sizes first: an oversized image fails before anything is hashed.
     for plan in &mut plans {

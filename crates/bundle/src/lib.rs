@@ -4,7 +4,7 @@
 //!   existing `sw-description` plus an image directory ([`BundleSpec::from_sw_description`]).
 //! * [`create`]: streams every image twice (hash, then write; a third pass derives the IV of
 //!   encrypted images), fills `sha256` (and `ivt`) into the description, signs it, writes
-//!   `sw-description`, `sw-description.sig`, then the images in manifest order.
+//!   `sw-description`, `sw-description.sig`, then the scripts, then the images, each in manifest order.
 //! * [`scan`] / [`verify`] / [`inspect`] / [`extract`]: read a bundle once, checking the CMS
 //!   signature, every image hash, missing/extra/duplicate members and the cpio checksums.
 //!
