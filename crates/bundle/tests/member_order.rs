@@ -51,5 +51,8 @@ fn scripts_come_before_images_in_document_order() {
     while let Some(member) = reader.next_member().unwrap() {
         names.push(member.name.to_string());
     }
-    assert_eq!(names, ["prepare.sh", "check.sh", "rootfs.img", "kernel.efi"]);
+    assert_eq!(
+        names,
+        ["prepare.sh", "check.sh", "rootfs.img", "kernel.efi"]
+    );
 }
