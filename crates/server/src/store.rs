@@ -312,6 +312,20 @@ impl Store {
         let write = AnyPoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(60))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    // A reply means "committed and flushed": never let a server-wide
+                    // `synchronous_commit = off` turn that into "may be lost on a crash".
+                    let mode: String =
+                        sqlx::query_scalar("SELECT current_setting('synchronous_commit')")
+                            .fetch_one(&mut *conn)
+                            .await?;
+                    if mode == "off" {
+                        conn.execute("SET synchronous_commit = on").await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(url)
             .await?;
         sqlx::migrate!("./migrations-postgres").run(&write).await?;

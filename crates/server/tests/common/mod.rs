@@ -457,6 +457,11 @@ pub fn test_database_url() -> Option<String> {
     }
 }
 
+/// A fresh database in this process's private PostgreSQL cluster, whatever `KEEL_TEST_DATABASE` says.
+pub fn postgres_database_url() -> String {
+    postgres::cluster().create_database()
+}
+
 /// A PostgreSQL cluster private to this test process: created with initdb in a temporary
 /// directory, listening only on a Unix socket there (no TCP port to collide with), with its
 /// default durability (fsync on). A shell keeps it running until this process exits (its stdin
