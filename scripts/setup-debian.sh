@@ -8,6 +8,8 @@ DEBIAN_PKGS=(
   swupdate efibootguard libubootenv-tool u-boot-tools grub-common openssl cpio
   # delta peers for benchmarks and cross-checks
   casync xdelta3 bsdiff zstd
+  # delta tests (mkfs.ext4 -d) and delta benchmark image pairs (bench/make-image-pair.sh)
+  e2fsprogs erofs-utils squashfs-tools debootstrap
   # load benchmarks
   wrk
   # agent RSS benchmark (bench/agent-stdin-rss.sh)
