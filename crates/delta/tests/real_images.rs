@@ -89,6 +89,34 @@ fn ext4_image_update_round_trips() {
         new.len()
     );
 
+    // Cross-check with xdelta3 on the same pair: both reproduce the image, and keel's delta is
+    // not larger than xdelta3 -9's.
+    let xd = dir.path().join("pair.xd");
+    let status = Command::new("xdelta3")
+        .args(["-e", "-f", "-9", "-S", "djw", "-s"])
+        .args([&old_img, &new_img, &xd])
+        .status()
+        .expect("xdelta3 must be installed");
+    assert!(status.success());
+    let xd_out = dir.path().join("xd.out");
+    let status = Command::new("xdelta3")
+        .args(["-d", "-f", "-s"])
+        .args([&old_img, &xd, &xd_out])
+        .status()
+        .expect("xdelta3");
+    assert!(status.success());
+    assert!(fs::read(&xd_out).expect("read") == out);
+    let xd_len = fs::metadata(&xd).expect("stat").len() as usize;
+    eprintln!(
+        "keel delta {} bytes, xdelta3 -9 {xd_len} bytes",
+        delta.len()
+    );
+    assert!(
+        delta.len() <= xd_len,
+        "keel {} > xdelta3 {xd_len}",
+        delta.len()
+    );
+
     let store_dir = dir.path().join("store");
     let mut store = DirStore::new(&store_dir);
     let index = ChunkIndex::build(&new[..], ChunkParams::with_average(16 << 10), 3, |e, d| {

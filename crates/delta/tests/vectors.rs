@@ -19,7 +19,10 @@ fn target() -> Vec<u8> {
 
 fn unhex(s: &str) -> Vec<u8> {
     let s: String = s.split_whitespace().collect();
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
 }
 
 const DELTA_HEX: &str = include_str!("vectors/delta-v1.hex");
@@ -27,10 +30,20 @@ const INDEX_HEX: &str = include_str!("vectors/index-v1.hex");
 
 #[test]
 fn static_delta_vector() {
-    let opts = CreateOptions { level: 3, copy_min: 16, ..CreateOptions::default() };
+    let opts = CreateOptions {
+        level: 3,
+        copy_min: 16,
+        ..CreateOptions::default()
+    };
     let mut delta = Vec::new();
     create(&seed(), &target(), &opts, &mut delta).expect("create");
-    assert_eq!(hex(&delta), unhex(DELTA_HEX).iter().map(|b| format!("{b:02x}")).collect::<String>());
+    assert_eq!(
+        hex(&delta),
+        unhex(DELTA_HEX)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
     let mut out = Vec::new();
     apply(&mut Cursor::new(seed()), &unhex(DELTA_HEX)[..], &mut out).expect("apply vector");
     assert_eq!(out, target());
@@ -39,8 +52,21 @@ fn static_delta_vector() {
 #[test]
 fn chunk_index_vector() {
     let image: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
-    let params = ChunkParams { min: 256, avg: 1024, max: 4096 };
+    let params = ChunkParams {
+        min: 256,
+        avg: 1024,
+        max: 4096,
+    };
     let index = ChunkIndex::build(&image[..], params, 3, |_, _| Ok(())).expect("index");
-    assert_eq!(hex(&index.to_bytes()), unhex(INDEX_HEX).iter().map(|b| format!("{b:02x}")).collect::<String>());
-    assert_eq!(ChunkIndex::from_bytes(&unhex(INDEX_HEX)).expect("parse"), index);
+    assert_eq!(
+        hex(&index.to_bytes()),
+        unhex(INDEX_HEX)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    assert_eq!(
+        ChunkIndex::from_bytes(&unhex(INDEX_HEX)).expect("parse"),
+        index
+    );
 }
