@@ -25,7 +25,7 @@ work=$(mktemp -d /var/tmp/delta-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 mkdir -p bench/results
 stamp=$(date -u +%Y-%m-%dT%H:%MZ)
-md=bench/results/delta-latest.md
+md=$work/delta.md
 
 # measure OUTVAR cmd...: runs cmd under /usr/bin/time; OUTVAR_t = seconds, OUTVAR_m = peak RSS KiB,
 # OUTVAR_rc = exit code (124 = timeout).
