@@ -1,4 +1,5 @@
-//! `keel-server --data-dir D --listen 127.0.0.1:8080`: one command, SQLite and local files in D.
+//! `keel-server --data-dir D --listen 127.0.0.1:8080`: one command, SQLite and local files in D
+//! (`--database-url postgres://...` puts the database on PostgreSQL instead, docs/scale-out.md).
 
 use clap::Parser;
 
