@@ -76,8 +76,31 @@ pub fn sign_metadata(signed: &Value, signers: &[&SigningKey]) -> Result<Vec<u8>,
         }
     }
     let envelope = json!({"signatures": signatures, "signed": signed});
+    metadata_file_bytes(&envelope)
+}
+
+/// The bytes of a metadata file: pretty JSON with object keys sorted, so the file does not depend
+/// on whether serde_json's `preserve_order` feature is enabled somewhere in the build (keel-formats
+/// enables it), nor on the order the fields were built in.
+fn metadata_file_bytes(envelope: &Value) -> Result<Vec<u8>, RepoError> {
+    fn sorted(value: &Value) -> Value {
+        match value {
+            Value::Object(map) => {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+                Value::Object(
+                    entries
+                        .into_iter()
+                        .map(|(k, v)| (k.clone(), sorted(v)))
+                        .collect(),
+                )
+            }
+            Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
     let mut bytes =
-        serde_json::to_vec_pretty(&envelope).map_err(|e| metadata_error("metadata", e))?;
+        serde_json::to_vec_pretty(&sorted(envelope)).map_err(|e| metadata_error("metadata", e))?;
     bytes.push(b'\n');
     Ok(bytes)
 }
@@ -101,10 +124,7 @@ pub fn add_signatures(metadata: &[u8], signers: &[&SigningKey]) -> Result<Vec<u8
         signatures.retain(|s| s.get("keyid").and_then(Value::as_str) != Some(keyid.as_str()));
         signatures.push(json!({"keyid": keyid, "sig": signer.sign_hex(&canonical)}));
     }
-    let mut bytes =
-        serde_json::to_vec_pretty(&envelope).map_err(|e| metadata_error("metadata", e))?;
-    bytes.push(b'\n');
-    Ok(bytes)
+    metadata_file_bytes(&envelope)
 }
 
 /// Keys and thresholds of a root.
