@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::{image, pki, Pki};
+
 use keel_agent::config::{DdiConfig, Detect};
 use keel_agent::ddi::{cycle, CycleEvent, DdiClient};
 use keel_agent::state::Outcome;
@@ -13,8 +15,6 @@ use keel_agent::SlotId;
 use keel_sim::{DeviceSpec, Loader, SimDevice};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const ROOTFS: u64 = 128 * 1024;
@@ -105,57 +105,6 @@ impl Server {
             .as_i64()
             .unwrap()
     }
-}
-
-fn image(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-struct Pki {
-    dir: tempfile::TempDir,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-fn pki() -> Pki {
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            "/CN=keel-release",
-        ])
-        .args(["-days", "30", "-keyout", "key.pem", "-out", "cert.pem"])
-        .args([
-            "-addext",
-            "extendedKeyUsage=emailProtection",
-            "-addext",
-            "keyUsage=digitalSignature",
-        ])
-        .current_dir(dir.path())
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    Pki { dir, cert, key }
 }
 
 /// A signed bundle (keel-bundle) with a new rootfs, for hardware revision 1.0.

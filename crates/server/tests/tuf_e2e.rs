@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::{image, pki, Pki};
+
 use keel_agent::config::{DdiConfig, Detect};
 use keel_agent::ddi::{cycle, CycleEvent, DdiClient};
 use keel_agent::tuf::TufConfig;
@@ -15,7 +17,6 @@ use keel_tuf_repo::{OnlineKeys, RepoConfig, Repository, RootKeys, SigningKey};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Command;
 
 const ROOTFS: u64 = 128 * 1024;
 const DAY: i64 = 86_400;
@@ -143,57 +144,6 @@ impl Server {
     fn artifact_path(&self, sha256: &str) -> PathBuf {
         self.dir.path().join("artifacts").join(sha256)
     }
-}
-
-fn image(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-struct Pki {
-    dir: tempfile::TempDir,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-fn pki() -> Pki {
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            "/CN=keel-release",
-        ])
-        .args(["-days", "30", "-keyout", "key.pem", "-out", "cert.pem"])
-        .args([
-            "-addext",
-            "extendedKeyUsage=emailProtection",
-            "-addext",
-            "keyUsage=digitalSignature",
-        ])
-        .current_dir(dir.path())
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    Pki { dir, cert, key }
 }
 
 /// A CMS-signed bundle (keel-bundle) carrying `rootfs`.

@@ -646,3 +646,57 @@ mod postgres {
         )
     }
 }
+
+/// Deterministic pseudo-random image bytes (xorshift), so failures reproduce.
+pub fn image(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// A throwaway release signer: self-signed P-256 certificate with the key usages swupdate and
+/// keel-agent require.
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+pub fn pki() -> Pki {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=keel-release",
+        ])
+        .args(["-days", "30", "-keyout", "key.pem", "-out", "cert.pem"])
+        .args([
+            "-addext",
+            "extendedKeyUsage=emailProtection",
+            "-addext",
+            "keyUsage=digitalSignature",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    Pki { dir, cert, key }
+}
