@@ -71,20 +71,24 @@ fn run(args: Vec<String>) -> Result<(), String> {
     }
 }
 
-fn slot_env(config: &Config, slot: SlotId, revision: u32) -> BgEnv {
+/// The slot's `kernelfile`: required, because keel-agent tells EBG config copies apart by it.
+fn kernelfile(config: &Config, slot: SlotId) -> Result<&str, String> {
+    config.slots.get(slot).kernelfile.as_deref().ok_or_else(|| {
+        format!("slot {slot} has no kernelfile; keel-sim and keel-agent map EFI Boot Guard config copies to slots by it")
+    })
+}
+
+fn slot_env(config: &Config, slot: SlotId, revision: u32) -> Result<BgEnv, String> {
     let slot_config = config.slots.get(slot);
     let mut env = BgEnv::new();
-    env.kernelfile = slot_config
-        .kernelfile
-        .clone()
-        .unwrap_or_else(|| format!("C:BOOT{}:linux.efi", slot.index()));
+    env.kernelfile = kernelfile(config, slot)?.to_string();
     env.kernelparams = slot_config
         .kernelparams
         .clone()
         .unwrap_or_else(|| slot_config.cmdline_token(slot));
     env.ustate = UState::OK;
     env.revision = revision;
-    env
+    Ok(env)
 }
 
 /// Factory state: every target of slot A holds its image, slot B's targets are zero-filled files
@@ -113,12 +117,13 @@ fn provision(
         write_file(&storage, b_path, &vec![0u8; bytes.len()])?;
     }
     for (slot, revision) in [(SlotId::A, 2), (SlotId::B, 1)] {
-        let bytes = slot_env(config, slot, revision)
+        let bytes = slot_env(config, slot, revision)?
             .to_bytes()
             .map_err(|e| e.to_string())?;
         write_file(&storage, &env_paths[slot.index()], &bytes)?;
     }
-    power_on(config, SlotId::A, "provisioned")?;
+    let cmdline = slot_env(config, SlotId::A, 0)?.kernelparams;
+    power_on(config, SlotId::A, &cmdline, "provisioned")?;
     println!("provisioned: slot A active, slot B empty");
     Ok(())
 }
@@ -142,15 +147,21 @@ fn boot(config: &Config, env_paths: &[PathBuf; 2]) -> Result<(), String> {
             decision.action
         )
     })?;
+    let kernelfiles = [
+        kernelfile(config, SlotId::A)?,
+        kernelfile(config, SlotId::B)?,
+    ];
     let slot = [SlotId::A, SlotId::B]
         .into_iter()
-        .find(|s| {
-            slot_env(config, *s, 0)
-                .kernelfile
-                .eq_ignore_ascii_case(&env.kernelfile)
-        })
-        .ok_or_else(|| format!("kernelfile {:?} names no slot", env.kernelfile))?;
-    power_on(config, slot, &format!("{:?}", decision.action))?;
+        .find(|s| kernelfiles[s.index()].eq_ignore_ascii_case(&env.kernelfile));
+    let slot = slot.ok_or_else(|| format!("kernelfile {:?} names no slot", env.kernelfile))?;
+    // The kernel gets the command line of the config copy the loader chose.
+    power_on(
+        config,
+        slot,
+        &env.kernelparams,
+        &format!("{:?}", decision.action),
+    )?;
     println!(
         "booted slot {slot} ({:?}, revision {}, ustate {})",
         decision.action, env.revision, env.ustate.0
@@ -158,14 +169,13 @@ fn boot(config: &Config, env_paths: &[PathBuf; 2]) -> Result<(), String> {
     Ok(())
 }
 
-fn power_on(config: &Config, slot: SlotId, why: &str) -> Result<(), String> {
+fn power_on(config: &Config, slot: SlotId, kernelparams: &str, why: &str) -> Result<(), String> {
     let storage = FsStorage;
-    let cmdline = slot_env(config, slot, 0).kernelparams;
     let token = config.slots.get(slot).cmdline_token(slot);
-    let cmdline = if cmdline.split_whitespace().any(|t| t == token) {
-        cmdline
+    let cmdline = if kernelparams.split_whitespace().any(|t| t == token) {
+        kernelparams.to_string()
     } else {
-        format!("{cmdline} {token}")
+        format!("{kernelparams} {token}")
     };
     write_file(
         &storage,
