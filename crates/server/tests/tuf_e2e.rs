@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{image, pki, Pki};
+use common::{image, pki, BlockingServer, Pki};
 
 use keel_agent::config::{DdiConfig, Detect};
 use keel_agent::ddi::{cycle, CycleEvent, DdiClient};
@@ -22,12 +22,16 @@ const ROOTFS: u64 = 128 * 1024;
 const DAY: i64 = 86_400;
 
 struct Server {
-    base: String,
-    token: String,
-    http: reqwest::Client,
-    runtime: tokio::runtime::Runtime,
+    api: BlockingServer,
     dir: tempfile::TempDir,
     online: SigningKey,
+}
+
+impl std::ops::Deref for Server {
+    type Target = BlockingServer;
+    fn deref(&self) -> &BlockingServer {
+        &self.api
+    }
 }
 
 impl Server {
@@ -58,60 +62,13 @@ impl Server {
         .unwrap();
         std::fs::write(repo.join("online.pem"), online.to_pkcs8_pem().unwrap()).unwrap();
 
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
         let mut config = keel_server::Config::for_data_dir(dir.path());
-        config.database_url = common::test_database_url();
         config.poll_interval = 1;
-        let server = runtime.block_on(keel_server::Server::bind(config)).unwrap();
-        let base = format!("http://{}", server.local_addr().unwrap());
-        let token = server.created_admin_token.clone().unwrap();
-        runtime.spawn(server.serve(std::future::pending()));
         Server {
-            base,
-            token,
-            http: reqwest::Client::new(),
-            runtime,
+            api: BlockingServer::start(config),
             dir,
             online,
         }
-    }
-
-    fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-        raw: Option<Vec<u8>>,
-    ) -> Value {
-        self.runtime.block_on(async {
-            let mut request = self
-                .http
-                .request(method.clone(), format!("{}{path}", self.base))
-                .bearer_auth(&self.token);
-            if let Some(body) = body {
-                request = request.json(&body);
-            }
-            if let Some(raw) = raw {
-                request = request.body(raw);
-            }
-            let response = request.send().await.unwrap();
-            let status = response.status();
-            let value: Value = response.json().await.unwrap_or(Value::Null);
-            assert!(status.is_success(), "{method} {path}: {status} {value}");
-            value
-        })
-    }
-
-    fn post(&self, path: &str, body: Value) -> Value {
-        self.call(reqwest::Method::POST, path, Some(body), None)
-    }
-
-    fn get(&self, path: &str) -> Value {
-        self.call(reqwest::Method::GET, path, None, None)
     }
 
     /// Uploads a bundle as module `gateway-os` `version`; returns (distribution set id, artifact sha256).

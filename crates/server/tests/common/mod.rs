@@ -700,3 +700,70 @@ pub fn pki() -> Pki {
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     Pki { dir, cert, key }
 }
+
+/// keel-server on a runtime of its own, driven synchronously: for tests whose devices run the
+/// blocking keel-agent code on the test thread.
+pub struct BlockingServer {
+    pub base: String,
+    token: String,
+    http: Client,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl BlockingServer {
+    /// Starts `config` on the database the test run selected (SQLite in the data dir, or
+    /// PostgreSQL with `KEEL_TEST_DATABASE=postgres`).
+    pub fn start(mut config: keel_server::Config) -> BlockingServer {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        config.database_url = test_database_url();
+        let server = runtime.block_on(keel_server::Server::bind(config)).unwrap();
+        let base = format!("http://{}", server.local_addr().unwrap());
+        let token = server.created_admin_token.clone().unwrap();
+        runtime.spawn(server.serve(std::future::pending()));
+        BlockingServer {
+            base,
+            token,
+            http: Client::new(),
+            runtime,
+        }
+    }
+
+    /// A management API call with the admin token that must succeed; returns the JSON body.
+    pub fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        raw: Option<Vec<u8>>,
+    ) -> Value {
+        self.runtime.block_on(async {
+            let mut request = self
+                .http
+                .request(method.clone(), format!("{}{path}", self.base))
+                .bearer_auth(&self.token);
+            if let Some(body) = body {
+                request = request.json(&body);
+            }
+            if let Some(raw) = raw {
+                request = request.body(raw);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            let value: Value = response.json().await.unwrap_or(Value::Null);
+            assert!(status.is_success(), "{method} {path}: {status} {value}");
+            value
+        })
+    }
+
+    pub fn post(&self, path: &str, body: Value) -> Value {
+        self.call(reqwest::Method::POST, path, Some(body), None)
+    }
+
+    pub fn get(&self, path: &str) -> Value {
+        self.call(reqwest::Method::GET, path, None, None)
+    }
+}
