@@ -14,8 +14,8 @@ DEBIAN_PKGS=(
   wrk
   # agent RSS benchmark (bench/agent-stdin-rss.sh)
   time bc file
-  # build helpers for -sys crates
-  pkg-config build-essential
+  # build helpers for -sys crates; musl-gcc for the static keel-agent (scripts/agent-static.sh)
+  pkg-config build-essential musl-tools
   # qemu boot-chain test (qemu/run-scenario.sh): firmware, emulator, disk image tools
   qemu-system-x86 ovmf mtools dosfstools fdisk e2fsprogs busybox-static kmod curl
   # dashboard end-to-end test (crates/server/tests/dashboard_e2e.rs): Playwright drives Debian's
@@ -49,3 +49,9 @@ if [ ! -f "$(dirname "$0")/../e2e/node_modules/playwright-core/package.json" ]; 
 fi
 
 command -v cargo >/dev/null || { echo "setup: cargo not found; install a Rust toolchain first" >&2; exit 1; }
+
+# The static keel-agent is built for musl (scripts/agent-static.sh).
+if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
+  echo "setup: rustup target add x86_64-unknown-linux-musl"
+  rustup target add x86_64-unknown-linux-musl
+fi

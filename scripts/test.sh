@@ -6,6 +6,8 @@ bash scripts/setup-debian.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo test --workspace --no-fail-fast 2>&1
+# The shipping agent: static (musl) build, installs and confirms on a simulated EBG device.
+bash scripts/agent-static.sh
 # The server suite again on PostgreSQL (a private cluster started by the tests themselves).
 KEEL_TEST_DATABASE=postgres cargo test -p keel-server --no-fail-fast 2>&1
 bash scripts/fuzz-smoke.sh
