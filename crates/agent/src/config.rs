@@ -107,6 +107,11 @@ pub struct Config {
     /// TUF enforcement for DDI installs (docs/tuf.md).
     #[serde(default)]
     pub tuf: Option<crate::tuf::TufConfig>,
+    /// Target name → size of the image flashed at the factory. For a booted target the state
+    /// file has no record of (never written by the agent), `run` hashes that many bytes once,
+    /// records the result and reports it, so the server can offer a delta for it.
+    #[serde(default)]
+    pub factory_image_sizes: BTreeMap<String, u64>,
 }
 
 fn default_state_dir() -> PathBuf {
@@ -294,6 +299,15 @@ impl Config {
                     )));
                 }
             }
+        }
+        if let Some(name) = self
+            .factory_image_sizes
+            .keys()
+            .find(|n| !a.targets.contains_key(*n))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "factory_image_sizes: {name} is not a slot target"
+            )));
         }
         if a.cmdline_token(SlotId::A) == b.cmdline_token(SlotId::B) {
             return Err(ConfigError::Invalid(

@@ -13,6 +13,8 @@
 //!    `proceeding` ("installed, rebooting") and then `reboot_command` runs.
 //! 3. Sleep for the server's `config.polling.sleep` (`HH:MM:SS`).
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -21,11 +23,14 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::agent::{run_health_check, Agent, AgentError};
+use crate::chunks::{PackSource, SlotStream};
 use crate::config::DdiConfig;
+use crate::config::SlotId;
 use crate::install::InstallOptions;
 use crate::reconcile::Verdict;
 use crate::source::{http_agent, HttpReader, ResumePolicy, SourceError};
 use crate::state::Outcome;
+use crate::state::SlotImage;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DdiError {
@@ -50,6 +55,9 @@ pub struct DdiClient {
     http: ureq::Agent,
     base: String,
     auth: Option<String>,
+    /// The slot attributes last accepted by the server (sent again only when they change, when
+    /// the server asks, or by a new process).
+    sent_attributes: RefCell<Option<BTreeMap<String, String>>>,
 }
 
 /// What one cycle did (for logs and tests).
@@ -86,7 +94,30 @@ impl DdiClient {
                 config.controller_id
             ),
             auth,
+            sent_attributes: RefCell::new(None),
         }
+    }
+
+    /// `PUT configData` (merge): the booted slot's attributes.
+    fn send_attributes(&self, attributes: &BTreeMap<String, String>) -> Result<(), DdiError> {
+        let url = format!("{}/configData", self.base);
+        let mut request = self
+            .http
+            .put(&url)
+            .header("Content-Type", "application/json");
+        if let Some(auth) = &self.auth {
+            request = request.header("Authorization", auth);
+        }
+        let body = json!({ "mode": "merge", "data": attributes });
+        request
+            .send(body.to_string().as_bytes())
+            .map_err(|e| DdiError::Http {
+                method: "PUT",
+                url,
+                message: e.to_string(),
+            })?;
+        *self.sent_attributes.borrow_mut() = Some(attributes.clone());
+        Ok(())
     }
 
     fn headers(&self) -> Vec<(String, String)> {
@@ -260,6 +291,7 @@ pub fn cycle(
     if let Some(event) = report_result(agent, client)? {
         events.push(event);
     }
+    let attributes = slot_attributes(agent, booted)?;
 
     let poll = client.get_json(&client.base)?;
     let sleep = poll["config"]["polling"]["sleep"]
@@ -267,6 +299,13 @@ pub fn cycle(
         .and_then(parse_sleep)
         .unwrap_or(Duration::from_secs(agent.ddi_poll_secs()));
     let links = &poll["_links"];
+    let requested = links["configData"]["href"].is_string();
+    if requested || client.sent_attributes.borrow().as_ref() != Some(&attributes) {
+        // Not fatal: the server then offers full bundles rather than deltas.
+        if let Err(e) = client.send_attributes(&attributes) {
+            eprintln!("keel-agent: {e}");
+        }
+    }
     if let Some(href) = links["cancelAction"]["href"].as_str() {
         let cancel = client.get_json(href)?;
         let stop_id = cancel["cancelAction"]["stopId"]
@@ -305,13 +344,28 @@ pub fn cycle(
     if deployment["deployment"]["update"].as_str() == Some("skip") {
         return Ok((events, sleep));
     }
-    let artifact = deployment["deployment"]["chunks"]
+    let found = deployment["deployment"]["chunks"]
         .as_array()
         .into_iter()
         .flatten()
-        .flat_map(|c| c["artifacts"].as_array().into_iter().flatten())
-        .find(|a| a["filename"].as_str().is_some_and(|f| f.ends_with(".swu")))
-        .cloned();
+        .flat_map(|c| {
+            let artifacts = c["artifacts"].as_array().cloned().unwrap_or_default();
+            artifacts
+                .clone()
+                .into_iter()
+                .map(move |a| (a, artifacts.clone()))
+        })
+        .find(|(a, _)| a["filename"].as_str().is_some_and(|f| f.ends_with(".swu")));
+    // The other artifacts of the bundle's software module: packs of keel-chunked images.
+    let packs = PackSource::Named {
+        urls: found
+            .iter()
+            .flat_map(|(_, siblings)| siblings)
+            .filter_map(|a| Some((a["filename"].as_str()?.to_string(), download_url(a)?)))
+            .collect(),
+        headers: client.headers(),
+    };
+    let artifact = found.map(|(a, _)| a);
     let Some(artifact) = artifact else {
         client.feedback(
             &action_id,
@@ -326,11 +380,7 @@ pub fn cycle(
         });
         return Ok((events, sleep));
     };
-    let url = artifact["_links"]["download-http"]["href"]
-        .as_str()
-        .or(artifact["_links"]["download"]["href"].as_str())
-        .unwrap_or_default()
-        .to_string();
+    let url = download_url(&artifact).unwrap_or_default();
     let size = artifact["size"].as_u64().unwrap_or(0);
     let filename = artifact["filename"]
         .as_str()
@@ -400,6 +450,7 @@ pub fn cycle(
                 InstallOptions {
                     action_id: Some(action_id.clone()),
                     progress: Some(&mut progress),
+                    packs,
                     ..Default::default()
                 },
             )
@@ -447,6 +498,90 @@ pub fn cycle(
         }
     }
     Ok((events, sleep))
+}
+
+fn download_url(artifact: &Value) -> Option<String> {
+    artifact["_links"]["download-http"]["href"]
+        .as_str()
+        .or(artifact["_links"]["download"]["href"].as_str())
+        .map(str::to_string)
+}
+
+/// The booted slot as DDI attributes (docs/agent.md): `keel.slot`, `keel.version`, and per
+/// target `keel.slot.<target>.sha256` / `.size` of the image it holds. Targets the state file
+/// has no record of are hashed once up to `factory_image_sizes` (when configured) and recorded.
+pub fn slot_attributes(
+    agent: &Agent,
+    booted: SlotId,
+) -> Result<BTreeMap<String, String>, AgentError> {
+    let mut state = agent.load_state()?;
+    let mut learned = false;
+    for (target, &size) in &agent.config.factory_image_sizes {
+        let recorded = state
+            .slots
+            .get(&booted)
+            .is_some_and(|r| r.contains_key(target));
+        let Some(path) = agent.config.slots.get(booted).targets.get(target) else {
+            continue;
+        };
+        if recorded || state.transaction.is_some() {
+            continue;
+        }
+        match hash_prefix(agent, path, size) {
+            Ok(sha256) => {
+                state.slots.entry(booted).or_default().insert(
+                    target.clone(),
+                    SlotImage {
+                        sha256,
+                        size,
+                        version: None,
+                    },
+                );
+                learned = true;
+            }
+            Err(e) => eprintln!(
+                "keel-agent: hashing {} ({size} bytes of the factory image): {e}",
+                path.display()
+            ),
+        }
+    }
+    if learned {
+        agent.store_state(&state)?;
+    }
+    let mut attributes = BTreeMap::new();
+    attributes.insert("keel.slot".to_string(), booted.to_string());
+    if let Some(records) = state.slots.get(&booted) {
+        for (target, image) in records {
+            attributes.insert(format!("keel.slot.{target}.sha256"), image.sha256.clone());
+            attributes.insert(format!("keel.slot.{target}.size"), image.size.to_string());
+        }
+        if let Some(version) = records.values().find_map(|r| r.version.clone()) {
+            attributes.insert("keel.version".to_string(), version);
+        }
+    }
+    Ok(attributes)
+}
+
+fn hash_prefix(agent: &Agent, path: &std::path::Path, size: u64) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut stream = SlotStream::open(agent.storage.clone(), path)?.take(size);
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(buf.get(..n).unwrap_or_default());
+        total += n as u64;
+    }
+    if total != size {
+        return Err(std::io::Error::other(format!(
+            "slot holds {total} bytes, fewer than {size}"
+        )));
+    }
+    Ok(keel_formats::swdesc::hex(&hasher.finalize()))
 }
 
 impl Agent {

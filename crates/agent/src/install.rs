@@ -25,9 +25,10 @@ use sha2::{Digest, Sha256};
 
 use crate::agent::{Agent, AgentError};
 use crate::bootloader::BootError;
+use crate::chunks::{PackSource, SlotFile, SlotStream, CHUNKED_TYPE, MAX_INDEX_SIZE};
 use crate::config::SlotId;
 use crate::io::SlotWriter;
-use crate::state::{now, AgentState, Outcome, Phase, Transaction};
+use crate::state::{now, AgentState, Outcome, Phase, SlotImage, Transaction};
 
 /// sw-description image `type` of a keel static delta (`keel_delta`): the member is a delta
 /// against the same target of the booted slot; the result is written into the inactive slot.
@@ -98,6 +99,8 @@ pub struct InstallOptions<'a> {
     pub action_id: Option<String>,
     /// Called with (bytes of images written so far, total image bytes in the bundle).
     pub progress: Option<&'a mut dyn FnMut(u64, u64)>,
+    /// Where the packs of `keel-chunked` images are (docs/delta-format.md).
+    pub packs: PackSource,
 }
 
 /// What an install did.
@@ -109,16 +112,47 @@ pub struct InstallReport {
     pub signer: String,
     /// (image file name, target path, bytes written) in bundle order.
     pub images: Vec<(String, PathBuf, u64)>,
+    /// What `keel-chunked` images took from where.
+    pub chunked: ChunkedStats,
+}
+
+/// Totals over the `keel-chunked` images of one install.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChunkedStats {
+    /// Image bytes of chunked images.
+    pub image_bytes: u64,
+    /// Compressed bytes fetched from packs.
+    pub fetched_bytes: u64,
+    /// Reads / HTTP Range requests made on packs.
+    pub requests: u64,
+    pub fetched_chunks: u64,
+    pub seed_chunks: u64,
+    /// Chunks already correct in the target (an interrupted earlier install).
+    pub kept_chunks: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ImageKind {
+    Raw,
+    /// keel static delta against the same target of the booted slot.
+    Delta,
+    /// Chunk index; chunks from the booted slot, the target itself, or a pack.
+    Chunked,
 }
 
 #[derive(Debug, Clone)]
 struct PlannedImage {
     entry: Entry,
+    kind: ImageKind,
+    /// Target name in the slot configuration (`rootfs`).
+    target_name: String,
     target: PathBuf,
-    /// For deltas: the same target of the booted slot.
+    /// For deltas and chunked images: the same target of the booted slot.
     seed: Option<PathBuf>,
     sha256: [u8; 32],
     done: bool,
+    /// What the target holds once written (recorded in the state file, reported to the server).
+    written: Option<SlotImage>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -298,9 +332,21 @@ impl Agent {
         for entry in &software.images {
             let name = entry.filename.clone().unwrap_or_default();
             let kind = entry.kind.as_deref().unwrap_or("raw");
-            if !matches!(kind, "raw" | "rawfile" | DELTA_TYPE) {
+            let image_kind = match kind {
+                "raw" | "rawfile" => ImageKind::Raw,
+                DELTA_TYPE => ImageKind::Delta,
+                CHUNKED_TYPE => ImageKind::Chunked,
+                _ => {
+                    return Err(InstallError::Plan(format!(
+                        "image {name}: handler type {kind:?} is not supported (raw, rawfile, {DELTA_TYPE}, {CHUNKED_TYPE})"
+                    )))
+                }
+            };
+            if image_kind == ImageKind::Chunked
+                && (entry.encrypted || entry.compressed.as_deref().is_some_and(|c| c != "false"))
+            {
                 return Err(InstallError::Plan(format!(
-                    "image {name}: handler type {kind:?} is not supported (raw, rawfile, {DELTA_TYPE})"
+                    "image {name}: a {CHUNKED_TYPE} index is neither encrypted nor compressed"
                 )));
             }
             if let Some(c) = entry.compressed.as_deref() {
@@ -327,16 +373,16 @@ impl Agent {
                     "image {name}: no sha256 (required for every image)"
                 ))
             })?;
-            let seed = if kind == DELTA_TYPE {
-                let target_name = self
-                    .config
-                    .slots
-                    .get(target)
-                    .targets
-                    .iter()
-                    .find(|(_, p)| **p == path)
-                    .map(|(n, _)| n.clone())
-                    .unwrap_or_default();
+            let target_name = self
+                .config
+                .slots
+                .get(target)
+                .targets
+                .iter()
+                .find(|(_, p)| **p == path)
+                .map(|(n, _)| n.clone())
+                .unwrap_or_default();
+            let seed = if image_kind != ImageKind::Raw {
                 Some(
                     self.config
                         .slots
@@ -355,10 +401,13 @@ impl Agent {
             };
             images.push(PlannedImage {
                 entry: entry.clone(),
+                kind: image_kind,
+                target_name,
                 target: path,
                 seed,
                 sha256,
                 done: false,
+                written: None,
             });
         }
         if images.is_empty() {
@@ -485,6 +534,122 @@ impl Agent {
         Ok(())
     }
 
+    /// A `keel-chunked` image: `member` is its chunk index. The index is read whole (bounded) and
+    /// checked against the signed sha256 before anything is written; then the image is assembled
+    /// in the target from chunks of the booted slot, chunks the target already holds, and the
+    /// pack, every chunk and the whole image verified (`keel_delta::chunk::assemble`).
+    fn install_chunked(
+        &self,
+        image: &PlannedImage,
+        member: &mut dyn Read,
+        seed_len: Option<u64>,
+        packs: &PackSource,
+        stats: &mut ChunkedStats,
+    ) -> Result<SlotImage, InstallError> {
+        use keel_delta::chunk::{assemble, plan, ChunkIndex, SeedChunks};
+        let name = image.entry.filename.clone().unwrap_or_default();
+        let image_err = |message: String| InstallError::Image {
+            name: name.clone(),
+            message,
+        };
+        let mut hashing = HashingReader {
+            inner: member,
+            hasher: Sha256::new(),
+            count: 0,
+        };
+        let bytes = read_small(&mut hashing, MAX_INDEX_SIZE)
+            .map_err(|e| image_err(format!("chunk index: {e}")))?;
+        let actual: [u8; 32] = hashing.hasher.finalize().into();
+        if actual != image.sha256 {
+            return Err(InstallError::HashMismatch {
+                name,
+                expected: hex(&image.sha256),
+                actual: hex(&actual),
+            });
+        }
+        let index =
+            ChunkIndex::from_bytes(&bytes).map_err(|e| image_err(format!("chunk index: {e}")))?;
+        drop(bytes);
+        let property = |key: &str| {
+            image
+                .entry
+                .properties
+                .iter()
+                .find(|(k, _)| k == key)
+                .and_then(|(_, v)| v.first())
+                .map(String::as_str)
+        };
+        let target_sha256 = property("target-sha256")
+            .and_then(parse_hex::<32>)
+            .ok_or_else(|| {
+                image_err("properties: target-sha256 missing or not 64 hex digits".into())
+            })?;
+        if index.image_sha256 != target_sha256 {
+            return Err(image_err(format!(
+                "chunk index describes image {}, properties say target-sha256 {}",
+                hex(&index.image_sha256),
+                hex(&target_sha256)
+            )));
+        }
+        if let Some(size) = property("target-size") {
+            if size.trim().parse::<u64>().ok() != Some(index.image_size) {
+                return Err(image_err(format!(
+                    "chunk index describes {} bytes, properties say target-size {size:?}",
+                    index.image_size
+                )));
+            }
+        }
+        let pack_name = property("pack")
+            .ok_or_else(|| image_err("properties: no pack (the pack file name)".into()))?;
+        let write_err = |source: io::Error| InstallError::Write {
+            path: image.target.display().to_string(),
+            source,
+        };
+        let info = self.storage.metadata(&image.target).map_err(write_err)?;
+        if !info.regular && index.image_size > info.len {
+            return Err(write_err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!(
+                    "image of {} bytes does not fit into {} ({} bytes)",
+                    index.image_size,
+                    image.target.display(),
+                    info.len
+                ),
+            )));
+        }
+        let seed_path = image
+            .seed
+            .as_ref()
+            .ok_or_else(|| image_err("no seed slot".into()))?;
+        let seed_err = |e: io::Error| image_err(format!("seed {}: {e}", seed_path.display()));
+        let stream = SlotStream::open(self.storage.clone(), seed_path).map_err(seed_err)?;
+        // Only the installed image is worth chunking when its size is known.
+        let seed_chunks = SeedChunks::scan(stream.take(seed_len.unwrap_or(u64::MAX)), index.params)
+            .map_err(|e| image_err(format!("scanning seed {}: {e}", seed_path.display())))?;
+        let download = plan(&index, &seed_chunks);
+        drop(seed_chunks);
+        let mut pack = packs
+            .open(pack_name, &crate::source::http_agent())
+            .map_err(image_err)?;
+        let mut out =
+            SlotFile::open(&self.storage, self.os_direct, &image.target).map_err(write_err)?;
+        let mut seed = crate::io::SlotReader::new(self.storage.clone(), seed_path);
+        let report = assemble(&index, &download, &mut seed, &mut pack, &mut out)
+            .map_err(|e| image_err(format!("{CHUNKED_TYPE}: {e}")))?;
+        out.sync().map_err(write_err)?;
+        stats.image_bytes += index.image_size;
+        stats.fetched_bytes += pack.bytes;
+        stats.requests += pack.requests;
+        stats.fetched_chunks += report.fetched_chunks;
+        stats.seed_chunks += report.from_seed;
+        stats.kept_chunks += report.already_in_target;
+        Ok(SlotImage {
+            sha256: hex(&index.image_sha256),
+            size: index.image_size,
+            version: None,
+        })
+    }
+
     /// Install a bundle read from `source`. See the module docs for the order of events.
     pub fn install(
         &mut self,
@@ -518,8 +683,15 @@ impl Agent {
             started_at: now(),
             boot_id: self.boot_id(),
         });
+        // The targets about to be written no longer hold what the state file says they hold.
+        if let Some(records) = state.slots.get_mut(&target) {
+            for image in &plan.images {
+                records.remove(&image.target_name);
+            }
+        }
         self.store_state(&state)?;
 
+        let mut chunked = ChunkedStats::default();
         let result = self.install_inner(
             &mut swu,
             &mut plan,
@@ -528,6 +700,7 @@ impl Agent {
             target,
             &mut state,
             &mut options,
+            &mut chunked,
         );
         match result {
             Ok(images) => Ok(InstallReport {
@@ -536,6 +709,7 @@ impl Agent {
                 version: plan.version,
                 signer: signer.subject,
                 images,
+                chunked,
             }),
             Err(e) => {
                 // Best effort: the target is unbootable either way; the record lets `status`
@@ -563,6 +737,7 @@ impl Agent {
         target: SlotId,
         state: &mut AgentState,
         options: &mut InstallOptions<'_>,
+        chunked: &mut ChunkedStats,
     ) -> Result<Vec<(String, PathBuf, u64)>, InstallError> {
         self.bootloader.begin_install(booted, target)?;
 
@@ -625,6 +800,25 @@ impl Agent {
                 .get(index)
                 .cloned()
                 .ok_or_else(|| InstallError::Plan("image index".into()))?;
+            if image.kind == ImageKind::Chunked {
+                let seed_len = state
+                    .slots
+                    .get(&booted)
+                    .and_then(|t| t.get(&image.target_name))
+                    .map(|r| r.size);
+                let written =
+                    self.install_chunked(&image, &mut member, seed_len, &options.packs, chunked)?;
+                progress_bytes = progress_bytes.saturating_add(written.size);
+                if let Some(progress) = options.progress.as_mut() {
+                    progress(progress_bytes, total_bytes);
+                }
+                written_images.push((name, image.target.clone(), written.size));
+                if let Some(planned) = plan.images.get_mut(index) {
+                    planned.done = true;
+                    planned.written = Some(written);
+                }
+                continue;
+            }
             let mut slot = SlotWriter::open(&self.storage, self.os_direct, &image.target).map_err(
                 |source| InstallError::Write {
                     path: image.target.display().to_string(),
@@ -640,6 +834,7 @@ impl Agent {
                 name: name.clone(),
                 message,
             };
+            let written_record;
             {
                 let mut decrypted;
                 let reader: &mut dyn Read = if image.entry.encrypted {
@@ -670,14 +865,23 @@ impl Agent {
                 if let Some(seed) = &image.seed {
                     let mut seed = crate::io::SlotReader::new(self.storage.clone(), seed);
                     let mut sink = crate::io::ChunkedSlot::new(&mut slot, chunk_size);
-                    keel_delta::apply(&mut seed, reader, &mut sink)
+                    let report = keel_delta::apply(&mut seed, reader, &mut sink)
                         .map_err(|e| image_err(format!("delta: {e}")))?;
                     sink.finish().map_err(write_err)?;
+                    written_record = Some(SlotImage {
+                        sha256: hex(&report.target_sha256),
+                        size: report.target_size,
+                        version: None,
+                    });
                     progress_bytes = progress_bytes.saturating_add(slot.written());
                     if let Some(progress) = options.progress.as_mut() {
                         progress(progress_bytes, total_bytes);
                     }
                 } else {
+                    // The stored bytes' hash is the image's unless they are transformed.
+                    let mut output_hash = (image.entry.encrypted
+                        || image.entry.compressed.as_deref() == Some("zstd"))
+                    .then(Sha256::new);
                     loop {
                         let n =
                             read_full(reader, &mut buf).map_err(|e| image_err(e.to_string()))?;
@@ -685,12 +889,20 @@ impl Agent {
                             break;
                         }
                         let data = buf.get(..n).unwrap_or_default();
+                        if let Some(h) = output_hash.as_mut() {
+                            h.update(data);
+                        }
                         slot.write_all(data).map_err(write_err)?;
                         progress_bytes += n as u64;
                         if let Some(progress) = options.progress.as_mut() {
                             progress(progress_bytes, total_bytes);
                         }
                     }
+                    written_record = Some(SlotImage {
+                        sha256: hex(&output_hash.map_or(image.sha256, |h| h.finalize().into())),
+                        size: slot.written(),
+                        version: None,
+                    });
                 }
             }
             // Drain anything the decrypter did not need (a well-formed member has nothing left).
@@ -709,6 +921,7 @@ impl Agent {
             })?;
             if let Some(planned) = plan.images.get_mut(index) {
                 planned.done = true;
+                planned.written = written_record;
             }
             written_images.push((name, image.target.clone(), slot.written()));
         }
@@ -749,6 +962,14 @@ impl Agent {
 
         if let Some(tx) = state.transaction.as_mut() {
             tx.phase = Phase::Activating;
+        }
+        let records = state.slots.entry(target).or_default();
+        for image in &plan.images {
+            if let Some(written) = &image.written {
+                let mut record = written.clone();
+                record.version = plan.version.clone();
+                records.insert(image.target_name.clone(), record);
+            }
         }
         self.store_state(state)?;
         self.bootloader.activate(booted, target, &plan.bootenv)?;

@@ -9,6 +9,7 @@
 
 pub mod agent;
 pub mod bootloader;
+pub mod chunks;
 pub mod config;
 pub mod ddi;
 pub mod install;

@@ -3,13 +3,16 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use keel_agent::chunks::PackSource;
 use keel_agent::{source, Agent, Config, ConfirmOutcome, InstallOptions, Status};
 
 const USAGE: &str = "\
 usage: keel-agent [-c CONFIG] COMMAND
 
 commands:
-  install <FILE|-|URL>     stream a signed .swu into the inactive slot and activate it
+  install <FILE|-|URL> [--pack FILE | --pack-url URL]
+                           stream a signed .swu into the inactive slot and activate it
+                           (packs of keel-chunked images: default next to FILE/URL)
   status [--json]          booted slot, update state, pending action, last result
   confirm [--health-check CMD]
                            mark the booted slot good (after CMD succeeds, if given)
@@ -20,7 +23,7 @@ options:
 ";
 
 enum Command {
-    Install { source: String },
+    Install { source: String, packs: PackSource },
     Status { json: bool },
     Confirm { health_check: Option<String> },
     Run { once: bool },
@@ -37,12 +40,15 @@ fn parse_args() -> Result<(PathBuf, Command), lexopt::Error> {
     let mut json = false;
     let mut once = false;
     let mut health_check = None;
+    let mut packs = None;
     while let Some(arg) = parser.next()? {
         match arg {
             Short('c') | Long("config") => config = parser.value()?.into(),
             Long("json") => json = true,
             Long("once") => once = true,
             Long("health-check") => health_check = Some(parser.value()?.string()?),
+            Long("pack") => packs = Some(PackSource::File(parser.value()?.into())),
+            Long("pack-url") => packs = Some(PackSource::Url(parser.value()?.string()?)),
             Short('h') | Long("help") => {
                 print!("{USAGE}");
                 std::process::exit(0);
@@ -57,7 +63,8 @@ fn parse_args() -> Result<(PathBuf, Command), lexopt::Error> {
             let [source] = <[String; 1]>::try_from(positional).map_err(|_| {
                 lexopt::Error::from("install takes exactly one source (FILE, - or URL)")
             })?;
-            Command::Install { source }
+            let packs = packs.unwrap_or_else(|| PackSource::beside(&source));
+            Command::Install { source, packs }
         }
         Some("status") => Command::Status { json },
         Some("confirm") => Command::Confirm { health_check },
@@ -115,11 +122,24 @@ fn run() -> Result<(), String> {
     let config = Config::load(&config_path).map_err(|e| e.to_string())?;
     let mut agent = Agent::open_os(config).map_err(|e| e.to_string())?;
     match command {
-        Command::Install { source } => {
+        Command::Install { source, packs } => {
             let reader = source::open(&source).map_err(|e| e.to_string())?;
             let report = agent
-                .install(reader, InstallOptions::default())
+                .install(
+                    reader,
+                    InstallOptions {
+                        packs,
+                        ..Default::default()
+                    },
+                )
                 .map_err(|e| format!("install failed: {e}"))?;
+            if report.chunked.image_bytes > 0 {
+                let c = &report.chunked;
+                eprintln!(
+                    "chunked images: {} bytes; {} chunks from the booted slot, {} already in place, {} fetched ({} bytes in {} requests)",
+                    c.image_bytes, c.seed_chunks, c.kept_chunks, c.fetched_chunks, c.fetched_bytes, c.requests
+                );
+            }
             for (name, path, bytes) in &report.images {
                 eprintln!(
                     "wrote {name} -> {} ({bytes} bytes, sha256 ok)",

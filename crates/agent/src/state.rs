@@ -4,6 +4,7 @@
 //! It records the transaction in flight (so a result can be reported after the reboot, and an
 //! interrupted install is reported as failed) and the last final result.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -22,6 +23,22 @@ pub struct AgentState {
     /// The outcome of the last finished transaction.
     #[serde(default)]
     pub last_result: Option<LastResult>,
+    /// What the agent wrote into each slot's targets (slot → target name → image); a target is
+    /// forgotten when an install starts writing it. Reported to the server (docs/agent.md).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub slots: BTreeMap<SlotId, BTreeMap<String, SlotImage>>,
+}
+
+/// An image the agent wrote and verified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotImage {
+    /// sha256 of the image bytes as written (lower-case hex).
+    pub sha256: String,
+    /// Image size in bytes (the slot may be larger).
+    pub size: u64,
+    /// sw-description `software.version` of the bundle that wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 /// How far an update got. The phase is written *before* the step it names starts, so after a

@@ -210,6 +210,7 @@ impl SimDevice {
             },
             ddi: None,
             tuf: None,
+            factory_image_sizes: Default::default(),
         };
         let mut device = SimDevice {
             storage,
