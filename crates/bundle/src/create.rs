@@ -1,8 +1,9 @@
 //! `keel bundle create`.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -13,6 +14,7 @@ use keel_sign::aes::{encrypted_len, AesKey, EncryptWriter};
 use keel_sign::Signer;
 use sha2::{Digest, Sha256};
 
+use crate::manifest::Derivation;
 use crate::{check_member_name, BundleError, BundleSpec};
 
 const CHUNK: usize = 256 * 1024;
@@ -73,14 +75,116 @@ fn is_script(kind: Option<&str>) -> bool {
     )
 }
 
+/// zstd level of the chunks in a `chunked = true` image's pack (what `keel delta index` uses).
+pub const CHUNK_LEVEL: i32 = 19;
+
 /// Builds a bundle from `spec` into `out`. See the crate documentation for the passes.
+/// A spec with `chunked` images needs [`create_with_packs`] (somewhere to write the packs).
 pub fn create<W: Write>(
     spec: &BundleSpec,
     options: &CreateOptions,
     out: W,
 ) -> Result<CreateReport, BundleError> {
+    create_with_packs(spec, options, None, out)
+}
+
+/// A member computed from an image: its file (in a temporary directory) and the properties its
+/// entries get.
+struct Generated {
+    file: PathBuf,
+    properties: Vec<(&'static str, String)>,
+}
+
+fn derive_error(member: &str, message: impl std::fmt::Display) -> BundleError {
+    BundleError::Derive {
+        member: member.to_string(),
+        message: message.to_string(),
+    }
+}
+
+/// Computes the `delta-from` / `chunked` members of `spec` into `workdir` (packs into
+/// `pack_dir`). Deterministic: the same inputs give the same bytes.
+fn generate(
+    spec: &BundleSpec,
+    workdir: &Path,
+    pack_dir: Option<&Path>,
+) -> Result<BTreeMap<String, Generated>, BundleError> {
+    let mut generated = BTreeMap::new();
+    for (member, how) in &spec.derived {
+        check_member_name(member)?;
+        let file = workdir.join(member);
+        let properties = match how {
+            Derivation::Delta { target, seed } => {
+                let target_path = spec.source_of(target);
+                // The encoder matches against the whole seed: both images are held in memory.
+                let old = std::fs::read(seed).map_err(|e| BundleError::io(seed, e))?;
+                let new =
+                    std::fs::read(&target_path).map_err(|e| BundleError::io(&target_path, e))?;
+                let out = File::create(&file).map_err(|e| BundleError::io(&file, e))?;
+                keel_delta::create(
+                    &old,
+                    &new,
+                    &keel_delta::CreateOptions::default(),
+                    BufWriter::new(out),
+                )
+                .map_err(|e| derive_error(member, e))?;
+                vec![
+                    ("source-sha256", hex(&keel_delta::sha256(&old))),
+                    ("target-sha256", hex(&keel_delta::sha256(&new))),
+                ]
+            }
+            Derivation::Chunked { target, pack } => {
+                check_member_name(pack)?;
+                let pack_dir = pack_dir.ok_or_else(|| {
+                    derive_error(
+                        member,
+                        "a chunked image needs a directory for its pack (keel bundle create -o writes it next to the bundle)",
+                    )
+                })?;
+                let target_path = spec.source_of(target);
+                let input =
+                    File::open(&target_path).map_err(|e| BundleError::io(&target_path, e))?;
+                let pack_path = pack_dir.join(pack);
+                let pack_file =
+                    File::create(&pack_path).map_err(|e| BundleError::io(&pack_path, e))?;
+                let mut pack_out = BufWriter::new(pack_file);
+                let index = keel_delta::chunk::ChunkIndex::build(
+                    BufReader::with_capacity(CHUNK, input),
+                    keel_delta::chunk::ChunkParams::default(),
+                    CHUNK_LEVEL,
+                    |_, data| pack_out.write_all(data),
+                )
+                .map_err(|e| derive_error(member, e))?;
+                pack_out
+                    .into_inner()
+                    .map_err(|e| BundleError::io(&pack_path, e.into_error()))?
+                    .sync_all()
+                    .map_err(|e| BundleError::io(&pack_path, e))?;
+                std::fs::write(&file, index.to_bytes()).map_err(|e| BundleError::io(&file, e))?;
+                vec![
+                    ("target-sha256", hex(&index.image_sha256)),
+                    ("target-size", index.image_size.to_string()),
+                    ("pack", pack.clone()),
+                ]
+            }
+        };
+        generated.insert(member.clone(), Generated { file, properties });
+    }
+    Ok(generated)
+}
+
+/// [`create`], writing the packs of `chunked = true` images into `pack_dir` (normally the
+/// directory of the bundle: the agent fetches `<pack>` from beside the bundle).
+pub fn create_with_packs<W: Write>(
+    spec: &BundleSpec,
+    options: &CreateOptions,
+    pack_dir: Option<&Path>,
+    out: W,
+) -> Result<CreateReport, BundleError> {
     let mut description = spec.description.clone();
     let mut plans: Vec<Plan> = Vec::new();
+    let workdir = tempfile::tempdir().map_err(|e| BundleError::io(std::env::temp_dir(), e))?;
+    let generated = generate(spec, workdir.path(), pack_dir)?;
 
     // Unique members in document order, with their per-entry attributes reconciled.
     for entry in description.tree_member_entries()? {
@@ -123,7 +227,10 @@ pub fn create<W: Write>(
         if entry.encrypted && options.aes_key.is_none() {
             return Err(BundleError::NoAesKey { name });
         }
-        let source = spec.source_of(&name);
+        let source = match generated.get(&name) {
+            Some(g) => g.file.clone(),
+            None => spec.source_of(&name),
+        };
         plans.push(Plan {
             name,
             script: is_script(entry.kind.as_deref()),
@@ -219,7 +326,24 @@ pub fn create<W: Write>(
             return Ok(());
         };
         let (sha, ivt) = (hex(&plan.sha256), plan.ivt);
+        let generated = generated.get(name);
         g.set("sha256", Value::Str(sha));
+        if let Some(generated) = generated {
+            let mut properties = match g.remove("properties") {
+                Some(Value::Group(p)) => p,
+                None => keel_formats::swdesc::Group::new(),
+                Some(other) => {
+                    return Err(BundleError::ConflictingEntries {
+                        name: plan.name.clone(),
+                        reason: format!("properties is a {}, not a group", other.kind()),
+                    })
+                }
+            };
+            for (key, value) in &generated.properties {
+                properties.set(*key, Value::Str(value.clone()));
+            }
+            g.set("properties", Value::Group(properties));
+        }
         if plan.encrypted {
             g.set("encrypted", Value::Bool(true));
             if let Some(iv) = ivt {

@@ -22,8 +22,10 @@ use keel_formats::swdesc::ParseError;
 use keel_formats::swu::SwuError;
 use thiserror::Error;
 
-pub use create::{create, CreateOptions, CreateReport, CreatedMember};
-pub use manifest::BundleSpec;
+pub use create::{
+    create, create_with_packs, CreateOptions, CreateReport, CreatedMember, CHUNK_LEVEL,
+};
+pub use manifest::{BundleSpec, Derivation, CHUNKED_TYPE, DELTA_TYPE};
 pub use scan::{
     extract, inspect, scan, verify, EntryReport, MemberReport, MemberStatus, Report, ScanOptions,
     SignatureReport,
@@ -82,6 +84,8 @@ pub enum BundleError {
         #[source]
         source: io::Error,
     },
+    #[error("computing member {member:?}: {message}")]
+    Derive { member: String, message: String },
     #[error("bundle verification failed: {}", problems.join("; "))]
     Verification { problems: Vec<String> },
 }

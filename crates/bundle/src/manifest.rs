@@ -32,7 +32,26 @@ pub struct BundleSpec {
     pub images_dir: PathBuf,
     /// Explicit sources: member name -> file.
     pub sources: BTreeMap<String, PathBuf>,
+    /// Members computed at creation time from an image (manifest keys `delta-from`, `chunked`):
+    /// member name -> how.
+    pub derived: BTreeMap<String, Derivation>,
 }
+
+/// A member keel computes from an image of the manifest (docs/delta-format.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Derivation {
+    /// `delta-from = "old.img"`: member `<filename>.kdelta`, `type = "keel-delta"`, a static delta
+    /// from `seed` to the image `target` (a member name, resolved like any other source).
+    Delta { target: String, seed: PathBuf },
+    /// `chunked = true`: member `<filename>.kidx`, `type = "keel-chunked"`, the FastCDC chunk
+    /// index of `target`; the pack `pack` is written next to the bundle.
+    Chunked { target: String, pack: String },
+}
+
+/// Handler type of a static delta entry.
+pub const DELTA_TYPE: &str = "keel-delta";
+/// Handler type of a chunk index entry.
+pub const CHUNKED_TYPE: &str = "keel-chunked";
 
 impl BundleSpec {
     /// Reads a TOML manifest.
@@ -76,7 +95,8 @@ impl BundleSpec {
             return Err("software must be a table".into());
         };
         let mut sources = BTreeMap::new();
-        take_sources(&mut software, base, &mut sources)?;
+        let mut derived = BTreeMap::new();
+        take_sources(&mut software, base, &mut sources, &mut derived)?;
         let mut root = Group::new();
         root.set("software", Value::Group(software));
         let description = SwDescription::from_root(root).map_err(|e| e.to_string())?;
@@ -84,6 +104,7 @@ impl BundleSpec {
             description,
             images_dir,
             sources,
+            derived,
         })
     }
 
@@ -95,6 +116,7 @@ impl BundleSpec {
             description,
             images_dir: images_dir.to_path_buf(),
             sources: BTreeMap::new(),
+            derived: BTreeMap::new(),
         })
     }
 
@@ -107,15 +129,17 @@ impl BundleSpec {
     }
 }
 
-/// Removes keel-only `source` keys from entry groups, recording member name -> path.
+/// Removes the keel-only keys `source`, `delta-from` and `chunked` from entry groups, recording
+/// member name -> path and the derived members (whose entries are renamed and retyped here).
 fn take_sources(
     g: &mut Group,
     base: &Path,
     sources: &mut BTreeMap<String, PathBuf>,
+    derived: &mut BTreeMap<String, Derivation>,
 ) -> Result<(), String> {
     for (key, value) in g.iter_mut() {
         match value {
-            Value::Group(child) => take_sources(child, base, sources)?,
+            Value::Group(child) => take_sources(child, base, sources, derived)?,
             Value::List(items)
                 if [
                     "images",
@@ -129,26 +153,86 @@ fn take_sources(
             {
                 for item in items.iter_mut() {
                     let Value::Group(entry) = item else { continue };
-                    let Some(source) = entry.remove("source") else {
-                        continue;
-                    };
-                    let Value::Str(source) = source else {
-                        return Err(format!("{key}: source must be a string"));
-                    };
-                    let Some(Value::Str(name)) = entry.get("filename") else {
-                        return Err(format!(
-                            "{key}: entry with source {source:?} has no filename"
-                        ));
-                    };
-                    let path = base.join(&source);
-                    if let Some(previous) = sources.insert(name.clone(), path.clone()) {
-                        if previous != path {
-                            return Err(format!("filename {name:?} has two different sources"));
-                        }
-                    }
+                    take_entry_keys(key, entry, base, sources, derived)?;
                 }
             }
             _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn take_entry_keys(
+    section: &str,
+    entry: &mut Group,
+    base: &Path,
+    sources: &mut BTreeMap<String, PathBuf>,
+    derived: &mut BTreeMap<String, Derivation>,
+) -> Result<(), String> {
+    let source = entry.remove("source");
+    let delta_from = entry.remove("delta-from");
+    let chunked = entry.remove("chunked");
+    if source.is_none() && delta_from.is_none() && chunked.is_none() {
+        return Ok(());
+    }
+    let Some(Value::Str(name)) = entry.get("filename").cloned() else {
+        return Err(format!(
+            "{section}: an entry with source, delta-from or chunked has no filename"
+        ));
+    };
+    if let Some(source) = source {
+        let Value::Str(source) = source else {
+            return Err(format!("{section}: source must be a string"));
+        };
+        let path = base.join(&source);
+        if let Some(previous) = sources.insert(name.clone(), path.clone()) {
+            if previous != path {
+                return Err(format!("filename {name:?} has two different sources"));
+            }
+        }
+    }
+    let chunked = match chunked {
+        None | Some(Value::Bool(false)) => false,
+        Some(Value::Bool(true)) => true,
+        Some(_) => return Err(format!("{name:?}: chunked must be true or false")),
+    };
+    let derivation = match delta_from {
+        Some(_) if chunked => {
+            return Err(format!(
+            "{name:?}: delta-from and chunked exclude each other (one entry, one way to install)"
+        ))
+        }
+        Some(Value::Str(seed)) => Derivation::Delta {
+            target: name.clone(),
+            seed: base.join(seed),
+        },
+        Some(_) => {
+            return Err(format!(
+                "{name:?}: delta-from must be a string (a file path)"
+            ))
+        }
+        None if chunked => Derivation::Chunked {
+            target: name.clone(),
+            pack: format!("{name}.kpack"),
+        },
+        None => return Ok(()),
+    };
+    if section != "images" {
+        return Err(format!(
+            "{name:?}: delta-from and chunked are for images entries, not {section}"
+        ));
+    }
+    let (member, kind) = match &derivation {
+        Derivation::Delta { .. } => (format!("{name}.kdelta"), DELTA_TYPE),
+        Derivation::Chunked { .. } => (format!("{name}.kidx"), CHUNKED_TYPE),
+    };
+    entry.set("filename", Value::Str(member.clone()));
+    entry.set("type", Value::Str(kind.to_string()));
+    if let Some(previous) = derived.insert(member.clone(), derivation.clone()) {
+        if previous != derivation {
+            return Err(format!(
+                "{member:?} is derived twice in different ways (different delta-from?)"
+            ));
         }
     }
     Ok(())

@@ -1,5 +1,6 @@
 //! `keel bundle verify`, `inspect` and `extract`: one streaming pass over a bundle.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -50,6 +51,10 @@ pub struct EntryReport {
     pub compressed: Option<String>,
     pub installed_directly: bool,
     pub sha256: Option<String>,
+    /// `properties` (e.g. a keel-delta entry's source-sha256 / target-sha256); list values
+    /// joined with ", ".
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub properties: BTreeMap<String, String>,
 }
 
 /// Outcome for one member.
@@ -149,6 +154,14 @@ impl Report {
                     .map(|c| format!(" [compressed={c}]"))
                     .unwrap_or_default()
             ));
+            if matches!(
+                e.kind.as_deref(),
+                Some(crate::DELTA_TYPE | crate::CHUNKED_TYPE)
+            ) {
+                for (k, v) in &e.properties {
+                    s.push_str(&format!("      {k} = {v}\n"));
+                }
+            }
         }
         s.push_str("members:\n");
         for m in &self.members {
@@ -209,6 +222,11 @@ fn entry_report(e: &Entry) -> EntryReport {
         compressed: e.compressed.clone(),
         installed_directly: e.installed_directly,
         sha256: e.sha256.map(|h| hex(&h)),
+        properties: e
+            .properties
+            .iter()
+            .map(|(k, v)| (k.clone(), v.join(", ")))
+            .collect(),
     }
 }
 

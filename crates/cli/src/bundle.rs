@@ -199,7 +199,12 @@ fn create(args: CreateArgs) -> anyhow::Result<()> {
     let tmp = args.output.with_file_name(format!(".{file_name}.tmp"));
     let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let mut out = BufWriter::with_capacity(256 * 1024, file);
-    let result = keel_bundle::create(&spec, &options, &mut out);
+    // Packs of `chunked = true` images go next to the bundle (the agent fetches them from there).
+    let pack_dir = match args.output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let result = keel_bundle::create_with_packs(&spec, &options, Some(&pack_dir), &mut out);
     let report = match result {
         Ok(r) => r,
         Err(e) => {
@@ -232,6 +237,18 @@ fn create(args: CreateArgs) -> anyhow::Result<()> {
             m.sha256,
             if m.encrypted { "  [encrypted]" } else { "" }
         )?;
+    }
+    for (member, how) in &spec.derived {
+        match how {
+            keel_bundle::Derivation::Delta { target, seed } => {
+                writeln!(o, "  {member}: static delta {} -> {target}", seed.display())?
+            }
+            keel_bundle::Derivation::Chunked { target, pack } => writeln!(
+                o,
+                "  {member}: chunk index of {target}; pack {}",
+                pack_dir.join(pack).display()
+            )?,
+        }
     }
     Ok(())
 }

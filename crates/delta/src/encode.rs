@@ -4,6 +4,7 @@ use std::io::Write;
 
 use crate::format::{DeltaHeader, Op, SegmentHeader, MAX_SEGMENT_CTRL, MAX_SEGMENT_DATA};
 use crate::matcher::{common_prefix, Matcher, Region};
+use crate::shortmatch::{self, Gap};
 use crate::{sha256, DeltaError};
 
 /// Tuning of [`create`]. The defaults are what `keel delta create` uses.
@@ -19,6 +20,9 @@ pub struct CreateOptions {
     pub segment_target: u64,
     /// Runs of at least this many equal bytes inside an aligned region become COPY ops.
     pub copy_min: usize,
+    /// Second pass: COPY short (≥ 8 bytes) seed matches inside literal runs where that is
+    /// cheaper than the literals (pays off on compressed images).
+    pub short_matches: bool,
 }
 
 impl Default for CreateOptions {
@@ -29,6 +33,7 @@ impl Default for CreateOptions {
             segment_ctrl: 1 << 20,
             segment_target: 64 << 20,
             copy_min: 64,
+            short_matches: true,
         }
     }
 }
@@ -228,6 +233,29 @@ fn emit_aligned(
     Ok(())
 }
 
+/// The literal run of each region, with the seed cursor around it (for the short-match pass).
+fn gaps(regions: &[Region]) -> Vec<Gap> {
+    let mut cursor = 0u64;
+    let mut out = Vec::with_capacity(regions.len());
+    for (i, r) in regions.iter().enumerate() {
+        if r.diff_len > 0 {
+            cursor = (r.old_pos + r.diff_len) as u64;
+        }
+        let next_old = regions
+            .get(i + 1)
+            .filter(|n| n.diff_len > 0)
+            .map(|n| n.old_pos as u64);
+        let start = r.new_pos + r.diff_len;
+        out.push(Gap {
+            start,
+            end: start + r.extra_len,
+            cursor_in: cursor,
+            next_old,
+        });
+    }
+    out
+}
+
 /// Creates a delta that turns `old` (the seed) into `new` and writes it to `out`.
 ///
 /// Memory: both images plus an index of about `old.len()` bytes; time is roughly linear in the
@@ -260,16 +288,26 @@ pub fn create(
         )));
     }
     let regions: Vec<Region> = Matcher::new(old, new).regions();
+    let short = if opts.short_matches {
+        shortmatch::find(old, new, &gaps(&regions))
+    } else {
+        vec![Vec::new(); regions.len()]
+    };
     let mut w = SegmentWriter::new(opts)?;
-    for r in &regions {
+    for (r, copies) in regions.iter().zip(&short) {
         if r.diff_len > 0 {
             let o = &old[r.old_pos..r.old_pos + r.diff_len];
             let n = &new[r.new_pos..r.new_pos + r.diff_len];
             emit_aligned(&mut w, o, n, r.old_pos)?;
         }
         if r.extra_len > 0 {
-            let start = r.new_pos + r.diff_len;
-            w.insert(&new[start..start + r.extra_len])?;
+            let mut at = r.new_pos + r.diff_len;
+            for c in copies {
+                w.insert(&new[at..c.new_pos])?;
+                w.copy(c.old_pos, c.len as u64)?;
+                at = c.new_pos + c.len;
+            }
+            w.insert(&new[at..r.new_pos + r.diff_len + r.extra_len])?;
         }
     }
     w.flush()?;

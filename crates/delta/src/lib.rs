@@ -18,6 +18,7 @@ pub mod chunk;
 pub mod encode;
 pub mod format;
 mod matcher;
+mod shortmatch;
 mod varint;
 
 pub use apply::{apply, apply_resumable, ApplyReport, Checkpoint, SeedRead};

@@ -35,7 +35,7 @@ struct OldIndex {
 }
 
 #[inline]
-fn load64(data: &[u8], at: usize) -> u64 {
+pub(crate) fn load64(data: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(data[at..at + 8].try_into().expect("8-byte range"))
 }
 

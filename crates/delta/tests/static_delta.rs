@@ -338,3 +338,40 @@ fn resume_detects_a_damaged_prefix_and_foreign_checkpoints() {
         Err(DeltaError::BadCheckpoint(_))
     ));
 }
+
+#[test]
+fn short_seed_pieces_inside_new_data_become_copies() {
+    // A rebuilt compressed block: incompressible new bytes with 11–16-byte pieces of the old
+    // image scattered through them (what re-compressed squashfs blocks look like to a delta);
+    // too short for the main matcher's 16-byte windows.
+    let mut r = rng(6);
+    let old = random_bytes(&mut r, 200_000);
+    let mut new = Vec::new();
+    let mut pieces = 0usize;
+    while new.len() < 150_000 {
+        let gap = r.gen_range(20..60);
+        new.extend_from_slice(&random_bytes(&mut r, gap));
+        let len = r.gen_range(11..17);
+        let from = r.gen_range(0..old.len() - len);
+        new.extend_from_slice(&old[from..from + len]);
+        pieces += 1;
+    }
+    let without = CreateOptions {
+        level: 3,
+        short_matches: false,
+        ..CreateOptions::default()
+    };
+    let with = CreateOptions {
+        short_matches: true,
+        ..without.clone()
+    };
+    let plain = round_trip(&old, &new, &without).len();
+    let short = round_trip(&old, &new, &with).len();
+    // A piece costs about 7 control bytes (two far seeks, two op words) instead of 11–16
+    // literal bytes.
+    assert!(
+        short + pieces * 4 < plain,
+        "short matches: {short} bytes, without: {plain} ({pieces} seed pieces)"
+    );
+    round_trip(&old, &new, &small_segments());
+}

@@ -68,6 +68,7 @@ pub fn small_segments() -> CreateOptions {
         segment_ctrl: 256,
         segment_target: 16 << 10,
         copy_min: 32,
+        short_matches: true,
     }
 }
 
