@@ -5,8 +5,10 @@
 # (/usr/bin/time), checks every applied output against the new image, and writes the tables
 # into docs/benchmarks.md (between the delta-bench markers) and bench/results/.
 #
-# usage: bench/delta-bench.sh PAIRDIR [ext4 erofs squashfs]
-#   PAIRDIR holds old.<fmt> and new.<fmt> (bench/make-image-pair.sh PAIRDIR builds them).
+# usage: bench/delta-bench.sh PAIRDIR [FMT|DIR:FMT ...]   (default formats: ext4 erofs squashfs)
+#   PAIRDIR holds old.<fmt> and new.<fmt> (bench/make-image-pair.sh PAIRDIR [fmt] builds them);
+#   DIR:FMT takes that format's pair from DIR instead (e.g. /work/pair-raw:squashfs-raw), so
+#   every image type lands in one run and one table.
 # env: KEEL (keel binary, default target/release/keel, built if missing), BSDIFF_TIMEOUT
 #      (seconds, default 300: bsdiff's suffix sort can take hours on zero-filled ext4 images),
 #      CHUNK_LEVEL (zstd level of keel's chunk pack, default 9), NO_DOCS=1 (do not touch docs).
@@ -45,8 +47,11 @@ verify() { cmp -s "$1" "$2" && echo ok || echo DIFFERS; }
   echo
 } > "$md"
 
-for fmt in $fmts; do
-  old=$pair/old.$fmt new=$pair/new.$fmt
+summary=()
+for spec in $fmts; do
+  dir=$pair fmt=$spec
+  if [[ $spec == *:* ]]; then dir=${spec%:*} fmt=${spec##*:}; fi
+  old=$dir/old.$fmt new=$dir/new.$fmt
   [ -f "$old" ] && [ -f "$new" ] || { echo "skip $fmt: no $old / $new" >&2; continue; }
   size=$(stat -c %s "$new")
   echo "== $fmt: old $(stat -c %s "$old") new $size bytes" >&2
@@ -56,7 +61,7 @@ for fmt in $fmts; do
   # keel static delta
   measure c "$keel" delta create "$old" "$new" -o "$work/keel.kd"
   measure a "$keel" delta apply --seed "$old" "$work/keel.kd" -o "$work/out"
-  keel_bytes=$(stat -c %s "$work/keel.kd")
+  keel_bytes=$(stat -c %s "$work/keel.kd") keel_rss=$a_m
   row "keel static delta" "$keel_bytes" "$c_t" "$a_t" "$a_m" "$(verify "$work/out" "$new")"
   rm -f "$work/out"
 
@@ -64,8 +69,10 @@ for fmt in $fmts; do
   measure c "$keel" delta index "$new" -o "$work/new.kidx" --pack "$work/new.kpack" --level "$chunk_level"
   "$keel" delta plan --index "$work/new.kidx" --seed "$old" > "$work/plan.txt"
   dyn_bytes=$(sed -n 's/.*= \([0-9]*\) bytes).*/\1/p' "$work/plan.txt")
+  dyn_chunks=$(sed -n 's/^fetch [0-9]* chunks, \([0-9]*\) bytes.*/\1/p' "$work/plan.txt")
+  dyn_index=$(stat -c %s "$work/new.kidx")
   measure a "$keel" delta assemble --index "$work/new.kidx" --seed "$old" --pack "$work/new.kpack" -o "$work/out"
-  row "keel dynamic (FastCDC 64 KiB, index + missing chunks)" "$dyn_bytes" "$c_t" "$a_t" "$a_m" "$(verify "$work/out" "$new")"
+  row "keel dynamic (FastCDC 64 KiB: index $dyn_index B + missing chunks $dyn_chunks B)" "$dyn_bytes" "$c_t" "$a_t" "$a_m" "$(verify "$work/out" "$new")"
   rm -f "$work/out" "$work/new.kpack"
 
   # xdelta3 -9 (default source window)
@@ -78,13 +85,16 @@ for fmt in $fmts; do
   # zstd --patch-from (window = whole old image)
   measure c zstd -19 -T1 -q -f --long=31 --patch-from="$old" "$new" -o "$work/z.zst"
   measure a zstd -d -q -f --long=31 --patch-from="$old" "$work/z.zst" -o "$work/out"
+  zs_bytes=$(stat -c %s "$work/z.zst")
   row "zstd -19 --long=31 --patch-from" "$(stat -c %s "$work/z.zst")" "$c_t" "$a_t" "$a_m" "$(verify "$work/out" "$new")"
   rm -f "$work/out"
 
   # bsdiff 4 (suffix sort; may time out)
   measure c timeout "$bsdiff_timeout" bsdiff "$old" "$new" "$work/b.bsdiff"
+  bs_bytes=-
   if [ "$c_rc" = 0 ]; then
     measure a bspatch "$old" "$work/out" "$work/b.bsdiff"
+    bs_bytes=$(stat -c %s "$work/b.bsdiff")
     row "bsdiff 4.3" "$(stat -c %s "$work/b.bsdiff")" "$c_t" "$a_t" "$a_m" "$(verify "$work/out" "$new")"
   else
     row "bsdiff 4.3" "timeout" ">$bsdiff_timeout" "-" "-" "not finished"
@@ -108,24 +118,37 @@ for fmt in $fmts; do
   row "full image zstd -19 (no delta)" "$(stat -c %s "$work/full.zst")" "$c_t" "$a_t" "$a_m" "$(verify "$work/out" "$new")"
   rm -f "$work/out" "$work"/*.zst "$work"/*.xd "$work"/*.kd
 
+  ratio() { [[ $2 =~ ^[0-9]+$ ]] && awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }' || echo "-"; }
+  summary+=("| $fmt ($(mib "$size") MiB) | $(mib "$keel_bytes") MiB | **$(ratio "$keel_bytes" "$xd_bytes")** | $(ratio "$keel_bytes" "$zs_bytes") | $(ratio "$keel_bytes" "$bs_bytes") | **$(ratio "$keel_bytes" "$ca_bytes")** | $(ratio "$dyn_bytes" "$xd_bytes") | $(awk -v m="$keel_rss" 'BEGIN { printf "%.1f", m / 1024 }') MiB |")
   {
     echo "### $fmt (new image $(mib "$size") MiB)"
     echo
-    echo "| method | payload bytes | MiB | % of image | keel static ÷ this | create s | apply s | apply peak RSS MiB | output |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
+    echo "| method | payload bytes | MiB | % of image | ÷ xdelta3 -9 | keel static ÷ this | create s | apply s | apply peak RSS MiB | output |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     for r in "${rows[@]}"; do
       IFS='|' read -r name bytes ct at rss ok <<< "$r"
       if [[ $bytes =~ ^[0-9]+$ ]]; then
         pct=$(awk -v b="$bytes" -v s="$size" 'BEGIN { printf "%.2f", 100 * b / s }')
-        ratio=$(awk -v k="$keel_bytes" -v b="$bytes" 'BEGIN { printf "%.3f", k / b }')
-        echo "| $name | $bytes | $(mib "$bytes") | $pct | $ratio | $ct | $at | $(awk -v m="$rss" 'BEGIN { printf "%.1f", m / 1024 }') | $ok |"
+        echo "| $name | $bytes | $(mib "$bytes") | $pct | $(ratio "$bytes" "$xd_bytes") | $(ratio "$keel_bytes" "$bytes") | $ct | $at | $(awk -v m="$rss" 'BEGIN { printf "%.1f", m / 1024 }') | $ok |"
       else
-        echo "| $name | $bytes | - | - | - | $ct | $at | $rss | $ok |"
+        echo "| $name | $bytes | - | - | - | - | $ct | $at | $rss | $ok |"
       fi
     done
     echo
   } >> "$md"
 done
+
+# Summary first: keel static payload as a ratio of each peer's (lower is better).
+{
+  echo "**Summary** (payload = bytes a device downloads; ratios are keel static ÷ the peer, lower is better):"
+  echo
+  echo "| image (new size) | keel static | ÷ xdelta3 -9 | ÷ zstd --patch-from | ÷ bsdiff | ÷ casync 64 KiB | keel dynamic ÷ xdelta3 | keel apply RSS |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+  printf '%s\n' "${summary[@]}"
+  echo
+  cat "$md"
+} > "$work/full.md"
+mv "$work/full.md" "$md"
 
 cat "$md"
 cp "$md" "bench/results/delta-$stamp.md"

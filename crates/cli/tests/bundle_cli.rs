@@ -157,3 +157,136 @@ fn bundle_commands_end_to_end() {
         text(&o)
     );
 }
+
+/// `delta-from` and `chunked = true` through the binary: the bundle carries a keel-delta and a
+/// keel-chunked member, the pack lands next to the bundle, `inspect` shows the hashes, and the
+/// extracted members rebuild the new image from the old one with `keel delta`.
+#[test]
+fn bundle_with_delta_and_chunked_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    openssl_cert(d, "release");
+    let old: Vec<u8> = (0..400_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    let mut new = old.clone();
+    new[100_000..100_016].copy_from_slice(b"version 2.0.1 ok");
+    new.extend_from_slice(b"appended in the update");
+    std::fs::write(d.join("old.img"), &old).unwrap();
+    std::fs::write(d.join("new.img"), &new).unwrap();
+    std::fs::write(
+        d.join("keel.toml"),
+        r#"
+[software]
+version = "2.0"
+hardware-compatibility = ["1.0"]
+[[software.images]]
+filename = "rootfs.img"
+source = "new.img"
+delta-from = "old.img"
+device = "/dev/sda2"
+type = "raw"
+[[software.images]]
+filename = "data.img"
+source = "new.img"
+chunked = true
+device = "/dev/sda3"
+"#,
+    )
+    .unwrap();
+    std::fs::create_dir(d.join("release")).unwrap();
+    let o = keel(
+        &[
+            "bundle",
+            "create",
+            "-m",
+            "keel.toml",
+            "-o",
+            "release/update.swu",
+            "--cert",
+            "release.crt",
+            "--key",
+            "release.key",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("rootfs.img.kdelta: static delta old.img -> rootfs.img"));
+    assert!(
+        d.join("release/data.img.kpack").is_file(),
+        "pack beside the bundle"
+    );
+
+    let o = keel(
+        &[
+            "bundle",
+            "verify",
+            "release/update.swu",
+            "--cert",
+            "release.crt",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = keel(&["bundle", "inspect", "release/update.swu", "--json"], d);
+    assert!(o.status.success(), "{}", text(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let sha = |b: &[u8]| keel_delta::hex(&keel_delta::sha256(b));
+    let delta_entry = &report["entries"][0];
+    assert_eq!(delta_entry["filename"], "rootfs.img.kdelta");
+    assert_eq!(delta_entry["type"], "keel-delta");
+    assert_eq!(delta_entry["properties"]["source-sha256"], sha(&old));
+    assert_eq!(delta_entry["properties"]["target-sha256"], sha(&new));
+    let chunk_entry = &report["entries"][1];
+    assert_eq!(chunk_entry["type"], "keel-chunked");
+    assert_eq!(chunk_entry["properties"]["pack"], "data.img.kpack");
+    assert_eq!(
+        chunk_entry["properties"]["target-size"],
+        new.len().to_string()
+    );
+
+    let o = keel(
+        &[
+            "bundle",
+            "extract",
+            "release/update.swu",
+            "-d",
+            "x",
+            "--cert",
+            "release.crt",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = keel(
+        &[
+            "delta",
+            "apply",
+            "--seed",
+            "old.img",
+            "x/rootfs.img.kdelta",
+            "-o",
+            "via-delta.img",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(std::fs::read(d.join("via-delta.img")).unwrap() == new);
+    let o = keel(
+        &[
+            "delta",
+            "assemble",
+            "--index",
+            "x/data.img.kidx",
+            "--seed",
+            "old.img",
+            "--pack",
+            "release/data.img.kpack",
+            "-o",
+            "via-chunks.img",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(std::fs::read(d.join("via-chunks.img")).unwrap() == new);
+}
