@@ -9,23 +9,83 @@
 //!   the next scheduled group starts (its actions are created).
 //! - a running group with no open and no unstarted actions becomes `finished`; when no group is
 //!   running or scheduled, the rollout is `finished`.
+//!
+//! Several replicas (docs/scale-out.md): each tick first takes or renews the database lease
+//! [`LEASE`]; only its holder ticks. A replica that dies stops renewing, and another one takes the
+//! lease over when it expires ([`lease_ttl_ms`]). The lease saves work; safety does not depend on
+//! it: every transition is a conditional update (`WHERE status = 'scheduled'`, row locks on
+//! PostgreSQL), so a stalled former holder that wakes up mid-tick cannot apply a step twice.
 
 use crate::store::{GroupCounts, Rollout, Store};
 use crate::AppState;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Name of the scheduler's lease row.
+pub const LEASE: &str = "scheduler";
+
+/// How long a scheduler lease lasts without renewal: ten ticks, at least 3 s.
+pub fn lease_ttl_ms(interval_ms: u64) -> i64 {
+    i64::try_from(interval_ms.saturating_mul(10))
+        .unwrap_or(i64::MAX)
+        .max(3000)
+}
+
+/// A holder name unique to this process: host, pid and a random part.
+pub fn holder_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let random = crate::auth::generate_token();
+    format!(
+        "{}:{}:{}",
+        host.trim(),
+        std::process::id(),
+        random.get(..8).unwrap_or(&random)
+    )
+}
+
 pub async fn run(state: Arc<AppState>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let period = Duration::from_millis(state.config.scheduler_interval_ms.max(50));
+    let interval = state.config.scheduler_interval_ms.max(50);
+    let period = Duration::from_millis(interval);
+    let ttl = lease_ttl_ms(interval);
+    let holder = holder_id();
+    let mut leading = false;
     loop {
-        if let Err(err) = tick(&state.store).await {
-            tracing::warn!("rollout scheduler: {err}");
+        match tick_if_leader(&state.store, &holder, ttl).await {
+            Ok(now_leading) => {
+                if now_leading != leading {
+                    tracing::info!(
+                        "rollout scheduler: {} the lease ({holder})",
+                        if now_leading {
+                            "holding"
+                        } else {
+                            "not holding"
+                        }
+                    );
+                }
+                leading = now_leading;
+            }
+            Err(err) => tracing::warn!("rollout scheduler: {err}"),
         }
         tokio::select! {
             _ = tokio::time::sleep(period) => {}
-            _ = stop.changed() => return,
+            _ = stop.changed() => break,
         }
     }
+    if leading {
+        // Another replica takes over at its next tick instead of waiting for expiry.
+        if let Err(err) = state.store.release_lease(LEASE, &holder).await {
+            tracing::warn!("rollout scheduler: releasing the lease: {err}");
+        }
+    }
+}
+
+/// Takes or renews the scheduler lease for `holder`; ticks if it holds it. Returns whether it did.
+pub async fn tick_if_leader(store: &Store, holder: &str, ttl_ms: i64) -> Result<bool, sqlx::Error> {
+    if !store.acquire_lease(LEASE, holder, ttl_ms).await? {
+        return Ok(false);
+    }
+    tick(store).await?;
+    Ok(true)
 }
 
 fn error_threshold_crossed(counts: &GroupCounts, threshold: i64) -> bool {

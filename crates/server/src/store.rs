@@ -42,6 +42,18 @@ struct ReportJob {
 /// Most reports committed by one transaction (one fsync).
 const REPORT_BATCH: usize = 256;
 
+/// `" FOR UPDATE"` on PostgreSQL, `""` on SQLite: the row lock that read-check-write transactions
+/// take so that several keel-server processes on one PostgreSQL database (replicas) cannot both
+/// act on the same row. Under READ COMMITTED the second transaction waits for the first to commit
+/// and then reads the new row. SQLite needs none: one process writes through one connection.
+fn for_update(conn: &sqlx::AnyConnection) -> &'static str {
+    if conn.backend_name() == "PostgreSQL" {
+        " FOR UPDATE"
+    } else {
+        ""
+    }
+}
+
 pub fn now_ms() -> i64 {
     let since_epoch = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -882,18 +894,24 @@ impl Store {
         new: &NewAction,
     ) -> Result<Action, sqlx::Error> {
         let now = now_ms();
+        // Assignments to one target from several replicas queue on the target's row, so each one
+        // sees (and supersedes) the open actions the others committed.
+        let lock = for_update(tx);
+        if !lock.is_empty() {
+            sqlx::query(&format!("SELECT id FROM targets WHERE id = $1{lock}"))
+                .bind(target.id)
+                .fetch_optional(&mut **tx)
+                .await?;
+        }
         let superseded: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM actions WHERE target_id = $1 AND active = 1 AND status <> 'canceling'",
+            "UPDATE actions SET status = 'canceling', updated_at = $1 \
+             WHERE target_id = $2 AND active = 1 AND status <> 'canceling' RETURNING id",
         )
+        .bind(now)
         .bind(target.id)
         .fetch_all(&mut **tx)
         .await?;
         for action_id in superseded {
-            sqlx::query("UPDATE actions SET status = 'canceling', updated_at = $1 WHERE id = $2")
-                .bind(now)
-                .bind(action_id)
-                .execute(&mut **tx)
-                .await?;
             Self::insert_status_in(
                 tx,
                 action_id,
@@ -995,11 +1013,13 @@ impl Store {
     }
 
     async fn report_in(tx: &mut Tx<'_>, job: &ReportJob) -> Result<bool, sqlx::Error> {
-        let current: Option<(i64, String)> =
-            sqlx::query_as("SELECT active, status FROM actions WHERE id = $1")
-                .bind(job.action_id)
-                .fetch_optional(&mut **tx)
-                .await?;
+        let lock = for_update(tx);
+        let current: Option<(i64, String)> = sqlx::query_as(&format!(
+            "SELECT active, status FROM actions WHERE id = $1{lock}"
+        ))
+        .bind(job.action_id)
+        .fetch_optional(&mut **tx)
+        .await?;
         let Some((active, status)) = current else {
             return Ok(false);
         };
@@ -1230,8 +1250,9 @@ impl Store {
         to: &str,
         reason: Option<&str>,
     ) -> Result<bool, sqlx::Error> {
+        let lock = for_update(tx);
         let status: Option<String> =
-            sqlx::query_scalar("SELECT status FROM rollouts WHERE id = $1")
+            sqlx::query_scalar(&format!("SELECT status FROM rollouts WHERE id = $1{lock}"))
                 .bind(rollout_id)
                 .fetch_optional(&mut **tx)
                 .await?;
@@ -1251,7 +1272,11 @@ impl Store {
     }
 
     /// Starts a scheduled group: creates one action per target, in one transaction with the group's
-    /// status change, so a crash leaves either no actions or all of them.
+    /// status change, so a crash leaves either no actions or all of them. The status change is
+    /// conditional (`scheduled` → `running`), so of two schedulers starting the same group only
+    /// one creates actions (the other waits for its commit, then changes no row); the unique
+    /// index on (group, target) backs this up. Set-based SQL: a group of 100 000 devices is a few
+    /// statements, not 300 000.
     pub async fn start_group(&self, rollout: &Rollout, group_id: i64) -> Result<bool, sqlx::Error> {
         let mut tx = self.begin().await?;
         let done = sqlx::query(
@@ -1263,28 +1288,64 @@ impl Store {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
-        let targets: Vec<Target> = sqlx::query_as(&format!(
-            "SELECT {TARGET_COLUMNS} FROM targets WHERE id IN (SELECT target_id FROM rollout_group_targets WHERE group_id = $1) \
-             ORDER BY id"
-        ))
+        let now = now_ms();
+        // The group's targets, locked in id order (as single assignments lock them).
+        let lock = for_update(&tx);
+        if !lock.is_empty() {
+            sqlx::query(&format!(
+                "SELECT id FROM targets WHERE id IN (SELECT target_id FROM rollout_group_targets \
+                 WHERE group_id = $1) ORDER BY id{lock}"
+            ))
+            .bind(group_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        }
+        let superseded: Vec<i64> = sqlx::query_scalar(
+            "UPDATE actions SET status = 'canceling', updated_at = $1 \
+             WHERE active = 1 AND status <> 'canceling' \
+             AND target_id IN (SELECT target_id FROM rollout_group_targets WHERE group_id = $2) \
+             RETURNING id",
+        )
+        .bind(now)
         .bind(group_id)
         .fetch_all(&mut *tx)
         .await?;
-        let new = NewAction {
-            action_type: rollout.action_type.clone(),
-            forcetime: None,
-            maintenance: None,
-        };
-        for target in &targets {
-            Self::create_action_in(
+        for action_id in superseded {
+            Self::insert_status_in(
                 &mut tx,
-                target,
-                rollout.ds_id,
-                Some((rollout.id, group_id)),
-                &new,
+                action_id,
+                &NewStatus {
+                    status: "canceling".into(),
+                    messages: vec!["keel-server: superseded by a new assignment".into()],
+                    ..Default::default()
+                },
             )
             .await?;
         }
+        sqlx::query(
+            "INSERT INTO actions (tenant_id, target_id, ds_id, rollout_id, rollout_group_id, action_type, \
+             status, active, created_at, updated_at) \
+             SELECT t.tenant_id, t.id, $1, $2, $3, $4, 'running', 1, $5, $5 FROM targets t \
+             JOIN rollout_group_targets g ON g.target_id = t.id WHERE g.group_id = $3 ORDER BY t.id",
+        )
+        .bind(rollout.ds_id)
+        .bind(rollout.id)
+        .bind(group_id)
+        .bind(&rollout.action_type)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let created = serde_json::to_string(&["keel-server: assignment created"])
+            .unwrap_or_else(|_| "[]".into());
+        sqlx::query(
+            "INSERT INTO action_status (action_id, status, messages, reported_at, created_at) \
+             SELECT id, 'running', $1, $2, $2 FROM actions WHERE rollout_group_id = $3 ORDER BY id",
+        )
+        .bind(created)
+        .bind(now)
+        .bind(group_id)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -1375,10 +1436,12 @@ impl Store {
     /// Cancels one action: `canceling` (device must confirm) or, with `force`, closed immediately.
     pub async fn cancel_action(&self, action_id: i64, force: bool) -> Result<bool, sqlx::Error> {
         let mut tx = self.begin().await?;
-        let active: Option<i64> = sqlx::query_scalar("SELECT active FROM actions WHERE id = $1")
-            .bind(action_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let lock = for_update(&tx);
+        let active: Option<i64> =
+            sqlx::query_scalar(&format!("SELECT active FROM actions WHERE id = $1{lock}"))
+                .bind(action_id)
+                .fetch_optional(&mut *tx)
+                .await?;
         if active != Some(1) {
             return Ok(false);
         }
@@ -1415,6 +1478,53 @@ impl Store {
         )
         .fetch_all(&self.read)
         .await
+    }
+}
+
+// ---------- leases (migrations/0200_replicas.sql) ----------
+
+impl Store {
+    /// Takes the lease `name` for `holder` until `ttl_ms` from now, or renews it if `holder`
+    /// already holds it; a lease held by another holder is taken over only once it has expired.
+    /// Returns whether `holder` holds the lease now. One conditional upsert, so of two replicas
+    /// trying at once exactly one wins.
+    pub async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl_ms: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE leases.holder = excluded.holder OR leases.expires_at < $4",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now.saturating_add(ttl_ms))
+        .bind(now)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Gives the lease up (if `holder` holds it), so another replica takes over at once.
+    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// `(holder, expires_at)` of a lease.
+    pub async fn lease(&self, name: &str) -> Result<Option<(String, i64)>, sqlx::Error> {
+        sqlx::query_as("SELECT holder, expires_at FROM leases WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.read)
+            .await
     }
 }
 

@@ -9,6 +9,8 @@
 //! loader model picks a slot, writes its env changes, and "starts the kernel" by writing
 //! `/proc/cmdline` and a new boot id.
 
+pub mod fleet;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,0 +1,27 @@
+-- PostgreSQL twin of migrations/0200_replicas.sql: the same tables, columns and constraints; text
+-- compares bytewise (COLLATE "C"), as in SQLite.
+--
+-- leases: named leases with a holder and an expiry (ms since the epoch). The rollout scheduler
+-- runs only in the replica holding the 'scheduler' lease; the holder renews it every tick, any
+-- replica takes it over once it has expired (its holder died or stalled).
+CREATE TABLE leases (
+    name TEXT COLLATE "C" PRIMARY KEY,
+    holder TEXT COLLATE "C" NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+
+-- A rollout group creates at most one action per target, whoever starts it.
+CREATE UNIQUE INDEX actions_one_per_group_target ON actions(rollout_group_id, target_id);
+
+-- Dashboard login sessions, so any replica can serve any logged-in request. The cookie carries
+-- the session id; only its sha256 is stored, and the session's management API token is stored
+-- encrypted with a key derived from the id (ChaCha20-Poly1305), so the table alone opens nothing.
+CREATE TABLE dashboard_sessions (
+    id_hash TEXT COLLATE "C" PRIMARY KEY,
+    sealed_token TEXT COLLATE "C" NOT NULL,
+    minted BIGINT NOT NULL,
+    csrf TEXT COLLATE "C" NOT NULL,
+    tenant TEXT COLLATE "C" NOT NULL,
+    last_used_at BIGINT NOT NULL,
+    created_at BIGINT NOT NULL
+);
