@@ -467,8 +467,9 @@ pub fn cycle(
                 "none",
                 Some((100, 100)),
                 &format!(
-                    "installed into slot {}; rebooting to test it (the result follows after the reboot)",
-                    report.target
+                    "installed into slot {}; rebooting to test it (the result follows after the reboot){}",
+                    report.target,
+                    chunk_summary(&report.chunked)
                 ),
             )?;
             events.push(CycleEvent::Installed {
@@ -498,6 +499,17 @@ pub fn cycle(
         }
     }
     Ok((events, sleep))
+}
+
+/// What keel-chunked images cost, for the operator (empty without such images).
+fn chunk_summary(c: &crate::install::ChunkedStats) -> String {
+    if c.image_bytes == 0 {
+        return String::new();
+    }
+    format!(
+        "; keel-chunked: fetched {} bytes in {} requests for {} image bytes ({} chunks from the booted slot, {} already in place, {} fetched)",
+        c.fetched_bytes, c.requests, c.image_bytes, c.seed_chunks, c.kept_chunks, c.fetched_chunks
+    )
 }
 
 fn download_url(artifact: &Value) -> Option<String> {

@@ -350,16 +350,18 @@ async fn deployment_json(
     action: &Action,
     history: Option<i64>,
     key: &str,
+    device: &Device,
 ) -> ApiResult<Value> {
+    // Delta / dynamic / full bundle for what the device reported its slot holds (variants.rs).
+    let slot_hashes = crate::variants::reported_slot_hashes(&device.target.attributes);
     let now = now_ms();
     let i = instructions(action, now);
     let mut chunks = Vec::new();
     for module in state.store.set_modules(action.ds_id).await? {
-        let artifacts: Vec<Value> = state
-            .store
-            .artifacts(module.id)
-            .await?
-            .iter()
+        let all = state.store.artifacts(module.id).await?;
+        let variants = state.store.artifact_variants(module.id).await?;
+        let artifacts: Vec<Value> = crate::variants::offer(&all, &variants, slot_hashes.as_ref())
+            .into_iter()
             .map(|artifact| artifact_json(base, module.id, artifact))
             .collect();
         chunks.push(json!({
@@ -408,7 +410,15 @@ async fn deployment_base(
         return Err(ApiError::not_found("deployment"));
     }
     let base = controller_base(&state, &headers, &tenant, &controller_id);
-    let body = deployment_json(&state, &base, &action, query.action_history, "deployment").await?;
+    let body = deployment_json(
+        &state,
+        &base,
+        &action,
+        query.action_history,
+        "deployment",
+        &device,
+    )
+    .await?;
     if action.active != 0 {
         state
             .store
@@ -440,6 +450,7 @@ async fn installed_base(
         &action,
         query.action_history,
         "deployment",
+        &device,
     )
     .await?))
 }

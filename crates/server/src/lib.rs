@@ -20,6 +20,7 @@ pub mod openapi;
 pub mod scheduler;
 pub mod store;
 pub mod tuf;
+pub mod variants;
 
 use anyhow::Context;
 use axum::http::HeaderMap;

@@ -348,7 +348,7 @@ async fn get_module(
         .await?
         .ok_or_else(|| ApiError::not_found("software module"))?;
     let mut value = json!(module);
-    value["artifacts"] = json!(state.store.artifacts(id).await?);
+    value["artifacts"] = crate::variants::artifacts_json(&state.store, id).await?;
     Ok(Json(value))
 }
 
@@ -387,9 +387,12 @@ async fn upload_artifact(
             module.id
         )));
     }
+    // The first bytes classify a bundle (full / delta / chunked) once it is stored.
+    let (upload, head) =
+        crate::variants::capture_head(body.into_data_stream(), crate::variants::HEAD_LIMIT);
     let stored = state
         .files
-        .ingest(body.into_data_stream(), state.config.max_artifact_bytes)
+        .ingest(upload, state.config.max_artifact_bytes)
         .await?;
     let size = i64::try_from(stored.size)
         .map_err(|_| ApiError::PayloadTooLarge("artifact too large".into()))?;
@@ -415,7 +418,17 @@ async fn upload_artifact(
         stored.size,
     )
     .await?;
-    Ok(created(json!(artifact)))
+    let variant = head
+        .lock()
+        .ok()
+        .and_then(|head| crate::variants::classify(&head));
+    if let Some(variant) = &variant {
+        state.store.set_artifact_variant(artifact.id, variant).await?;
+    }
+    Ok(created(crate::variants::artifact_json(
+        &artifact,
+        variant.as_ref(),
+    )))
 }
 
 async fn list_module_artifacts(
@@ -429,7 +442,9 @@ async fn list_module_artifacts(
         .module(tenant.id, id)
         .await?
         .ok_or_else(|| ApiError::not_found("software module"))?;
-    Ok(Json(json!(state.store.artifacts(id).await?)))
+    Ok(Json(
+        crate::variants::artifacts_json(&state.store, id).await?,
+    ))
 }
 
 // ---------- distribution sets ----------
@@ -474,7 +489,7 @@ async fn set_json(store: &Store, set: crate::store::DistributionSet) -> ApiResul
     let mut modules = Vec::new();
     for module in store.set_modules(set.id).await? {
         let mut m = json!(module);
-        m["artifacts"] = json!(store.artifacts(module.id).await?);
+        m["artifacts"] = crate::variants::artifacts_json(store, module.id).await?;
         modules.push(m);
     }
     value["modules"] = Value::Array(modules);
