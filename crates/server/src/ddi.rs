@@ -7,7 +7,7 @@ use crate::store::{now_ms, Action, Artifact, NewStatus, Transition};
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
@@ -16,7 +16,6 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 /// DDI request bodies are small JSON documents.
 pub const DDI_BODY_LIMIT: usize = 64 * 1024;
@@ -792,6 +791,7 @@ fn etag_matches(if_match: &str, sha1: &str) -> bool {
 
 async fn download_artifact(
     State(state): State<Arc<AppState>>,
+    method: Method,
     headers: HeaderMap,
     ApiPath((tenant, controller_id, module_id, filename)): ApiPath<(String, String, i64, String)>,
 ) -> ApiResult<Response> {
@@ -845,16 +845,28 @@ async fn download_artifact(
             }
         }
     }
-    let mut file = tokio::fs::File::open(state.files.path(&artifact.sha256)).await?;
     let (status, start, length) = match range {
         Some(r) => (StatusCode::PARTIAL_CONTENT, r.start, r.end - r.start + 1),
         None => (StatusCode::OK, 0, size),
     };
-    if start > 0 {
-        file.seek(std::io::SeekFrom::Start(start)).await?;
-    }
-    let stream = tokio_util::io::ReaderStream::with_capacity(file.take(length), 64 * 1024);
-    let mut response = Response::new(Body::from_stream(stream));
+    // HEAD is answered here (a pre-signed URL is valid for GET only).
+    let body = if method == Method::HEAD {
+        Body::empty()
+    } else if let Some(url) = state.files.presigned_download_url(&artifact.sha256).await? {
+        // The device passed the checks above; the object storage serves the bytes (and the
+        // Range header, which HTTP clients send again to the redirect target).
+        let mut response = StatusCode::FOUND.into_response();
+        let h = response.headers_mut();
+        h.insert(
+            header::LOCATION,
+            HeaderValue::from_str(&url).map_err(|e| ApiError::Internal(e.to_string()))?,
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return Ok(response);
+    } else {
+        Body::from_stream(state.files.read(&artifact.sha256, start, length).await?)
+    };
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     let h = response.headers_mut();
     h.insert(

@@ -32,6 +32,9 @@ pub enum ApiError {
     Io(#[from] std::io::Error),
     #[error("internal error: {0}")]
     Internal(String),
+    /// A backing service (the object storage) is down: 503, the client should retry later.
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl ApiError {
@@ -51,6 +54,7 @@ impl ApiError {
             ApiError::Database(_) | ApiError::Io(_) | ApiError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -68,6 +72,7 @@ impl ApiError {
             ApiError::RangeNotSatisfiable(_) => "range_not_satisfiable",
             ApiError::Database(sqlx::Error::RowNotFound) => "not_found",
             ApiError::Database(_) | ApiError::Io(_) | ApiError::Internal(_) => "internal",
+            ApiError::Unavailable(_) => "unavailable",
         }
     }
 
@@ -87,7 +92,9 @@ impl IntoResponse for ApiError {
             tracing::error!("{self}");
         }
         // Internal details (SQL text, paths) stay in the log, not in the response.
-        let message = if status.is_server_error() {
+        let message = if status == StatusCode::SERVICE_UNAVAILABLE {
+            "artifact storage unavailable, retry later".to_string()
+        } else if status.is_server_error() {
             "internal server error".to_string()
         } else {
             self.to_string()
@@ -100,6 +107,11 @@ impl IntoResponse for ApiError {
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("TargetToken"),
                 );
+            }
+            ApiError::Unavailable(_) => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
             }
             ApiError::RangeNotSatisfiable(size) => {
                 if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {

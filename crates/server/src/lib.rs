@@ -7,7 +7,8 @@
 //! - Rollouts in groups with success/error thresholds, advanced by a scheduler whose state lives only
 //!   in the database.
 //! - SQLite (WAL, synchronous=FULL) and content-addressed artifact files in one data directory, or
-//!   PostgreSQL (`--database-url postgres://...`) with the same schema and behaviour (docs/scale-out.md).
+//!   PostgreSQL (`--database-url postgres://...`) with the same schema and behaviour, and artifacts
+//!   on S3-compatible object storage (`--object-store-url s3://bucket/prefix`) (docs/scale-out.md).
 
 pub mod artifacts;
 pub mod auth;
@@ -18,6 +19,7 @@ pub mod extract;
 pub mod mgmt;
 pub mod openapi;
 pub mod scheduler;
+pub mod storage_s3;
 pub mod store;
 pub mod tuf;
 pub mod variants;
@@ -68,6 +70,48 @@ pub struct Config {
     /// How often last-poll times are written to the database, in milliseconds.
     #[arg(long, env = "KEEL_POLL_FLUSH_INTERVAL_MS", default_value_t = 5000)]
     pub poll_flush_interval_ms: u64,
+    /// Artifacts on S3-compatible object storage instead of `DATA_DIR/artifacts`:
+    /// `s3://bucket[/prefix]` (the bucket must exist). Several replicas share artifacts this way.
+    #[arg(long, env = "KEEL_OBJECT_STORE_URL")]
+    pub object_store_url: Option<String>,
+    /// S3 endpoint for non-AWS servers (Garage, MinIO, Ceph RGW, ...), e.g. `http://127.0.0.1:3900`.
+    /// Default: AWS for the region. Plain `http://` is allowed for loopback endpoints only, unless
+    /// `--s3-allow-http`.
+    #[arg(long, env = "KEEL_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region (Garage's default is `garage`).
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+    /// S3 access key id. Without one, the usual AWS sources apply (web identity, ECS/EC2 roles).
+    #[arg(long, env = "AWS_ACCESS_KEY_ID")]
+    pub s3_access_key_id: Option<String>,
+    /// S3 secret access key.
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
+    /// S3 session token (temporary credentials).
+    #[arg(long, env = "AWS_SESSION_TOKEN", hide_env_values = true)]
+    pub s3_session_token: Option<String>,
+    /// Allow plain-HTTP S3 endpoints that are not loopback addresses.
+    #[arg(long, env = "KEEL_S3_ALLOW_HTTP")]
+    pub s3_allow_http: bool,
+    /// Address buckets as `bucket.endpoint` instead of `endpoint/bucket`.
+    #[arg(long, env = "KEEL_S3_VIRTUAL_HOSTED_STYLE")]
+    pub s3_virtual_hosted_style: bool,
+    /// Answer device downloads with a 302 redirect to a pre-signed S3 URL (after the device's
+    /// authentication and access checks) instead of streaming the bytes through keel-server.
+    #[arg(long, env = "KEEL_S3_PRESIGN_DOWNLOADS")]
+    pub s3_presign_downloads: bool,
+    /// Validity of a pre-signed download URL in seconds (a resumed download after that gets a
+    /// fresh one from keel-server).
+    #[arg(long, env = "KEEL_S3_PRESIGN_EXPIRY_SECS", default_value_t = 3600)]
+    pub s3_presign_expiry_secs: u64,
+    /// Endpoint devices reach S3 at, for pre-signed URLs, if it differs from `--s3-endpoint`.
+    #[arg(long, env = "KEEL_S3_PUBLIC_ENDPOINT")]
+    pub s3_public_endpoint: Option<String>,
+    /// Largest artifact moved into place with one server-side copy (S3 allows 5 GiB); larger
+    /// ones are streamed over. Lowered only by tests.
+    #[arg(long, env = "KEEL_S3_MAX_COPY_BYTES", default_value_t = storage_s3::MAX_COPY_BYTES, hide = true)]
+    pub s3_max_copy_bytes: u64,
 }
 
 impl Config {
@@ -83,6 +127,18 @@ impl Config {
             max_artifact_bytes: 8 << 30,
             scheduler_interval_ms: 1000,
             poll_flush_interval_ms: 5000,
+            object_store_url: None,
+            s3_endpoint: None,
+            s3_region: "us-east-1".into(),
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
+            s3_session_token: None,
+            s3_allow_http: false,
+            s3_virtual_hosted_style: false,
+            s3_presign_downloads: false,
+            s3_presign_expiry_secs: 3600,
+            s3_public_endpoint: None,
+            s3_max_copy_bytes: storage_s3::MAX_COPY_BYTES,
         }
     }
 }
@@ -157,8 +213,9 @@ impl Server {
         let store = store::Store::open(&config.data_dir, config.database_url.as_deref())
             .await
             .context("opening database")?;
-        let files =
-            artifacts::ArtifactStore::open(&config.data_dir).context("opening artifact store")?;
+        let files = artifacts::ArtifactStore::open(&config)
+            .await
+            .context("opening artifact store")?;
         let mut created_admin_token = None;
         if store.api_token_count().await? == 0 {
             let token = auth::generate_token();

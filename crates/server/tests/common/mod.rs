@@ -2,6 +2,8 @@
 //! device simulator (a real HTTP client per device: poll → deploymentBase → download → feedback).
 #![allow(dead_code)]
 
+pub mod s3;
+
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -13,6 +15,8 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     /// The PostgreSQL database, if the tests run against PostgreSQL (else SQLite in `dir`).
     pub database_url: Option<String>,
+    /// The S3 server holding the artifacts with `KEEL_TEST_STORAGE=s3` (else files in `dir`).
+    pub s3: Option<s3::S3Server>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -26,6 +30,7 @@ impl TestServer {
         let dir = tempfile::tempdir().unwrap();
         let mut config = keel_server::Config::for_data_dir(dir.path());
         config.database_url = test_database_url();
+        let s3 = test_object_store(&mut config);
         config.poll_interval = 1;
         config.scheduler_interval_ms = 100;
         adjust(&mut config);
@@ -47,6 +52,7 @@ impl TestServer {
             admin,
             dir,
             database_url,
+            s3,
             shutdown: Some(tx),
             task: Some(task),
         }
@@ -457,6 +463,22 @@ pub fn test_database_url() -> Option<String> {
     }
 }
 
+/// Where a test server keeps artifacts: `None` is files in its data directory (the default);
+/// with `KEEL_TEST_STORAGE=s3` an S3 server (s3s-fs, real SigV4 HTTP) started for this test server,
+/// with `config` pointed at its bucket `keel` under the prefix `test`.
+pub fn test_object_store(config: &mut keel_server::Config) -> Option<s3::S3Server> {
+    match std::env::var("KEEL_TEST_STORAGE").as_deref() {
+        Err(_) | Ok("") | Ok("local") => None,
+        Ok("s3") => {
+            let server = s3::S3Server::start();
+            server.create_bucket("keel");
+            server.configure(config, "keel", "test");
+            Some(server)
+        }
+        Ok(other) => panic!("KEEL_TEST_STORAGE={other:?}: expected local or s3"),
+    }
+}
+
 /// A fresh database in this process's private PostgreSQL cluster, whatever `KEEL_TEST_DATABASE` says.
 pub fn postgres_database_url() -> String {
     postgres::cluster().create_database()
@@ -708,6 +730,7 @@ pub struct BlockingServer {
     token: String,
     http: Client,
     runtime: tokio::runtime::Runtime,
+    _s3: Option<s3::S3Server>,
 }
 
 impl BlockingServer {
@@ -720,6 +743,7 @@ impl BlockingServer {
             .build()
             .unwrap();
         config.database_url = test_database_url();
+        let s3 = test_object_store(&mut config);
         let server = runtime.block_on(keel_server::Server::bind(config)).unwrap();
         let base = format!("http://{}", server.local_addr().unwrap());
         let token = server.created_admin_token.clone().unwrap();
@@ -729,6 +753,7 @@ impl BlockingServer {
             token,
             http: Client::new(),
             runtime,
+            _s3: s3,
         }
     }
 
