@@ -230,6 +230,62 @@ fn entry_report(e: &Entry) -> EntryReport {
     }
 }
 
+/// Bytes of a member kept to check a keel-delta or keel-chunked header.
+const PREFIX_LEN: usize = keel_delta::format::HEADER_LEN;
+
+/// A keel-delta or keel-chunked member must describe the images its entry's properties name
+/// (the server picks a delta by its source-sha256). Encrypted members are not looked into.
+fn check_derived(entry: &Entry, prefix: &[u8]) -> Result<(), String> {
+    let kind = entry.kind.as_deref();
+    if entry.encrypted || !matches!(kind, Some(crate::DELTA_TYPE | crate::CHUNKED_TYPE)) {
+        return Ok(());
+    }
+    let property = |key: &str| {
+        entry
+            .properties
+            .iter()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| v.first())
+            .map(String::as_str)
+    };
+    let mut facts: Vec<(&str, String)> = Vec::new();
+    if kind == Some(crate::DELTA_TYPE) {
+        let header: &[u8; keel_delta::format::HEADER_LEN] = prefix
+            .try_into()
+            .map_err(|_| "too short for a keel delta header".to_string())?;
+        let header =
+            keel_delta::DeltaHeader::parse(header).map_err(|e| format!("not a keel delta: {e}"))?;
+        facts.push(("source-sha256", hex(&header.seed_sha256)));
+        facts.push(("target-sha256", hex(&header.target_sha256)));
+    } else {
+        // Chunk index: magic, version ..., image_size at 24, image_sha256 at 32..64.
+        if prefix.len() < 64 || prefix[..8] != keel_delta::chunk::INDEX_MAGIC {
+            return Err("not a keel chunk index".into());
+        }
+        let size = u64::from_le_bytes(prefix[24..32].try_into().expect("8 bytes"));
+        facts.push(("target-size", size.to_string()));
+        facts.push(("target-sha256", hex(&prefix[32..64])));
+    }
+    for (key, actual) in facts {
+        match property(key) {
+            Some(said) if said.trim().eq_ignore_ascii_case(&actual) => {}
+            Some(said) => {
+                return Err(format!(
+                    "properties say {key} {said}, the member describes {actual}"
+                ))
+            }
+            None if key == "target-sha256" => {
+                return Err(format!(
+                    "{} entry without properties.{key}",
+                    kind.unwrap_or("")
+                ))
+            }
+            None => {}
+        }
+    }
+    Ok(())
+}
+
 fn write_file(path: &Path, data: &[u8]) -> Result<(), BundleError> {
     std::fs::write(path, data).map_err(|e| BundleError::io(path, e))
 }
@@ -330,6 +386,9 @@ pub fn scan<R: Read>(input: R, options: &ScanOptions<'_>) -> Result<Report, Bund
             inner: Some(sink),
         };
         let mut decrypt_error: Option<io::Error> = None;
+        // The first bytes of the member: a keel-delta / keel-chunked header to check against the
+        // entry's properties.
+        let mut prefix: Vec<u8> = Vec::new();
         loop {
             let n = member.read(&mut buf).map_err(|e| {
                 keel_formats::swu::SwuError::Cpio(CpioError::from_io(e, offset_before))
@@ -337,6 +396,8 @@ pub fn scan<R: Read>(input: R, options: &ScanOptions<'_>) -> Result<Report, Bund
             if n == 0 {
                 break;
             }
+            let want = PREFIX_LEN.saturating_sub(prefix.len()).min(n);
+            prefix.extend_from_slice(&buf[..want]);
             hashing
                 .write_all(&buf[..n])
                 .map_err(|e| BundleError::io(part_path.clone().unwrap_or_default(), e))?;
@@ -386,7 +447,14 @@ pub fn scan<R: Read>(input: R, options: &ScanOptions<'_>) -> Result<Report, Bund
                         problems.push(format!("member {name:?}: decryption failed: {e}"));
                         MemberStatus::DecryptFailed
                     }
-                    None => MemberStatus::Ok,
+                    None => {
+                        for (_, _, entry) in expected.iter().filter(|(n, _, _)| *n == name) {
+                            if let Err(p) = check_derived(entry, &prefix) {
+                                problems.push(format!("member {name:?}: {p}"));
+                            }
+                        }
+                        MemberStatus::Ok
+                    }
                 },
             }
         };

@@ -287,3 +287,67 @@ fn swupdate_checks_the_signature_and_names_the_missing_handler() {
     );
     assert!(!log.contains("for handler keel-delta"), "{log}");
 }
+
+/// `verify` checks a keel-delta member's header (and a keel-chunked member's index) against the
+/// entry's properties: a delta advertised for the wrong source is a verification failure.
+#[test]
+fn verify_catches_properties_that_lie_about_the_delta() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (old, new) = setup(d);
+    let bundle = create(d, &manifest("/dev/sda2"), &CreateOptions::default(), d);
+    let images = d.join("members");
+    std::fs::create_dir_all(&images).unwrap();
+    std::fs::write(
+        images.join("rootfs.img.kdelta"),
+        member(&bundle, "rootfs.img.kdelta"),
+    )
+    .unwrap();
+    std::fs::write(images.join("app.img.kidx"), member(&bundle, "app.img.kidx")).unwrap();
+    let (old_sha, new_sha) = (
+        keel_delta::hex(&keel_delta::sha256(&old)),
+        keel_delta::hex(&keel_delta::sha256(&new)),
+    );
+    let description = |source: &str, size: usize| {
+        format!(
+            r#"software = {{
+    version = "2.0.0";
+    images: ( {{
+        filename = "rootfs.img.kdelta";
+        type = "keel-delta";
+        device = "/dev/sda2";
+        properties = {{ source-sha256 = "{source}"; target-sha256 = "{new_sha}"; }};
+    }}, {{
+        filename = "app.img.kidx";
+        type = "keel-chunked";
+        device = "/dev/sda3";
+        properties = {{ target-sha256 = "{new_sha}"; target-size = "{size}"; pack = "app.img.kpack"; }};
+    }} );
+}};
+"#
+        )
+    };
+    let build = |text: String| {
+        let path = d.join("sw-description");
+        std::fs::write(&path, text).unwrap();
+        let spec = BundleSpec::from_sw_description(&path, &images).unwrap();
+        let mut out = Vec::new();
+        keel_bundle::create(&spec, &CreateOptions::default(), &mut out).unwrap();
+        keel_bundle::inspect(&out[..], None).unwrap()
+    };
+    let honest = build(description(&old_sha, new.len()));
+    assert!(honest.problems.is_empty(), "{:?}", honest.problems);
+
+    let lying = build(description(&new_sha, new.len() + 1));
+    let problems = lying.problems.join("\n");
+    assert!(
+        problems.contains(&format!(
+            "member \"rootfs.img.kdelta\": properties say source-sha256 {new_sha}, the member describes {old_sha}"
+        )),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("member \"app.img.kidx\": properties say target-size"),
+        "{problems}"
+    );
+}
