@@ -14,10 +14,12 @@ CREATE UNIQUE INDEX actions_one_per_group_target ON actions(rollout_group_id, ta
 
 -- Dashboard login sessions, so any replica can serve any logged-in request. The cookie carries
 -- the session id; only its sha256 is stored, and the session's management API token is stored
--- encrypted with a key derived from the id (ChaCha20-Poly1305), so the table alone opens nothing.
+-- encrypted with a key derived from the id (ChaCha20-Poly1305), so the table alone opens nothing;
+-- token_hash (as in api_tokens) tells which minted tokens still have a session.
 CREATE TABLE dashboard_sessions (
     id_hash TEXT PRIMARY KEY,
-    sealed_token TEXT NOT NULL,
+    token_sealed TEXT NOT NULL,
+    token_hash TEXT NOT NULL,
     minted BIGINT NOT NULL,
     csrf TEXT NOT NULL,
     tenant TEXT NOT NULL,

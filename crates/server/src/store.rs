@@ -1795,6 +1795,39 @@ async fn commit_reports(write: AnyPool, mut queue: tokio::sync::mpsc::Receiver<R
 
 // ---------- dashboard accounts (migrations/0100_dashboard_users.sql) ----------
 
+/// A dashboard login session as stored (see `dashboard::Sessions`).
+#[derive(Debug, Clone)]
+pub struct DashboardSession {
+    /// sha256 hex of the session id (the cookie value).
+    pub id_hash: String,
+    /// The session's management API token, encrypted with a key derived from the session id.
+    pub token_sealed: String,
+    /// sha256 hex of that token (as in `api_tokens`).
+    pub token_hash: String,
+    /// The token was minted for a password login (deleted at logout or when pruned).
+    pub minted: bool,
+    pub csrf: String,
+    pub tenant: String,
+    pub last_used_at: i64,
+}
+
+type SessionRow = (String, String, String, i64, String, String, i64);
+
+impl DashboardSession {
+    fn from_row(row: SessionRow) -> DashboardSession {
+        let (id_hash, token_sealed, token_hash, minted, csrf, tenant, last_used_at) = row;
+        DashboardSession {
+            id_hash,
+            token_sealed,
+            token_hash,
+            minted: minted != 0,
+            csrf,
+            tenant,
+            last_used_at,
+        }
+    }
+}
+
 /// Name prefix of the API tokens minted for password logins to the dashboard.
 pub const DASHBOARD_SESSION_TOKEN_PREFIX: &str = "dashboard-session:";
 
@@ -1852,24 +1885,97 @@ impl Store {
         Ok(name.is_some())
     }
 
-    /// Deletes password-login session tokens except those in `keep` (hashes of live sessions):
-    /// tokens of sessions lost in a restart or expired.
-    pub async fn prune_dashboard_session_tokens(
+    /// Stores a dashboard session (migrations/0200_replicas.sql). With `mint = Some((name, role))`
+    /// the session's API token is created in the same transaction, so a concurrent
+    /// [`Store::prune_dashboard_sessions`] on another replica never sees the token without its session.
+    pub async fn create_dashboard_session(
         &self,
-        keep: &[String],
-    ) -> Result<u64, sqlx::Error> {
-        let stored: Vec<(i64, String)> =
-            sqlx::query_as("SELECT id, token_hash FROM api_tokens WHERE name LIKE $1")
-                .bind(format!("{DASHBOARD_SESSION_TOKEN_PREFIX}%"))
-                .fetch_all(&self.write)
-                .await?;
-        let mut deleted = 0;
-        for (id, hash) in stored {
-            if !keep.contains(&hash) {
-                deleted += self.delete_api_token(id).await? as u64;
-            }
+        session: &DashboardSession,
+        mint: Option<(&str, &str)>,
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = self.begin().await?;
+        if let Some((name, role)) = mint {
+            sqlx::query(
+                "INSERT INTO api_tokens (name, token_hash, role, created_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(name)
+            .bind(&session.token_hash)
+            .bind(role)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
         }
-        Ok(deleted)
+        sqlx::query(
+            "INSERT INTO dashboard_sessions (id_hash, token_sealed, token_hash, minted, csrf, tenant, last_used_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+        )
+        .bind(&session.id_hash)
+        .bind(&session.token_sealed)
+        .bind(&session.token_hash)
+        .bind(i64::from(session.minted))
+        .bind(&session.csrf)
+        .bind(&session.tenant)
+        .bind(session.last_used_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    }
+
+    pub async fn dashboard_session(
+        &self,
+        id_hash: &str,
+    ) -> Result<Option<DashboardSession>, sqlx::Error> {
+        let row: Option<SessionRow> = sqlx::query_as(
+            "SELECT id_hash, token_sealed, token_hash, minted, csrf, tenant, last_used_at \
+             FROM dashboard_sessions WHERE id_hash = $1",
+        )
+        .bind(id_hash)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.map(DashboardSession::from_row))
+    }
+
+    pub async fn touch_dashboard_session(&self, id_hash: &str, at: i64) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE dashboard_sessions SET last_used_at = $1 WHERE id_hash = $2 AND last_used_at < $1")
+            .bind(at)
+            .bind(id_hash)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends a session; returns it if it existed.
+    pub async fn delete_dashboard_session(
+        &self,
+        id_hash: &str,
+    ) -> Result<Option<DashboardSession>, sqlx::Error> {
+        let row: Option<SessionRow> = sqlx::query_as(
+            "DELETE FROM dashboard_sessions WHERE id_hash = $1 \
+             RETURNING id_hash, token_sealed, token_hash, minted, csrf, tenant, last_used_at",
+        )
+        .bind(id_hash)
+        .fetch_optional(&self.write)
+        .await?;
+        Ok(row.map(DashboardSession::from_row))
+    }
+
+    /// Deletes sessions last used before `idle_before` and the password-login tokens that no
+    /// session refers to any more (sessions that ended without logout). Returns the tokens deleted.
+    pub async fn prune_dashboard_sessions(&self, idle_before: i64) -> Result<u64, sqlx::Error> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM dashboard_sessions WHERE last_used_at < $1")
+            .bind(idle_before)
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query(
+            "DELETE FROM api_tokens WHERE name LIKE $1 AND token_hash NOT IN \
+             (SELECT token_hash FROM dashboard_sessions WHERE minted = 1)",
+        )
+        .bind(format!("{DASHBOARD_SESSION_TOKEN_PREFIX}%"))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
     }
 
     pub async fn delete_api_token_by_hash(&self, token_hash: &str) -> Result<(), sqlx::Error> {

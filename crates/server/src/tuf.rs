@@ -24,6 +24,7 @@ use keel_tuf_repo::{OnlineKeys, RepoConfig, Repository, SigningKey, TargetEntry}
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiPath;
+use crate::store::Store;
 use crate::AppState;
 
 /// Where a tenant's repository lives.
@@ -74,8 +75,39 @@ fn lock_for(dir: &Path) -> Arc<Mutex<()>> {
     locks.entry(dir.to_path_buf()).or_default().clone()
 }
 
+/// How long a TUF writer may hold the repository's database lock before another replica may
+/// take it (a writer that died); signing a publish takes milliseconds.
+const WRITER_LEASE_MS: i64 = 60_000;
+
 /// Runs `work` on the tenant's repository under its lock, off the async threads.
+///
+/// Writers are serialised across processes too: replicas that share the repository directory
+/// take the database lease `tuf:<directory>` (table `leases`) around the read-modify-write of the
+/// metadata, so two replicas never sign conflicting versions.
 async fn with_repository<T: Send + 'static>(
+    store: &Store,
+    dir: PathBuf,
+    work: impl FnOnce(&mut Repository) -> Result<T, keel_tuf_repo::RepoError> + Send + 'static,
+) -> ApiResult<T> {
+    let lease = format!("tuf:{}", dir.display());
+    let holder = crate::auth::generate_token();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !store.acquire_lease(&lease, &holder, WRITER_LEASE_MS).await? {
+        if std::time::Instant::now() > deadline {
+            return Err(ApiError::Internal(
+                "TUF repository: another replica holds the writer lock".into(),
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let result = with_local_repository(dir, work).await;
+    if let Err(e) = store.release_lease(&lease, &holder).await {
+        tracing::warn!("TUF repository: releasing the writer lock: {e}");
+    }
+    result
+}
+
+async fn with_local_repository<T: Send + 'static>(
     dir: PathBuf,
     work: impl FnOnce(&mut Repository) -> Result<T, keel_tuf_repo::RepoError> + Send + 'static,
 ) -> ApiResult<T> {
@@ -110,7 +142,7 @@ pub async fn add_artifact(
         hashes: [("sha256".to_string(), sha256.to_string())].into(),
         custom: None,
     };
-    with_repository(dir, move |repository| {
+    with_repository(&state.store, dir, move |repository| {
         repository.add_target(&name, entry)?;
         repository.publish(keel_tuf::time::system_now())?;
         Ok(())
@@ -140,7 +172,7 @@ async fn metadata(
         return Err(ApiError::NotFound("TUF metadata not found".into()));
     }
     if file == "timestamp.json" {
-        with_repository(dir.clone(), |repository| {
+        with_repository(&state.store, dir.clone(), |repository| {
             let report = repository.refresh_expiring(keel_tuf::time::system_now())?;
             if report.root_expires_soon {
                 tracing::warn!("TUF root expires soon: run `keel tuf rotate-root` offline");

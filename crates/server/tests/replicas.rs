@@ -458,3 +458,133 @@ async fn the_scheduler_lease_has_one_holder() {
     store.close().await;
     server.stop().await;
 }
+
+/// The first `name="csrf"` hidden field of a page.
+fn csrf_field(body: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = body.find(marker).expect("page has a CSRF field") + marker.len();
+    let end = body[start..].find('"').unwrap();
+    body[start..start + end].to_string()
+}
+
+/// `name=value` of the cookie `name` set by a response.
+fn set_cookie(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .and_then(|c| c.split(';').next())
+        .unwrap_or_else(|| panic!("no {name} cookie"))
+        .to_string()
+}
+
+/// A dashboard login made on one replica works on another, and a logout on the other ends it
+/// everywhere: sessions live in the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_sessions_work_on_every_replica() {
+    let first = TestServer::start().await;
+    let mut config = keel_server::Config::for_data_dir(first.dir.path());
+    config.database_url = first.database_url.clone();
+    let second = keel_server::Server::bind(config).await.unwrap();
+    let second_base = format!("http://{}", second.local_addr().unwrap());
+    let (stop_second, stopped) = tokio::sync::oneshot::channel::<()>();
+    let second_task = tokio::spawn(second.serve(async {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    let form = client
+        .get(format!("{}/ui/login", first.base))
+        .send()
+        .await
+        .unwrap();
+    let login_cookie = set_cookie(&form, "keel_login");
+    let nonce = csrf_field(&form.text().await.unwrap());
+    let login = client
+        .post(format!("{}/ui/login", first.base))
+        .header(reqwest::header::COOKIE, &login_cookie)
+        .form(&[
+            ("csrf", nonce.as_str()),
+            ("token", first.admin.as_str()),
+            ("tenant", "default"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), reqwest::StatusCode::SEE_OTHER);
+    let session = set_cookie(&login, "keel_session");
+    assert!(!session.contains(&first.admin));
+
+    let page = |base: String| {
+        let (client, session) = (client.clone(), session.clone());
+        async move {
+            client
+                .get(format!("{base}/ui/fleet"))
+                .header(reqwest::header::COOKIE, session)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let on_second = page(second_base.clone()).await;
+    assert_eq!(
+        on_second.status(),
+        reqwest::StatusCode::OK,
+        "the other replica knows the session"
+    );
+    let body = on_second.text().await.unwrap();
+    assert!(body.contains("tenant default"), "{body}");
+    let store = first.open_store().await;
+    let rows: i64 = {
+        let url = first.database_url.clone();
+        match url {
+            Some(url) => {
+                let pool = sqlx::PgPool::connect(&url).await.unwrap();
+                let stored: Vec<(String, String)> =
+                    sqlx::query_as("SELECT token_sealed, csrf FROM dashboard_sessions")
+                        .fetch_all(&pool)
+                        .await
+                        .unwrap();
+                assert!(stored
+                    .iter()
+                    .all(|(sealed, _)| !sealed.contains(&first.admin)
+                        && !sealed.contains(&hex_of(&first.admin))));
+                stored.len() as i64
+            }
+            None => 1,
+        }
+    };
+    assert_eq!(rows, 1);
+
+    let logout = client
+        .post(format!("{second_base}/ui/logout"))
+        .header(reqwest::header::COOKIE, &session)
+        .form(&[("csrf", csrf_field(&body).as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), reqwest::StatusCode::SEE_OTHER);
+    let after = page(first.base.clone()).await;
+    assert_eq!(
+        after.status(),
+        reqwest::StatusCode::SEE_OTHER,
+        "logged out everywhere"
+    );
+    assert_eq!(
+        after.headers().get(reqwest::header::LOCATION).unwrap(),
+        "/ui/login"
+    );
+    store.close().await;
+    let _ = stop_second.send(());
+    second_task.await.unwrap().unwrap();
+    first.stop().await;
+}
+
+fn hex_of(text: &str) -> String {
+    text.bytes().map(|b| format!("{b:02x}")).collect()
+}

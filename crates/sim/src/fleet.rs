@@ -599,16 +599,16 @@ impl Shared {
         let first = self.config.interval.unwrap_or(Duration::from_secs(1));
         self.sleep(first.mul_f64(device.rng.unit())).await;
         while !self.stopped() {
-            let polled = self
-                .request(
-                    &mut device,
-                    Kind::Poll,
-                    reqwest::Method::GET,
-                    &poll_path,
-                    None,
-                    None,
-                )
-                .await;
+            // Boxed: an idle device (most of 100 000) then holds a pointer, not a request's state.
+            let polled = Box::pin(self.request(
+                &mut device,
+                Kind::Poll,
+                reqwest::Method::GET,
+                &poll_path,
+                None,
+                None,
+            ))
+            .await;
             let mut sleep = self.config.interval;
             if let Ok((200, body)) = polled {
                 self.counters.polls.fetch_add(1, Ordering::Relaxed);
@@ -621,11 +621,11 @@ impl Shared {
                 let links = &base["_links"];
                 // After finishing an action the device polls again at once (hawkBit clients do).
                 if let Some(href) = links["cancelAction"]["href"].as_str() {
-                    if let Ok(true) = self.cancel(&mut device, href).await {
+                    if let Ok(true) = Box::pin(self.cancel(&mut device, href)).await {
                         continue;
                     }
                 } else if let Some(href) = links["deploymentBase"]["href"].as_str() {
-                    if let Ok(true) = self.deploy(&mut device, href).await {
+                    if let Ok(true) = Box::pin(self.deploy(&mut device, href)).await {
                         continue;
                     }
                 }

@@ -2,8 +2,8 @@
 //! built into the binary.
 //!
 //! * Login with a management API token; the session cookie (`HttpOnly`, `SameSite=Strict`,
-//!   random id) maps to the token in server memory. Every request re-checks the token, so a
-//!   deleted token ends its sessions at once.
+//!   random id) maps to the token through the database ([`Sessions`]), so every replica serves
+//!   every session. Every request re-checks the token, so a deleted token ends its sessions at once.
 //! * Every POST carries the session's CSRF token (form field `csrf` or header `X-CSRF-Token`).
 //! * Changes go through the management API itself (an in-process request carrying the session's
 //!   token), so roles are enforced in one place; the UI only hides what the role may not do.
@@ -16,7 +16,7 @@ mod html;
 mod pages;
 
 use crate::auth::{self, Role};
-use crate::store::Tenant;
+use crate::store::{now_ms, DashboardSession, Store, Tenant};
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::{FromRequestParts, State};
@@ -25,9 +25,8 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 use subtle::ConstantTimeEq;
 use tower::ServiceExt;
 
@@ -37,90 +36,131 @@ const SESSION_COOKIE: &str = "keel_session";
 const LOGIN_COOKIE: &str = "keel_login";
 /// Sessions end after this long without a request.
 const SESSION_IDLE: Duration = Duration::from_secs(8 * 3600);
-const MAX_SESSIONS: usize = 10_000;
 
 const CSS: &str = include_str!("../../assets/dashboard.css");
 const JS: &str = include_str!("../../assets/dashboard.js");
 
-struct Session {
+/// Dashboard login sessions, kept in the database (`dashboard_sessions`, migration 0200) so any
+/// keel-server replica serves any session and a restart keeps operators logged in. The cookie
+/// holds the random session id; the row holds the id's sha256, the CSRF token, the tenant and the
+/// session's management API token sealed (ChaCha20-Poly1305) under a key derived from the id, so
+/// the database alone cannot act as a session and the token never goes to the browser.
+#[derive(Default)]
+pub struct Sessions;
+
+/// What a live session gives a request.
+struct Live {
     token: String,
-    /// The token was minted for a password login (deleted again at logout).
-    minted: bool,
     csrf: String,
     tenant: String,
-    last_used: Instant,
 }
 
-/// Logged-in sessions, in memory: a restart asks operators to log in again.
-#[derive(Default)]
-pub struct Sessions {
-    map: Mutex<HashMap<String, Session>>,
+fn session_id_hash(id: &str) -> String {
+    auth::hash_token(id)
 }
+
+fn session_cipher(id: &str) -> chacha20poly1305::ChaCha20Poly1305 {
+    use chacha20poly1305::KeyInit;
+    use sha2::Digest;
+    let key = sha2::Sha256::new()
+        .chain_update(b"keel dashboard session token key\0")
+        .chain_update(id.as_bytes())
+        .finalize();
+    chacha20poly1305::ChaCha20Poly1305::new(&key)
+}
+
+/// Each session id seals exactly one token, so a fixed nonce never repeats under a key.
+const SEAL_NONCE: [u8; 12] = [0; 12];
+
+fn seal_token(id: &str, token: &str) -> String {
+    use chacha20poly1305::aead::Aead;
+    session_cipher(id)
+        .encrypt(&SEAL_NONCE.into(), token.as_bytes())
+        .map(hex::encode)
+        .unwrap_or_default()
+}
+
+fn open_token(id: &str, sealed: &str) -> Option<String> {
+    use chacha20poly1305::aead::Aead;
+    let bytes = hex::decode(sealed).ok()?;
+    let plain = session_cipher(id)
+        .decrypt(&SEAL_NONCE.into(), bytes.as_slice())
+        .ok()?;
+    String::from_utf8(plain).ok()
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A session's last use is written at most this often (not on every page view).
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
 impl Sessions {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
-        self.map
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn create(&self, token: String, minted: bool, tenant: String) -> String {
+    /// Starts a session for `token` (minted as `(name, role)` for a password login, in the same
+    /// transaction); returns the session id for the cookie. Expired sessions and the minted
+    /// tokens of sessions that ended without logout are removed first.
+    async fn create(
+        &self,
+        store: &Store,
+        token: String,
+        mint: Option<(String, String)>,
+        tenant: String,
+    ) -> Result<String, sqlx::Error> {
         let id = auth::generate_token();
-        let mut map = self.lock();
-        let now = Instant::now();
-        map.retain(|_, s| now.duration_since(s.last_used) < SESSION_IDLE);
-        if map.len() >= MAX_SESSIONS {
-            // Drop the least recently used session rather than refusing logins.
-            if let Some(oldest) = map
-                .iter()
-                .min_by_key(|(_, s)| s.last_used)
-                .map(|(k, _)| k.clone())
-            {
-                map.remove(&oldest);
-            }
+        let now = now_ms();
+        store
+            .prune_dashboard_sessions(now.saturating_sub(millis(SESSION_IDLE)))
+            .await?;
+        let session = DashboardSession {
+            id_hash: session_id_hash(&id),
+            token_sealed: seal_token(&id, &token),
+            token_hash: auth::hash_token(&token),
+            minted: mint.is_some(),
+            csrf: auth::generate_token(),
+            tenant,
+            last_used_at: now,
+        };
+        store
+            .create_dashboard_session(
+                &session,
+                mint.as_ref().map(|(name, role)| (name.as_str(), role.as_str())),
+            )
+            .await?;
+        Ok(id)
+    }
+
+    async fn touch(&self, store: &Store, id: &str) -> Result<Option<Live>, sqlx::Error> {
+        let id_hash = session_id_hash(id);
+        let Some(session) = store.dashboard_session(&id_hash).await? else {
+            return Ok(None);
+        };
+        let now = now_ms();
+        let idle = now.saturating_sub(session.last_used_at);
+        if idle >= millis(SESSION_IDLE) {
+            store.delete_dashboard_session(&id_hash).await?;
+            return Ok(None);
         }
-        map.insert(
-            id.clone(),
-            Session {
-                token,
-                minted,
-                csrf: auth::generate_token(),
-                tenant,
-                last_used: now,
-            },
-        );
-        id
-    }
-
-    fn touch(&self, id: &str) -> Option<(String, String, String)> {
-        let mut map = self.lock();
-        let session = map.get_mut(id)?;
-        let now = Instant::now();
-        if now.duration_since(session.last_used) >= SESSION_IDLE {
-            map.remove(id);
-            return None;
+        let Some(token) = open_token(id, &session.token_sealed) else {
+            return Ok(None);
+        };
+        if idle >= millis(TOUCH_EVERY) {
+            store.touch_dashboard_session(&id_hash, now).await?;
         }
-        session.last_used = now;
-        Some((
-            session.token.clone(),
-            session.csrf.clone(),
-            session.tenant.clone(),
-        ))
+        Ok(Some(Live {
+            token,
+            csrf: session.csrf,
+            tenant: session.tenant,
+        }))
     }
 
-    /// Ends a session; returns its token if it was minted for a password login.
-    fn remove(&self, id: &str) -> Option<String> {
-        self.lock().remove(id).filter(|s| s.minted).map(|s| s.token)
-    }
-
-    /// Hashes of the minted tokens of live sessions.
-    fn minted_token_hashes(&self) -> Vec<String> {
-        let now = Instant::now();
-        self.lock()
-            .values()
-            .filter(|s| s.minted && now.duration_since(s.last_used) < SESSION_IDLE)
-            .map(|s| auth::hash_token(&s.token))
-            .collect()
+    /// Ends a session; returns the hash of its token if it was minted for a password login.
+    async fn remove(&self, store: &Store, id: &str) -> Result<Option<String>, sqlx::Error> {
+        Ok(store
+            .delete_dashboard_session(&session_id_hash(id))
+            .await?
+            .filter(|s| s.minted)
+            .map(|s| s.token_hash))
     }
 }
 
@@ -279,14 +319,26 @@ impl FromRequestParts<Arc<AppState>> for Ctx {
             return Err(StatusCode::INTERNAL_SERVER_ERROR.into_response());
         };
         let session_id = cookie(&parts.headers, SESSION_COOKIE).ok_or_else(to_login)?;
-        let (token, csrf, tenant_name) = sessions.touch(&session_id).ok_or_else(to_login)?;
+        let Live {
+            token,
+            csrf,
+            tenant: tenant_name,
+        } = sessions
+            .touch(&state.store, &session_id)
+            .await
+            .map_err(|e| internal(e.to_string()))?
+            .ok_or_else(to_login)?;
         let identity = state
             .store
             .api_token_identity(&auth::hash_token(&token))
             .await
             .map_err(|e| internal(e.to_string()))?;
         let Some((name, role)) = identity else {
-            sessions.remove(&session_id);
+            // The token was deleted: the session ends with it.
+            sessions
+                .remove(&state.store, &session_id)
+                .await
+                .map_err(|e| internal(e.to_string()))?;
             return Err(to_login());
         };
         let role = Role::parse(&role).ok_or_else(to_login)?;

@@ -158,7 +158,7 @@ pub async fn login(
             .api_token_identity(&auth::hash_token(&token))
             .await
         {
-            Ok(Some(_)) => (token, false),
+            Ok(Some(_)) => (token, None),
             Ok(None) => return retry("Unknown token."),
             Err(e) => return internal(e.to_string()),
         }
@@ -169,28 +169,16 @@ pub async fn login(
             Err(response) => return response,
         };
         // A session token with the user's role: the management API checks it like any other.
-        // Tokens of sessions that ended without logout (expiry, restart) are removed first.
-        if let Err(e) = state
-            .store
-            .prune_dashboard_session_tokens(&sessions.minted_token_hashes())
-            .await
-        {
-            return internal(e.to_string());
-        }
-        let token = auth::generate_token();
+        // It is created with the session (Sessions::create).
         let name = format!("{}{user}", crate::store::DASHBOARD_SESSION_TOKEN_PREFIX);
-        if let Err(e) = state
-            .store
-            .create_api_token(&name, &auth::hash_token(&token), &role)
-            .await
-        {
-            return internal(e.to_string());
-        }
-        (token, true)
+        (auth::generate_token(), Some((name, role)))
     } else {
         return retry("Enter a management API token, or a user and password.");
     };
-    let id = sessions.create(token, minted, tenant);
+    let id = match sessions.create(&state.store, token, minted, tenant).await {
+        Ok(id) => id,
+        Err(e) => return internal(e.to_string()),
+    };
     let mut response = Redirect::to("/ui/fleet").into_response();
     let headers = response.headers_mut();
     if let Ok(value) = session_cookie(&id, SESSION_IDLE.as_secs()).parse() {
@@ -214,14 +202,14 @@ pub async fn logout(
     if let Err(response) = ctx.check_csrf(form.get("csrf")) {
         return response;
     }
-    if let Some(minted) = sessions.remove(&ctx.session_id) {
-        if let Err(e) = state
-            .store
-            .delete_api_token_by_hash(&auth::hash_token(&minted))
-            .await
-        {
-            return internal(e.to_string());
+    match sessions.remove(&state.store, &ctx.session_id).await {
+        Ok(Some(minted_hash)) => {
+            if let Err(e) = state.store.delete_api_token_by_hash(&minted_hash).await {
+                return internal(e.to_string());
+            }
         }
+        Ok(None) => {}
+        Err(e) => return internal(e.to_string()),
     }
     let mut response = Redirect::to("/ui/login").into_response();
     if let Ok(value) =
