@@ -318,6 +318,23 @@ async fn presigned_downloads_redirect_authenticated_devices_only() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
     assert!(response.bytes().await.unwrap() == image[524_288..]);
+    // keel-agent's downloader (ureq, which drops `Authorization` on redirects) likewise.
+    let (url, auth) = (download.clone(), device.auth.clone());
+    let fetched = tokio::task::spawn_blocking(move || {
+        let mut reader = keel_agent::source::HttpReader::open(
+            keel_agent::source::http_agent(),
+            &url,
+            vec![("Authorization".into(), auth)],
+            keel_agent::source::ResumePolicy::default(),
+        )
+        .unwrap();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut reader, &mut bytes).unwrap();
+        bytes
+    })
+    .await
+    .unwrap();
+    assert!(fetched == image);
 
     // S3 checks the signature: the URL changed to another object, or unsigned, is refused.
     let other = location.replace(&sha256_hex(&image), &sha256_hex(b"other"));
