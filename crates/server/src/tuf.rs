@@ -92,7 +92,10 @@ async fn with_repository<T: Send + 'static>(
     let lease = format!("tuf:{}", dir.display());
     let holder = crate::auth::generate_token();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !store.acquire_lease(&lease, &holder, WRITER_LEASE_MS).await? {
+    while !store
+        .acquire_lease(&lease, &holder, WRITER_LEASE_MS)
+        .await?
+    {
         if std::time::Instant::now() > deadline {
             return Err(ApiError::Internal(
                 "TUF repository: another replica holds the writer lock".into(),

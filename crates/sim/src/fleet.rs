@@ -167,7 +167,7 @@ pub fn registration_sql(
         ));
     }
     if !tag.is_empty() {
-        let pattern = format!("{}%", prefix.replace('%', "").replace('_', ""));
+        let pattern = format!("{}%", prefix.replace(['%', '_'], ""));
         sql.push_str(&format!(
             "INSERT INTO target_tags (target_id, tag) SELECT id, {} FROM targets \
              WHERE controller_id LIKE {} AND tenant_id = (SELECT id FROM tenants WHERE name = {}) \

@@ -124,7 +124,8 @@ impl Sessions {
         store
             .create_dashboard_session(
                 &session,
-                mint.as_ref().map(|(name, role)| (name.as_str(), role.as_str())),
+                mint.as_ref()
+                    .map(|(name, role)| (name.as_str(), role.as_str())),
             )
             .await?;
         Ok(id)
@@ -195,7 +196,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/ui/tuf", get(pages::tuf))
         .route("/ui/users", get(pages::users).post(pages::create_user))
         .route("/ui/users/{id}/delete", post(pages::delete_user))
-        .layer(Extension(Arc::new(Sessions::default())))
+        .layer(Extension(Arc::new(Sessions)))
         .layer(axum::middleware::map_response(security_headers))
 }
 
