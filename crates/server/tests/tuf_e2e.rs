@@ -99,7 +99,7 @@ impl Server {
     }
 
     fn artifact_path(&self, sha256: &str) -> PathBuf {
-        self.dir.path().join("artifacts").join(sha256)
+        self.api.artifact_file(self.dir.path(), sha256)
     }
 }
 

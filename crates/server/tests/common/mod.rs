@@ -788,6 +788,15 @@ impl BlockingServer {
         self.call(reqwest::Method::POST, path, Some(body), None)
     }
 
+    /// The file holding artifact `sha256` (for tests that tamper with it): under
+    /// `data_dir/artifacts`, or the S3 server's file of the object with `KEEL_TEST_STORAGE=s3`.
+    pub fn artifact_file(&self, data_dir: &std::path::Path, sha256: &str) -> std::path::PathBuf {
+        match &self._s3 {
+            Some(s3) => s3.object_path("keel", &format!("test/artifacts/{sha256}")),
+            None => data_dir.join("artifacts").join(sha256),
+        }
+    }
+
     pub fn get(&self, path: &str) -> Value {
         self.call(reqwest::Method::GET, path, None, None)
     }
