@@ -127,6 +127,8 @@ pub struct ChunkedStats {
     pub requests: u64,
     pub fetched_chunks: u64,
     pub seed_chunks: u64,
+    /// Images whose seed chunks came from the kept index of the booted slot (no seed scan).
+    pub kept_indexes: u64,
     /// Chunks already correct in the target (an interrupted earlier install).
     pub kept_chunks: u64,
 }
@@ -542,7 +544,8 @@ impl Agent {
         &self,
         image: &PlannedImage,
         member: &mut dyn Read,
-        seed_len: Option<u64>,
+        (booted, target): (SlotId, SlotId),
+        seed_record: Option<SlotImage>,
         packs: &PackSource,
         stats: &mut ChunkedStats,
     ) -> Result<SlotImage, InstallError> {
@@ -569,7 +572,6 @@ impl Agent {
         }
         let index =
             ChunkIndex::from_bytes(&bytes).map_err(|e| image_err(format!("chunk index: {e}")))?;
-        drop(bytes);
         let property = |key: &str| {
             image
                 .entry
@@ -622,10 +624,26 @@ impl Agent {
             .as_ref()
             .ok_or_else(|| image_err("no seed slot".into()))?;
         let seed_err = |e: io::Error| image_err(format!("seed {}: {e}", seed_path.display()));
-        let stream = SlotStream::open(self.storage.clone(), seed_path).map_err(seed_err)?;
-        // Only the installed image is worth chunking when its size is known.
-        let seed_chunks = SeedChunks::scan(stream.take(seed_len.unwrap_or(u64::MAX)), index.params)
-            .map_err(|e| image_err(format!("scanning seed {}: {e}", seed_path.display())))?;
+        // The index kept from the chunked install that wrote the booted slot saves scanning it
+        // (its chunks are re-hashed when used); otherwise the seed is chunked and hashed, only as
+        // far as the recorded image size when it is known.
+        let kept = seed_record.as_ref().and_then(|record| {
+            let path = self.kept_index_path(booted, &image.target_name);
+            let kept = ChunkIndex::from_bytes(&self.storage.read(&path).ok()?).ok()?;
+            (hex(&kept.image_sha256) == record.sha256 && kept.params == index.params)
+                .then_some(kept)
+        });
+        let seed_chunks = match &kept {
+            Some(kept) => SeedChunks::from_index(kept),
+            None => {
+                let stream = SlotStream::open(self.storage.clone(), seed_path).map_err(seed_err)?;
+                let len = seed_record.as_ref().map_or(u64::MAX, |r| r.size);
+                SeedChunks::scan(stream.take(len), index.params)
+                    .map_err(|e| image_err(format!("scanning seed {}: {e}", seed_path.display())))?
+            }
+        };
+        stats.kept_indexes += u64::from(kept.is_some());
+        drop(kept);
         let download = plan(&index, &seed_chunks);
         drop(seed_chunks);
         let mut pack = packs
@@ -637,6 +655,18 @@ impl Agent {
         let report = assemble(&index, &download, &mut seed, &mut pack, &mut out)
             .map_err(|e| image_err(format!("{CHUNKED_TYPE}: {e}")))?;
         out.sync().map_err(write_err)?;
+        // For the next update from this slot (valid only while the state file's record of the
+        // target has the same image hash, which it gets at activation).
+        let kept_path = self.kept_index_path(target, &image.target_name);
+        if self.os_direct {
+            let _ = std::fs::create_dir_all(&self.config.state_dir);
+        }
+        crate::io::replace_atomic(self.storage.as_ref(), &kept_path, &bytes).map_err(|source| {
+            InstallError::Write {
+                path: kept_path.display().to_string(),
+                source,
+            }
+        })?;
         stats.image_bytes += index.image_size;
         stats.fetched_bytes += pack.bytes;
         stats.requests += pack.requests;
@@ -648,6 +678,15 @@ impl Agent {
             size: index.image_size,
             version: None,
         })
+    }
+
+    /// Where the chunk index of a chunked install into `slot`'s `target` is kept.
+    fn kept_index_path(&self, slot: SlotId, target: &str) -> PathBuf {
+        let name: String = target
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        self.config.state_dir.join(format!("{slot}-{name}.kidx"))
     }
 
     /// Install a bundle read from `source`. See the module docs for the order of events.
@@ -801,13 +840,20 @@ impl Agent {
                 .cloned()
                 .ok_or_else(|| InstallError::Plan("image index".into()))?;
             if image.kind == ImageKind::Chunked {
-                let seed_len = state
+                let seed_record = state
                     .slots
                     .get(&booted)
                     .and_then(|t| t.get(&image.target_name))
-                    .map(|r| r.size);
-                let written =
-                    self.install_chunked(&image, &mut member, seed_len, &options.packs, chunked)?;
+                    .cloned();
+                let slots = (booted, target);
+                let written = self.install_chunked(
+                    &image,
+                    &mut member,
+                    slots,
+                    seed_record,
+                    &options.packs,
+                    chunked,
+                )?;
                 progress_bytes = progress_bytes.saturating_add(written.size);
                 if let Some(progress) = options.progress.as_mut() {
                     progress(progress_bytes, total_bytes);

@@ -423,7 +423,10 @@ async fn upload_artifact(
         .ok()
         .and_then(|head| crate::variants::classify(&head));
     if let Some(variant) = &variant {
-        state.store.set_artifact_variant(artifact.id, variant).await?;
+        state
+            .store
+            .set_artifact_variant(artifact.id, variant)
+            .await?;
     }
     Ok(created(crate::variants::artifact_json(
         &artifact,

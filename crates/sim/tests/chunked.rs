@@ -109,6 +109,35 @@ fn chunked_image_reuses_the_booted_slot_and_fetches_the_rest() {
 }
 
 #[test]
+fn next_chunked_update_uses_the_kept_index_of_the_booted_slot() {
+    let fx = Fixture::new();
+    let mut device = fx.device(Loader::Ebg);
+    let seed = device.slot_contents(SlotId::A, "rootfs");
+    let v2 = next_version(&seed);
+    let first = chunked_release(&fx, &v2);
+    let pack_path = fx.dir.path().join("rootfs.kpack");
+    std::fs::write(&pack_path, &first.pack).unwrap();
+    let report = install(&device, &first.bundle, &pack_path).unwrap();
+    // Slot A was never written by the agent: its seed had to be scanned.
+    assert_eq!(report.chunked.kept_indexes, 0);
+    assert_eq!(device.boot().unwrap().slot, SlotId::B);
+    device.agent().unwrap().confirm(None).unwrap();
+
+    // 3.0 from slot B: its chunks are known from the index kept by the install of 2.0.
+    let mut v3 = v2.clone();
+    v3[30_000..31_000].copy_from_slice(&image(44, 1000));
+    let second = chunked_release(&fx, &v3);
+    std::fs::write(&pack_path, &second.pack).unwrap();
+    let report = install(&device, &second.bundle, &pack_path).unwrap();
+    assert_eq!(report.target, SlotId::A);
+    assert_eq!(report.chunked.kept_indexes, 1);
+    assert!(report.chunked.seed_chunks > 0);
+    assert!(report.chunked.fetched_bytes * 4 < v3.len() as u64);
+    assert!(starts_with(&device.slot_contents(SlotId::A, "rootfs"), &v3));
+    assert_eq!(device.boot().unwrap().slot, SlotId::A);
+}
+
+#[test]
 fn corrupted_pack_chunk_is_never_activated() {
     let fx = Fixture::new();
     let mut device = fx.device(Loader::Uboot);
