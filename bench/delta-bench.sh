@@ -121,7 +121,7 @@ for spec in $fmts; do
   ratio() { [[ $2 =~ ^[0-9]+$ ]] && awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }' || echo "-"; }
   summary+=("| $fmt ($(mib "$size") MiB) | $(mib "$keel_bytes") MiB | **$(ratio "$keel_bytes" "$xd_bytes")** | $(ratio "$keel_bytes" "$zs_bytes") | $(ratio "$keel_bytes" "$bs_bytes") | **$(ratio "$keel_bytes" "$ca_bytes")** | $(ratio "$dyn_bytes" "$xd_bytes") | $(awk -v m="$keel_rss" 'BEGIN { printf "%.1f", m / 1024 }') MiB |")
   {
-    echo "### $fmt (new image $(mib "$size") MiB)"
+    echo "### $fmt (new image $(mib "$size") MiB, pair \`$dir\`)"
     echo
     echo "| method | payload bytes | MiB | % of image | ÷ xdelta3 -9 | keel static ÷ this | create s | apply s | apply peak RSS MiB | output |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
@@ -140,7 +140,7 @@ done
 
 # Summary first: keel static payload as a ratio of each peer's (lower is better).
 {
-  echo "**Summary** (payload = bytes a device downloads; ratios are keel static ÷ the peer, lower is better):"
+  echo "**Summary** (payload = bytes a device downloads; ratios are payload ÷ payload, lower is better for keel):"
   echo
   echo "| image (new size) | keel static | ÷ xdelta3 -9 | ÷ zstd --patch-from | ÷ bsdiff | ÷ casync 64 KiB | keel dynamic ÷ xdelta3 | keel apply RSS |"
   echo "|---|---:|---:|---:|---:|---:|---:|---:|"
