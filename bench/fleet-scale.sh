@@ -2,7 +2,7 @@
 # Fleet-scale benchmark of keel-server (not a test): simulated DDI devices from keel-fleet
 # (crates/sim/src/fleet.rs) against one release keel-server, on SQLite and on PostgreSQL.
 #
-#   bench/fleet-scale.sh [sqlite|postgres|both] [OFFERED_POLLS_PER_S] [ROLLOUT_DEVICES]
+#   bench/fleet-scale.sh [sqlite|postgres|both] [OFFERED_POLLS_PER_S] [ROLLOUT_DEVICES] [PHASES]
 #
 # For each backend:
 #   1. steady polling: 10 000 and 100 000 registered devices, each polling at the interval that
@@ -13,11 +13,12 @@
 #      `proceeding` and `closed/success` (durable); time from "start" to the rollout's `finished`.
 # Devices are registered directly in the database (keel-fleet register-sql). PostgreSQL: a private
 # cluster (Debian's postgresql, initdb in a temporary directory, Unix socket only, fsync on).
-# Results go to docs/benchmarks.md ("Fleet scale").
+# PHASES: "steady rollout" (default), or one of them. Results go to docs/benchmarks.md ("Fleet scale").
 set -euo pipefail
 BACKENDS=${1:-both}
 OFFERED=${2:-3000}
 ROLLOUT_DEVICES=${3:-100000}
+PHASES=${4:-steady rollout}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 command -v sqlite3 >/dev/null || { echo "sqlite3 is required (apt-get install sqlite3)" >&2; exit 1; }
 
@@ -59,7 +60,7 @@ database_for() {
 
 run_sql() { # BACKEND DATA_DIR URL < SQL
     if [ "$1" = postgres ]; then
-        local db=${3##*/}; db=${db%%\?*}
+        local db=${3%%\?*}; db=${db##*/}
         "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$WORK/pg" -U postgres -d "$db" >/dev/null
     else
         (echo ".timeout 30000"; cat) | sqlite3 "$2/keel.db" >/dev/null
@@ -68,7 +69,7 @@ run_sql() { # BACKEND DATA_DIR URL < SQL
 
 query() { # BACKEND DATA_DIR URL SQL
     if [ "$1" = postgres ]; then
-        local db=${3##*/}; db=${db%%\?*}
+        local db=${3%%\?*}; db=${db##*/}
         "$PG_BIN/psql" -X -qAt -h "$WORK/pg" -U postgres -d "$db" -c "$4"
     else
         sqlite3 -cmd ".timeout 30000" "$2/keel.db" "$4"
@@ -199,7 +200,9 @@ PY
 for backend in sqlite postgres; do
     [ "$BACKENDS" = both ] || [ "$BACKENDS" = "$backend" ] || continue
     [ "$backend" = postgres ] && [ -z "$PG_PID" ] && start_postgres
-    steady "$backend" 10000
-    steady "$backend" 100000
-    rollout "$backend" "$ROLLOUT_DEVICES"
+    if [[ " $PHASES " == *" steady "* ]]; then
+        steady "$backend" 10000
+        steady "$backend" 100000
+    fi
+    [[ " $PHASES " == *" rollout "* ]] && rollout "$backend" "$ROLLOUT_DEVICES"
 done

@@ -226,7 +226,12 @@ impl Server {
             created_admin_token = Some(token);
         }
         if config.create_default_tenant && store.tenant_by_name("default").await?.is_none() {
-            store.create_tenant("default").await?;
+            if let Err(err) = store.create_tenant("default").await {
+                // Another replica starting at the same moment may have created it first.
+                if store.tenant_by_name("default").await?.is_none() {
+                    return Err(err.into());
+                }
+            }
         }
         let listener = TcpListener::bind(config.listen)
             .await

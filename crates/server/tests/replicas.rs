@@ -1,7 +1,7 @@
 //! Several keel-server processes on one database (docs/scale-out.md, "Replicas").
 //!
 //! - `two_replicas_roll_out_to_10000_devices_through_a_kill`: two real `keel-server` processes on
-//!   one PostgreSQL database and one shared artifact store; 10 000 simulated devices
+//!   one PostgreSQL database and one S3 artifact store (s3s-fs); 10 000 simulated devices
 //!   (`keel_sim::fleet`) split over both; the replica holding the scheduler lease is killed with
 //!   SIGKILL mid-rollout, its devices fail over, the other replica takes the lease over and the
 //!   rollout completes; SQL then proves one action per device, each finished exactly once.
@@ -26,10 +26,15 @@ struct Replica {
 }
 
 impl Replica {
-    fn start(data_dir: &std::path::Path, database_url: &str) -> Replica {
+    fn start(data_dir: &std::path::Path, database_url: &str, s3: &common::s3::S3Server) -> Replica {
         let mut child = Command::new(env!("CARGO_BIN_EXE_keel-server"))
             .args(["--data-dir"])
             .arg(data_dir)
+            .args(["--object-store-url", "s3://keel/replicas", "--s3-endpoint"])
+            .arg(&s3.endpoint)
+            .env("AWS_REGION", common::s3::REGION)
+            .env("AWS_ACCESS_KEY_ID", common::s3::ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", common::s3::SECRET_KEY)
             .args([
                 "--database-url",
                 database_url,
@@ -96,15 +101,18 @@ const DEVICES: u64 = 10_000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_roll_out_to_10000_devices_through_a_kill() {
     let database_url = common::postgres_database_url();
-    let data_dir = tempfile::tempdir().unwrap();
-    let first = Replica::start(data_dir.path(), &database_url);
-    let second = Replica::start(data_dir.path(), &database_url);
+    // Artifacts on S3 (s3s-fs behind real SigV4 HTTP); each replica has a data directory of its own.
+    let s3 = common::s3::S3Server::start();
+    s3.create_bucket("keel");
+    let (first_dir, second_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = Replica::start(first_dir.path(), &database_url, &s3);
+    let second = Replica::start(second_dir.path(), &database_url, &s3);
     let admin = first
         .admin_token
         .clone()
         .expect("admin token of the first start");
     assert!(second.admin_token.is_none(), "one admin token per database");
-    let mut replicas = vec![first, second];
+    let mut replicas = [first, second];
 
     // 10 000 devices, registered directly in the database with their derived tokens.
     let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
@@ -226,6 +234,16 @@ async fn two_replicas_roll_out_to_10000_devices_through_a_kill() {
         "{report:#?}"
     );
     assert_eq!(report.closed_failure, 0);
+    assert!(
+        report.downloads >= DEVICES,
+        "every device read the artifact (from S3): {report:#?}"
+    );
+    let artifact_keys: Vec<String> = s3
+        .keys("keel")
+        .into_iter()
+        .filter(|k| k.starts_with("replicas/artifacts/"))
+        .collect();
+    assert_eq!(artifact_keys.len(), 1, "{artifact_keys:?}");
     eprintln!(
         "fleet: {} polls ({:.0}/s), {} failovers, {} closes answered 410 after a retry; rollout: {}",
         report.polls, report.polls_per_s, report.failovers, report.closed_already, done
