@@ -27,6 +27,10 @@ pub enum Command {
         /// Equal runs at least this long inside aligned regions become COPY ops.
         #[arg(long, default_value_t = CreateOptions::default().copy_min)]
         copy_min: usize,
+        /// Skip the second pass that turns short (>= 8 byte) seed matches inside literal runs
+        /// into COPY ops (faster create; larger deltas of compressed images).
+        #[arg(long)]
+        no_short_matches: bool,
     },
     /// Apply a static delta: hash-check SEED, write the target, verify its sha256.
     Apply {
@@ -89,7 +93,21 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             level,
             segment_kib,
             copy_min,
-        } => create(&old, &new, &output, level, segment_kib, copy_min),
+            no_short_matches,
+        } => create(
+            &old,
+            &new,
+            &output,
+            CreateOptions {
+                level,
+                segment_data: segment_kib
+                    .checked_mul(1024)
+                    .context("segment size too large")?,
+                copy_min,
+                short_matches: !no_short_matches,
+                ..CreateOptions::default()
+            },
+        ),
         Command::Apply {
             seed,
             delta,
@@ -127,23 +145,8 @@ fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
     fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
-fn create(
-    old: &Path,
-    new: &Path,
-    output: &Path,
-    level: i32,
-    segment_kib: u32,
-    copy_min: usize,
-) -> anyhow::Result<()> {
+fn create(old: &Path, new: &Path, output: &Path, opts: CreateOptions) -> anyhow::Result<()> {
     let (old_data, new_data) = (read(old)?, read(new)?);
-    let opts = CreateOptions {
-        level,
-        segment_data: segment_kib
-            .checked_mul(1024)
-            .context("segment size too large")?,
-        copy_min,
-        ..CreateOptions::default()
-    };
     let file = File::create(output).with_context(|| format!("creating {}", output.display()))?;
     let report = keel_delta::create(&old_data, &new_data, &opts, BufWriter::new(file))?;
     println!(
