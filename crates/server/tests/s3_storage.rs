@@ -530,3 +530,34 @@ async fn named_objects_behave_alike_on_s3_and_local_files() {
         b"a"
     );
 }
+
+/// An `https://` endpoint goes through rustls with the ring provider keel-server installs: with
+/// nothing listening, the start fails with a connection error naming the store (no TLS set-up
+/// panic), and a plain-HTTP endpoint that is not loopback is refused unless allowed.
+#[tokio::test]
+async fn endpoints_https_and_plain_http_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut config = keel_server::Config::for_data_dir(dir.path());
+    config.object_store_url = Some("s3://bucket".into());
+    config.s3_endpoint = Some(format!("https://{closed}"));
+    config.s3_access_key_id = Some("id".into());
+    config.s3_secret_access_key = Some("secret".into());
+    let err = match keel_server::artifacts::ArtifactStore::open(&config).await {
+        Ok(_) => panic!("opened a store nobody serves"),
+        Err(err) => format!("{err:#}"),
+    };
+    assert!(err.contains("object store s3://bucket"), "{err}");
+    assert!(!err.contains("panic"), "{err}");
+
+    config.s3_endpoint = Some("http://s3.example.invalid:9000".into());
+    let err = match keel_server::artifacts::ArtifactStore::open(&config).await {
+        Ok(_) => panic!("plain HTTP to a non-loopback endpoint was allowed"),
+        Err(err) => format!("{err:#}"),
+    };
+    // reqwest refuses to build the plain-HTTP request (https only): nothing is sent.
+    assert!(err.contains("builder error"), "{err}");
+}
