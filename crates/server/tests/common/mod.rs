@@ -465,17 +465,19 @@ pub fn test_database_url() -> Option<String> {
 
 /// Where a test server keeps artifacts: `None` is files in its data directory (the default);
 /// with `KEEL_TEST_STORAGE=s3` an S3 server (s3s-fs, real SigV4 HTTP) started for this test server,
-/// with `config` pointed at its bucket `keel` under the prefix `test`.
+/// with `config` pointed at its bucket `keel` under the prefix `test`; `s3-presigned` also
+/// redirects device downloads to pre-signed URLs.
 pub fn test_object_store(config: &mut keel_server::Config) -> Option<s3::S3Server> {
     match std::env::var("KEEL_TEST_STORAGE").as_deref() {
         Err(_) | Ok("") | Ok("local") => None,
-        Ok("s3") => {
+        Ok(kind @ ("s3" | "s3-presigned")) => {
             let server = s3::S3Server::start();
             server.create_bucket("keel");
             server.configure(config, "keel", "test");
+            config.s3_presign_downloads = kind == "s3-presigned";
             Some(server)
         }
-        Ok(other) => panic!("KEEL_TEST_STORAGE={other:?}: expected local or s3"),
+        Ok(other) => panic!("KEEL_TEST_STORAGE={other:?}: expected local, s3 or s3-presigned"),
     }
 }
 
