@@ -204,5 +204,7 @@ for backend in sqlite postgres; do
         steady "$backend" 10000
         steady "$backend" 100000
     fi
-    [[ " $PHASES " == *" rollout "* ]] && rollout "$backend" "$ROLLOUT_DEVICES"
+    if [[ " $PHASES " == *" rollout "* ]]; then
+        rollout "$backend" "$ROLLOUT_DEVICES"
+    fi
 done
