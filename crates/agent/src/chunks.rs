@@ -19,7 +19,7 @@ use keel_delta::chunk::{ChunkFetcher, ChunkRequest};
 use crate::io::SharedStorage;
 
 /// sw-description image `type` of a chunk-indexed image.
-pub const CHUNKED_TYPE: &str = "keel-chunked";
+pub use keel_formats::swdesc::KEEL_CHUNKED_TYPE as CHUNKED_TYPE;
 
 /// Largest chunk index accepted (40 bytes per chunk: 64 MiB ≈ 1.6 M chunks, a 100 GiB image at
 /// 64 KiB chunks).

@@ -30,9 +30,8 @@ use crate::config::SlotId;
 use crate::io::SlotWriter;
 use crate::state::{now, AgentState, Outcome, Phase, SlotImage, Transaction};
 
-/// sw-description image `type` of a keel static delta (`keel_delta`): the member is a delta
-/// against the same target of the booted slot; the result is written into the inactive slot.
-pub const DELTA_TYPE: &str = "keel-delta";
+/// sw-description image `type` of a keel static delta; the result is written into the inactive slot.
+pub use keel_formats::swdesc::KEEL_DELTA_TYPE as DELTA_TYPE;
 
 /// Bytes accepted after the cpio trailer (cpio tools pad to 512 bytes; some to 10 KiB blocks).
 pub const MAX_TRAILING_BYTES: u64 = 64 * 1024;

@@ -48,10 +48,10 @@ pub enum Derivation {
     Chunked { target: String, pack: String },
 }
 
-/// Handler type of a static delta entry.
-pub const DELTA_TYPE: &str = "keel-delta";
 /// Handler type of a chunk index entry.
-pub const CHUNKED_TYPE: &str = "keel-chunked";
+pub use keel_formats::swdesc::KEEL_CHUNKED_TYPE as CHUNKED_TYPE;
+/// Handler type of a static delta entry.
+pub use keel_formats::swdesc::KEEL_DELTA_TYPE as DELTA_TYPE;
 
 impl BundleSpec {
     /// Reads a TOML manifest.

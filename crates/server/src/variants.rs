@@ -16,10 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 
-/// sw-description image type of a keel static delta.
-pub const DELTA_TYPE: &str = "keel-delta";
-/// sw-description image type of a chunk-indexed image.
-pub const CHUNKED_TYPE: &str = "keel-chunked";
+pub use keel_formats::swdesc::{KEEL_CHUNKED_TYPE as CHUNKED_TYPE, KEEL_DELTA_TYPE as DELTA_TYPE};
 /// Bytes of an upload kept for classification: a `sw-description` must end within them (a
 /// larger one is stored as an unclassified, i.e. full, bundle).
 pub const HEAD_LIMIT: usize = 2 << 20;

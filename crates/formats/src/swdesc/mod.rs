@@ -32,6 +32,13 @@ pub const MAX_DESCRIPTION_LEN: usize = 16 * 1024 * 1024;
 /// Link-following depth limit (SWUpdate uses 10).
 const MAX_LINK_DEPTH: usize = 10;
 /// Entry lists of a software node.
+/// Image `type` of a keel static delta entry: the member is a keel delta against the same target
+/// of the booted slot (docs/delta-format.md, "In a .swu and on the server").
+pub const KEEL_DELTA_TYPE: &str = "keel-delta";
+/// Image `type` of a chunk-indexed entry: the member is a chunk index, the pack lies beside the
+/// bundle (docs/delta-format.md).
+pub const KEEL_CHUNKED_TYPE: &str = "keel-chunked";
+
 pub const ENTRY_LISTS: [&str; 4] = ["images", "files", "scripts", "bootenv"];
 /// Keys of a software node that are not set/mode selections.
 const RESERVED_KEYS: [&str; 14] = [
