@@ -6,11 +6,11 @@
 
 mod common;
 
+use common::swupdate::{make_signer, messages, stop_group, suricatta};
 use common::{random_bytes, TestServer};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The release signer (made once: swupdate trusts `cert.pem`).
@@ -23,21 +23,6 @@ fn signer(dir: &Path) -> keel_sign::Signer {
         &std::fs::read(dir.join("key.pem")).unwrap(),
     )
     .unwrap()
-}
-
-fn make_signer(dir: &Path) {
-    let status = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .args(["-subj", "/O=keel/CN=keel test signer"])
-        .args(["-keyout", "key.pem", "-out", "cert.pem"])
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl");
-    assert!(status.success());
 }
 
 /// A signed bundle with one image entry (`entry`: type and properties lines) for `target`.
@@ -66,47 +51,6 @@ fn bundle(
     let mut out = Vec::new();
     keel_bundle::create(&spec, &options, &mut out).unwrap();
     out
-}
-
-fn swupdate(dir: &Path, base: &str, token: &str, extra: &str) -> Child {
-    use std::os::unix::process::CommandExt;
-    let log =
-        std::fs::File::create(dir.join(format!("swupdate{}.log", extra.replace(' ', "")))).unwrap();
-    Command::new("swupdate")
-        .args(["-v", "-H", "keel:1.0", "-k", "cert.pem"])
-        .arg("-u")
-        .arg(format!("-t default -u {base} -i sw1 -k {token} {extra}"))
-        .env("TMPDIR", dir)
-        .current_dir(dir)
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .process_group(0)
-        .spawn()
-        .expect("swupdate (Debian package swupdate)")
-}
-
-fn stop(mut child: Child) {
-    let group = format!("-{}", child.id());
-    let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-            let _ = child.wait();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn messages(action: &Value) -> Vec<String> {
-    action["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|e| e["messages"].as_array().unwrap().clone())
-        .map(|m| m.as_str().unwrap().to_string())
-        .collect()
 }
 
 async fn wait_for(
@@ -249,12 +193,12 @@ async fn real_swupdate_gets_only_the_full_bundle_of_a_module_with_variants() {
         .collect();
     assert_eq!(offered, ["update.swu"]);
 
-    let child = swupdate(dir.path(), &server.base, &token, "");
+    let child = suricatta(dir.path(), &server.base, &token, "");
     let installed = wait_for(&mgmt, action_id, dir.path(), |a| {
         messages(a).iter().any(|m| m == "All Chunks Installed.") || a["active"] == false
     })
     .await;
-    stop(child);
+    stop_group(child);
     assert_eq!(installed["active"], true, "{installed:#}");
     assert_eq!(std::fs::read(&target).unwrap(), image);
     server.stop().await;

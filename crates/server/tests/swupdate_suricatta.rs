@@ -8,41 +8,14 @@
 
 mod common;
 
+use common::swupdate::{make_signer, messages, run, stop_group, suricatta};
 use common::{random_bytes, TestServer};
 use reqwest::Method;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn run(cmd: &mut Command) {
-    let output = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (is it installed?)"));
-    assert!(
-        output.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-fn make_signer(dir: &Path) {
-    run(Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/O=keel/CN=keel test signer",
-        ])
-        .args(["-keyout", "key.pem", "-out", "cert.pem"])
-        .current_dir(dir));
-}
 
 /// A signed keel bundle (keel-bundle) whose single raw image is written to `target`.
 fn make_keel_bundle(dir: &Path, image: &[u8], target: &Path) -> Vec<u8> {
@@ -144,38 +117,6 @@ fn make_swu(dir: &Path, image: &[u8], target: &Path) -> Vec<u8> {
     std::fs::read(dir.join("update.swu")).unwrap()
 }
 
-/// Starts swupdate in its own process group (it forks suricatta and a downloader).
-fn swupdate(dir: &Path, base: &str, token: &str, extra: &str) -> Child {
-    use std::os::unix::process::CommandExt;
-    let log =
-        std::fs::File::create(dir.join(format!("swupdate{}.log", extra.replace(' ', "")))).unwrap();
-    Command::new("swupdate")
-        .args(["-v", "-H", "keel:1.0", "-k", "cert.pem"])
-        .arg("-u")
-        .arg(format!("-t default -u {base} -i sw1 -k {token} {extra}"))
-        .env("TMPDIR", dir)
-        .current_dir(dir)
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .process_group(0)
-        .spawn()
-        .expect("swupdate (Debian package swupdate)")
-}
-
-fn stop(mut child: Child) {
-    let group = format!("-{}", child.id());
-    let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-            let _ = child.wait();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 async fn wait_for(
     mgmt: &common::Mgmt,
     action_id: i64,
@@ -203,21 +144,6 @@ async fn wait_for(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-fn messages(action: &Value) -> Vec<String> {
-    action["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|e| {
-            e["messages"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|m| m.as_str().unwrap().to_string())
-        })
-        .collect()
 }
 
 async fn install_with_real_swupdate(keel_bundle: bool) {
@@ -251,12 +177,12 @@ async fn install_with_real_swupdate(keel_bundle: bool) {
 
     // 1. swupdate polls, downloads (verifying sha1), checks the CMS signature, writes the image,
     //    and reports "All Chunks Installed." (proceeding): the action stays open until the reboot.
-    let child = swupdate(dir.path(), &server.base, &token, "");
+    let child = suricatta(dir.path(), &server.base, &token, "");
     let installed = wait_for(&mgmt, action_id, "installation", dir.path(), |a| {
         messages(a).iter().any(|m| m == "All Chunks Installed.")
     })
     .await;
-    stop(child);
+    stop_group(child);
     assert_eq!(installed["active"], true);
     assert_eq!(
         std::fs::read(&target).unwrap(),
@@ -265,12 +191,12 @@ async fn install_with_real_swupdate(keel_bundle: bool) {
     );
 
     // 2. "After the reboot": swupdate -c 2 (state TESTING) reports closed+success for the open action.
-    let child = swupdate(dir.path(), &server.base, &token, "-c 2");
+    let child = suricatta(dir.path(), &server.base, &token, "-c 2");
     let done = wait_for(&mgmt, action_id, "final result", dir.path(), |a| {
         a["active"] == false
     })
     .await;
-    stop(child);
+    stop_group(child);
     assert_eq!(done["status"], "finished");
     assert!(messages(&done).iter().any(|m| m == "Update Installed."));
     let device = mgmt.ok(Method::GET, "/rest/v1/targets/sw1", None).await;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod s3;
+pub mod swupdate;
 
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};

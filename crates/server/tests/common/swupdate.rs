@@ -1,0 +1,88 @@
+//! Debian's real `swupdate` as a hawkBit client (suricatta) of the test server: its release signer,
+//! starting and stopping it, and reading the action history it leaves.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// Runs `cmd`; panics with its stderr if it fails or is missing.
+pub fn run(cmd: &mut Command) {
+    let output = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (is it installed?)"));
+    assert!(
+        output.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A throwaway RSA release signer in `dir` (`key.pem`, `cert.pem`: swupdate runs with `-k cert.pem`).
+pub fn make_signer(dir: &Path) {
+    run(Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/O=keel/CN=keel test signer",
+        ])
+        .args(["-keyout", "key.pem", "-out", "cert.pem"])
+        .current_dir(dir));
+}
+
+/// Starts `swupdate -u` (suricatta) against `base` as controller `sw1` with target token `token`,
+/// in its own process group (it forks suricatta and a downloader); log in `dir/swupdate<extra>.log`.
+pub fn suricatta(dir: &Path, base: &str, token: &str, extra: &str) -> Child {
+    use std::os::unix::process::CommandExt;
+    let log =
+        std::fs::File::create(dir.join(format!("swupdate{}.log", extra.replace(' ', "")))).unwrap();
+    Command::new("swupdate")
+        .args(["-v", "-H", "keel:1.0", "-k", "cert.pem"])
+        .arg("-u")
+        .arg(format!("-t default -u {base} -i sw1 -k {token} {extra}"))
+        .env("TMPDIR", dir)
+        .current_dir(dir)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .expect("swupdate (Debian package swupdate)")
+}
+
+/// SIGTERM to the whole process group, SIGKILL after 5 s.
+pub fn stop_group(mut child: Child) {
+    let group = format!("-{}", child.id());
+    let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+            let _ = child.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every feedback message of a management API action (its `history`), oldest first.
+pub fn messages(action: &Value) -> Vec<String> {
+    action["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|e| {
+            e["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m.as_str().unwrap().to_string())
+        })
+        .collect()
+}
