@@ -66,24 +66,9 @@ impl Server {
 
 /// A signed bundle (keel-bundle) with a new rootfs, for hardware revision 1.0.
 fn bundle(pki: &Pki, rootfs: &[u8]) -> Vec<u8> {
-    let work = tempfile::tempdir_in(pki.dir.path()).unwrap();
-    std::fs::write(work.path().join("rootfs.img"), rootfs).unwrap();
     let manifest = "[software]\nversion = \"2.0\"\nhardware-compatibility = [\"1.0\"]\n\n\
                     [[software.images]]\nfilename = \"rootfs.img\"\ndevice = \"rootfs\"\ntype = \"raw\"\n";
-    let spec = keel_bundle::BundleSpec::from_manifest_str(manifest, work.path()).unwrap();
-    let signer = keel_sign::Signer::from_pem(
-        &std::fs::read(&pki.cert).unwrap(),
-        &std::fs::read(&pki.key).unwrap(),
-    )
-    .unwrap();
-    let options = keel_bundle::CreateOptions {
-        signer: Some(signer),
-        aes_key: None,
-        source_date_epoch: Some(1_700_000_000),
-    };
-    let mut out = Vec::new();
-    keel_bundle::create(&spec, &options, &mut out).unwrap();
-    out
+    pki.bundle(manifest, &[("rootfs.img", rootfs)])
 }
 
 fn device(pki: &Pki, revision: &str) -> SimDevice {

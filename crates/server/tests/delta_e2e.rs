@@ -45,27 +45,6 @@ fn versions() -> (Vec<u8>, Vec<u8>) {
     (v1, v2)
 }
 
-fn sign(pki: &Pki, manifest: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
-    let work = tempfile::tempdir_in(pki.dir.path()).unwrap();
-    for (name, data) in files {
-        std::fs::write(work.path().join(name), data).unwrap();
-    }
-    let spec = keel_bundle::BundleSpec::from_manifest_str(manifest, work.path()).unwrap();
-    let signer = keel_sign::Signer::from_pem(
-        &std::fs::read(&pki.cert).unwrap(),
-        &std::fs::read(&pki.key).unwrap(),
-    )
-    .unwrap();
-    let options = keel_bundle::CreateOptions {
-        signer: Some(signer),
-        aes_key: None,
-        source_date_epoch: Some(1_700_000_000),
-    };
-    let mut out = Vec::new();
-    keel_bundle::create(&spec, &options, &mut out).unwrap();
-    out
-}
-
 const HEAD: &str = "[software]\nversion = \"2.0\"\n[[software.images]]\ndevice = \"rootfs\"\n";
 
 struct Release {
@@ -76,15 +55,13 @@ struct Release {
 }
 
 fn release(pki: &Pki, v1: &[u8], v2: &[u8]) -> Release {
-    let full = sign(
-        pki,
+    let full = pki.bundle(
         &format!("{HEAD}filename = \"rootfs.img\"\ntype = \"raw\"\n"),
         &[("rootfs.img", v2)],
     );
     let mut delta_bytes = Vec::new();
     keel_delta::create(v1, v2, &Default::default(), &mut delta_bytes).unwrap();
-    let delta = sign(
-        pki,
+    let delta = pki.bundle(
         &format!(
             "{HEAD}filename = \"rootfs.kdelta\"\ntype = \"keel-delta\"\n[software.images.properties]\n\
              source-sha256 = \"{}\"\ntarget-sha256 = \"{}\"\n",
@@ -99,8 +76,7 @@ fn release(pki: &Pki, v1: &[u8], v2: &[u8]) -> Release {
         Ok(())
     })
     .unwrap();
-    let dynamic = sign(
-        pki,
+    let dynamic = pki.bundle(
         &format!(
             "{HEAD}filename = \"rootfs.kidx\"\ntype = \"keel-chunked\"\n[software.images.properties]\n\
              target-sha256 = \"{}\"\ntarget-size = \"{}\"\npack = \"rootfs.kpack\"\n",

@@ -105,26 +105,11 @@ impl Server {
 
 /// A CMS-signed bundle (keel-bundle) carrying `rootfs`.
 fn bundle(pki: &Pki, version: &str, rootfs: &[u8]) -> Vec<u8> {
-    let work = tempfile::tempdir_in(pki.dir.path()).unwrap();
-    std::fs::write(work.path().join("rootfs.img"), rootfs).unwrap();
     let manifest = format!(
         "[software]\nversion = \"{version}\"\nhardware-compatibility = [\"1.0\"]\n\n\
          [[software.images]]\nfilename = \"rootfs.img\"\ndevice = \"rootfs\"\ntype = \"raw\"\n"
     );
-    let spec = keel_bundle::BundleSpec::from_manifest_str(&manifest, work.path()).unwrap();
-    let signer = keel_sign::Signer::from_pem(
-        &std::fs::read(&pki.cert).unwrap(),
-        &std::fs::read(&pki.key).unwrap(),
-    )
-    .unwrap();
-    let options = keel_bundle::CreateOptions {
-        signer: Some(signer),
-        aes_key: None,
-        source_date_epoch: Some(1_700_000_000),
-    };
-    let mut out = Vec::new();
-    keel_bundle::create(&spec, &options, &mut out).unwrap();
-    out
+    pki.bundle(&manifest, &[("rootfs.img", rootfs)])
 }
 
 struct Device {

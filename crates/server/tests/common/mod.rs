@@ -693,6 +693,31 @@ pub struct Pki {
     pub key: std::path::PathBuf,
 }
 
+impl Pki {
+    /// A bundle (keel-bundle) from a TOML `manifest` whose image sources are `files`, signed by
+    /// this signer, reproducible (SOURCE_DATE_EPOCH fixed).
+    pub fn bundle(&self, manifest: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
+        let work = tempfile::tempdir_in(self.dir.path()).unwrap();
+        for (name, data) in files {
+            std::fs::write(work.path().join(name), data).unwrap();
+        }
+        let spec = keel_bundle::BundleSpec::from_manifest_str(manifest, work.path()).unwrap();
+        let signer = keel_sign::Signer::from_pem(
+            &std::fs::read(&self.cert).unwrap(),
+            &std::fs::read(&self.key).unwrap(),
+        )
+        .unwrap();
+        let options = keel_bundle::CreateOptions {
+            signer: Some(signer),
+            aes_key: None,
+            source_date_epoch: Some(1_700_000_000),
+        };
+        let mut out = Vec::new();
+        keel_bundle::create(&spec, &options, &mut out).unwrap();
+        out
+    }
+}
+
 pub fn pki() -> Pki {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new("openssl")
