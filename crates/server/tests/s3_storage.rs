@@ -136,11 +136,7 @@ async fn uploads_land_under_their_sha256_and_devices_download_full_ranges_and_re
 
     // A range inside the object (a ranged GET on S3).
     let response = device
-        .client
-        .get(&download)
-        .header(header::AUTHORIZATION, &device.auth)
-        .header(header::RANGE, "bytes=9000000-9000999")
-        .send()
+        .get_range(&download, "9000000-9000999")
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
@@ -158,11 +154,7 @@ async fn uploads_land_under_their_sha256_and_devices_download_full_ranges_and_re
     }
     drop(response);
     let response = device
-        .client
-        .get(&download)
-        .header(header::AUTHORIZATION, &device.auth)
-        .header(header::RANGE, format!("bytes={}-", partial.len()))
-        .send()
+        .get_range(&download, &format!("{}-", partial.len()))
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
@@ -186,11 +178,7 @@ async fn uploads_land_under_their_sha256_and_devices_download_full_ranges_and_re
 
     // Out of range: 416 from keel-server, as with local files.
     let response = device
-        .client
-        .get(&download)
-        .header(header::AUTHORIZATION, &device.auth)
-        .header(header::RANGE, format!("bytes={}-", image.len()))
-        .send()
+        .get_range(&download, &format!("{}-", image.len()))
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::RANGE_NOT_SATISFIABLE);
@@ -308,14 +296,7 @@ async fn presigned_downloads_redirect_authenticated_devices_only() {
     let response = device.get(&download).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.bytes().await.unwrap() == image);
-    let response = device
-        .client
-        .get(&download)
-        .header(header::AUTHORIZATION, &device.auth)
-        .header(header::RANGE, "bytes=524288-")
-        .send()
-        .await
-        .unwrap();
+    let response = device.get_range(&download, "524288-").await.unwrap();
     assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
     assert!(response.bytes().await.unwrap() == image[524_288..]);
     // keel-agent's downloader (ureq, which drops `Authorization` on redirects) likewise.

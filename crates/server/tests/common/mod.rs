@@ -308,6 +308,16 @@ impl SimDevice {
             .await
     }
 
+    /// GET with this device's token and a `Range: bytes=<range>` header (e.g. `"100-199"`, `"100-"`).
+    pub async fn get_range(&self, url: &str, range: &str) -> reqwest::Result<reqwest::Response> {
+        self.client
+            .get(url)
+            .header("Authorization", &self.auth)
+            .header("Range", format!("bytes={range}"))
+            .send()
+            .await
+    }
+
     pub async fn get_json(&self, url: &str) -> (StatusCode, Value) {
         let response = self.get(url).await.unwrap();
         let status = response.status();
