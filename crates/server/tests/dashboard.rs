@@ -214,14 +214,11 @@ async fn login_session_cookie_csrf_and_logout() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn viewer_sees_no_rollout_controls_and_is_refused_by_ui_and_api() {
-    let server = TestServer::start().await;
-    let mgmt = server.mgmt();
+/// Device `dev-1` tagged `lab`, release os 1.0 carrying `image`, rollout `r1` to the tag (not
+/// started); returns the rollout id.
+async fn lab_rollout(mgmt: &common::Mgmt, image: Vec<u8>) -> i64 {
     mgmt.device("dev-1", &["lab"]).await;
-    let (set, _) = mgmt
-        .release("os", "1.0", "os.swu", random_bytes(1000, 1))
-        .await;
+    let (set, _) = mgmt.release("os", "1.0", "os.swu", image).await;
     let rollout = mgmt
         .ok(
             reqwest::Method::POST,
@@ -229,7 +226,14 @@ async fn viewer_sees_no_rollout_controls_and_is_refused_by_ui_and_api() {
             Some(json!({ "name": "r1", "distributionSetId": set, "tag": "lab" })),
         )
         .await;
-    let id = rollout["id"].as_i64().unwrap();
+    rollout["id"].as_i64().unwrap()
+}
+
+#[tokio::test]
+async fn viewer_sees_no_rollout_controls_and_is_refused_by_ui_and_api() {
+    let server = TestServer::start().await;
+    let mgmt = server.mgmt();
+    let id = lab_rollout(&mgmt, random_bytes(1000, 1)).await;
     let viewer_token = token(&mgmt, "viewer").await;
 
     let mut viewer = Browser::new(&server.base);
@@ -652,18 +656,7 @@ async fn tuf_page_shows_each_roles_version_and_expiry() {
 async fn password_accounts_are_argon2_hashed_and_act_with_their_role() {
     let server = TestServer::start().await;
     let mgmt = server.mgmt();
-    mgmt.device("dev-1", &["lab"]).await;
-    let (set, _) = mgmt
-        .release("os", "1.0", "os.swu", random_bytes(100, 4))
-        .await;
-    let rollout = mgmt
-        .ok(
-            reqwest::Method::POST,
-            "/rest/v1/rollouts",
-            Some(json!({ "name": "r1", "distributionSetId": set, "tag": "lab" })),
-        )
-        .await;
-    let id = rollout["id"].as_i64().unwrap();
+    let id = lab_rollout(&mgmt, random_bytes(100, 4)).await;
 
     // Only admins manage accounts.
     let operator_token = token(&mgmt, "operator").await;
