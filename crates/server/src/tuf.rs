@@ -1,33 +1,53 @@
 //! A TUF repository per tenant (docs/tuf.md), built on `keel-tuf-repo`.
 //!
-//! Layout: `DATA_DIR/tuf/<tenant>/metadata/` (root versions from the offline `keel tuf init` /
-//! `rotate-root`, and everything the server signs) and the online private keys next to it:
-//! `online.pem` for targets, snapshot and timestamp, or `targets.pem`, `snapshot.pem`, `timestamp.pem`.
-//! A tenant without `metadata/root.json` has no TUF repository.
+//! The database (table `tuf_metadata`) holds the authoritative copy of every tenant's metadata, so
+//! replicas need no shared directory. Each replica keeps a local working copy in
+//! `DATA_DIR/tuf/<tenant>/metadata/` for `keel_tuf_repo::Repository` (which works on files), and the
+//! online private keys next to it: `online.pem` for targets, snapshot and timestamp, or
+//! `targets.pem`, `snapshot.pem`, `timestamp.pem` (a deployment secret every replica is given, like
+//! a TLS key). A tenant has a TUF repository once its `root.json` is in the database, or a local
+//! `metadata/root.json` (the output of the offline `keel tuf init`) waits to be imported.
+//!
+//! Every change runs under the database lease `tuf:<tenant>` ([`with_repository`]):
+//! 1. import: a local repository the database does not know yet, or root versions newer than the
+//!    database's (an operator dropped a `keel tuf rotate-root` result into one replica's directory;
+//!    each must be signed by its predecessor's root keys and its own), is uploaded;
+//! 2. materialize: every stored file that differs from the local copy is written to it (atomically);
+//!    unversioned files that are not stored are removed, so the repository opens on exactly the
+//!    database's state;
+//! 3. the work runs on the local copy (sign, publish);
+//! 4. every role file it changed (`N.<role>.json` and `<role>.json`, `timestamp.json`) is uploaded in
+//!    one transaction, each only if the stored copy is still the one it was built on, before the
+//!    lease is released. A writer that stalled past its lease therefore fails (and retries from the
+//!    new state) instead of storing a second, different version N.
 //!
 //! * Every artifact uploaded becomes the target `<module name>/<module version>/<filename>` with its length
 //!   and sha256 ([`keel_tuf::artifact_target_name`]), in hashed bins, published at once.
-//! * Devices read the metadata with their DDI credentials from
-//!   `GET /{tenant}/controller/v1/{controllerId}/tuf/{file}`; serving `timestamp.json` first re-signs
-//!   whatever is about to expire, so metadata stays fresh while devices poll.
+//! * Devices read the metadata from the database with their DDI credentials at
+//!   `GET /{tenant}/controller/v1/{controllerId}/tuf/{file}`. Serving `timestamp.json` re-signs
+//!   whatever is about to expire when the stored timestamp has less than half its lifetime left (and
+//!   at most once a minute per replica otherwise, which also picks up new roots and replaced keys).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use keel_tuf_repo::{OnlineKeys, RepoConfig, Repository, SigningKey, TargetEntry};
+use keel_tuf_repo::{OnlineKeys, RepoConfig, RepoError, Repository, SigningKey, TargetEntry};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiPath;
-use crate::store::Store;
+use crate::store::{Store, TufFileWrite};
 use crate::AppState;
 
-/// Where a tenant's repository lives.
+/// Where a tenant's local working copy and online keys live.
 pub fn tenant_dir(state: &AppState, tenant: &str) -> PathBuf {
     state
         .config
@@ -36,9 +56,23 @@ pub fn tenant_dir(state: &AppState, tenant: &str) -> PathBuf {
         .join(keel_tuf::store::percent_encode(tenant))
 }
 
-/// True if the tenant has a TUF repository (a root was installed).
-pub fn enabled(dir: &Path) -> bool {
-    dir.join("metadata").join("root.json").is_file()
+/// True if the tenant has a TUF repository: its root is in the database, or a local
+/// `metadata/root.json` waits to be imported (it is imported now).
+pub async fn enabled(state: &AppState, tenant: &str) -> ApiResult<bool> {
+    if state.store.tuf_has_root(tenant).await? {
+        return Ok(true);
+    }
+    let dir = tenant_dir(state, tenant);
+    if !dir.join("metadata").join("root.json").is_file() {
+        return Ok(false);
+    }
+    with_local_copy(&state.store, &dir, tenant, |_| Ok(())).await?;
+    Ok(true)
+}
+
+/// The stored bytes of a metadata file (`root.json`, `3.snapshot.json`, ...), if any.
+pub async fn stored_file(state: &AppState, tenant: &str, name: &str) -> ApiResult<Option<Vec<u8>>> {
+    Ok(state.store.tuf_file(tenant, name).await?)
 }
 
 fn read_key(path: &Path) -> Result<SigningKey, ApiError> {
@@ -65,64 +99,468 @@ fn online_keys(dir: &Path) -> Result<OnlineKeys, ApiError> {
     })
 }
 
-/// One lock per repository directory: publishing is read-modify-write of the metadata files.
-fn lock_for(dir: &Path) -> Arc<Mutex<()>> {
-    static LOCKS: OnceLock<Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>> = OnceLock::new();
-    let mut locks = LOCKS
+/// What this process knows about one local working copy.
+#[derive(Default)]
+struct LocalCopy {
+    /// sha256 of the versioned files (`N.<role>.json`, never rewritten once signed) known to be
+    /// on disk, so the working copy is not re-hashed on every change; filled on first use.
+    /// Unversioned files are hashed every time (few, and rewritten by each publish). Held for
+    /// the whole of a change, it also queues this process's writers of one tenant.
+    versioned: tokio::sync::Mutex<HashMap<String, String>>,
+    /// When serving `timestamp.json` last started a refresh.
+    last_refresh: Mutex<Option<Instant>>,
+}
+
+fn local_copy(dir: &Path) -> Arc<LocalCopy> {
+    static COPIES: OnceLock<Mutex<HashMap<PathBuf, Arc<LocalCopy>>>> = OnceLock::new();
+    let mut copies = COPIES
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    locks.entry(dir.to_path_buf()).or_default().clone()
+    copies.entry(dir.to_path_buf()).or_default().clone()
 }
 
 /// How long a TUF writer may hold the repository's database lock before another replica may
 /// take it (a writer that died); signing a publish takes milliseconds.
 const WRITER_LEASE_MS: i64 = 60_000;
 
-/// Runs `work` on the tenant's repository under its lock, off the async threads.
-///
-/// Writers are serialised across processes too: replicas that share the repository directory
-/// take the database lease `tuf:<directory>` (table `leases`) around the read-modify-write of the
-/// metadata, so two replicas never sign conflicting versions.
-async fn with_repository<T: Send + 'static>(
-    store: &Store,
-    dir: PathBuf,
-    work: impl FnOnce(&mut Repository) -> Result<T, keel_tuf_repo::RepoError> + Send + 'static,
-) -> ApiResult<T> {
-    let lease = format!("tuf:{}", dir.display());
-    let holder = crate::auth::generate_token();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !store
-        .acquire_lease(&lease, &holder, WRITER_LEASE_MS)
-        .await?
-    {
-        if std::time::Instant::now() > deadline {
-            return Err(ApiError::Internal(
-                "TUF repository: another replica holds the writer lock".into(),
-            ));
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let result = with_local_repository(dir, work).await;
-    if let Err(e) = store.release_lease(&lease, &holder).await {
-        tracing::warn!("TUF repository: releasing the writer lock: {e}");
-    }
-    result
-}
+/// How often serving `timestamp.json` runs a refresh although the stored timestamp is fresh: it
+/// imports new roots dropped into this replica's directory and re-signs with replaced keys.
+const PERIODIC_REFRESH: Duration = Duration::from_secs(60);
 
-async fn with_local_repository<T: Send + 'static>(
-    dir: PathBuf,
-    work: impl FnOnce(&mut Repository) -> Result<T, keel_tuf_repo::RepoError> + Send + 'static,
+/// How often a change is retried when another writer stored a newer state first.
+const ATTEMPTS: usize = 3;
+
+/// Runs `work` on the tenant's repository (opened with this replica's online keys) under the
+/// writer lease `tuf:<tenant>`, with the local working copy brought up to date from the database
+/// first, and whatever it signed stored in the database before the lease is released.
+pub async fn with_repository<T: Send + 'static>(
+    store: &Store,
+    dir: &Path,
+    tenant: &str,
+    work: impl Fn(&mut Repository) -> Result<T, RepoError> + Send + Sync + 'static,
 ) -> ApiResult<T> {
-    tokio::task::spawn_blocking(move || {
-        let lock = lock_for(&dir);
-        let _guard = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut repository = Repository::open(&dir, online_keys(&dir)?, RepoConfig::default())
+    with_local_copy(store, dir, tenant, move |dir| {
+        let mut repository = Repository::open(dir, online_keys(dir)?, RepoConfig::default())
             .map_err(|e| ApiError::Internal(format!("TUF repository: {e}")))?;
         work(&mut repository).map_err(|e| ApiError::Internal(format!("TUF repository: {e}")))
     })
     .await
-    .map_err(|e| ApiError::Internal(format!("TUF task: {e}")))?
+}
+
+/// [`with_repository`] for work on the working copy's directory (blocking code, run off the
+/// async threads).
+async fn with_local_copy<T: Send + 'static>(
+    store: &Store,
+    dir: &Path,
+    tenant: &str,
+    work: impl Fn(&Path) -> ApiResult<T> + Send + Sync + 'static,
+) -> ApiResult<T> {
+    let work = Arc::new(work);
+    let copy = local_copy(dir);
+    let mut versioned = copy.versioned.lock().await;
+    let lease = format!("tuf:{tenant}");
+    for _ in 0..ATTEMPTS {
+        let holder = crate::auth::generate_token();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !store
+            .acquire_lease(&lease, &holder, WRITER_LEASE_MS)
+            .await?
+        {
+            if Instant::now() > deadline {
+                return Err(ApiError::Internal(
+                    "TUF repository: another replica holds the writer lock".into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let result = sync_and_run(store, dir, tenant, &mut versioned, work.clone()).await;
+        if let Err(e) = store.release_lease(&lease, &holder).await {
+            tracing::warn!("TUF repository: releasing the writer lock: {e}");
+        }
+        match result {
+            Ok(Some(value)) => return Ok(value),
+            Ok(None) => {
+                tracing::warn!("TUF repository of {tenant}: another writer stored a newer state first; retrying");
+            }
+            Err(e) => {
+                // The working copy may hold files this attempt wrote: hash them again next time.
+                versioned.clear();
+                return Err(e);
+            }
+        }
+    }
+    Err(ApiError::Unavailable(format!(
+        "TUF repository of {tenant}: other writers kept storing newer states"
+    )))
+}
+
+async fn blocking<T: Send + 'static>(
+    task: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(task)
+        .await
+        .map_err(|e| ApiError::Internal(format!("TUF task: {e}")))?
+}
+
+/// One attempt under the lease: import, materialize, work, upload. `None` if the upload found
+/// that another writer stored a newer state first.
+async fn sync_and_run<T: Send + 'static>(
+    store: &Store,
+    dir: &Path,
+    tenant: &str,
+    versioned: &mut HashMap<String, String>,
+    work: Arc<impl Fn(&Path) -> ApiResult<T> + Send + Sync + 'static>,
+) -> ApiResult<Option<T>> {
+    let metadata = dir.join("metadata");
+    let mut stored: BTreeMap<String, String> = store.tuf_files(tenant).await?.into_iter().collect();
+
+    // 1. Import what only the local directory has.
+    let scan_dir = metadata.clone();
+    let scan_stored = stored.clone();
+    let candidates = blocking(move || import_candidates(&scan_dir, &scan_stored)).await?;
+    let imports = match candidates {
+        Import::Nothing => Vec::new(),
+        Import::Repository(files) => {
+            let root = files
+                .iter()
+                .find(|f| f.name == "root.json")
+                .ok_or_else(|| ApiError::Internal("TUF import: no root.json".into()))?;
+            keel_tuf::trusted::TrustedMetadataSet::new(&root.bytes, keel_tuf::time::system_now())
+                .map_err(|e| {
+                ApiError::Internal(format!(
+                    "TUF import of {}: root.json: {e}",
+                    metadata.display()
+                ))
+            })?;
+            files
+        }
+        Import::NewRoots { newest, roots } => {
+            let trusted = store
+                .tuf_file(tenant, &format!("{newest}.root.json"))
+                .await?
+                .ok_or_else(|| {
+                    ApiError::Internal(format!("TUF: {newest}.root.json is listed but not stored"))
+                })?;
+            verified_root_chain(tenant, &trusted, roots, stored.get("root.json").cloned())
+        }
+    };
+    if !imports.is_empty() {
+        if !store.put_tuf_files(tenant, &imports).await? {
+            return Ok(None);
+        }
+        tracing::info!(
+            "TUF repository of {tenant}: imported {} from {}",
+            imports
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            metadata.display()
+        );
+        for file in imports {
+            stored.insert(file.name, file.sha256);
+        }
+    }
+
+    // 2. Bring the working copy up to date.
+    let plan_dir = metadata.clone();
+    let plan_stored = stored.clone();
+    let mut cache = std::mem::take(versioned);
+    let (missing, cache_back) = blocking(move || {
+        let missing = stale_local_files(&plan_dir, &plan_stored, &mut cache)?;
+        Ok((missing, cache))
+    })
+    .await?;
+    *versioned = cache_back;
+    let mut fetched = Vec::with_capacity(missing.len());
+    for name in missing {
+        let bytes = store
+            .tuf_file(tenant, &name)
+            .await?
+            .ok_or_else(|| ApiError::Internal(format!("TUF: {name} is listed but not stored")))?;
+        fetched.push((name, bytes));
+    }
+
+    // 3. The work, and 4. what it changed.
+    let work_dir = dir.to_path_buf();
+    let work_stored = stored.clone();
+    let (value, uploads, written) = blocking(move || {
+        let metadata = work_dir.join("metadata");
+        let mut written = Vec::new();
+        for (name, bytes) in fetched {
+            write_file(&metadata.join(&name), &bytes)?;
+            written.push((name, sha256_hex(&bytes)));
+        }
+        remove_unstored(&metadata, &work_stored)?;
+        let value = work(&work_dir)?;
+        let uploads = changed_role_files(&metadata, &work_stored)?;
+        Ok((value, uploads, written))
+    })
+    .await?;
+    for (name, sha256) in written {
+        if is_versioned(&name) {
+            versioned.insert(name, sha256);
+        }
+    }
+    if !uploads.is_empty() && !store.put_tuf_files(tenant, &uploads).await? {
+        return Ok(None);
+    }
+    for file in uploads {
+        if is_versioned(&file.name) {
+            versioned.insert(file.name, file.sha256);
+        }
+    }
+    Ok(Some(value))
+}
+
+/// What the local directory has that the database does not.
+enum Import {
+    Nothing,
+    /// The database has no repository for the tenant: every local metadata file.
+    Repository(Vec<TufFileWrite>),
+    /// Root versions newer than `newest`, the database's newest, in version order.
+    NewRoots {
+        newest: u64,
+        roots: Vec<(u64, Vec<u8>)>,
+    },
+}
+
+fn import_candidates(metadata: &Path, stored: &BTreeMap<String, String>) -> ApiResult<Import> {
+    let names = local_names(metadata)?;
+    if !stored.contains_key("root.json") {
+        if !names.iter().any(|n| n == "root.json") {
+            return Ok(Import::Nothing);
+        }
+        let mut files = Vec::new();
+        for name in names {
+            let bytes = read_file(&metadata.join(&name))?;
+            files.push(TufFileWrite {
+                sha256: sha256_hex(&bytes),
+                replaces: stored.get(&name).cloned(),
+                name,
+                bytes,
+            });
+        }
+        return Ok(Import::Repository(files));
+    }
+    let newest = stored
+        .keys()
+        .filter_map(|n| root_version(n))
+        .max()
+        .unwrap_or(0);
+    let mut roots: Vec<(u64, Vec<u8>)> = Vec::new();
+    for name in names {
+        if let Some(version) = root_version(&name).filter(|v| *v > newest) {
+            roots.push((version, read_file(&metadata.join(&name))?));
+        }
+    }
+    if roots.is_empty() {
+        return Ok(Import::Nothing);
+    }
+    roots.sort_by_key(|(version, _)| *version);
+    Ok(Import::NewRoots { newest, roots })
+}
+
+/// The new roots that extend the stored chain (each signed by a threshold of its predecessor's
+/// root keys and of its own, as clients check), plus `root.json` = the newest of them.
+fn verified_root_chain(
+    tenant: &str,
+    trusted: &[u8],
+    roots: Vec<(u64, Vec<u8>)>,
+    stored_root: Option<String>,
+) -> Vec<TufFileWrite> {
+    let mut chain =
+        match keel_tuf::trusted::TrustedMetadataSet::new(trusted, keel_tuf::time::system_now()) {
+            Ok(chain) => chain,
+            Err(e) => {
+                tracing::error!("TUF repository of {tenant}: the stored root does not verify: {e}");
+                return Vec::new();
+            }
+        };
+    let mut files = Vec::new();
+    let mut newest = None;
+    for (version, bytes) in roots {
+        if let Err(e) = chain.update_root(&bytes) {
+            tracing::error!(
+                "TUF repository of {tenant}: not importing {version}.root.json (nor later roots): {e}"
+            );
+            break;
+        }
+        files.push(TufFileWrite {
+            name: format!("{version}.root.json"),
+            sha256: sha256_hex(&bytes),
+            bytes: bytes.clone(),
+            replaces: None,
+        });
+        newest = Some(bytes);
+    }
+    if let Some(bytes) = newest {
+        files.push(TufFileWrite {
+            name: "root.json".into(),
+            sha256: sha256_hex(&bytes),
+            bytes,
+            replaces: stored_root,
+        });
+    }
+    files
+}
+
+/// Names of the stored files whose local copy is missing or differs.
+fn stale_local_files(
+    metadata: &Path,
+    stored: &BTreeMap<String, String>,
+    versioned: &mut HashMap<String, String>,
+) -> ApiResult<Vec<String>> {
+    let mut stale = Vec::new();
+    for (name, sha256) in stored {
+        if !safe_name(name) {
+            tracing::warn!("TUF: ignoring stored metadata file {name:?}");
+            continue;
+        }
+        let known = is_versioned(name) && versioned.get(name) == Some(sha256);
+        if known {
+            continue;
+        }
+        let local = match std::fs::read(metadata.join(name)) {
+            Ok(bytes) => Some(sha256_hex(&bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e.into()),
+        };
+        if local.as_ref() == Some(sha256) {
+            if is_versioned(name) {
+                versioned.insert(name.clone(), sha256.clone());
+            }
+        } else {
+            stale.push(name.clone());
+        }
+    }
+    Ok(stale)
+}
+
+/// Removes unversioned local files the database does not have (left by a writer that failed
+/// before storing them), so the repository opens on exactly the stored state. Versioned leftovers
+/// are never referenced and are overwritten if that version is signed again.
+fn remove_unstored(metadata: &Path, stored: &BTreeMap<String, String>) -> ApiResult<()> {
+    if !stored.contains_key("root.json") {
+        return Ok(());
+    }
+    for name in local_names(metadata)? {
+        if !is_versioned(&name) && !stored.contains_key(&name) {
+            std::fs::remove_file(metadata.join(&name))?;
+        }
+    }
+    Ok(())
+}
+
+/// The files of every role whose unversioned file the work changed: `N.<role>.json` (replacing
+/// nothing) and `<role>.json` (replacing the stored copy), or `timestamp.json` alone.
+fn changed_role_files(
+    metadata: &Path,
+    stored: &BTreeMap<String, String>,
+) -> ApiResult<Vec<TufFileWrite>> {
+    let mut roles = vec!["targets".to_string()];
+    if let Ok(bytes) = std::fs::read(metadata.join("targets.json")) {
+        let targets: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::Internal(format!("TUF targets.json: {e}")))?;
+        roles.extend(
+            targets
+                .pointer("/signed/delegations/roles")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|role| role.get("name").and_then(Value::as_str).map(str::to_owned)),
+        );
+    }
+    roles.extend(["snapshot".to_string(), "timestamp".to_string()]);
+    let mut files = Vec::new();
+    for role in roles {
+        let encoded = keel_tuf::store::percent_encode(&role);
+        let name = format!("{encoded}.json");
+        let bytes = match std::fs::read(metadata.join(&name)) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let sha256 = sha256_hex(&bytes);
+        if stored.get(&name) == Some(&sha256) {
+            continue;
+        }
+        if role != "timestamp" {
+            let version = serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .and_then(|v| v.pointer("/signed/version").and_then(Value::as_u64))
+                .ok_or_else(|| ApiError::Internal(format!("TUF {name}: no version")))?;
+            let versioned_name = format!("{version}.{encoded}.json");
+            let versioned_bytes = read_file(&metadata.join(&versioned_name))?;
+            files.push(TufFileWrite {
+                name: versioned_name,
+                sha256: sha256_hex(&versioned_bytes),
+                bytes: versioned_bytes,
+                replaces: None,
+            });
+        }
+        files.push(TufFileWrite {
+            replaces: stored.get(&name).cloned(),
+            name,
+            sha256,
+            bytes,
+        });
+    }
+    Ok(files)
+}
+
+/// Metadata file names in a local directory (regular `*.json` files; temporary files start with `.`).
+fn local_names(metadata: &Path) -> ApiResult<Vec<String>> {
+    let entries = match std::fs::read_dir(metadata) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        if !entry.file_type()?.is_file() {
+            continue;
+        }
+        if let Some(name) = entry.file_name().to_str().filter(|n| safe_name(n)) {
+            names.push(name.to_string());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// A plain metadata file name: `*.json`, no path separators, not hidden.
+fn safe_name(name: &str) -> bool {
+    name.ends_with(".json") && !name.starts_with('.') && !name.contains(['/', '\\', '\0'])
+}
+
+/// `N.<role>.json` (signed once, never rewritten) as opposed to `<role>.json`.
+fn is_versioned(name: &str) -> bool {
+    name.split_once('.').is_some_and(|(version, _)| {
+        !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
+fn root_version(name: &str) -> Option<u64> {
+    name.strip_suffix(".root.json")?.parse().ok()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn read_file(path: &Path) -> ApiResult<Vec<u8>> {
+    std::fs::read(path).map_err(|e| ApiError::Internal(format!("{}: {e}", path.display())))
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> ApiResult<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    keel_tuf::store::write_atomically(path, bytes)
+        .map_err(|e| ApiError::Internal(format!("{}: {e}", path.display())))
 }
 
 /// Makes an uploaded artifact a TUF target of its tenant (no-op for tenants without a repository).
@@ -135,8 +573,7 @@ pub async fn add_artifact(
     sha256: &str,
     size: u64,
 ) -> ApiResult<()> {
-    let dir = tenant_dir(state, tenant);
-    if !enabled(&dir) {
+    if !enabled(state, tenant).await? {
         return Ok(());
     }
     let name = keel_tuf::artifact_target_name(module_name, module_version, filename);
@@ -145,12 +582,40 @@ pub async fn add_artifact(
         hashes: [("sha256".to_string(), sha256.to_string())].into(),
         custom: None,
     };
-    with_repository(&state.store, dir, move |repository| {
-        repository.add_target(&name, entry)?;
+    let dir = tenant_dir(state, tenant);
+    with_repository(&state.store, &dir, tenant, move |repository| {
+        repository.add_target(&name, entry.clone())?;
         repository.publish(keel_tuf::time::system_now())?;
         Ok(())
     })
     .await
+}
+
+/// Re-signs what is about to expire (the timestamp first of all) and warns about an expiring root.
+pub async fn refresh(state: &AppState, tenant: &str) -> ApiResult<()> {
+    let dir = tenant_dir(state, tenant);
+    let report = with_repository(&state.store, &dir, tenant, |repository| {
+        repository.refresh_expiring(keel_tuf::time::system_now())
+    })
+    .await?;
+    if report.root_expires_soon {
+        tracing::warn!("TUF root of {tenant} expires soon: run `keel tuf rotate-root` offline");
+    }
+    Ok(())
+}
+
+/// True if a stored `timestamp.json` has less than half its lifetime left (or cannot be read).
+fn expiring(timestamp: &[u8]) -> bool {
+    let expires = serde_json::from_slice::<Value>(timestamp)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/signed/expires")
+                .and_then(Value::as_str)
+                .and_then(keel_tuf::time::parse_expires)
+        })
+        .unwrap_or(i64::MIN);
+    expires.saturating_sub(keel_tuf::time::system_now())
+        < RepoConfig::default().timestamp_lifetime / 2
 }
 
 pub fn routes() -> Router<Arc<AppState>> {
@@ -166,29 +631,40 @@ async fn metadata(
     ApiPath((tenant, controller_id, file)): ApiPath<(String, String, String)>,
 ) -> ApiResult<Response> {
     crate::auth::device(&state.store, &headers, &tenant, &controller_id, false).await?;
-    let dir = tenant_dir(&state, &tenant);
-    let well_formed = file.ends_with(".json")
-        && !file.starts_with('.')
-        && !file.contains('/')
-        && !file.contains('\\');
-    if !enabled(&dir) || !well_formed {
+    if !safe_name(&file) {
         return Err(ApiError::NotFound("TUF metadata not found".into()));
     }
+    let mut bytes = state.store.tuf_file(&tenant, &file).await?;
     if file == "timestamp.json" {
-        with_repository(&state.store, dir.clone(), |repository| {
-            let report = repository.refresh_expiring(keel_tuf::time::system_now())?;
-            if report.root_expires_soon {
-                tracing::warn!("TUF root expires soon: run `keel tuf rotate-root` offline");
+        let copy = local_copy(&tenant_dir(&state, &tenant));
+        let periodic = {
+            let mut last = copy
+                .last_refresh
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let due = last.is_none_or(|at| at.elapsed() > PERIODIC_REFRESH);
+            if due {
+                *last = Some(Instant::now());
             }
-            Ok(())
-        })
-        .await?;
-    }
-    match tokio::fs::read(dir.join("metadata").join(&file)).await {
-        Ok(bytes) => Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err(ApiError::NotFound("TUF metadata not found".into()))
+            due
+        };
+        let needed = bytes.as_deref().is_none_or(expiring);
+        if (needed || periodic) && enabled(&state, &tenant).await? {
+            match refresh(&state, &tenant).await {
+                Ok(()) => bytes = state.store.tuf_file(&tenant, &file).await?,
+                // The stored timestamp is still valid: serve it, the next fetch tries again.
+                Err(e) if bytes.is_some() => {
+                    tracing::error!("TUF repository of {tenant}: re-signing failed: {e}")
+                }
+                Err(e) => return Err(e),
+            }
         }
-        Err(e) => Err(e.into()),
+    } else if bytes.is_none() && enabled(&state, &tenant).await? {
+        // A root installed in this replica's directory may just have been imported.
+        bytes = state.store.tuf_file(&tenant, &file).await?;
+    }
+    match bytes {
+        Some(bytes) => Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response()),
+        None => Err(ApiError::NotFound("TUF metadata not found".into())),
     }
 }

@@ -1,8 +1,10 @@
-//! TUF end to end: keel-server keeps a TUF repository for the tenant (root made offline with keel-tuf-repo,
-//! online key in the data directory); an uploaded `.swu` becomes a TUF target; keel-agent (on a keel-sim
-//! device, `[tuf]` configured) installs a DDI rollout only after TUF verification. Tampering with the artifact
-//! on the server's disk, or a bundle that is not a current target, makes the device refuse it before
-//! activation and report why in the action's feedback.
+//! TUF end to end: keel-server keeps a TUF repository for the tenant (root made offline with keel-tuf-repo
+//! and installed in the data directory, imported into the database; online key in the data directory);
+//! an uploaded `.swu` becomes a TUF target; keel-agent (on a keel-sim device, `[tuf]` configured) installs a
+//! DDI rollout only after TUF verification. Tampering with the artifact on the server's disk, or a bundle
+//! that is not a current target, makes the device refuse it before activation and report why in the
+//! action's feedback. Changes made outside the server (stale metadata, a removed target) go through
+//! `keel_server::tuf::with_repository` from a working copy of their own, as another replica would.
 
 mod common;
 
@@ -13,7 +15,7 @@ use keel_agent::ddi::{cycle, CycleEvent, DdiClient};
 use keel_agent::tuf::TufConfig;
 use keel_agent::SlotId;
 use keel_sim::{DeviceSpec, Loader, SimDevice};
-use keel_tuf_repo::{OnlineKeys, RepoConfig, Repository, RootKeys, SigningKey};
+use keel_tuf_repo::{RepoError, Repository, RootKeys, SigningKey, TargetEntry};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -24,7 +26,8 @@ const DAY: i64 = 86_400;
 struct Server {
     api: BlockingServer,
     dir: tempfile::TempDir,
-    online: SigningKey,
+    /// A working copy of the repository outside the server's data directory, with the online key.
+    editor: tempfile::TempDir,
 }
 
 impl std::ops::Deref for Server {
@@ -62,13 +65,52 @@ impl Server {
         .unwrap();
         std::fs::write(repo.join("online.pem"), online.to_pkcs8_pem().unwrap()).unwrap();
 
+        let editor = tempfile::tempdir().unwrap();
+        std::fs::write(
+            editor.path().join("online.pem"),
+            online.to_pkcs8_pem().unwrap(),
+        )
+        .unwrap();
+
         let mut config = keel_server::Config::for_data_dir(dir.path());
         config.poll_interval = 1;
         Server {
             api: BlockingServer::start(config),
             dir,
-            online,
+            editor,
         }
+    }
+
+    /// Runs `work` on the tenant's repository as stored in the database, from the editor's
+    /// working copy (under the writer lease, stored back before it returns).
+    fn edit<T: Send + 'static>(
+        &self,
+        work: impl Fn(&mut Repository) -> Result<T, RepoError> + Send + Sync + 'static,
+    ) -> T {
+        self.api.block_on(async {
+            let store = self.store().await;
+            keel_server::tuf::with_repository(&store, self.editor.path(), "default", work)
+                .await
+                .unwrap()
+        })
+    }
+
+    async fn store(&self) -> keel_server::store::Store {
+        keel_server::store::Store::open(self.dir.path(), self.api.database_url.as_deref())
+            .await
+            .unwrap()
+    }
+
+    /// The bytes of a metadata file as the database holds them (what devices are served).
+    fn stored(&self, name: &str) -> Vec<u8> {
+        self.api.block_on(async {
+            self.store()
+                .await
+                .tuf_file("default", name)
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("{name} is not stored"))
+        })
     }
 
     /// Uploads a bundle as module `gateway-os` `version`; returns (distribution set id, artifact sha256).
@@ -188,7 +230,7 @@ fn messages(server: &Server, id: &str, action: i64) -> String {
 }
 
 fn timestamp_version(server: &Server) -> u64 {
-    let bytes = std::fs::read(server.tuf_dir().join("metadata/timestamp.json")).unwrap();
+    let bytes = server.stored("timestamp.json");
     serde_json::from_slice::<Value>(&bytes).unwrap()["signed"]["version"]
         .as_u64()
         .unwrap()
@@ -228,28 +270,24 @@ fn rollout_installs_only_after_tuf_verification() {
     let rootfs = image(7, ROOTFS as usize - 4096);
     let (set, _) = server.release("2.0", bundle(&pki, "2.0", &rootfs));
     // The upload made it a target: gateway-os/2.0/gateway-os.swu in a hashed bin.
-    let repository = Repository::open(
-        &server.tuf_dir(),
-        OnlineKeys::single(server.online.clone()),
-        RepoConfig::default(),
-    )
-    .unwrap();
-    let entry = repository
-        .target("gateway-os/2.0/gateway-os.swu")
+    let entry = server
+        .edit(|repository| Ok(repository.target("gateway-os/2.0/gateway-os.swu")))
         .expect("uploaded artifact is a TUF target");
     assert!(entry.length > ROOTFS / 2);
 
     // Make every online role stale: published two days ago, the timestamp expired a day ago. Serving
     // timestamp.json to the device re-signs it first (automatic re-signing before expiry).
-    let mut repository = repository;
     let stale = keel_tuf::time::system_now() - 2 * DAY;
     let work = tempfile::tempdir().unwrap();
     std::fs::write(work.path().join("unrelated.bin"), b"unrelated").unwrap();
-    repository
-        .add_target_file("unrelated.bin", &work.path().join("unrelated.bin"))
-        .unwrap();
-    repository.publish(stale).unwrap();
+    let unrelated = TargetEntry::from_file(&work.path().join("unrelated.bin")).unwrap();
+    let before = timestamp_version(&server);
+    server.edit(move |repository| {
+        repository.add_target("unrelated.bin", unrelated.clone())?;
+        repository.publish(stale)
+    });
     let expired_version = timestamp_version(&server);
+    assert!(expired_version > before, "the stale publish was stored");
 
     let mut gw = device(&server, &pki, "gw1");
     let action = assign(&server, "gw1", set);
@@ -269,7 +307,7 @@ fn rollout_installs_only_after_tuf_verification() {
         &rootfs
     ));
     // The device keeps the verified metadata (exact bytes served by keel-server).
-    let served = std::fs::read(server.tuf_dir().join("metadata/timestamp.json")).unwrap();
+    let served = server.stored("timestamp.json");
     assert_eq!(
         std::fs::read(gw.tuf.metadata_dir.as_ref().unwrap().join("timestamp.json")).unwrap(),
         served
@@ -332,14 +370,12 @@ fn validly_signed_bundle_that_is_not_the_tuf_target_is_refused() {
         "3.0",
         bundle(&pki, "3.0", &image(11, ROOTFS as usize - 4096)),
     );
-    let mut repository = Repository::open(
-        &server.tuf_dir(),
-        OnlineKeys::single(server.online.clone()),
-        RepoConfig::default(),
-    )
-    .unwrap();
-    assert!(repository.remove_target("gateway-os/3.0/gateway-os.swu"));
-    repository.publish(keel_tuf::time::system_now()).unwrap();
+    let removed = server.edit(|repository| {
+        let removed = repository.remove_target("gateway-os/3.0/gateway-os.swu");
+        repository.publish(keel_tuf::time::system_now())?;
+        Ok(removed)
+    });
+    assert!(removed);
     let gw2 = device(&server, &pki, "gw2");
     let action = assign(&server, "gw2", set);
     let message = refused(&agent_cycle(&gw2), action);

@@ -1196,10 +1196,10 @@ struct RoleStatus {
     problem: Option<String>,
 }
 
-fn read_role(dir: &std::path::Path, role: &str) -> RoleStatus {
-    let file = dir.join(format!("{}.json", keel_tuf::store::percent_encode(role)));
-    let parsed = std::fs::read(&file)
-        .map_err(|e| e.to_string())
+/// The status of a role from its stored unversioned file (`None`: not stored).
+fn read_role(role: &str, bytes: Option<Vec<u8>>) -> RoleStatus {
+    let parsed = bytes
+        .ok_or_else(|| "not published yet".to_string())
         .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).map_err(|e| e.to_string()));
     match parsed {
         Ok(envelope) => {
@@ -1238,41 +1238,58 @@ fn warn_before(role: &str) -> i64 {
 }
 
 pub async fn tuf(State(state): AppState_, ctx: Ctx) -> Response {
-    let dir = crate::tuf::tenant_dir(&state, &ctx.tenant.name);
+    let tenant = ctx.tenant.name.clone();
     let mut body = String::from("<h1>TUF repository</h1>");
-    if !crate::tuf::enabled(&dir) {
+    let enabled = match crate::tuf::enabled(&state, &tenant).await {
+        Ok(enabled) => enabled,
+        Err(e) => {
+            let _ = write!(
+                body,
+                "<p id=\"tuf-error\">The TUF repository of tenant {} cannot be read: {}</p>",
+                esc(&tenant),
+                esc(&e.to_string())
+            );
+            return render(&ctx, "TUF", "tuf", &body);
+        }
+    };
+    if !enabled {
         let _ = write!(
             body,
             "<p id=\"tuf-disabled\">Tenant {} has no TUF repository: create one offline with <code>keel tuf init</code> \
              and install it in the server's data directory (docs/tuf.md).</p>",
-            esc(&ctx.tenant.name)
+            esc(&tenant)
         );
         return render(&ctx, "TUF", "tuf", &body);
     }
-    let metadata = dir.join("metadata");
-    let roles = tokio::task::spawn_blocking(move || {
-        let mut roles: Vec<RoleStatus> = ["root", "timestamp", "snapshot", "targets"]
-            .iter()
-            .map(|role| read_role(&metadata, role))
-            .collect();
-        // Delegated hashed bins, named in targets' delegations.
-        let targets: Value = std::fs::read(metadata.join("targets.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or(Value::Null);
-        for role in targets["signed"]["delegations"]["roles"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
-            if let Some(name) = role["name"].as_str() {
-                roles.push(read_role(&metadata, name));
-            }
+    // The database holds the authoritative copy (every replica serves it).
+    let stored = |name: String| {
+        let (state, tenant) = (state.clone(), tenant.clone());
+        async move {
+            crate::tuf::stored_file(&state, &tenant, &name)
+                .await
+                .ok()
+                .flatten()
         }
-        roles
-    })
-    .await
-    .unwrap_or_default();
+    };
+    let mut roles = Vec::new();
+    for role in ["root", "timestamp", "snapshot", "targets"] {
+        roles.push(read_role(role, stored(format!("{role}.json")).await));
+    }
+    // Delegated hashed bins, named in targets' delegations.
+    let targets: Value = stored("targets.json".into())
+        .await
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null);
+    for role in targets["signed"]["delegations"]["roles"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if let Some(name) = role["name"].as_str() {
+            let file = format!("{}.json", keel_tuf::store::percent_encode(name));
+            roles.push(read_role(name, stored(file).await));
+        }
+    }
     let now = chrono::Utc::now();
     body.push_str("<table class=\"list\" id=\"tuf-roles\"><thead><tr><th>Role</th><th>Version</th><th>Expires</th><th>Time left</th></tr></thead><tbody>");
     let (top, bins) = roles.split_at(roles.len().min(4));

@@ -765,6 +765,8 @@ pub fn pki() -> Pki {
 /// blocking keel-agent code on the test thread.
 pub struct BlockingServer {
     pub base: String,
+    /// The PostgreSQL database, if the tests run against PostgreSQL (else SQLite in the data dir).
+    pub database_url: Option<String>,
     token: String,
     http: Client,
     runtime: tokio::runtime::Runtime,
@@ -781,6 +783,7 @@ impl BlockingServer {
             .build()
             .unwrap();
         config.database_url = test_database_url();
+        let database_url = config.database_url.clone();
         let s3 = test_object_store(&mut config);
         let server = runtime.block_on(keel_server::Server::bind(config)).unwrap();
         let base = format!("http://{}", server.local_addr().unwrap());
@@ -788,6 +791,7 @@ impl BlockingServer {
         runtime.spawn(server.serve(std::future::pending()));
         BlockingServer {
             base,
+            database_url,
             token,
             http: Client::new(),
             runtime,
@@ -824,6 +828,11 @@ impl BlockingServer {
 
     pub fn post(&self, path: &str, body: Value) -> Value {
         self.call(reqwest::Method::POST, path, Some(body), None)
+    }
+
+    /// Runs `future` on the server's runtime (for async keel-server APIs in blocking tests).
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
     }
 
     /// The file holding artifact `sha256` (for tests that tamper with it): under
