@@ -11,82 +11,11 @@
 
 mod common;
 
+use common::replica::Replica;
 use common::TestServer;
 use keel_server::store::{NewAction, Store};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A `keel-server` process.
-struct Replica {
-    child: Child,
-    base: String,
-    admin_token: Option<String>,
-}
-
-impl Replica {
-    fn start(data_dir: &std::path::Path, database_url: &str, s3: &common::s3::S3Server) -> Replica {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_keel-server"))
-            .args(["--data-dir"])
-            .arg(data_dir)
-            .args(["--object-store-url", "s3://keel/replicas", "--s3-endpoint"])
-            .arg(&s3.endpoint)
-            .env("AWS_REGION", common::s3::REGION)
-            .env("AWS_ACCESS_KEY_ID", common::s3::ACCESS_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", common::s3::SECRET_KEY)
-            .args([
-                "--database-url",
-                database_url,
-                "--listen",
-                "127.0.0.1:0",
-                "--create-default-tenant",
-                "--poll-interval",
-                "00:00:05",
-                "--scheduler-interval-ms",
-                "200",
-                "--poll-flush-interval-ms",
-                "1000",
-            ])
-            .env("RUST_LOG", "warn,keel_server::scheduler=info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("keel-server binary");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut admin_token = None;
-        let base = loop {
-            let line = lines
-                .next()
-                .expect("keel-server exited before listening")
-                .unwrap();
-            if let Some(token) = line.strip_prefix("admin token: ") {
-                admin_token = Some(token.to_string());
-            }
-            if let Some(addr) = line.strip_prefix("keel-server listening on ") {
-                break format!("http://{addr}");
-            }
-        };
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Replica {
-            child,
-            base,
-            admin_token,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn count(pool: &sqlx::PgPool, sql: &str, rollout_id: i64) -> i64 {
     sqlx::query_scalar(sql)
@@ -105,8 +34,8 @@ async fn two_replicas_roll_out_to_10000_devices_through_a_kill() {
     let s3 = common::s3::S3Server::start();
     s3.create_bucket("keel");
     let (first_dir, second_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let first = Replica::start(first_dir.path(), &database_url, &s3);
-    let second = Replica::start(second_dir.path(), &database_url, &s3);
+    let first = Replica::start(first_dir.path(), &database_url, Some(&s3));
+    let second = Replica::start(second_dir.path(), &database_url, Some(&s3));
     let admin = first
         .admin_token
         .clone()

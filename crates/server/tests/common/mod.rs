@@ -2,6 +2,7 @@
 //! device simulator (a real HTTP client per device: poll → deploymentBase → download → feedback).
 #![allow(dead_code)]
 
+pub mod replica;
 pub mod s3;
 pub mod swupdate;
 
