@@ -10,7 +10,9 @@ use crate::bootloader::{self, BootError, BootView, Bootloader, UState};
 use crate::config::{Config, Detect, SlotId};
 use crate::io::{FsStorage, SharedStorage};
 use crate::reconcile::{reconcile, Verdict};
-use crate::state::{AgentState, LastResult, Outcome, Phase, StateError, Transaction};
+use crate::state::{
+    AgentState, InterruptedAction, LastResult, Outcome, Phase, StateError, Transaction,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -66,6 +68,8 @@ pub struct Status {
     pub state: &'static str,
     pub pending: Option<Transaction>,
     pub last_result: Option<LastResult>,
+    /// A DDI action whose install was interrupted before activation and is installed again.
+    pub interrupted: Option<InterruptedAction>,
     pub bootloader_details: std::collections::BTreeMap<String, String>,
 }
 
@@ -244,7 +248,8 @@ impl Agent {
                 changed = true;
             }
             Verdict::Failed(message) => {
-                state.finish(Outcome::Failed, message.clone());
+                // Never activated: a DDI action stays open and is installed again (bounded).
+                state.interrupt(message, self.config.max_interrupted_attempts);
                 changed = true;
             }
         }
@@ -273,6 +278,7 @@ impl Agent {
             state: label,
             pending: state.transaction.clone(),
             last_result: state.last_result.clone(),
+            interrupted: state.interrupted.clone(),
             bootloader_details: view.details.clone(),
         })
     }

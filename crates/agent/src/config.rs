@@ -112,6 +112,17 @@ pub struct Config {
     /// records the result and reports it, so the server can offer a delta for it.
     #[serde(default)]
     pub factory_image_sizes: BTreeMap<String, u64>,
+    /// `run`: how many times an install of the same DDI action may be interrupted before
+    /// activation (power loss, crash, kill) before the action is closed as failed. Until then the
+    /// action stays open and is installed again.
+    #[serde(default = "default_max_interrupted_attempts")]
+    pub max_interrupted_attempts: u32,
+}
+
+pub const DEFAULT_MAX_INTERRUPTED_ATTEMPTS: u32 = 3;
+
+fn default_max_interrupted_attempts() -> u32 {
+    DEFAULT_MAX_INTERRUPTED_ATTEMPTS
 }
 
 fn default_state_dir() -> PathBuf {
@@ -309,6 +320,11 @@ impl Config {
                 "factory_image_sizes: {name} is not a slot target"
             )));
         }
+        if self.max_interrupted_attempts == 0 {
+            return Err(ConfigError::Invalid(
+                "max_interrupted_attempts must be at least 1".into(),
+            ));
+        }
         if a.cmdline_token(SlotId::A) == b.cmdline_token(SlotId::B) {
             return Err(ConfigError::Invalid(
                 "slots A and B have the same cmdline_token".into(),
@@ -373,6 +389,16 @@ kernelfile = "C:BOOT1:linux.efi"
             }
         ));
         assert_eq!(config.detect, Detect::Auto);
+        assert_eq!(
+            config.max_interrupted_attempts,
+            DEFAULT_MAX_INTERRUPTED_ATTEMPTS
+        );
+        let five = Config::parse(&format!("max_interrupted_attempts = 5\n{EXAMPLE}")).unwrap();
+        assert_eq!(five.max_interrupted_attempts, 5);
+        assert!(matches!(
+            Config::parse(&format!("max_interrupted_attempts = 0\n{EXAMPLE}")),
+            Err(ConfigError::Invalid(m)) if m.contains("max_interrupted_attempts")
+        ));
     }
 
     #[test]

@@ -5,7 +5,11 @@
 //!    after the configured health check; the final result of the action that was open before
 //!    the reboot (success, rolled back, failed) is sent as `closed` feedback once, and marked
 //!    reported in the state file only after the server accepted it (200, or 410 = already
-//!    closed).
+//!    closed). An install of an action that was interrupted before activation (power loss,
+//!    crash, kill) is not a failure: the action stays open; when the poll offers it again,
+//!    `proceeding` feedback says which attempt was cut off and it is installed again (closed as
+//!    failed only after `max_interrupted_attempts` interrupted attempts); when the poll no
+//!    longer offers it (cancelled, replaced), the interrupted attempt is forgotten.
 //! 2. Poll `GET {url}/{tenant}/controller/v1/{id}`. A `cancelAction` is acknowledged when no
 //!    install of it is under way. A `deploymentBase` is fetched, its `.swu` artifact streamed
 //!    straight into [`Agent::install`] (resumable HTTP), with `proceeding` feedback carrying
@@ -64,11 +68,29 @@ pub struct DdiClient {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CycleEvent {
     Confirmed(String),
-    Reported { action_id: String, outcome: Outcome },
-    Installed { action_id: String },
-    InstallFailed { action_id: String, message: String },
+    Reported {
+        action_id: String,
+        outcome: Outcome,
+    },
+    Installed {
+        action_id: String,
+    },
+    InstallFailed {
+        action_id: String,
+        message: String,
+    },
     CancelAcknowledged(String),
     HealthCheckFailed(String),
+    /// The `attempt`-th install of the action was interrupted before activation; it was
+    /// reported as `proceeding` and is installed again when offered (at most `limit` attempts).
+    Interrupted {
+        action_id: String,
+        attempt: u32,
+        limit: u32,
+    },
+    /// The server no longer offers the action whose install was interrupted (cancelled or
+    /// replaced): the interrupted attempt is forgotten.
+    InterruptedDropped(String),
     Idle,
 }
 
@@ -259,6 +281,56 @@ fn report_result(agent: &mut Agent, client: &DdiClient) -> Result<Option<CycleEv
     }))
 }
 
+/// Tell the server, which offers the action again, that an install of it was interrupted before
+/// activation (once per interruption). The action was not closed; it is installed again.
+fn report_interruption(
+    agent: &mut Agent,
+    client: &DdiClient,
+    booted: SlotId,
+) -> Result<Option<CycleEvent>, DdiError> {
+    let mut state = agent.load_state()?;
+    let Some(record) = state.interrupted.clone().filter(|i| !i.reported) else {
+        return Ok(None);
+    };
+    let limit = agent.config.max_interrupted_attempts;
+    let details = format!(
+        "keel-agent: install attempt {} of {limit} was interrupted (power loss or crash) before \
+         slot {} was activated; slot {booted} still runs; installing again: {}",
+        record.attempts, record.target_slot, record.message
+    );
+    let open = client.feedback(&record.action_id, "proceeding", "none", None, &details)?;
+    if open {
+        if let Some(i) = state.interrupted.as_mut() {
+            i.reported = true;
+        }
+    } else {
+        // 410: the action was closed meanwhile; nothing to resume.
+        state.interrupted = None;
+    }
+    agent.store_state(&state)?;
+    Ok(Some(CycleEvent::Interrupted {
+        action_id: record.action_id,
+        attempt: record.attempts,
+        limit,
+    }))
+}
+
+/// Forget an interrupted install unless it belongs to `offered`, the action the server offers
+/// now (none: cancelled, or replaced by another action). Returns the forgotten action id.
+fn drop_interrupted(agent: &mut Agent, offered: Option<&str>) -> Result<Option<String>, DdiError> {
+    let mut state = agent.load_state()?;
+    let Some(record) = state.interrupted.as_ref() else {
+        return Ok(None);
+    };
+    if offered == Some(record.action_id.as_str()) {
+        return Ok(None);
+    }
+    let dropped = record.action_id.clone();
+    state.interrupted = None;
+    agent.store_state(&state)?;
+    Ok(Some(dropped))
+}
+
 /// One poll cycle; returns what happened and how long to sleep.
 pub fn cycle(
     agent: &mut Agent,
@@ -316,11 +388,20 @@ pub fn cycle(
         // An action already installed and awaiting its reboot cannot be taken back here.
         if pending_action.as_deref() != Some(stop_id.as_str()) {
             client.cancel_feedback(&stop_id)?;
+            let interrupted = agent.load_state()?.interrupted;
+            if interrupted.is_some_and(|i| i.action_id == stop_id) {
+                if let Some(dropped) = drop_interrupted(agent, None)? {
+                    events.push(CycleEvent::InterruptedDropped(dropped));
+                }
+            }
             events.push(CycleEvent::CancelAcknowledged(stop_id));
         }
         return Ok((events, sleep));
     }
     let Some(href) = links["deploymentBase"]["href"].as_str() else {
+        if let Some(dropped) = drop_interrupted(agent, None)? {
+            events.push(CycleEvent::InterruptedDropped(dropped));
+        }
         if events.is_empty() {
             events.push(CycleEvent::Idle);
         }
@@ -341,6 +422,26 @@ pub fn cycle(
         // Installed already; waiting for the reboot / test boot of this very action.
         return Ok((events, sleep));
     }
+    if let Some(dropped) = drop_interrupted(agent, Some(&action_id))? {
+        events.push(CycleEvent::InterruptedDropped(dropped));
+    }
+    // Offered again: say that the last attempt was cut off (a cancelled or replaced action is
+    // not told, its record is dropped above or with the cancel).
+    if let Some(event) = report_interruption(agent, client, booted)? {
+        events.push(event);
+    }
+    // Earlier attempts of this action that were cut off before activation.
+    let retry = agent
+        .load_state()?
+        .interrupted
+        .map(|i| {
+            format!(
+                " (attempt {} of {}, the previous one was interrupted)",
+                i.attempts.saturating_add(1),
+                agent.config.max_interrupted_attempts
+            )
+        })
+        .unwrap_or_default();
     if deployment["deployment"]["update"].as_str() == Some("skip") {
         return Ok((events, sleep));
     }
@@ -374,6 +475,7 @@ pub fn cycle(
             None,
             "no .swu artifact in the deployment",
         )?;
+        drop_interrupted(agent, None)?;
         events.push(CycleEvent::InstallFailed {
             action_id,
             message: "no .swu artifact".into(),
@@ -399,6 +501,7 @@ pub fn cycle(
         Err(e) => {
             let message = format!("refusing {filename}: {e}");
             client.feedback(&action_id, "closed", "failure", None, &message)?;
+            drop_interrupted(agent, None)?;
             events.push(CycleEvent::InstallFailed { action_id, message });
             return Ok((events, sleep));
         }
@@ -408,7 +511,9 @@ pub fn cycle(
         "proceeding",
         "none",
         Some((0, 100)),
-        &format!("downloading and installing {filename} ({size} bytes) into the inactive slot"),
+        &format!(
+            "downloading and installing {filename} ({size} bytes) into the inactive slot{retry}"
+        ),
     )?;
 
     let result = HttpReader::open(

@@ -75,7 +75,7 @@ fn parse_args() -> Result<(PathBuf, Command), lexopt::Error> {
     Ok((config, command))
 }
 
-fn print_status(status: &Status) {
+fn print_status(status: &Status, max_attempts: u32) {
     println!("booted slot:  {}", status.booted_slot);
     println!("other slot:   {}", status.other_slot);
     println!("bootloader:   {}", status.bootloader);
@@ -111,6 +111,12 @@ fn print_status(status: &Status) {
             r.message
         ),
         None => println!("last result:  none"),
+    }
+    if let Some(i) = &status.interrupted {
+        println!(
+            "interrupted:  action {}, {} attempt(s) of at most {} cut off before activation (installed again when the server offers it): {}",
+            i.action_id, i.attempts, max_attempts, i.message
+        );
     }
     for (key, value) in &status.bootloader_details {
         println!("  {key}: {value}");
@@ -161,7 +167,7 @@ fn run() -> Result<(), String> {
                     serde_json::to_string_pretty(&status).map_err(|e| e.to_string())?
                 );
             } else {
-                print_status(&status);
+                print_status(&status, agent.config.max_interrupted_attempts);
             }
         }
         Command::Confirm { health_check } => {

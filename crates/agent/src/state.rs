@@ -2,7 +2,8 @@
 //! (temp + fsync + rename + directory fsync) on every change.
 //!
 //! It records the transaction in flight (so a result can be reported after the reboot, and an
-//! interrupted install is reported as failed) and the last final result.
+//! interrupted install is noticed), the last final result, and the DDI action whose install was
+//! interrupted before activation (installed again while the server still offers it).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -27,6 +28,39 @@ pub struct AgentState {
     /// forgotten when an install starts writing it. Reported to the server (docs/agent.md).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub slots: BTreeMap<SlotId, BTreeMap<String, SlotImage>>,
+    /// A DDI action whose install was interrupted before activation (power loss, crash,
+    /// kill). The action stays open on the server and is installed again when offered again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<InterruptedAction>,
+}
+
+/// An install of a DDI action that was cut off before the bootloader was switched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterruptedAction {
+    pub action_id: String,
+    /// Interrupted attempts of this action so far (1, 2, ...).
+    pub attempts: u32,
+    /// The slot that was being written (never activated; the booted slot is unchanged).
+    pub target_slot: SlotId,
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Why the last attempt counts as interrupted.
+    pub message: String,
+    pub interrupted_at: u64,
+    /// Set once the server accepted the `proceeding` feedback about the last interruption.
+    #[serde(default)]
+    pub reported: bool,
+}
+
+/// What [`AgentState::interrupt`] did with an interrupted transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interruption {
+    /// No DDI action: recorded as a failed result (a manual install).
+    Failed,
+    /// Attempt `attempt` of at most `limit` was interrupted; the action stays open.
+    Retry { attempt: u32, limit: u32 },
+    /// The action's `limit`-th attempt was interrupted: recorded as a failed result.
+    GaveUp { attempts: u32 },
 }
 
 /// An image the agent wrote and verified.
@@ -174,6 +208,11 @@ impl AgentState {
     /// End the transaction with `outcome`.
     pub fn finish(&mut self, outcome: Outcome, message: impl Into<String>) {
         if let Some(tx) = self.transaction.take() {
+            if tx.action_id.is_some()
+                && self.interrupted.as_ref().map(|i| &i.action_id) == tx.action_id.as_ref()
+            {
+                self.interrupted = None;
+            }
             self.last_result = Some(LastResult {
                 outcome,
                 target_slot: tx.target_slot,
@@ -187,9 +226,147 @@ impl AgentState {
     }
 }
 
+impl AgentState {
+    /// End a transaction that was interrupted before activation (`message` says how). An install
+    /// of a DDI action is not a failure of the action until `limit` attempts of it were
+    /// interrupted: the transaction is dropped and the attempt counted in `interrupted`, so the
+    /// action (still open on the server) is installed again. Without an action id, or at the
+    /// limit, the result is `failed`.
+    pub fn interrupt(&mut self, message: &str, limit: u32) -> Interruption {
+        let Some(action_id) = self.transaction.as_ref().and_then(|t| t.action_id.clone()) else {
+            self.finish(Outcome::Failed, message);
+            return Interruption::Failed;
+        };
+        let limit = limit.max(1);
+        let attempt = self
+            .interrupted
+            .as_ref()
+            .filter(|i| i.action_id == action_id)
+            .map_or(0, |i| i.attempts)
+            .saturating_add(1);
+        if attempt >= limit {
+            self.finish(
+                Outcome::Failed,
+                format!(
+                    "install interrupted {attempt} times (power loss or crash) before the target \
+                     slot was activated; giving up after {limit} attempts (last: {message})"
+                ),
+            );
+            self.interrupted = None;
+            return Interruption::GaveUp { attempts: attempt };
+        }
+        let Some(tx) = self.transaction.take() else {
+            return Interruption::Failed;
+        };
+        self.interrupted = Some(InterruptedAction {
+            action_id,
+            attempts: attempt,
+            target_slot: tx.target_slot,
+            version: tx.version,
+            message: message.to_string(),
+            interrupted_at: now(),
+            reported: false,
+        });
+        Interruption::Retry { attempt, limit }
+    }
+}
+
 pub fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn installing(action_id: Option<&str>) -> Transaction {
+        Transaction {
+            phase: Phase::Installing,
+            from_slot: SlotId::A,
+            target_slot: SlotId::B,
+            version: Some("2.0".into()),
+            action_id: action_id.map(str::to_string),
+            started_at: 0,
+            boot_id: None,
+        }
+    }
+
+    #[test]
+    fn interrupted_ddi_installs_are_counted_until_the_limit() {
+        let mut state = AgentState::default();
+        for attempt in 1..3 {
+            state.transaction = Some(installing(Some("17")));
+            assert_eq!(
+                state.interrupt("cut", 3),
+                Interruption::Retry { attempt, limit: 3 }
+            );
+            assert_eq!(state.transaction, None);
+            assert_eq!(state.last_result, None);
+            let record = state.interrupted.clone().unwrap();
+            assert_eq!(
+                (record.action_id.as_str(), record.attempts),
+                ("17", attempt)
+            );
+            assert_eq!(record.target_slot, SlotId::B);
+        }
+        state.transaction = Some(installing(Some("17")));
+        assert_eq!(
+            state.interrupt("cut", 3),
+            Interruption::GaveUp { attempts: 3 }
+        );
+        assert_eq!(state.interrupted, None);
+        let result = state.last_result.unwrap();
+        assert_eq!(result.outcome, Outcome::Failed);
+        assert_eq!(result.action_id.as_deref(), Some("17"));
+        assert!(
+            result.message.contains("interrupted 3 times"),
+            "{}",
+            result.message
+        );
+    }
+
+    #[test]
+    fn another_action_starts_counting_afresh_and_a_manual_install_fails() {
+        let mut state = AgentState {
+            transaction: Some(installing(Some("17"))),
+            ..Default::default()
+        };
+        state.interrupt("cut", 3);
+        state.transaction = Some(installing(Some("18")));
+        assert_eq!(
+            state.interrupt("cut", 3),
+            Interruption::Retry {
+                attempt: 1,
+                limit: 3
+            }
+        );
+        assert_eq!(state.interrupted.as_ref().unwrap().action_id, "18");
+
+        state.transaction = Some(installing(None));
+        assert_eq!(state.interrupt("cut", 3), Interruption::Failed);
+        assert_eq!(state.last_result.as_ref().unwrap().outcome, Outcome::Failed);
+        // The open action's record is not the manual install's to clear.
+        assert_eq!(state.interrupted.as_ref().unwrap().action_id, "18");
+    }
+
+    #[test]
+    fn a_final_result_of_the_action_clears_its_record() {
+        let mut state = AgentState {
+            transaction: Some(installing(Some("17"))),
+            ..Default::default()
+        };
+        state.interrupt("cut", 3);
+        state.transaction = Some(installing(Some("17")));
+        state.finish(Outcome::Success, "confirmed");
+        assert_eq!(state.interrupted, None);
+        // A limit of 1: the first interruption already closes the action.
+        state.transaction = Some(installing(Some("19")));
+        assert_eq!(
+            state.interrupt("cut", 1),
+            Interruption::GaveUp { attempts: 1 }
+        );
+    }
 }

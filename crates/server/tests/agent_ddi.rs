@@ -339,3 +339,279 @@ fn keel_agent_acknowledges_a_cancel() {
         vec![0u8; ROOTFS as usize]
     );
 }
+
+/// One agent cycle that may end in an error (a power cut in the middle of it).
+fn try_agent_cycle(device: &SimDevice, config: &DdiConfig) -> Result<Vec<CycleEvent>, String> {
+    let mut agent = device.agent().map_err(|e| e.to_string())?;
+    agent.config.ddi = Some(config.clone());
+    let client = DdiClient::new(config);
+    cycle(&mut agent, &client)
+        .map(|(events, _)| events)
+        .map_err(|e| e.to_string())
+}
+
+/// A device registered on the server with the release assigned: (config, action id).
+fn assigned(server: &Server, id: &str, set: i64) -> (DdiConfig, i64) {
+    let token = server.post("/rest/v1/targets", json!({ "controllerId": id }))["securityToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let action = server.post(
+        &format!("/rest/v1/targets/{id}/assignedDS"),
+        json!({ "id": set }),
+    )["id"]
+        .as_i64()
+        .unwrap();
+    (ddi_config(server, id, &token), action)
+}
+
+fn history_statuses(action: &Value) -> Vec<String> {
+    action["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["status"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Power cut at every storage operation of a DDI install, under each of the four models of
+/// what the disk keeps of unsynced data: after the reboot the agent does not fail the action. If the cut install had
+/// recorded its transaction, the next cycle reports the interrupted attempt as `proceeding`
+/// ("attempt 1 of 3 was interrupted"); the server still offers the action, the agent installs it
+/// again, reboots into the new slot, confirms, and the action ends finished/success.
+#[test]
+fn keel_agent_installs_again_after_a_power_cut_instead_of_failing_the_action() {
+    let server = Server::start();
+    let pki = pki();
+    let rootfs = image(21, ROOTFS as usize - 4096);
+    let set = server.release(bundle(&pki, &rootfs));
+    let (config, _) = assigned(&server, "reference", set);
+    let reference = device(&pki, "1.0");
+    let factory = reference.slot_contents(SlotId::A, "rootfs");
+    let (events, total) = reference.count_ops(|| agent_cycle(&reference, &config));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, CycleEvent::Installed { .. })),
+        "{events:?}"
+    );
+    assert!(total > 10, "{total} storage operations");
+
+    let (mut resumed, mut activated_before_cut, mut tried) = (0, 0, 0);
+    for (n, mode) in (0..total).flat_map(|n| keel_sim::CutMode::ALL.map(|m| (n, m))) {
+        let what = format!("cut after {n}/{total} ops, {mode:?}");
+        tried += 1;
+        let id = format!("cut{tried}");
+        let (config, action) = assigned(&server, &id, set);
+        let mut device = device(&pki, "1.0");
+        let (_, cut) = device.with_power_cut(n, mode, |d| try_agent_cycle(d, &config));
+        assert!(cut, "{what}: no cut");
+        let boot = device.boot().unwrap_or_else(|e| panic!("{what}: {e}"));
+        // Did the cut install record its transaction (else nothing knows it was attempted)?
+        let mut recorded = false;
+        if boot.slot == SlotId::A {
+            assert_eq!(
+                device.slot_contents(SlotId::A, "rootfs"),
+                factory,
+                "{what}: slot A changed"
+            );
+            recorded = device
+                .agent()
+                .unwrap()
+                .load_state()
+                .unwrap()
+                .transaction
+                .is_some();
+            let events = agent_cycle(&device, &config);
+            if recorded {
+                assert!(
+                    events.contains(&CycleEvent::Interrupted {
+                        action_id: action.to_string(),
+                        attempt: 1,
+                        limit: 3
+                    }),
+                    "{what}: {events:?}"
+                );
+                resumed += 1;
+            }
+            assert!(
+                events.contains(&CycleEvent::Installed {
+                    action_id: action.to_string()
+                }),
+                "{what}: {events:?}"
+            );
+            assert!(
+                !events
+                    .iter()
+                    .any(|e| matches!(e, CycleEvent::Reported { .. })),
+                "{what}: {events:?}"
+            );
+            assert_eq!(device.boot().unwrap().slot, SlotId::B, "{what}");
+        } else {
+            // Activated before the cut: the boot/confirm path, unchanged.
+            activated_before_cut += 1;
+        }
+        assert!(
+            starts_with(&device.slot_contents(SlotId::B, "rootfs"), &rootfs),
+            "{what}"
+        );
+        let events = agent_cycle(&device, &config);
+        assert!(
+            events.contains(&CycleEvent::Reported {
+                action_id: action.to_string(),
+                outcome: Outcome::Success
+            }),
+            "{what}: {events:?}"
+        );
+        let done = server.get(&format!("/rest/v1/targets/{id}/actions/{action}"));
+        let log = messages(&done).join("\n");
+        assert_eq!(
+            (done["status"].as_str(), done["active"].as_bool()),
+            (Some("finished"), Some(false)),
+            "{what}: {log}"
+        );
+        assert!(
+            !history_statuses(&done).iter().any(|s| s == "error"),
+            "{what}: {log}"
+        );
+        // The interruption is in the action's history as proceeding messages, not a failure.
+        assert_eq!(
+            log.contains("install attempt 1 of 3 was interrupted"),
+            recorded,
+            "{what}: {log}"
+        );
+        assert_eq!(
+            log.contains("(attempt 2 of 3, the previous one was interrupted)"),
+            recorded,
+            "{what}: {log}"
+        );
+        assert_eq!(
+            agent_cycle(&device, &config),
+            vec![CycleEvent::Idle],
+            "{what}"
+        );
+    }
+    println!(
+        "{tried} cuts ({total} points x 4 disk models): {resumed} interrupted installs reported \
+         and installed again, {activated_before_cut} activated before the cut"
+    );
+    assert!(resumed * 2 > tried, "{resumed} of {tried}");
+}
+
+/// A device that loses power in the middle of writing slot B at every attempt: the first two
+/// interruptions are reported as `proceeding` and the action is installed again; the third closes
+/// the action as failed with a message naming the count. Slot A runs throughout.
+#[test]
+fn keel_agent_closes_the_action_as_failed_after_three_interrupted_installs() {
+    let server = Server::start();
+    let pki = pki();
+    let rootfs = image(23, ROOTFS as usize - 4096);
+    let set = server.release(bundle(&pki, &rootfs));
+    let (config, action) = assigned(&server, "crashy", set);
+    let mut device = device(&pki, "1.0");
+    let factory = device.slot_contents(SlotId::A, "rootfs");
+    let action_path = format!("/rest/v1/targets/crashy/actions/{action}");
+    for attempt in 1..=3 {
+        let mut agent = device
+            .agent_cut_while_writing(SlotId::B, "rootfs", ROOTFS / 2)
+            .unwrap();
+        agent.config.ddi = Some(config.clone());
+        let result = cycle(&mut agent, &DdiClient::new(&config));
+        assert!(
+            device.power_cycle_if_cut(keel_sim::CutMode::LoseUnsynced),
+            "attempt {attempt}: the install never reached the middle of slot B ({result:?})"
+        );
+        assert!(result.is_err(), "attempt {attempt}: {result:?}");
+        assert_eq!(device.boot().unwrap().slot, SlotId::A, "attempt {attempt}");
+        assert_eq!(device.slot_contents(SlotId::A, "rootfs"), factory);
+        let state = device.agent().unwrap().load_state().unwrap();
+        assert_eq!(
+            state.transaction.and_then(|t| t.action_id),
+            Some(action.to_string()),
+            "attempt {attempt}"
+        );
+        let open = server.get(&action_path);
+        assert_eq!(open["active"], true, "attempt {attempt}");
+    }
+    // The fourth cycle finds the third interrupted attempt: the action is closed as failed.
+    let events = agent_cycle(&device, &config);
+    assert_eq!(
+        events,
+        vec![CycleEvent::Reported {
+            action_id: action.to_string(),
+            outcome: Outcome::Failed
+        }]
+    );
+    let closed = server.get(&action_path);
+    let log = messages(&closed).join("\n");
+    assert_eq!(
+        (closed["status"].as_str(), closed["active"].as_bool()),
+        (Some("error"), Some(false)),
+        "{log}"
+    );
+    for expected in [
+        "install attempt 1 of 3 was interrupted",
+        "(attempt 2 of 3, the previous one was interrupted)",
+        "install attempt 2 of 3 was interrupted",
+        "(attempt 3 of 3, the previous one was interrupted)",
+        "install interrupted 3 times",
+    ] {
+        assert!(log.contains(expected), "{expected:?} missing from:\n{log}");
+    }
+    // Only the last message closed the action; the interruptions before it were `proceeding`.
+    let statuses = history_statuses(&closed);
+    assert_eq!(
+        statuses.iter().filter(|s| *s == "error").count(),
+        1,
+        "{statuses:?}"
+    );
+    let status = device.agent().unwrap().status().unwrap();
+    assert_eq!(status.booted_slot, SlotId::A);
+    assert_eq!(status.interrupted, None);
+    assert_eq!(status.last_result.unwrap().outcome, Outcome::Failed);
+    assert_eq!(device.boot().unwrap().slot, SlotId::A);
+    assert_eq!(agent_cycle(&device, &config), vec![CycleEvent::Idle]);
+}
+
+/// An install interrupted by a power cut whose action is then cancelled on the server: the
+/// cancel is acknowledged, the interrupted attempt forgotten, nothing is installed again.
+#[test]
+fn interrupted_install_of_a_cancelled_action_is_dropped() {
+    let server = Server::start();
+    let pki = pki();
+    let set = server.release(bundle(&pki, &image(25, ROOTFS as usize - 4096)));
+    let (config, action) = assigned(&server, "gw3", set);
+    let mut device = device(&pki, "1.0");
+    let mut agent = device
+        .agent_cut_while_writing(SlotId::B, "rootfs", ROOTFS / 2)
+        .unwrap();
+    agent.config.ddi = Some(config.clone());
+    let _ = cycle(&mut agent, &DdiClient::new(&config));
+    assert!(device.power_cycle_if_cut(keel_sim::CutMode::KeepUnsynced));
+    assert_eq!(device.boot().unwrap().slot, SlotId::A);
+    let canceling = server.call(
+        reqwest::Method::DELETE,
+        &format!("/rest/v1/targets/gw3/actions/{action}"),
+        None,
+        None,
+    );
+    assert_eq!(canceling["status"], "canceling");
+    let events = agent_cycle(&device, &config);
+    assert_eq!(
+        events,
+        vec![
+            CycleEvent::InterruptedDropped(action.to_string()),
+            CycleEvent::CancelAcknowledged(action.to_string())
+        ]
+    );
+    let done = server.get(&format!("/rest/v1/targets/gw3/actions/{action}"));
+    assert_eq!(
+        (done["status"].as_str(), done["active"].as_bool()),
+        (Some("canceled"), Some(false))
+    );
+    let state = device.agent().unwrap().load_state().unwrap();
+    assert_eq!((state.transaction, state.interrupted), (None, None));
+    assert_eq!(state.last_result, None);
+    assert_eq!(agent_cycle(&device, &config), vec![CycleEvent::Idle]);
+    assert_eq!(device.boot().unwrap().slot, SlotId::A);
+}

@@ -213,6 +213,7 @@ impl SimDevice {
             ddi: None,
             tuf: None,
             factory_image_sizes: Default::default(),
+            max_interrupted_attempts: keel_agent::config::DEFAULT_MAX_INTERRUPTED_ATTEMPTS,
         };
         let mut device = SimDevice {
             storage,
@@ -402,6 +403,33 @@ impl SimDevice {
         (out, cut)
     }
 
+    /// The agent as started after this boot, on a disk that loses power as the agent writes
+    /// `target` of `slot` at byte `offset` or beyond (that write and everything after it fail,
+    /// as after [`SimDevice::with_power_cut`]): a cut at a chosen point of an image, wherever
+    /// the install happens to be in its other bookkeeping. Then [`SimDevice::power_cycle_if_cut`].
+    pub fn agent_cut_while_writing(
+        &self,
+        slot: SlotId,
+        target: &str,
+        offset: u64,
+    ) -> Result<Agent, AgentError> {
+        let tripwire = Arc::new(Tripwire {
+            disk: self.storage.clone(),
+            path: slot_path(slot, target),
+            offset,
+        });
+        Agent::new(self.config.clone(), tripwire, false)
+    }
+
+    /// If the power was cut, power-cycle the disk with `mode` and return true.
+    pub fn power_cycle_if_cut(&self, mode: CutMode) -> bool {
+        let cut = self.storage.is_dark();
+        if cut {
+            self.storage.power_cycle(mode);
+        }
+        cut
+    }
+
     /// Number of mutating storage operations `f` performs (no power cut).
     pub fn count_ops<T>(&self, f: impl FnOnce() -> T) -> (T, u64) {
         let before = self.storage.ops_done();
@@ -443,5 +471,48 @@ impl SimDevice {
     /// Read a whole file from the simulated disk.
     pub fn read(&self, path: &str) -> Option<Vec<u8>> {
         self.storage.read(Path::new(path)).ok()
+    }
+}
+
+/// The simulated disk, cutting the power when a write reaches `offset` of `path`.
+#[derive(Debug)]
+struct Tripwire {
+    disk: Arc<SimStorage>,
+    path: PathBuf,
+    offset: u64,
+}
+
+impl Storage for Tripwire {
+    fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        self.disk.read(path)
+    }
+    fn read_at(&self, path: &Path, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        self.disk.read_at(path, offset, len)
+    }
+    fn write_file(&self, path: &Path, data: &[u8]) -> std::io::Result<()> {
+        self.disk.write_file(path, data)
+    }
+    fn write_at(&self, path: &Path, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        let end = offset.saturating_add(data.len() as u64);
+        if path == self.path && end > self.offset {
+            // The power goes off before this write.
+            self.disk.arm_power_cut(0);
+        }
+        self.disk.write_at(path, offset, data)
+    }
+    fn sync(&self, path: &Path) -> std::io::Result<()> {
+        self.disk.sync(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        self.disk.rename(from, to)
+    }
+    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+        self.disk.sync_dir(dir)
+    }
+    fn remove(&self, path: &Path) -> std::io::Result<()> {
+        self.disk.remove(path)
+    }
+    fn metadata(&self, path: &Path) -> std::io::Result<keel_bootenv::storage::FileInfo> {
+        self.disk.metadata(path)
     }
 }
