@@ -44,17 +44,24 @@ impl Server {
     }
 
     fn release(&self, bundle: Vec<u8>) -> i64 {
+        self.release_files(vec![("gateway-os-2.0.swu", bundle)])
+    }
+
+    /// One software module with these artifacts, in one distribution set; returns the set id.
+    fn release_files(&self, files: Vec<(&str, Vec<u8>)>) -> i64 {
         let module = self.post(
             "/rest/v1/softwaremodules",
             json!({ "name": "gateway-os", "version": "2.0" }),
         );
         let id = module["id"].as_i64().unwrap();
-        self.call(
-            reqwest::Method::POST,
-            &format!("/rest/v1/softwaremodules/{id}/artifacts?filename=gateway-os-2.0.swu"),
-            None,
-            Some(bundle),
-        );
+        for (name, data) in files {
+            self.call(
+                reqwest::Method::POST,
+                &format!("/rest/v1/softwaremodules/{id}/artifacts?filename={name}"),
+                None,
+                Some(data),
+            );
+        }
         self.post(
             "/rest/v1/distributionsets",
             json!({ "name": "gateway-os", "version": "2.0", "modules": [id] }),
@@ -614,4 +621,90 @@ fn interrupted_install_of_a_cancelled_action_is_dropped() {
     assert_eq!(state.last_result, None);
     assert_eq!(agent_cycle(&device, &config), vec![CycleEvent::Idle]);
     assert_eq!(device.boot().unwrap().slot, SlotId::A);
+}
+
+/// A `keel-chunked` install through DDI whose power is cut while the image is assembled in slot
+/// B (the disk keeping what was written): the attempt is reported as interrupted, and the
+/// install of the same action that follows keeps the chunks the cut attempt had already written.
+#[test]
+fn interrupted_chunked_install_keeps_the_chunks_already_in_place() {
+    use keel_delta::chunk::{ChunkIndex, ChunkParams};
+    let server = Server::start();
+    let pki = pki();
+    let mut device = device(&pki, "1.0");
+    // 2.0: the factory image with a region rewritten and a tail appended.
+    let mut v2 = device.slot_contents(SlotId::A, "rootfs")[..ROOTFS as usize / 2].to_vec();
+    v2[10_000..12_000].copy_from_slice(&image(31, 2000));
+    v2.extend_from_slice(&image(32, 40 * 1024));
+    let mut pack = Vec::new();
+    let params = ChunkParams {
+        min: 1024,
+        avg: 4096,
+        max: 16384,
+    };
+    let index = ChunkIndex::build(&v2[..], params, 3, |_, compressed| {
+        pack.extend_from_slice(compressed);
+        Ok(())
+    })
+    .unwrap();
+    let manifest = format!(
+        "[software]\nversion = \"2.0\"\nhardware-compatibility = [\"1.0\"]\n\
+         [[software.images]]\nfilename = \"rootfs.kidx\"\ndevice = \"rootfs\"\ntype = \"keel-chunked\"\n\
+         [software.images.properties]\ntarget-sha256 = \"{}\"\ntarget-size = \"{}\"\npack = \"rootfs.kpack\"\n",
+        keel_delta::hex(&index.image_sha256),
+        index.image_size
+    );
+    let bundle = pki.bundle(&manifest, &[("rootfs.kidx", &index.to_bytes())]);
+    let set = server.release_files(vec![
+        ("gateway-os-2.0-dynamic.swu", bundle),
+        ("rootfs.kpack", pack),
+    ]);
+    let (config, action) = assigned(&server, "chunky", set);
+
+    // Cut in the appended tail: the chunks before it are in slot B.
+    let mut agent = device
+        .agent_cut_while_writing(SlotId::B, "rootfs", v2.len() as u64 - 8 * 1024)
+        .unwrap();
+    agent.config.ddi = Some(config.clone());
+    let result = cycle(&mut agent, &DdiClient::new(&config));
+    assert!(
+        device.power_cycle_if_cut(keel_sim::CutMode::KeepUnsynced),
+        "{result:?}"
+    );
+    assert_eq!(device.boot().unwrap().slot, SlotId::A);
+    let events = agent_cycle(&device, &config);
+    assert_eq!(
+        events,
+        vec![
+            CycleEvent::Interrupted {
+                action_id: action.to_string(),
+                attempt: 1,
+                limit: 3
+            },
+            CycleEvent::Installed {
+                action_id: action.to_string()
+            }
+        ]
+    );
+    let log =
+        messages(&server.get(&format!("/rest/v1/targets/chunky/actions/{action}"))).join("\n");
+    let in_place: u64 = log
+        .split(" already in place")
+        .next()
+        .and_then(|before| before.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no chunk counts in:\n{log}"));
+    assert!(in_place > 0, "{log}");
+    assert_eq!(device.boot().unwrap().slot, SlotId::B);
+    assert!(starts_with(&device.slot_contents(SlotId::B, "rootfs"), &v2));
+    let events = agent_cycle(&device, &config);
+    assert!(
+        events.contains(&CycleEvent::Reported {
+            action_id: action.to_string(),
+            outcome: Outcome::Success
+        }),
+        "{events:?}"
+    );
+    let done = server.get(&format!("/rest/v1/targets/chunky/actions/{action}"));
+    assert_eq!(done["status"], "finished", "{log}");
 }
