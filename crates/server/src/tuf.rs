@@ -24,9 +24,10 @@
 //! * Every artifact uploaded becomes the target `<module name>/<module version>/<filename>` with its length
 //!   and sha256 ([`keel_tuf::artifact_target_name`]), in hashed bins, published at once.
 //! * Devices read the metadata from the database with their DDI credentials at
-//!   `GET /{tenant}/controller/v1/{controllerId}/tuf/{file}`. Serving `timestamp.json` re-signs
-//!   whatever is about to expire when the stored timestamp has less than half its lifetime left (and
-//!   at most once a minute per replica otherwise, which also picks up new roots and replaced keys).
+//!   `GET /{tenant}/controller/v1/{controllerId}/tuf/{file}`. Serving `timestamp.json` takes the
+//!   writer lease and re-signs whatever is about to expire only when the stored timestamp has less
+//!   than half its lifetime left (at once if it expired, else at most once a second per replica),
+//!   and once a minute per replica otherwise (which picks up new roots and replaced keys).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -604,19 +605,23 @@ pub async fn refresh(state: &AppState, tenant: &str) -> ApiResult<()> {
     Ok(())
 }
 
-/// True if a stored `timestamp.json` has less than half its lifetime left (or cannot be read).
-fn expiring(timestamp: &[u8]) -> bool {
-    let expires = serde_json::from_slice::<Value>(timestamp)
+/// Seconds until a stored `timestamp.json` expires (`i64::MIN` if it cannot be read).
+fn time_left(timestamp: &[u8]) -> i64 {
+    serde_json::from_slice::<Value>(timestamp)
         .ok()
         .and_then(|v| {
             v.pointer("/signed/expires")
                 .and_then(Value::as_str)
                 .and_then(keel_tuf::time::parse_expires)
         })
-        .unwrap_or(i64::MIN);
-    expires.saturating_sub(keel_tuf::time::system_now())
-        < RepoConfig::default().timestamp_lifetime / 2
+        .map_or(i64::MIN, |expires| {
+            expires.saturating_sub(keel_tuf::time::system_now())
+        })
 }
+
+/// Least time between two refreshes started by serving a timestamp that is valid but has less
+/// than half its lifetime left: a burst of device fetches then runs one refresh, not one each.
+const EXPIRING_REFRESH: Duration = Duration::from_secs(1);
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new().route(
@@ -637,23 +642,29 @@ async fn metadata(
     let mut bytes = state.store.tuf_file(&tenant, &file).await?;
     if file == "timestamp.json" {
         let copy = local_copy(&tenant_dir(&state, &tenant));
-        let periodic = {
+        let left = bytes.as_deref().map_or(i64::MIN, time_left);
+        // Missing or expired: refresh now. Expiring: at most once a second. Otherwise once a
+        // minute (new roots, replaced keys).
+        let due = {
             let mut last = copy
                 .last_refresh
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let due = last.is_none_or(|at| at.elapsed() > PERIODIC_REFRESH);
+            let since = last.map_or(Duration::MAX, |at| at.elapsed());
+            let due = left <= 0
+                || (left < RepoConfig::default().timestamp_lifetime / 2
+                    && since >= EXPIRING_REFRESH)
+                || since >= PERIODIC_REFRESH;
             if due {
                 *last = Some(Instant::now());
             }
             due
         };
-        let needed = bytes.as_deref().is_none_or(expiring);
-        if (needed || periodic) && enabled(&state, &tenant).await? {
+        if due && enabled(&state, &tenant).await? {
             match refresh(&state, &tenant).await {
                 Ok(()) => bytes = state.store.tuf_file(&tenant, &file).await?,
-                // The stored timestamp is still valid: serve it, the next fetch tries again.
-                Err(e) if bytes.is_some() => {
+                // The stored timestamp is still valid: serve it, a later fetch tries again.
+                Err(e) if left > 0 => {
                     tracing::error!("TUF repository of {tenant}: re-signing failed: {e}")
                 }
                 Err(e) => return Err(e),
