@@ -2,7 +2,10 @@
 //! (keel-sim: file-backed A/B slots, EFI Boot Guard model) with bundles made by keel-bundle:
 //! poll → stream-install with progress feedback → reboot → confirm → final result reported for
 //! the action that was open before the reboot. Then a rollout to 20 such devices in 2 groups
-//! where 3 devices of group 1 cannot install: the error threshold halts the rollout.
+//! where 3 devices of group 1 cannot install: the error threshold halts the rollout. And installs
+//! interrupted by a power cut before activation: reported `proceeding` and installed again (at
+//! every cut point), closed as failed after the third interruption, kept chunks of a
+//! `keel-chunked` image, forgotten when the action is cancelled or replaced.
 
 mod common;
 
@@ -44,14 +47,14 @@ impl Server {
     }
 
     fn release(&self, bundle: Vec<u8>) -> i64 {
-        self.release_files(vec![("gateway-os-2.0.swu", bundle)])
+        self.release_files("2.0", vec![("gateway-os-2.0.swu", bundle)])
     }
 
     /// One software module with these artifacts, in one distribution set; returns the set id.
-    fn release_files(&self, files: Vec<(&str, Vec<u8>)>) -> i64 {
+    fn release_files(&self, version: &str, files: Vec<(&str, Vec<u8>)>) -> i64 {
         let module = self.post(
             "/rest/v1/softwaremodules",
-            json!({ "name": "gateway-os", "version": "2.0" }),
+            json!({ "name": "gateway-os", "version": version }),
         );
         let id = module["id"].as_i64().unwrap();
         for (name, data) in files {
@@ -64,7 +67,7 @@ impl Server {
         }
         self.post(
             "/rest/v1/distributionsets",
-            json!({ "name": "gateway-os", "version": "2.0", "modules": [id] }),
+            json!({ "name": "gateway-os", "version": version, "modules": [id] }),
         )["id"]
             .as_i64()
             .unwrap()
@@ -589,13 +592,7 @@ fn interrupted_install_of_a_cancelled_action_is_dropped() {
     let set = server.release(bundle(&pki, &image(25, ROOTFS as usize - 4096)));
     let (config, action) = assigned(&server, "gw3", set);
     let mut device = device(&pki, "1.0");
-    let mut agent = device
-        .agent_cut_while_writing(SlotId::B, "rootfs", ROOTFS / 2)
-        .unwrap();
-    agent.config.ddi = Some(config.clone());
-    let _ = cycle(&mut agent, &DdiClient::new(&config));
-    assert!(device.power_cycle_if_cut(keel_sim::CutMode::KeepUnsynced));
-    assert_eq!(device.boot().unwrap().slot, SlotId::A);
+    interrupt(&mut device, &config, action);
     let canceling = server.call(
         reqwest::Method::DELETE,
         &format!("/rest/v1/targets/gw3/actions/{action}"),
@@ -655,10 +652,13 @@ fn interrupted_chunked_install_keeps_the_chunks_already_in_place() {
         index.image_size
     );
     let bundle = pki.bundle(&manifest, &[("rootfs.kidx", &index.to_bytes())]);
-    let set = server.release_files(vec![
-        ("gateway-os-2.0-dynamic.swu", bundle),
-        ("rootfs.kpack", pack),
-    ]);
+    let set = server.release_files(
+        "2.0",
+        vec![
+            ("gateway-os-2.0-dynamic.swu", bundle),
+            ("rootfs.kpack", pack),
+        ],
+    );
     let (config, action) = assigned(&server, "chunky", set);
 
     // Cut in the appended tail: the chunks before it are in slot B.
@@ -707,4 +707,80 @@ fn interrupted_chunked_install_keeps_the_chunks_already_in_place() {
     );
     let done = server.get(&format!("/rest/v1/targets/chunky/actions/{action}"));
     assert_eq!(done["status"], "finished", "{log}");
+}
+
+/// Cut in the middle of slot B, then reboot: the interrupted attempt of `action` is recorded.
+fn interrupt(device: &mut SimDevice, config: &DdiConfig, action: i64) {
+    let mut agent = device
+        .agent_cut_while_writing(SlotId::B, "rootfs", ROOTFS / 2)
+        .unwrap();
+    agent.config.ddi = Some(config.clone());
+    let _ = cycle(&mut agent, &DdiClient::new(config));
+    assert!(device.power_cycle_if_cut(keel_sim::CutMode::LoseUnsynced));
+    assert_eq!(device.boot().unwrap().slot, SlotId::A);
+    let state = device.agent().unwrap().load_state().unwrap();
+    assert_eq!(
+        state.transaction.and_then(|t| t.action_id),
+        Some(action.to_string())
+    );
+}
+
+/// An interrupted action replaced by a new assignment (the server supersedes it: `canceling`)
+/// is dropped with the cancel and the new action installed as a first attempt; one closed at once
+/// on the server (forced cancel) is dropped when the poll no longer offers it.
+#[test]
+fn interrupted_install_of_a_replaced_or_force_cancelled_action_is_dropped() {
+    let server = Server::start();
+    let pki = pki();
+    let first = server.release(bundle(&pki, &image(26, ROOTFS as usize - 4096)));
+    let second_rootfs = image(27, ROOTFS as usize - 4096);
+    let second = server.release_files(
+        "2.1",
+        vec![("gateway-os-2.1.swu", bundle(&pki, &second_rootfs))],
+    );
+    let (config, action) = assigned(&server, "gw4", first);
+    let mut device = device(&pki, "1.0");
+    interrupt(&mut device, &config, action);
+    let replacement = server.post("/rest/v1/targets/gw4/assignedDS", json!({ "id": second }))["id"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(
+        agent_cycle(&device, &config),
+        vec![
+            CycleEvent::InterruptedDropped(action.to_string()),
+            CycleEvent::CancelAcknowledged(action.to_string())
+        ]
+    );
+    assert_eq!(
+        agent_cycle(&device, &config),
+        vec![CycleEvent::Installed {
+            action_id: replacement.to_string()
+        }]
+    );
+    let log =
+        messages(&server.get(&format!("/rest/v1/targets/gw4/actions/{replacement}"))).join("\n");
+    assert!(!log.contains("interrupted"), "{log}");
+    assert_eq!(device.boot().unwrap().slot, SlotId::B);
+    assert!(starts_with(
+        &device.slot_contents(SlotId::B, "rootfs"),
+        &second_rootfs
+    ));
+
+    // Forced cancel: the action is closed on the server before the device hears of it.
+    let (config, action) = assigned(&server, "gw5", first);
+    let mut device = self::device(&pki, "1.0");
+    interrupt(&mut device, &config, action);
+    server.call(
+        reqwest::Method::DELETE,
+        &format!("/rest/v1/targets/gw5/actions/{action}?force=true"),
+        None,
+        None,
+    );
+    assert_eq!(
+        agent_cycle(&device, &config),
+        vec![CycleEvent::InterruptedDropped(action.to_string())]
+    );
+    assert_eq!(agent_cycle(&device, &config), vec![CycleEvent::Idle]);
+    let state = device.agent().unwrap().load_state().unwrap();
+    assert_eq!((state.interrupted, state.last_result), (None, None));
 }
