@@ -248,8 +248,13 @@ impl AgentState {
             self.finish(
                 Outcome::Failed,
                 format!(
-                    "install interrupted {attempt} times (power loss or crash) before the target \
-                     slot was activated; giving up after {limit} attempts (last: {message})"
+                    "install interrupted {} (power loss or crash) before the target slot was \
+                     activated; giving up after {limit} attempt{} (last: {message})",
+                    match attempt {
+                        1 => "once".to_string(),
+                        n => format!("{n} times"),
+                    },
+                    if limit == 1 { "" } else { "s" }
                 ),
             );
             self.interrupted = None;

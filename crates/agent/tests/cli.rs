@@ -169,3 +169,42 @@ fn install_killed_in_this_boot_is_not_in_progress_forever() {
     );
     assert_eq!(device.status_json()["state"], "installed");
 }
+
+/// A `run` killed while installing a DDI action (or cut off by a power loss) does not fail the
+/// action: `status` shows the interrupted attempt (installed again by `run`), no failed result.
+/// With `max_interrupted_attempts = 1` the first interruption already is the action's failure.
+#[test]
+fn interrupted_ddi_install_is_counted_not_failed() {
+    let killed = r#"{"format":1,"transaction":{"phase":"installing","from_slot":"A","target_slot":"B","version":"2.0","action_id":"17","started_at":1,"boot_id":"boot-1"}}"#;
+    let device = FileDevice::new();
+    std::fs::create_dir_all(device.path("state")).unwrap();
+    std::fs::write(device.path("state/state.json"), killed).unwrap();
+    let status = device.status_json();
+    assert_eq!(status["state"], "idle");
+    assert_eq!(status["pending"], serde_json::Value::Null);
+    assert_eq!(status["last_result"], serde_json::Value::Null);
+    assert_eq!(status["interrupted"]["action_id"], "17");
+    assert_eq!(status["interrupted"]["attempts"], 1);
+    let text = device.agent_cmd().arg("status").output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("interrupted:  action 17, 1 attempt(s) of at most 3"),
+        "{text}"
+    );
+
+    let config = std::fs::read_to_string(&device.config_path).unwrap();
+    std::fs::write(
+        &device.config_path,
+        format!("max_interrupted_attempts = 1\n{config}"),
+    )
+    .unwrap();
+    std::fs::write(device.path("state/state.json"), killed).unwrap();
+    let status = device.status_json();
+    assert_eq!(status["interrupted"], serde_json::Value::Null);
+    assert_eq!(status["last_result"]["outcome"], "failed");
+    assert_eq!(status["last_result"]["action_id"], "17");
+    assert!(status["last_result"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("install interrupted once"));
+}
