@@ -280,3 +280,34 @@ fn power_cut_at_every_point_grub() {
     println!("GRUB: {tried} power-cut points x modes tried, every boot found a complete slot");
     assert!(tried > 200, "{tried}");
 }
+
+/// `SimDevice::agent_cut_while_writing`: the power goes off at the write that reaches the chosen
+/// byte of a slot target. What was written before it is on the disk (the disk kept unsynced
+/// data), nothing at or after it; the target was never activated.
+#[test]
+fn power_cut_at_a_chosen_byte_of_a_slot() {
+    let fx = Fixture::new();
+    let mut device = fx.device(Loader::Ebg);
+    let update = make_update(&fx, "2.0", 100);
+    let write = 32 * 1024;
+    let mut agent = device
+        .agent_cut_while_writing(SlotId::B, "rootfs", 100_000)
+        .unwrap();
+    let err = agent
+        .install(
+            &update.bundle[..],
+            InstallOptions {
+                chunk_size: Some(write),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("power cut"), "{err}");
+    assert!(device.power_cycle_if_cut(CutMode::KeepUnsynced));
+    let slot = device.slot_contents(SlotId::B, "rootfs");
+    let written = 100_000 / write * write;
+    assert_eq!(slot[..written], update.images["rootfs"][..written]);
+    assert!(slot[written..].iter().all(|&b| b == 0));
+    assert_eq!(device.boot().unwrap().slot, SlotId::A);
+    assert!(!device.power_cycle_if_cut(CutMode::KeepUnsynced));
+}
