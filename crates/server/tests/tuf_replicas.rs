@@ -8,9 +8,9 @@
 //! - `replicas_with_their_own_data_dirs_sign_one_repository`: uploads alternate between the
 //!   replicas; the device refreshes from replica 2, then from replica 1, and finds every target;
 //!   every metadata file either replica holds equals the database's (no version was signed twice
-//!   with different bytes), and both serve the same bytes. A root rotation dropped into replica 2's
-//!   directory reaches devices through replica 1; a root not signed by the old root keys is not
-//!   imported.
+//!   with different bytes), and both serve the same bytes; serving a fresh timestamp does not wait
+//!   for the writer lease. A root rotation dropped into replica 2's directory reaches devices
+//!   through replica 1; a root not signed by the old root keys is not imported.
 //! - `concurrent_uploads_to_both_replicas_lose_no_target`: uploads to both replicas at the same
 //!   time; every one becomes a target.
 //! - `stores_built_on_an_outdated_copy_are_refused`: the compare-and-swap store behind the lease
@@ -324,6 +324,33 @@ async fn replicas_with_their_own_data_dirs_sign_one_repository() {
         "every upload is a target, seen from replica 1"
     );
     cluster.assert_one_history().await;
+
+    // Serving a fresh timestamp does not need the writer lease: with another holder keeping it,
+    // devices still get timestamp.json at once (a writer would wait 30 s for it, then fail).
+    let store =
+        keel_server::store::Store::open(Path::new("/nonexistent"), Some(&cluster.database_url))
+            .await
+            .unwrap();
+    assert!(store
+        .acquire_lease("tuf:default", "someone-else", 120_000)
+        .await
+        .unwrap());
+    let started = std::time::Instant::now();
+    for replica in &cluster.replicas {
+        for _ in 0..5 {
+            let (_, found) = device.refresh(&replica.base, &names).await;
+            assert_eq!(found, expected);
+        }
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "device refreshes waited for the writer lease: {:?}",
+        started.elapsed()
+    );
+    store
+        .release_lease("tuf:default", "someone-else")
+        .await
+        .unwrap();
 
     // Both replicas serve the same bytes for every stored file.
     let stored = cluster.stored().await;
