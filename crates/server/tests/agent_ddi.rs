@@ -82,10 +82,14 @@ fn bundle(pki: &Pki, rootfs: &[u8]) -> Vec<u8> {
 }
 
 fn device(pki: &Pki, revision: &str) -> SimDevice {
+    device_with(pki, revision, Loader::Ebg)
+}
+
+fn device_with(pki: &Pki, revision: &str, loader: Loader) -> SimDevice {
     let mut factory = BTreeMap::new();
     factory.insert("rootfs".to_string(), image(1, ROOTFS as usize / 2));
     SimDevice::new(DeviceSpec {
-        loader: Loader::Ebg,
+        loader,
         targets: vec![("rootfs".into(), ROOTFS)],
         factory,
         trusted_certs: pki.cert.clone(),
@@ -385,17 +389,17 @@ fn history_statuses(action: &Value) -> Vec<String> {
 }
 
 /// Power cut at every storage operation of a DDI install, under each of the four models of
-/// what the disk keeps of unsynced data: after the reboot the agent does not fail the action. If the cut install had
-/// recorded its transaction, the next cycle reports the interrupted attempt as `proceeding`
-/// ("attempt 1 of 3 was interrupted"); the server still offers the action, the agent installs it
-/// again, reboots into the new slot, confirms, and the action ends finished/success.
-#[test]
-fn keel_agent_installs_again_after_a_power_cut_instead_of_failing_the_action() {
+/// what the disk keeps of unsynced data: after the reboot the agent does not fail the action. If
+/// the cut install had recorded its transaction, the next cycle reports the interrupted attempt as
+/// `proceeding` ("attempt 1 of 3 was interrupted"); the server still offers the action, the agent
+/// installs it again, reboots into the new slot, confirms, and the action ends finished/success.
+fn install_again_after_every_power_cut(loader: Loader) {
     let server = Server::start();
     let pki = pki();
     let rootfs = image(21, ROOTFS as usize - 4096);
     let set = server.release(bundle(&pki, &rootfs));
     let (config, _) = assigned(&server, "reference", set);
+    let device = |pki: &Pki, revision: &str| device_with(pki, revision, loader);
     let reference = device(&pki, "1.0");
     let factory = reference.slot_contents(SlotId::A, "rootfs");
     let (events, total) = reference.count_ops(|| agent_cycle(&reference, &config));
@@ -502,10 +506,25 @@ fn keel_agent_installs_again_after_a_power_cut_instead_of_failing_the_action() {
         );
     }
     println!(
-        "{tried} cuts ({total} points x 4 disk models): {resumed} interrupted installs reported \
-         and installed again, {activated_before_cut} activated before the cut"
+        "{loader:?}: {tried} cuts ({total} points x 4 disk models): {resumed} interrupted installs \
+         reported and installed again, {activated_before_cut} activated before the cut"
     );
     assert!(resumed * 2 > tried, "{resumed} of {tried}");
+}
+
+#[test]
+fn keel_agent_installs_again_after_a_power_cut_ebg() {
+    install_again_after_every_power_cut(Loader::Ebg);
+}
+
+#[test]
+fn keel_agent_installs_again_after_a_power_cut_uboot() {
+    install_again_after_every_power_cut(Loader::Uboot);
+}
+
+#[test]
+fn keel_agent_installs_again_after_a_power_cut_grub() {
+    install_again_after_every_power_cut(Loader::Grub);
 }
 
 /// A device that loses power in the middle of writing slot B at every attempt: the first two
