@@ -388,11 +388,13 @@ pub fn cycle(
         // An action already installed and awaiting its reboot cannot be taken back here.
         if pending_action.as_deref() != Some(stop_id.as_str()) {
             client.cancel_feedback(&stop_id)?;
-            let interrupted = agent.load_state()?.interrupted;
-            if interrupted.is_some_and(|i| i.action_id == stop_id) {
-                if let Some(dropped) = drop_interrupted(agent, None)? {
-                    events.push(CycleEvent::InterruptedDropped(dropped));
-                }
+            let cancelled_interrupted = agent
+                .load_state()?
+                .interrupted
+                .is_some_and(|i| i.action_id == stop_id);
+            if cancelled_interrupted {
+                drop_interrupted(agent, None)?;
+                events.push(CycleEvent::InterruptedDropped(stop_id.clone()));
             }
             events.push(CycleEvent::CancelAcknowledged(stop_id));
         }
