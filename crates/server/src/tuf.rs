@@ -150,8 +150,21 @@ pub async fn with_repository<T: Send + 'static>(
 }
 
 /// [`with_repository`] for work on the working copy's directory (blocking code, run off the
-/// async threads).
+/// async threads). It runs as a task of its own, so a caller that goes away (a device that hung
+/// up) never leaves the lease held until it expires.
 async fn with_local_copy<T: Send + 'static>(
+    store: &Store,
+    dir: &Path,
+    tenant: &str,
+    work: impl Fn(&Path) -> ApiResult<T> + Send + Sync + 'static,
+) -> ApiResult<T> {
+    let (store, dir, tenant) = (store.clone(), dir.to_path_buf(), tenant.to_string());
+    tokio::spawn(async move { locked_change(&store, &dir, &tenant, work).await })
+        .await
+        .map_err(|e| ApiError::Internal(format!("TUF task: {e}")))?
+}
+
+async fn locked_change<T: Send + 'static>(
     store: &Store,
     dir: &Path,
     tenant: &str,
@@ -236,13 +249,10 @@ async fn sync_and_run<T: Send + 'static>(
             })?;
             files
         }
-        Import::NewRoots { newest, roots } => {
-            let trusted = store
-                .tuf_file(tenant, &format!("{newest}.root.json"))
-                .await?
-                .ok_or_else(|| {
-                    ApiError::Internal(format!("TUF: {newest}.root.json is listed but not stored"))
-                })?;
+        Import::NewRoots(roots) => {
+            let trusted = store.tuf_file(tenant, "root.json").await?.ok_or_else(|| {
+                ApiError::Internal("TUF: root.json is listed but not stored".into())
+            })?;
             verified_root_chain(tenant, &trusted, roots, stored.get("root.json").cloned())
         }
     };
@@ -320,11 +330,8 @@ enum Import {
     Nothing,
     /// The database has no repository for the tenant: every local metadata file.
     Repository(Vec<TufFileWrite>),
-    /// Root versions newer than `newest`, the database's newest, in version order.
-    NewRoots {
-        newest: u64,
-        roots: Vec<(u64, Vec<u8>)>,
-    },
+    /// Root versions newer than the database's newest `N.root.json`, in version order.
+    NewRoots(Vec<(u64, Vec<u8>)>),
 }
 
 fn import_candidates(metadata: &Path, stored: &BTreeMap<String, String>) -> ApiResult<Import> {
@@ -360,7 +367,7 @@ fn import_candidates(metadata: &Path, stored: &BTreeMap<String, String>) -> ApiR
         return Ok(Import::Nothing);
     }
     roots.sort_by_key(|(version, _)| *version);
-    Ok(Import::NewRoots { newest, roots })
+    Ok(Import::NewRoots(roots))
 }
 
 /// The new roots that extend the stored chain (each signed by a threshold of its predecessor's
@@ -381,7 +388,11 @@ fn verified_root_chain(
         };
     let mut files = Vec::new();
     let mut newest = None;
+    let trusted_version = chain.root().version;
     for (version, bytes) in roots {
+        if version <= trusted_version {
+            continue;
+        }
         if let Err(e) = chain.update_root(&bytes) {
             tracing::error!(
                 "TUF repository of {tenant}: not importing {version}.root.json (nor later roots): {e}"
