@@ -204,7 +204,7 @@ async fn locked_change<T: Send + 'static>(
             }
         }
     }
-    Err(ApiError::Unavailable(format!(
+    Err(ApiError::Internal(format!(
         "TUF repository of {tenant}: other writers kept storing newer states"
     )))
 }
