@@ -5,6 +5,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use sha2::{Digest, Sha256};
 
 use crate::format::{DeltaHeader, Op, SegmentHeader, HEADER_LEN, SEGMENT_HEADER_LEN};
+use crate::frames::{ExpandedSeed, FrameLayout, Reframer};
 use crate::{hex, DeltaError};
 
 /// Positioned reads of the seed (the active slot). Implemented for every `Read + Seek`.
@@ -156,12 +157,25 @@ struct Engine<'a, S: SeedRead> {
     extra: Vec<u8>,
     decompressor: zstd::bulk::Decompressor<'static>,
     report: ApplyReport,
+    /// zstd-frame deltas: `header` then describes the expanded seed and target, `written` counts
+    /// expanded bytes, and the reframer writes (and hashes) the real target.
+    reframer: Option<Reframer>,
+    /// Size of the real target (= header.target_size without a reframer).
+    target_size: u64,
 }
 
 impl<'a, S: SeedRead> Engine<'a, S> {
-    fn new(seed: &'a mut S, header: DeltaHeader) -> Result<Self, DeltaError> {
+    fn new(
+        seed: &'a mut S,
+        header: DeltaHeader,
+        framed: Option<(u64, Reframer)>,
+    ) -> Result<Self, DeltaError> {
+        let (target_size, reframer) = match framed {
+            Some((size, r)) => (size, Some(r)),
+            None => (header.target_size, None),
+        };
         let report = ApplyReport {
-            target_size: header.target_size,
+            target_size,
             target_sha256: header.target_sha256,
             segments: header.segment_count,
             copied_bytes: 0,
@@ -182,6 +196,8 @@ impl<'a, S: SeedRead> Engine<'a, S> {
             extra: Vec::new(),
             decompressor: zstd::bulk::Decompressor::new()?,
             report,
+            reframer,
+            target_size,
         })
     }
 
@@ -195,8 +211,13 @@ impl<'a, S: SeedRead> Engine<'a, S> {
             Source::Piece => &self.piece[..len],
             Source::Extra(at) => &self.extra[at..at + len],
         };
-        out.write_all(data)?;
-        self.hasher.update(data);
+        match self.reframer.as_mut() {
+            Some(r) => r.write(out, data)?,
+            None => {
+                out.write_all(data)?;
+                self.hasher.update(data);
+            }
+        }
         self.written += len as u64;
         Ok(())
     }
@@ -354,6 +375,10 @@ impl<'a, S: SeedRead> Engine<'a, S> {
         for done in first_segment..self.header.segment_count {
             self.segment(delta, out)?;
             out.flush()?;
+            // A frame half-way through its content is only in memory: no checkpoint there.
+            if !self.reframer.as_ref().is_none_or(Reframer::at_boundary) {
+                continue;
+            }
             on_checkpoint(&Checkpoint {
                 target_sha256: self.header.target_sha256,
                 segments_done: done + 1,
@@ -371,7 +396,19 @@ impl<'a, S: SeedRead> Engine<'a, S> {
                 actual: self.written,
             });
         }
-        let actual: [u8; 32] = self.hasher.finalize().into();
+        let actual: [u8; 32] = match self.reframer {
+            Some(r) => {
+                let (size, hash) = r.finish()?;
+                if size != self.target_size {
+                    return Err(DeltaError::TargetSizeMismatch {
+                        expected: self.target_size,
+                        actual: size,
+                    });
+                }
+                hash
+            }
+            None => self.hasher.finalize().into(),
+        };
         if actual != self.header.target_sha256 {
             return Err(DeltaError::TargetHashMismatch {
                 expected: hex(&self.header.target_sha256),
@@ -422,8 +459,53 @@ pub fn apply(
         count: 0,
     };
     let header = read_header(&mut delta)?;
+    let layout = read_layout(&mut delta, &header)?;
     verify_seed(seed, &header)?;
-    Engine::new(seed, header)?.run(&mut delta, &mut out, 0, &mut |_| Ok(()))
+    match layout {
+        None => Engine::new(seed, header, None)?.run(&mut delta, &mut out, 0, &mut |_| Ok(())),
+        Some(layout) => {
+            let (engine_header, seed_frames, framed) = framed_parts(&header, layout);
+            let mut expanded = ExpandedSeed::new(seed, seed_frames);
+            Engine::new(&mut expanded, engine_header, Some(framed))?.run(
+                &mut delta,
+                &mut out,
+                0,
+                &mut |_| Ok(()),
+            )
+        }
+    }
+}
+
+/// Reads the zstd frame layout of a delta with that flag and refuses one made with another zstd
+/// library (before the seed is even read, so before anything is written).
+fn read_layout(
+    delta: &mut impl Read,
+    header: &DeltaHeader,
+) -> Result<Option<FrameLayout>, DeltaError> {
+    if !header.zstd_frames {
+        return Ok(None);
+    }
+    let layout = FrameLayout::read(delta, header)?;
+    layout.check_version()?;
+    Ok(Some(layout))
+}
+
+/// The engine's view of a zstd-frame delta: the ops read the expanded seed and produce the
+/// expanded target (same target hash, checked on the reframed output).
+fn framed_parts(
+    header: &DeltaHeader,
+    layout: FrameLayout,
+) -> (DeltaHeader, Vec<crate::frames::SeedFrame>, (u64, Reframer)) {
+    let engine_header = DeltaHeader {
+        seed_size: layout.seed_expanded,
+        target_size: layout.target_expanded,
+        ..header.clone()
+    };
+    (
+        engine_header,
+        layout.seed,
+        (header.target_size, Reframer::new(layout.target)),
+    )
 }
 
 /// Like [`apply`], but reports a [`Checkpoint`] after each segment (after `out.flush()`; sync the
@@ -442,9 +524,40 @@ pub fn apply_resumable<O: Read + Write + Seek>(
         count: 0,
     };
     let header = read_header(&mut delta)?;
-    verify_seed(seed, &header)?;
-    let mut engine = Engine::new(seed, header.clone())?;
+    match read_layout(&mut delta, &header)? {
+        None => {
+            verify_seed(seed, &header)?;
+            let engine = Engine::new(seed, header.clone(), None)?;
+            resume_run(engine, &header, delta, out, resume, &mut on_checkpoint)
+        }
+        Some(layout) => {
+            verify_seed(seed, &header)?;
+            let (engine_header, seed_frames, framed) = framed_parts(&header, layout);
+            let mut expanded = ExpandedSeed::new(seed, seed_frames);
+            let engine = Engine::new(&mut expanded, engine_header.clone(), Some(framed))?;
+            resume_run(
+                engine,
+                &engine_header,
+                delta,
+                out,
+                resume,
+                &mut on_checkpoint,
+            )
+        }
+    }
+}
+
+/// `header`: the engine's (expanded sizes for a zstd-frame delta).
+fn resume_run<S: SeedRead, R: Read, O: Read + Write + Seek>(
+    mut engine: Engine<'_, S>,
+    header: &DeltaHeader,
+    mut delta: Counted<R>,
+    out: &mut O,
+    resume: Option<&Checkpoint>,
+    on_checkpoint: &mut dyn FnMut(&Checkpoint) -> io::Result<()>,
+) -> Result<ApplyReport, DeltaError> {
     let mut first = 0;
+    let segments_start = delta.count;
     match resume {
         None => {
             out.seek(SeekFrom::Start(0))?;
@@ -457,28 +570,39 @@ pub fn apply_resumable<O: Read + Write + Seek>(
             }
             if cp.segments_done > header.segment_count
                 || cp.target_offset > header.target_size
-                || cp.delta_offset < HEADER_LEN as u64
+                || cp.delta_offset < segments_start
             {
                 return Err(DeltaError::BadCheckpoint(format!("{cp:?} is out of range")));
             }
-            // Continue the target hash over what is already written.
+            // Continue the target hash over what is already written (zstd-frame deltas: the
+            // checkpoint counts expanded bytes; the reframer maps them to target bytes).
+            let mut left = match engine.reframer.as_mut() {
+                Some(r) => r.seek(cp.target_offset)?,
+                None => cp.target_offset,
+            };
+            engine.report.resumed_from = left;
             out.seek(SeekFrom::Start(0))?;
-            let mut left = cp.target_offset;
+            let hasher = match engine.reframer.as_mut() {
+                Some(r) => {
+                    r.written = left;
+                    &mut r.hasher
+                }
+                None => &mut engine.hasher,
+            };
             while left > 0 {
                 let n = left.min(IO_PIECE as u64) as usize;
                 read_exact_or(out, &mut engine.piece[..n], "written target prefix")?;
-                engine.hasher.update(&engine.piece[..n]);
+                hasher.update(&engine.piece[..n]);
                 left -= n as u64;
             }
             engine.written = cp.target_offset;
-            let skip = cp.delta_offset - HEADER_LEN as u64;
+            let skip = cp.delta_offset - segments_start;
             let skipped = io::copy(&mut (&mut delta).take(skip), &mut io::sink())?;
             if skipped != skip {
                 return Err(DeltaError::Truncated("delta before the checkpoint"));
             }
-            engine.report.resumed_from = cp.target_offset;
             first = cp.segments_done;
         }
     }
-    engine.run(&mut delta, out, first, &mut on_checkpoint)
+    engine.run(&mut delta, out, first, on_checkpoint)
 }

@@ -240,7 +240,7 @@ impl ChunkIndex {
                     params.max
                 )));
             }
-            if u64::from(comp_len) > crate::format::compressed_limit(len) || comp_len == 0 {
+            if u64::from(comp_len) > crate::format::compressed_limit(len.into()) || comp_len == 0 {
                 return Err(bad(&format!(
                     "compressed length {comp_len} impossible for a {len}-byte chunk"
                 )));

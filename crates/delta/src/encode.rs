@@ -3,6 +3,7 @@
 use std::io::Write;
 
 use crate::format::{DeltaHeader, Op, SegmentHeader, MAX_SEGMENT_CTRL, MAX_SEGMENT_DATA};
+use crate::frames::{self, Expanded, FrameLayout, SeedFrame, TargetFrame, MAX_LAYOUT_FRAMES};
 use crate::matcher::{common_prefix, Matcher, Region};
 use crate::shortmatch::{self, Gap};
 use crate::{sha256, DeltaError};
@@ -23,6 +24,10 @@ pub struct CreateOptions {
     /// Second pass: COPY short (≥ 8 bytes) seed matches inside literal runs where that is
     /// cheaper than the literals (pays off on compressed images).
     pub short_matches: bool,
+    /// Diff zstd-compressed images (squashfs `-comp zstd`) through their frames' content when
+    /// this build's zstd reproduces at least a quarter of the new image's bytes (format flag
+    /// `zstd_frames`; the device needs the same zstd version). Otherwise the plain format.
+    pub zstd_frames: bool,
 }
 
 impl Default for CreateOptions {
@@ -34,6 +39,7 @@ impl Default for CreateOptions {
             segment_target: 64 << 20,
             copy_min: 64,
             short_matches: true,
+            zstd_frames: true,
         }
     }
 }
@@ -47,6 +53,12 @@ pub struct CreateReport {
     pub copy_bytes: u64,
     pub add_bytes: u64,
     pub insert_bytes: u64,
+    /// zstd frames of the new image recompressed by the decoder (0: plain format).
+    pub target_frames: u64,
+    /// Their compressed bytes.
+    pub target_frame_bytes: u64,
+    /// zstd frames of the old image the decoder expands.
+    pub seed_frames: u64,
 }
 
 struct SegmentWriter<'o> {
@@ -61,10 +73,16 @@ struct SegmentWriter<'o> {
     max_data: u32,
     max_ctrl: u32,
     report: CreateReport,
+    /// Expanded target offset of the next op.
+    target_pos: u64,
+    /// Content ranges of the target's zstd frames (expanded offsets): segments end outside them
+    /// where the hard limits allow, so that the decoder can checkpoint there.
+    frames: Vec<(u64, u64)>,
+    frame_idx: usize,
 }
 
 impl<'o> SegmentWriter<'o> {
-    fn new(opts: &'o CreateOptions) -> Result<Self, DeltaError> {
+    fn new(opts: &'o CreateOptions, frames: Vec<(u64, u64)>) -> Result<Self, DeltaError> {
         let mut compressor = zstd::bulk::Compressor::new(opts.level)?;
         compressor.set_parameter(zstd::stream::raw::CParameter::ChecksumFlag(true))?;
         compressor.set_parameter(zstd::stream::raw::CParameter::WindowLog(24))?;
@@ -80,6 +98,9 @@ impl<'o> SegmentWriter<'o> {
             max_data: 0,
             max_ctrl: 0,
             report: CreateReport::default(),
+            target_pos: 0,
+            frames,
+            frame_idx: 0,
         })
     }
 
@@ -98,7 +119,20 @@ impl<'o> SegmentWriter<'o> {
             || self.target_room() == 0
             || (uses_data && self.data_room() == 0);
         if full {
-            self.flush()?;
+            match self.inside_frame() {
+                Some(end) if !self.hard_full(uses_data) => {
+                    // Carry on to the end of the frame (within the decoder's hard limits).
+                    let to_end = end - self.target_pos;
+                    let data = (self.diff.len() + self.extra.len()) as u64;
+                    let hard_data = u64::from(MAX_SEGMENT_DATA).saturating_sub(data);
+                    return Ok(if uses_data {
+                        to_end.min(hard_data)
+                    } else {
+                        to_end
+                    });
+                }
+                _ => self.flush()?,
+            }
         }
         Ok(if uses_data {
             self.target_room().min(self.data_room())
@@ -107,9 +141,28 @@ impl<'o> SegmentWriter<'o> {
         })
     }
 
+    /// End of the target frame whose content strictly contains the current position.
+    fn inside_frame(&mut self) -> Option<u64> {
+        while self
+            .frames
+            .get(self.frame_idx)
+            .is_some_and(|&(_, end)| end <= self.target_pos)
+        {
+            self.frame_idx += 1;
+        }
+        let &(start, end) = self.frames.get(self.frame_idx)?;
+        (start < self.target_pos).then_some(end)
+    }
+
+    fn hard_full(&self, uses_data: bool) -> bool {
+        self.ctrl.len() + 24 > MAX_SEGMENT_CTRL as usize
+            || (uses_data && self.diff.len() + self.extra.len() >= MAX_SEGMENT_DATA as usize)
+    }
+
     fn push(&mut self, op: Op) {
         op.encode(&mut self.ctrl);
         self.target_len += op.len();
+        self.target_pos += op.len();
         self.report.ops += 1;
     }
 
@@ -256,15 +309,39 @@ fn gaps(regions: &[Region]) -> Vec<Gap> {
     out
 }
 
+/// Both images with their zstd frames expanded, if the transform pays (see
+/// [`CreateOptions::zstd_frames`]).
+struct FramedInputs {
+    seed: Expanded<SeedFrame>,
+    target: Expanded<TargetFrame>,
+}
+
+fn framed_inputs(old: &[u8], new: &[u8]) -> Option<FramedInputs> {
+    let target = frames::expand_target(new);
+    let covered: u64 = target.frames.iter().map(|f| f.comp_len).sum();
+    if target.frames.is_empty()
+        || covered < new.len() as u64 / 4
+        || target.frames.len() > MAX_LAYOUT_FRAMES as usize
+    {
+        return None;
+    }
+    let seed = frames::expand_seed(old);
+    if seed.frames.len() > MAX_LAYOUT_FRAMES as usize || seed.data.len() as u64 > Matcher::MAX_OLD {
+        return None;
+    }
+    Some(FramedInputs { seed, target })
+}
+
 /// Creates a delta that turns `old` (the seed) into `new` and writes it to `out`.
 ///
-/// Memory: both images plus an index of about `old.len()` bytes; time is roughly linear in the
-/// image sizes plus zstd at `opts.level` over the changed bytes.
+/// Memory: both images plus an index of about `old.len()` bytes (with zstd frames: of the
+/// expanded images, plus both expanded copies); time is roughly linear in the image sizes plus
+/// zstd at `opts.level` over the changed bytes (and a decompress/recompress of every frame).
 pub fn create(
     old: &[u8],
     new: &[u8],
     opts: &CreateOptions,
-    mut out: impl Write,
+    out: impl Write,
 ) -> Result<CreateReport, DeltaError> {
     if opts.segment_data == 0 || opts.segment_data > MAX_SEGMENT_DATA {
         return Err(DeltaError::TooLarge(format!(
@@ -287,13 +364,48 @@ pub fn create(
             old.len()
         )));
     }
+    let framed = if opts.zstd_frames {
+        framed_inputs(old, new)
+    } else {
+        None
+    };
+    create_from(old, new, framed, opts, out)
+}
+
+fn create_from(
+    old_raw: &[u8],
+    new_raw: &[u8],
+    framed: Option<FramedInputs>,
+    opts: &CreateOptions,
+    mut out: impl Write,
+) -> Result<CreateReport, DeltaError> {
+    let (old, new, layout, frame_ranges) = match &framed {
+        None => (old_raw, new_raw, None, Vec::new()),
+        Some(f) => {
+            let layout = FrameLayout {
+                zstd_version: frames::zstd_version(),
+                seed_expanded: f.seed.data.len() as u64,
+                target_expanded: f.target.data.len() as u64,
+                seed: f.seed.frames.clone(),
+                target: f.target.frames.clone(),
+            };
+            let ranges = f
+                .target
+                .starts
+                .iter()
+                .zip(&f.target.frames)
+                .map(|(&s, fr)| (s, s + fr.content_len))
+                .collect();
+            (&f.seed.data[..], &f.target.data[..], Some(layout), ranges)
+        }
+    };
     let regions: Vec<Region> = Matcher::new(old, new).regions();
     let short = if opts.short_matches {
         shortmatch::find(old, new, &gaps(&regions))
     } else {
         vec![Vec::new(); regions.len()]
     };
-    let mut w = SegmentWriter::new(opts)?;
+    let mut w = SegmentWriter::new(opts, frame_ranges)?;
     for (r, copies) in regions.iter().zip(&short) {
         if r.diff_len > 0 {
             let o = &old[r.old_pos..r.old_pos + r.diff_len];
@@ -314,15 +426,24 @@ pub fn create(
     let header = DeltaHeader {
         segment_count: u32::try_from(w.segments.len())
             .map_err(|_| DeltaError::TooLarge("more than 2^32 segments".into()))?,
-        seed_size: old.len() as u64,
-        seed_sha256: sha256(old),
-        target_size: new.len() as u64,
-        target_sha256: sha256(new),
+        seed_size: old_raw.len() as u64,
+        seed_sha256: sha256(old_raw),
+        target_size: new_raw.len() as u64,
+        target_sha256: sha256(new_raw),
         max_segment_data: w.max_data,
         max_segment_ctrl: w.max_ctrl,
+        zstd_frames: layout.is_some(),
     };
     out.write_all(&header.to_bytes())?;
     let mut size = crate::format::HEADER_LEN as u64;
+    if let Some(layout) = &layout {
+        let bytes = layout.to_bytes();
+        out.write_all(&bytes)?;
+        size += bytes.len() as u64;
+        w.report.target_frames = layout.target.len() as u64;
+        w.report.target_frame_bytes = layout.target.iter().map(|f| f.comp_len).sum();
+        w.report.seed_frames = layout.seed.len() as u64;
+    }
     for seg in &w.segments {
         out.write_all(seg)?;
         size += seg.len() as u64;

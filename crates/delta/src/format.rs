@@ -11,6 +11,9 @@ use crate::{varint, DeltaError};
 pub const MAGIC: [u8; 8] = *b"KEELDELT";
 pub const VERSION: u16 = 1;
 pub const HEADER_LEN: usize = 108;
+/// Header flag: a zstd frame layout follows the header and the segments work on the expanded
+/// seed and target (crate::frames).
+pub const FLAG_ZSTD_FRAMES: u16 = 1;
 pub const SEGMENT_MAGIC: [u8; 4] = *b"SEGM";
 pub const SEGMENT_HEADER_LEN: usize = 40;
 
@@ -32,6 +35,8 @@ pub struct DeltaHeader {
     pub max_segment_data: u32,
     /// Largest `ctrl_raw` of any segment.
     pub max_segment_ctrl: u32,
+    /// Flag [`FLAG_ZSTD_FRAMES`]: a [`crate::frames::FrameLayout`] follows the header.
+    pub zstd_frames: bool,
 }
 
 impl DeltaHeader {
@@ -39,7 +44,12 @@ impl DeltaHeader {
         let mut b = [0u8; HEADER_LEN];
         b[0..8].copy_from_slice(&MAGIC);
         b[8..10].copy_from_slice(&VERSION.to_le_bytes());
-        // 10..12: flags, none defined
+        let flags = if self.zstd_frames {
+            FLAG_ZSTD_FRAMES
+        } else {
+            0
+        };
+        b[10..12].copy_from_slice(&flags.to_le_bytes());
         b[12..16].copy_from_slice(&self.segment_count.to_le_bytes());
         b[16..24].copy_from_slice(&self.seed_size.to_le_bytes());
         b[24..56].copy_from_slice(&self.seed_sha256);
@@ -64,7 +74,7 @@ impl DeltaHeader {
             return Err(DeltaError::HeaderChecksum("delta header"));
         }
         let flags = u16::from_le_bytes([b[10], b[11]]);
-        if flags != 0 {
+        if flags & !FLAG_ZSTD_FRAMES != 0 {
             return Err(DeltaError::UnsupportedFlags(flags, "delta header"));
         }
         let header = DeltaHeader {
@@ -75,6 +85,7 @@ impl DeltaHeader {
             target_sha256: b[64..96].try_into().expect("32-byte range"),
             max_segment_data: u32_at(b, 96),
             max_segment_ctrl: u32_at(b, 100),
+            zstd_frames: flags & FLAG_ZSTD_FRAMES != 0,
         };
         limit(
             "max_segment_data",
@@ -168,7 +179,7 @@ impl SegmentHeader {
             limit(
                 "segment compressed frame",
                 comp.into(),
-                compressed_limit(raw),
+                compressed_limit(raw.into()),
             )?;
         }
         Ok(s)
@@ -176,8 +187,7 @@ impl SegmentHeader {
 }
 
 /// zstd never expands input by more than this (ZSTD_COMPRESSBOUND plus frame overhead).
-pub(crate) fn compressed_limit(raw: u32) -> u64 {
-    let raw = u64::from(raw);
+pub(crate) fn compressed_limit(raw: u64) -> u64 {
     raw + (raw >> 8) + 1024
 }
 

@@ -17,6 +17,7 @@ pub mod apply;
 pub mod chunk;
 pub mod encode;
 pub mod format;
+pub mod frames;
 mod matcher;
 mod shortmatch;
 mod varint;
@@ -62,6 +63,12 @@ pub enum DeltaError {
     BadCheckpoint(String),
     #[error("input too large: {0}")]
     TooLarge(String),
+    #[error(
+        "the delta recompresses zstd frames with zstd {delta}, this build has zstd {ours}: it cannot reproduce them (use a full or chunked update)"
+    )]
+    ZstdVersion { delta: String, ours: String },
+    #[error("zstd frame not reproduced (output must not be used): {0}")]
+    Recompress(String),
     #[error("chunk {id} failed: {reason}")]
     Chunk { id: String, reason: String },
 }

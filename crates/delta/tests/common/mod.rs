@@ -69,6 +69,7 @@ pub fn small_segments() -> CreateOptions {
         segment_target: 16 << 10,
         copy_min: 32,
         short_matches: true,
+        zstd_frames: true,
     }
 }
 
