@@ -542,3 +542,75 @@ async fn endpoints_https_and_plain_http_rules() {
     // reqwest refuses to build the plain-HTTP request (https only): nothing is sent.
     assert!(err.contains("builder error"), "{err}");
 }
+
+/// Stores object `key` as s3s-fs would (a file under the bucket's directory) with `bytes`, last
+/// modified `age` ago (s3s-fs reports a file's mtime as the object's Last-Modified).
+fn put_aged_object(s3: &S3Server, key: &str, bytes: &[u8], age: std::time::Duration) {
+    let path = s3.object_path(BUCKET, key);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, bytes).unwrap();
+    set_age(s3, key, age);
+}
+
+/// Sets object `key`'s Last-Modified `age` back.
+fn set_age(s3: &S3Server, key: &str, age: std::time::Duration) {
+    let file = std::fs::File::options()
+        .write(true)
+        .open(s3.object_path(BUCKET, key))
+        .unwrap();
+    file.set_modified(std::time::SystemTime::now() - age)
+        .unwrap();
+}
+
+/// A start deletes what aborted uploads left under `tmp/` once it is more than a day old (other
+/// replicas may be uploading right now), and nothing else: not a younger upload, not artifacts,
+/// however old.
+#[tokio::test]
+async fn a_start_deletes_stale_uploads_only() {
+    const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
+    let s3 = S3Server::start();
+    let server = server_on(&s3, |_| {}).await;
+    let id = module(&server, "fw").await;
+    let image = random_bytes(64 << 10, 21);
+    let (status, body) = upload(&server, id, "a.swu", image.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    server.stop().await;
+
+    let artifact = format!("{PREFIX}/artifacts/{}", sha256_hex(&image));
+    set_age(&s3, &artifact, 400 * 24 * HOUR);
+    let stale = format!("{PREFIX}/tmp/upload-crashed-two-days-ago");
+    let stale_by_minutes = format!("{PREFIX}/tmp/upload-crashed-a-day-ago");
+    let fresh = format!("{PREFIX}/tmp/upload-in-progress-elsewhere");
+    put_aged_object(&s3, &stale, &random_bytes(4096, 22), 48 * HOUR);
+    put_aged_object(
+        &s3,
+        &stale_by_minutes,
+        b"partial",
+        24 * HOUR + std::time::Duration::from_secs(600),
+    );
+    put_aged_object(&s3, &fresh, b"partial", 23 * HOUR);
+    let mut before = vec![
+        artifact.clone(),
+        stale.clone(),
+        stale_by_minutes.clone(),
+        fresh.clone(),
+    ];
+    before.sort();
+    assert_eq!(stored_keys(&s3), before);
+
+    // Another replica (a fresh data directory and database) starts on the same bucket.
+    let server = server_on(&s3, |_| {}).await;
+    let mut after = vec![artifact.clone(), fresh.clone()];
+    after.sort();
+    assert_eq!(
+        stored_keys(&s3),
+        after,
+        "stale uploads are gone, the rest is kept"
+    );
+    assert!(std::fs::read(s3.object_path(BUCKET, &artifact)).unwrap() == image);
+    assert_eq!(
+        std::fs::read(s3.object_path(BUCKET, &fresh)).unwrap(),
+        b"partial"
+    );
+    server.stop().await;
+}
