@@ -25,6 +25,7 @@ fuzz_target!(|data: &[u8]| {
             target_sha256: [0; 32],
             max_segment_data: MAX_SEGMENT_DATA,
             max_segment_ctrl: MAX_SEGMENT_CTRL,
+            zstd_frames: false,
         };
         let mut d = header.to_bytes().to_vec();
         d.extend_from_slice(&data[3..]);
