@@ -227,7 +227,15 @@ async fn sync_and_run<T: Send + 'static>(
     work: Arc<impl Fn(&Path) -> ApiResult<T> + Send + Sync + 'static>,
 ) -> ApiResult<Option<T>> {
     let metadata = dir.join("metadata");
-    let mut stored: BTreeMap<String, String> = store.tuf_files(tenant).await?.into_iter().collect();
+    let listing = store.tuf_listing(tenant).await?;
+    let mut snapshots_stored_at: BTreeMap<u64, i64> = listing
+        .iter()
+        .filter_map(|file| Some((snapshot_version(&file.name)?, file.stored_at)))
+        .collect();
+    let mut stored: BTreeMap<String, String> = listing
+        .into_iter()
+        .map(|file| (file.name, file.sha256))
+        .collect();
 
     // 1. Import what only the local directory has.
     let scan_dir = metadata.clone();
@@ -284,6 +292,8 @@ async fn sync_and_run<T: Send + 'static>(
     })
     .await?;
     *versioned = cache_back;
+    // Forget versioned files that were pruned (step 3 removes them from the working copy).
+    versioned.retain(|name, _| stored.contains_key(name));
     let mut fetched = Vec::with_capacity(missing.len());
     for name in missing {
         let bytes = store
@@ -317,12 +327,168 @@ async fn sync_and_run<T: Send + 'static>(
     if !uploads.is_empty() && !store.put_tuf_files(tenant, &uploads).await? {
         return Ok(None);
     }
+    let uploaded_at = crate::store::now_ms();
     for file in uploads {
         if is_versioned(&file.name) {
-            versioned.insert(file.name, file.sha256);
+            versioned.insert(file.name.clone(), file.sha256.clone());
         }
+        if let Some(version) = snapshot_version(&file.name) {
+            snapshots_stored_at.insert(version, uploaded_at);
+        }
+        stored.insert(file.name, file.sha256);
+    }
+
+    // 5. Prune versions no client can still need (still under the lease).
+    if let Err(e) = prune(
+        store,
+        &metadata,
+        tenant,
+        &stored,
+        &snapshots_stored_at,
+        versioned,
+    )
+    .await
+    {
+        tracing::warn!("TUF repository of {tenant}: pruning old metadata versions: {e}");
     }
     Ok(Some(value))
+}
+
+/// How long after a snapshot was replaced it (and every role version it lists) is kept: a client
+/// may have fetched a timestamp pointing at it until the moment it was replaced, and accepts that
+/// timestamp until it expires, one timestamp lifetime later; plus an hour for clocks that differ
+/// between replicas and devices.
+pub fn prune_grace_secs() -> i64 {
+    RepoConfig::default().timestamp_lifetime + 3600
+}
+
+/// Most metadata files one prune run deletes (a repository with a long history, e.g. one that
+/// predates pruning, is trimmed over several changes).
+const PRUNE_BATCH: usize = 500;
+
+/// The oldest snapshot version some client may still need, given when each stored snapshot
+/// version was stored: the newest (current) one, and, going back, every version whose successor
+/// was stored at or after `cutoff` (ms). `None` if no snapshot is stored.
+fn oldest_needed_snapshot(stored_at: &BTreeMap<u64, i64>, cutoff: i64) -> Option<u64> {
+    let mut versions = stored_at.iter().rev();
+    let (mut oldest, mut successor_stored_at) = versions.next().map(|(v, at)| (*v, *at))?;
+    for (version, at) in versions {
+        if successor_stored_at < cutoff {
+            break;
+        }
+        oldest = *version;
+        successor_stored_at = *at;
+    }
+    Some(oldest)
+}
+
+/// The stored files one prune run deletes, oldest first, at most `limit`: snapshot versions below
+/// `oldest_snapshot`, and versions of the other roles below the version that snapshot (its
+/// `meta`) lists for them. A newer snapshot never lists an older role version (versions only grow,
+/// and each is published with a snapshot listing it), so every version a kept snapshot lists is
+/// kept. Root versions, unversioned files, and roles the snapshot does not list are kept. Role
+/// files go before snapshots, so a run cut short by `limit` leaves old snapshots, which make the
+/// next run resume.
+fn prune_candidates(
+    stored: &BTreeMap<String, String>,
+    oldest_snapshot: u64,
+    oldest_snapshot_bytes: &[u8],
+    limit: usize,
+) -> ApiResult<Vec<String>> {
+    let snapshot: Value = serde_json::from_slice(oldest_snapshot_bytes)
+        .map_err(|e| ApiError::Internal(format!("TUF {oldest_snapshot}.snapshot.json: {e}")))?;
+    let meta = snapshot
+        .pointer("/signed/meta")
+        .and_then(Value::as_object)
+        .ok_or_else(|| {
+            ApiError::Internal(format!("TUF {oldest_snapshot}.snapshot.json: no meta"))
+        })?;
+    // `N.<encoded role>.json` → the oldest version kept.
+    let mut keep_from: HashMap<String, u64> = HashMap::new();
+    for (file, entry) in meta {
+        let (Some(role), Some(version)) = (
+            file.strip_suffix(".json"),
+            entry.get("version").and_then(Value::as_u64),
+        ) else {
+            continue;
+        };
+        keep_from.insert(
+            format!("{}.json", keel_tuf::store::percent_encode(role)),
+            version,
+        );
+    }
+    keep_from.insert("snapshot.json".into(), oldest_snapshot);
+    let mut candidates: Vec<(bool, u64, &String)> = stored
+        .keys()
+        .filter_map(|name| {
+            let (version, rest) = name.split_once('.')?;
+            let version: u64 = version.parse().ok()?;
+            if rest == "root.json" || version >= *keep_from.get(rest)? {
+                return None;
+            }
+            Some((rest == "snapshot.json", version, name))
+        })
+        .collect();
+    candidates.sort();
+    Ok(candidates
+        .into_iter()
+        .take(limit)
+        .map(|(_, _, name)| name.clone())
+        .collect())
+}
+
+/// Deletes, from the database and the working copy, the metadata versions no client can need
+/// any more (docs/tuf.md, "Pruning old versions"): costs nothing unless there are some.
+async fn prune(
+    store: &Store,
+    metadata: &Path,
+    tenant: &str,
+    stored: &BTreeMap<String, String>,
+    snapshots_stored_at: &BTreeMap<u64, i64>,
+    versioned: &mut HashMap<String, String>,
+) -> ApiResult<()> {
+    let cutoff = crate::store::now_ms().saturating_sub(prune_grace_secs().saturating_mul(1000));
+    let Some(oldest) = oldest_needed_snapshot(snapshots_stored_at, cutoff) else {
+        return Ok(());
+    };
+    if snapshots_stored_at.range(..oldest).next().is_none() {
+        return Ok(());
+    }
+    let Some(snapshot_sha256) = stored.get("snapshot.json") else {
+        return Ok(());
+    };
+    let name = format!("{oldest}.snapshot.json");
+    let bytes = store
+        .tuf_file(tenant, &name)
+        .await?
+        .ok_or_else(|| ApiError::Internal(format!("TUF: {name} is listed but not stored")))?;
+    let names = prune_candidates(stored, oldest, &bytes, PRUNE_BATCH)?;
+    if names.is_empty()
+        || !store
+            .prune_tuf_files(tenant, snapshot_sha256, &names)
+            .await?
+    {
+        return Ok(());
+    }
+    tracing::info!(
+        "TUF repository of {tenant}: pruned {} old metadata versions (kept snapshot {oldest} and newer)",
+        names.len()
+    );
+    for name in &names {
+        versioned.remove(name);
+    }
+    let metadata = metadata.to_path_buf();
+    blocking(move || {
+        for name in names {
+            match std::fs::remove_file(metadata.join(&name)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// What the local directory has that the database does not.
@@ -450,15 +616,15 @@ fn stale_local_files(
     Ok(stale)
 }
 
-/// Removes unversioned local files the database does not have (left by a writer that failed
-/// before storing them), so the repository opens on exactly the stored state. Versioned leftovers
-/// are never referenced and are overwritten if that version is signed again.
+/// Removes local files the database does not have (left by a writer that failed before storing
+/// them, or versions another replica pruned), so the repository opens on exactly the stored
+/// state. Root versions stay: a newer one is an operator's rotation waiting to be imported.
 fn remove_unstored(metadata: &Path, stored: &BTreeMap<String, String>) -> ApiResult<()> {
     if !stored.contains_key("root.json") {
         return Ok(());
     }
     for name in local_names(metadata)? {
-        if !is_versioned(&name) && !stored.contains_key(&name) {
+        if root_version(&name).is_none() && !stored.contains_key(&name) {
             std::fs::remove_file(metadata.join(&name))?;
         }
     }
@@ -557,6 +723,10 @@ fn is_versioned(name: &str) -> bool {
 
 fn root_version(name: &str) -> Option<u64> {
     name.strip_suffix(".root.json")?.parse().ok()
+}
+
+fn snapshot_version(name: &str) -> Option<u64> {
+    name.strip_suffix(".snapshot.json")?.parse().ok()
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -688,5 +858,69 @@ async fn metadata(
     match bytes {
         Some(bytes) => Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response()),
         None => Err(ApiError::NotFound("TUF metadata not found".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshots_are_kept_until_their_successor_is_older_than_the_cutoff() {
+        let cutoff = 1_000;
+        // Stored at 100, 200 (both old), 1500, 1600: 2 was replaced at 1500, after the cutoff.
+        let times = BTreeMap::from([(1, 100), (2, 200), (3, 1_500), (4, 1_600)]);
+        assert_eq!(oldest_needed_snapshot(&times, cutoff), Some(2));
+        // Only the current one, long ago: nothing older is needed.
+        let times = BTreeMap::from([(5, 100), (6, 200)]);
+        assert_eq!(oldest_needed_snapshot(&times, cutoff), Some(6));
+        assert_eq!(oldest_needed_snapshot(&BTreeMap::new(), cutoff), None);
+    }
+
+    #[test]
+    fn candidates_are_old_role_versions_first_then_old_snapshots_never_roots() {
+        let snapshot = serde_json::json!({"signed": {"meta": {
+            "targets.json": {"version": 2},
+            "bin-0.json": {"version": 3},
+        }}});
+        let stored: BTreeMap<String, String> = [
+            "1.root.json",
+            "2.root.json",
+            "root.json",
+            "1.targets.json",
+            "2.targets.json",
+            "targets.json",
+            "1.bin-0.json",
+            "2.bin-0.json",
+            "3.bin-0.json",
+            "4.bin-0.json",
+            "bin-0.json",
+            "1.bin-1.json",
+            "3.snapshot.json",
+            "4.snapshot.json",
+            "5.snapshot.json",
+            "snapshot.json",
+            "timestamp.json",
+        ]
+        .iter()
+        .map(|name| (name.to_string(), String::new()))
+        .collect();
+        let bytes = serde_json::to_vec(&snapshot).unwrap();
+        let all = prune_candidates(&stored, 5, &bytes, 100).unwrap();
+        assert_eq!(
+            all,
+            [
+                "1.bin-0.json",
+                "1.targets.json",
+                "2.bin-0.json",
+                "3.snapshot.json",
+                "4.snapshot.json"
+            ]
+        );
+        // A bounded run deletes role files first: the old snapshots left make the next run go on.
+        assert_eq!(
+            prune_candidates(&stored, 5, &bytes, 2).unwrap(),
+            ["1.bin-0.json", "1.targets.json"]
+        );
     }
 }
