@@ -150,6 +150,16 @@ impl Cluster {
     /// Every versioned metadata file in either replica's working copy equals the database's, and
     /// every role's versions are stored from 1 without a gap.
     async fn assert_one_history(&self) {
+        let stored = self.assert_working_copies_match().await;
+        for (role, list) in versions(&stored) {
+            let expected: Vec<u64> = (1..=list.len() as u64).collect();
+            assert_eq!(list, expected, "versions of {role}");
+        }
+    }
+
+    /// Every versioned metadata file in either replica's working copy equals the database's (so
+    /// none outlives its pruning); returns the database's files.
+    async fn assert_working_copies_match(&self) -> BTreeMap<String, Vec<u8>> {
         let stored = self.stored().await;
         for dir in &self.dirs {
             let metadata = dir.path().join("tuf/default/metadata");
@@ -172,20 +182,35 @@ impl Cluster {
                 );
             }
         }
-        let mut versions: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
-        for name in stored.keys() {
-            if let Some((version, rest)) = name.split_once('.') {
-                if let Ok(version) = version.parse::<u64>() {
-                    versions.entry(rest).or_default().push(version);
-                }
+        stored
+    }
+
+    /// Lets `seconds` pass for every stored metadata file (as if stored that long ago).
+    async fn age(&self, seconds: i64) {
+        let pool = sqlx::PgPool::connect(&self.database_url).await.unwrap();
+        sqlx::query("UPDATE tuf_metadata SET stored_at = stored_at - $1 WHERE tenant = 'default'")
+            .bind(seconds * 1000)
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+}
+
+/// Versions stored per role (`snapshot.json`, `bin-3.json`, ...), ascending.
+fn versions(stored: &BTreeMap<String, Vec<u8>>) -> BTreeMap<String, Vec<u64>> {
+    let mut versions: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for name in stored.keys() {
+        if let Some((version, rest)) = name.split_once('.') {
+            if let Ok(version) = version.parse::<u64>() {
+                versions.entry(rest.to_string()).or_default().push(version);
             }
         }
-        for (role, mut list) in versions {
-            list.sort();
-            let expected: Vec<u64> = (1..=list.len() as u64).collect();
-            assert_eq!(list, expected, "versions of {role}");
-        }
     }
+    for list in versions.values_mut() {
+        list.sort();
+    }
+    versions
 }
 
 /// Fetches with a device's DDI credentials (keel-agent sends the same header).
@@ -522,4 +547,71 @@ async fn stores_built_on_an_outdated_copy_are_refused() {
         ]
     );
     server.stop().await;
+}
+
+/// Pruning (docs/tuf.md, "Pruning old versions") with two replicas: the versions one replica
+/// prunes leave the database and both working copies (the other's at its next change), roots
+/// stay, both replicas serve the same files (404 for pruned ones), and a device that refreshed
+/// before the pruning refreshes from either replica afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_keeps_both_replicas_consistent() {
+    let cluster = Cluster::start();
+    let mut expected = BTreeMap::new();
+    for i in 0..6 {
+        let (name, sha256) = cluster.upload(i % 2, &format!("1.{i}")).await;
+        expected.insert(name, sha256);
+    }
+    let device = Device::register(&cluster, "gw1").await;
+    let names: Vec<String> = expected.keys().cloned().collect();
+    let (_, found) = device.refresh(&cluster.replicas[1].base, &names).await;
+    assert_eq!(found, expected);
+    let before = cluster.stored().await;
+
+    // More than the grace period later, uploads through both replicas.
+    cluster.age(keel_server::tuf::prune_grace_secs() + 60).await;
+    for i in 0..4 {
+        let (name, sha256) = cluster.upload(i % 2, &format!("2.{i}")).await;
+        expected.insert(name, sha256);
+    }
+    let stored = cluster.assert_working_copies_match().await;
+    let versions = versions(&stored);
+    let snapshots = &versions["snapshot.json"];
+    let current = *snapshots.last().unwrap();
+    // The snapshot current before the uploads, and the four they made.
+    assert_eq!(snapshots, &((current - 4)..=current).collect::<Vec<_>>());
+    assert_eq!(versions["root.json"], vec![1], "roots are never pruned");
+    for (role, list) in &versions {
+        let (first, last) = (list[0], *list.last().unwrap());
+        assert_eq!(list, &(first..=last).collect::<Vec<_>>(), "{role}");
+    }
+    let pruned: Vec<&String> = before.keys().filter(|n| !stored.contains_key(*n)).collect();
+    assert!(
+        pruned.iter().any(|n| n.ends_with(".snapshot.json"))
+            && pruned.iter().any(|n| n.contains(".bin-")),
+        "pruned: {pruned:?}"
+    );
+
+    let names: Vec<String> = expected.keys().cloned().collect();
+    for replica in &cluster.replicas {
+        let (_, found) = device.refresh(&replica.base, &names).await;
+        assert_eq!(found, expected, "from {}", replica.base);
+    }
+    let client = reqwest::Client::new();
+    let fetch = |base: &str, name: &str| {
+        client
+            .get(format!("{base}/default/controller/v1/gw1/tuf/{name}"))
+            .header("Authorization", format!("TargetToken {}", device.token))
+            .send()
+    };
+    for replica in &cluster.replicas {
+        for name in &pruned {
+            let response = fetch(&replica.base, name).await.unwrap();
+            assert_eq!(response.status(), 404, "{name} from {}", replica.base);
+        }
+        for (name, bytes) in &stored {
+            let response = fetch(&replica.base, name).await.unwrap();
+            assert_eq!(response.status(), 200, "{name}");
+            assert_eq!(&response.bytes().await.unwrap()[..], &bytes[..], "{name}");
+        }
+    }
 }
