@@ -19,7 +19,10 @@
 //! 4. every role file it changed (`N.<role>.json` and `<role>.json`, `timestamp.json`) is uploaded in
 //!    one transaction, each only if the stored copy is still the one it was built on, before the
 //!    lease is released. A writer that stalled past its lease therefore fails (and retries from the
-//!    new state) instead of storing a second, different version N.
+//!    new state) instead of storing a second, different version N;
+//! 5. versions no client can still need are pruned (`prune`; docs/tuf.md, "Pruning old
+//!    versions"): never roots, and a snapshot (with what it lists) only once the snapshot that
+//!    replaced it has been stored longer than a timestamp stays valid, plus an hour.
 //!
 //! * Every artifact uploaded becomes the target `<module name>/<module version>/<filename>` with its length
 //!   and sha256 ([`keel_tuf::artifact_target_name`]), in hashed bins, published at once.
