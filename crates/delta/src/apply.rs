@@ -376,7 +376,7 @@ impl<'a, S: SeedRead> Engine<'a, S> {
             self.segment(delta, out)?;
             out.flush()?;
             // A frame half-way through its content is only in memory: no checkpoint there.
-            if !self.reframer.as_ref().is_none_or(Reframer::at_boundary) {
+            if self.reframer.as_ref().is_some_and(|r| !r.at_boundary()) {
                 continue;
             }
             on_checkpoint(&Checkpoint {
@@ -465,7 +465,7 @@ pub fn apply(
         None => Engine::new(seed, header, None)?.run(&mut delta, &mut out, 0, &mut |_| Ok(())),
         Some(layout) => {
             let (engine_header, seed_frames, framed) = framed_parts(&header, layout);
-            let mut expanded = ExpandedSeed::new(seed, seed_frames);
+            let mut expanded = ExpandedSeed::new(seed, header.seed_size, seed_frames);
             Engine::new(&mut expanded, engine_header, Some(framed))?.run(
                 &mut delta,
                 &mut out,
@@ -496,8 +496,9 @@ fn framed_parts(
     header: &DeltaHeader,
     layout: FrameLayout,
 ) -> (DeltaHeader, Vec<crate::frames::SeedFrame>, (u64, Reframer)) {
+    // The ops read the stored seed followed by the expanded seed (sum checked by the parser).
     let engine_header = DeltaHeader {
-        seed_size: layout.seed_expanded,
+        seed_size: header.seed_size + layout.seed_expanded,
         target_size: layout.target_expanded,
         ..header.clone()
     };
@@ -533,7 +534,7 @@ pub fn apply_resumable<O: Read + Write + Seek>(
         Some(layout) => {
             verify_seed(seed, &header)?;
             let (engine_header, seed_frames, framed) = framed_parts(&header, layout);
-            let mut expanded = ExpandedSeed::new(seed, seed_frames);
+            let mut expanded = ExpandedSeed::new(seed, header.seed_size, seed_frames);
             let engine = Engine::new(&mut expanded, engine_header.clone(), Some(framed))?;
             resume_run(
                 engine,

@@ -312,6 +312,8 @@ fn gaps(regions: &[Region]) -> Vec<Gap> {
 /// Both images with their zstd frames expanded, if the transform pays (see
 /// [`CreateOptions::zstd_frames`]).
 struct FramedInputs {
+    /// The seed view of the ops: the stored seed followed by the expanded seed.
+    seed_view: Vec<u8>,
     seed: Expanded<SeedFrame>,
     target: Expanded<TargetFrame>,
 }
@@ -326,10 +328,18 @@ fn framed_inputs(old: &[u8], new: &[u8]) -> Option<FramedInputs> {
         return None;
     }
     let seed = frames::expand_seed(old);
-    if seed.frames.len() > MAX_LAYOUT_FRAMES as usize || seed.data.len() as u64 > Matcher::MAX_OLD {
+    let view_len = old.len() as u64 + seed.data.len() as u64;
+    if seed.frames.len() > MAX_LAYOUT_FRAMES as usize || view_len > Matcher::MAX_OLD {
         return None;
     }
-    Some(FramedInputs { seed, target })
+    let mut seed_view = Vec::with_capacity(view_len as usize);
+    seed_view.extend_from_slice(old);
+    seed_view.extend_from_slice(&seed.data);
+    Some(FramedInputs {
+        seed_view,
+        seed,
+        target,
+    })
 }
 
 /// Creates a delta that turns `old` (the seed) into `new` and writes it to `out`.
@@ -396,7 +406,7 @@ fn create_from(
                 .zip(&f.target.frames)
                 .map(|(&s, fr)| (s, s + fr.content_len))
                 .collect();
-            (&f.seed.data[..], &f.target.data[..], Some(layout), ranges)
+            (&f.seed_view[..], &f.target.data[..], Some(layout), ranges)
         }
     };
     let regions: Vec<Region> = Matcher::new(old, new).regions();

@@ -61,7 +61,8 @@ pub struct TargetFrame {
 pub struct FrameLayout {
     /// `ZSTD_versionNumber()` of the encoder; the decoder must have the same.
     pub zstd_version: u32,
-    /// Size of the seed with its frames replaced by their content (what the ops read).
+    /// Size of the seed with its frames replaced by their content. The ops read the stored seed
+    /// followed by this expanded seed.
     pub seed_expanded: u64,
     /// Size of the target with its frames replaced by their content (what the ops produce).
     pub target_expanded: u64,
@@ -216,7 +217,10 @@ impl FrameLayout {
             header.target_size,
             target.iter().map(|f| (f.comp_len, f.content_len)),
         );
-        if seed_sum != Some(seed_expanded) || target_sum != Some(target_expanded) {
+        if seed_sum != Some(seed_expanded)
+            || target_sum != Some(target_expanded)
+            || header.seed_size.checked_add(seed_expanded).is_none()
+        {
             return Err(bad("expanded sizes do not match the frames"));
         }
         Ok(FrameLayout {
@@ -469,10 +473,14 @@ fn content_starts(frames: impl Iterator<Item = (u64, u64, u64)>) -> Vec<u64> {
         .collect()
 }
 
-/// The seed as the ops see it: frames replaced by their content, decompressed on demand
-/// (two cached frames: ops mostly read forward, with ADD/COPY alternating between neighbours).
+/// The seed as the ops see it: the stored seed, then the seed with its frames replaced by their
+/// content (frames that the target could not reproduce still match their stored old versions).
+/// Frames are decompressed on demand (two cached: ops mostly read forward, with ADD/COPY
+/// alternating between neighbours).
 pub(crate) struct ExpandedSeed<'a, S: SeedRead> {
     seed: &'a mut S,
+    /// Size of the stored seed: offsets below it read the seed as it is.
+    stored: u64,
     frames: Vec<SeedFrame>,
     starts: Vec<u64>,
     cache: [(usize, Vec<u8>); 2],
@@ -482,10 +490,11 @@ pub(crate) struct ExpandedSeed<'a, S: SeedRead> {
 }
 
 impl<'a, S: SeedRead> ExpandedSeed<'a, S> {
-    pub fn new(seed: &'a mut S, frames: Vec<SeedFrame>) -> Self {
+    pub fn new(seed: &'a mut S, stored: u64, frames: Vec<SeedFrame>) -> Self {
         let starts = content_starts(frames.iter().map(|f| (f.offset, f.comp_len, f.content_len)));
         ExpandedSeed {
             seed,
+            stored,
             frames,
             starts,
             cache: [(usize::MAX, Vec::new()), (usize::MAX, Vec::new())],
@@ -536,7 +545,12 @@ impl<'a, S: SeedRead> ExpandedSeed<'a, S> {
 
 impl<S: SeedRead> SeedRead for ExpandedSeed<'_, S> {
     fn read_exact_at(&mut self, offset: u64, mut buf: &mut [u8]) -> io::Result<()> {
-        let mut at = offset;
+        if offset < self.stored {
+            let n = (buf.len() as u64).min(self.stored - offset) as usize;
+            self.seed.read_exact_at(offset, &mut buf[..n])?;
+            buf = &mut std::mem::take(&mut buf)[n..];
+        }
+        let mut at = offset.saturating_sub(self.stored);
         while !buf.is_empty() {
             // Frames starting at or before `at`: the last of them may hold it.
             let k = self.starts.partition_point(|&s| s <= at);

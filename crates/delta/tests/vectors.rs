@@ -70,3 +70,53 @@ fn chunk_index_vector() {
         index
     );
 }
+
+/// `ZSTD_compress(content, 3)` (what mksquashfs does per block, at its level).
+fn zstd_frame(content: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(content.len()));
+    zstd::zstd_safe::compress(&mut out, content, 3).expect("compress");
+    out
+}
+
+fn frame_text(animal: &str) -> Vec<u8> {
+    let mut t = b"keel zstd frame vector: the quick brown fox jumps over the lazy dog\n".repeat(4);
+    t.extend_from_slice(format!("the {animal} sleeps\n").as_bytes());
+    t
+}
+
+fn framed_seed() -> Vec<u8> {
+    [&b"HEAD"[..], &zstd_frame(&frame_text("dog")), b"TAIL"].concat()
+}
+
+fn framed_target() -> Vec<u8> {
+    [&b"HEAD"[..], &zstd_frame(&frame_text("cat")), b"TAIL"].concat()
+}
+
+const FRAMES_HEX: &str = include_str!("vectors/delta-zstd-frames.hex");
+
+#[test]
+fn zstd_frames_delta_vector() {
+    let opts = CreateOptions {
+        level: 3,
+        copy_min: 16,
+        ..CreateOptions::default()
+    };
+    let mut delta = Vec::new();
+    let report = create(&framed_seed(), &framed_target(), &opts, &mut delta).expect("create");
+    assert_eq!(report.target_frames, 1, "{report:?}");
+    assert_eq!(
+        hex(&delta),
+        unhex(FRAMES_HEX)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    let mut out = Vec::new();
+    apply(
+        &mut Cursor::new(framed_seed()),
+        &unhex(FRAMES_HEX)[..],
+        &mut out,
+    )
+    .expect("apply vector");
+    assert_eq!(out, framed_target());
+}
