@@ -374,6 +374,9 @@ impl<'a, S: SeedRead> Engine<'a, S> {
     ) -> Result<ApplyReport, DeltaError> {
         for done in first_segment..self.header.segment_count {
             self.segment(delta, out)?;
+            if let Some(r) = self.reframer.as_mut() {
+                r.flush(out)?;
+            }
             out.flush()?;
             // A frame half-way through its content is only in memory: no checkpoint there.
             if self.reframer.as_ref().is_some_and(|r| !r.at_boundary()) {
@@ -398,7 +401,7 @@ impl<'a, S: SeedRead> Engine<'a, S> {
         }
         let actual: [u8; 32] = match self.reframer {
             Some(r) => {
-                let (size, hash) = r.finish()?;
+                let (size, hash) = r.finish(out)?;
                 if size != self.target_size {
                     return Err(DeltaError::TargetSizeMismatch {
                         expected: self.target_size,

@@ -584,17 +584,32 @@ impl<S: SeedRead> SeedRead for ExpandedSeed<'_, S> {
     }
 }
 
+/// Frame content collected before the batch is compressed (in parallel) and written.
+const BATCH_CONTENT: usize = 1 << 20;
+/// Most threads recompressing a batch.
+const MAX_THREADS: usize = 4;
+
+/// What the re-framer holds back until its batch is written: stored bytes that follow a pending
+/// frame, or a complete frame's content.
+enum Pending {
+    Raw(Vec<u8>),
+    Frame(usize, Vec<u8>),
+}
+
 /// Turns the expanded target the ops produce back into the target: raw bytes pass through,
 /// each frame's content is compressed at its level and must give exactly its compressed length.
-/// Hashes and counts what it writes.
+/// Complete frames are batched (≤ 1 MiB of content) and compressed on up to 4 threads (one per
+/// CPU), then written in order. Hashes and counts what it writes.
 pub(crate) struct Reframer {
     frames: Vec<TargetFrame>,
     starts: Vec<u64>,
     next: usize,
     expanded_pos: u64,
     content: Vec<u8>,
-    comp: Vec<u8>,
-    cctx: zstd_safe::CCtx<'static>,
+    pending: Vec<Pending>,
+    pending_bytes: usize,
+    /// One compression context per thread, kept (their workspaces are reused).
+    cctxs: Vec<zstd_safe::CCtx<'static>>,
     pub hasher: Sha256,
     pub written: u64,
 }
@@ -602,22 +617,27 @@ pub(crate) struct Reframer {
 impl Reframer {
     pub fn new(frames: Vec<TargetFrame>) -> Self {
         let starts = content_starts(frames.iter().map(|f| (f.offset, f.comp_len, f.content_len)));
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(MAX_THREADS);
         Reframer {
             frames,
             starts,
             next: 0,
             expanded_pos: 0,
             content: Vec::new(),
-            comp: Vec::new(),
-            cctx: zstd_safe::CCtx::create(),
+            pending: Vec::new(),
+            pending_bytes: 0,
+            cctxs: (0..threads).map(|_| zstd_safe::CCtx::create()).collect(),
             hasher: Sha256::new(),
             written: 0,
         }
     }
 
-    /// No frame content is buffered (a checkpoint here is safe).
+    /// Everything received is written (call [`Reframer::flush`] first) and no frame is half
+    /// collected: a checkpoint here is safe.
     pub fn at_boundary(&self) -> bool {
-        self.content.is_empty()
+        self.content.is_empty() && self.pending.is_empty()
     }
 
     fn put(&mut self, out: &mut impl Write, data: &[u8]) -> Result<(), DeltaError> {
@@ -642,7 +662,13 @@ impl Reframer {
                 data = &data[take..];
                 self.expanded_pos += take as u64;
                 if take == want {
-                    self.finish_frame(out)?;
+                    let content = std::mem::take(&mut self.content);
+                    self.pending_bytes += content.len();
+                    self.pending.push(Pending::Frame(self.next, content));
+                    self.next += 1;
+                    if self.pending_bytes >= BATCH_CONTENT {
+                        self.flush(out)?;
+                    }
                 }
             } else {
                 let room = self
@@ -650,7 +676,20 @@ impl Reframer {
                     .get(self.next)
                     .map_or(u64::MAX, |&s| s - self.expanded_pos);
                 let take = (data.len() as u64).min(room) as usize;
-                self.put(out, &data[..take])?;
+                let piece = &data[..take];
+                if self.pending.is_empty() {
+                    self.put(out, piece)?;
+                } else {
+                    // Behind pending frames: keep the order (bounded like frame content).
+                    self.pending_bytes += take;
+                    match self.pending.last_mut() {
+                        Some(Pending::Raw(raw)) => raw.extend_from_slice(piece),
+                        _ => self.pending.push(Pending::Raw(piece.to_vec())),
+                    }
+                    if self.pending_bytes >= BATCH_CONTENT {
+                        self.flush(out)?;
+                    }
+                }
                 data = &data[take..];
                 self.expanded_pos += take as u64;
             }
@@ -658,28 +697,58 @@ impl Reframer {
         Ok(())
     }
 
-    fn finish_frame(&mut self, out: &mut impl Write) -> Result<(), DeltaError> {
-        let f = self.frames[self.next];
-        let mut comp = std::mem::take(&mut self.comp);
-        comp.clear();
-        comp.reserve(zstd_safe::compress_bound(self.content.len()));
-        let result = self.cctx.compress(&mut comp, &self.content, f.level);
-        let result = match result {
-            Err(c) => Err(DeltaError::Recompress(format!(
-                "target frame at offset {}: zstd error {}",
-                f.offset,
-                zstd_safe::get_error_name(c)
-            ))),
-            Ok(n) if n as u64 != f.comp_len => Err(DeltaError::Recompress(format!(
-                "target frame at offset {} recompressed at level {} to {n} bytes, the delta says {}",
-                f.offset, f.level, f.comp_len
-            ))),
-            Ok(_) => self.put(out, &comp),
+    /// Compresses the pending frames (in parallel), checks their lengths and writes everything
+    /// pending in order.
+    pub fn flush(&mut self, out: &mut impl Write) -> Result<(), DeltaError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
+        let jobs: Vec<(TargetFrame, &[u8])> = pending
+            .iter()
+            .filter_map(|p| match p {
+                Pending::Frame(i, content) => Some((self.frames[*i], &content[..])),
+                Pending::Raw(_) => None,
+            })
+            .collect();
+        let threads = self.cctxs.len();
+        let per_thread = jobs.len().div_ceil(threads.max(1)).max(1);
+        let compressed: Vec<Result<Vec<u8>, DeltaError>> = if threads <= 1 || jobs.len() < 2 {
+            match self.cctxs.first_mut() {
+                Some(cctx) => compress_frames(cctx, &jobs),
+                None => compress_frames(&mut zstd_safe::CCtx::create(), &jobs),
+            }
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = jobs
+                    .chunks(per_thread)
+                    .zip(self.cctxs.iter_mut())
+                    .map(|(chunk, cctx)| scope.spawn(move || compress_frames(cctx, chunk)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            vec![Err(DeltaError::Recompress("a zstd thread panicked".into()))]
+                        })
+                    })
+                    .collect()
+            })
         };
-        self.comp = comp;
-        self.content.clear();
-        self.next += 1;
-        result
+        let mut results = compressed.into_iter();
+        for p in &pending {
+            match p {
+                Pending::Raw(raw) => self.put(out, raw)?,
+                Pending::Frame(..) => {
+                    let comp = results.next().unwrap_or_else(|| {
+                        Err(DeltaError::Recompress("a frame was not compressed".into()))
+                    })?;
+                    self.put(out, &comp)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Continues at expanded offset `expanded` (a checkpoint, never inside a frame); returns the
@@ -699,11 +768,14 @@ impl Reframer {
         self.next = k;
         self.expanded_pos = expanded;
         self.content.clear();
+        self.pending.clear();
+        self.pending_bytes = 0;
         Ok(target)
     }
 
-    /// All frames written: returns (bytes written, sha256).
-    pub fn finish(self) -> Result<(u64, [u8; 32]), DeltaError> {
+    /// Writes what is pending; all frames must be complete. Returns (bytes written, sha256).
+    pub fn finish(mut self, out: &mut impl Write) -> Result<(u64, [u8; 32]), DeltaError> {
+        self.flush(out)?;
         if self.next != self.frames.len() || !self.content.is_empty() {
             return Err(DeltaError::Corrupt(
                 "the target ended inside or before a zstd frame of the layout".into(),
@@ -711,4 +783,28 @@ impl Reframer {
         }
         Ok((self.written, self.hasher.finalize().into()))
     }
+}
+
+/// `ZSTD_compress` of each frame's content at its level; a result must have the frame's length.
+fn compress_frames(
+    cctx: &mut zstd_safe::CCtx<'static>,
+    jobs: &[(TargetFrame, &[u8])],
+) -> Vec<Result<Vec<u8>, DeltaError>> {
+    jobs.iter()
+        .map(|&(f, content)| {
+            let mut comp = Vec::with_capacity(zstd_safe::compress_bound(content.len()));
+            match cctx.compress(&mut comp, content, f.level) {
+                Err(c) => Err(DeltaError::Recompress(format!(
+                    "target frame at offset {}: zstd error {}",
+                    f.offset,
+                    zstd_safe::get_error_name(c)
+                ))),
+                Ok(n) if n as u64 != f.comp_len => Err(DeltaError::Recompress(format!(
+                    "target frame at offset {} recompressed at level {} to {n} bytes, the delta says {}",
+                    f.offset, f.level, f.comp_len
+                ))),
+                Ok(_) => Ok(comp),
+            }
+        })
+        .collect()
 }
