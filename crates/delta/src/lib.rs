@@ -8,7 +8,9 @@
 //!   zstd in independent segments. The device applies it in one pass with bounded memory
 //!   (≤ [`MAX_SEGMENT_DATA`] + [`MAX_SEGMENT_CTRL`] of buffers per segment), reading the seed by
 //!   offset. The seed's sha256 is checked before the first byte is written; the target's sha256 is
-//!   checked at the end. Format: `docs/delta-format.md`.
+//!   checked at the end. Format: `docs/delta-format.md`. Images made of standalone zstd frames
+//!   (squashfs `-comp zstd`) are diffed through the frames' content when this build's zstd
+//!   reproduces them ([`frames`]); the device recompresses them and checks every frame's length.
 //! * **Dynamic chunks** ([`chunk`]): FastCDC chunk index of `new` plus a chunk store or pack; the
 //!   device reuses chunks found in its seed (or already in a half-written target) and fetches only
 //!   the rest through a [`chunk::ChunkFetcher`] (HTTP Range in the agent).
