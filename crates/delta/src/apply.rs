@@ -27,7 +27,8 @@ pub struct ApplyReport {
     pub target_size: u64,
     pub target_sha256: [u8; 32],
     pub segments: u32,
-    /// Target bytes produced by this call (after a resume: only the remaining part).
+    /// Target bytes produced by this call (after a resume: only the remaining part). For a
+    /// zstd-frame delta these count the expanded target (frame contents).
     pub copied_bytes: u64,
     pub added_bytes: u64,
     pub inserted_bytes: u64,
