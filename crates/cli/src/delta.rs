@@ -31,6 +31,10 @@ pub enum Command {
         /// into COPY ops (faster create; larger deltas of compressed images).
         #[arg(long)]
         no_short_matches: bool,
+        /// Never diff through zstd frames (docs/delta-format.md "zstd frames"): for devices whose
+        /// keel-agent was built with another zstd version than this tool.
+        #[arg(long)]
+        no_zstd_frames: bool,
     },
     /// Apply a static delta: hash-check SEED, write the target, verify its sha256.
     Apply {
@@ -94,6 +98,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             segment_kib,
             copy_min,
             no_short_matches,
+            no_zstd_frames,
         } => create(
             &old,
             &new,
@@ -105,6 +110,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                     .context("segment size too large")?,
                 copy_min,
                 short_matches: !no_short_matches,
+                zstd_frames: !no_zstd_frames,
                 ..CreateOptions::default()
             },
         ),
@@ -158,6 +164,15 @@ fn create(old: &Path, new: &Path, output: &Path, opts: CreateOptions) -> anyhow:
         report.add_bytes,
         report.insert_bytes
     );
+    if report.target_frames > 0 {
+        println!(
+            "zstd frames (zstd {}): {} target frames ({} bytes) recompressed on the device, {} seed frames expanded",
+            keel_delta::frames::version_string(keel_delta::frames::zstd_version()),
+            report.target_frames,
+            report.target_frame_bytes,
+            report.seed_frames
+        );
+    }
     Ok(())
 }
 
@@ -265,6 +280,17 @@ fn inspect(file: &Path) -> anyhow::Result<()> {
         "  decoder buffers: data {} bytes, control {} bytes",
         header.max_segment_data, header.max_segment_ctrl
     );
+    if header.zstd_frames {
+        let layout = keel_delta::frames::FrameLayout::read(&mut f, &header)?;
+        println!(
+            "  zstd frames (zstd {}): seed {} frames, {} bytes expanded; target {} frames, {} bytes expanded",
+            keel_delta::frames::version_string(layout.zstd_version),
+            layout.seed.len(),
+            layout.seed_expanded,
+            layout.target.len(),
+            layout.target_expanded
+        );
+    }
     let mut hb = [0u8; keel_delta::format::SEGMENT_HEADER_LEN];
     for i in 0..header.segment_count {
         f.read_exact(&mut hb)

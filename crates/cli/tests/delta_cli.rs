@@ -109,3 +109,85 @@ fn create_apply_inspect_with_and_without_short_matches() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("wrong seed"));
 }
+
+/// `mksquashfs -comp zstd` of a tree of compressible text files; `edit` changes a few of them.
+fn zstd_squashfs(work: &Path, name: &str, edit: bool) {
+    let tree = work.join(name);
+    for i in 0..40u32 {
+        let dir = tree.join(format!("d{}", i % 5));
+        std::fs::create_dir_all(&dir).unwrap();
+        let changed = edit && i % 13 == 0;
+        let text: String = (0..2000u32)
+            .map(|line| {
+                let v = if changed && line % 50 == 0 { 2 } else { 1 };
+                format!(
+                    "file {i} line {line} value {} version {v}\n",
+                    line * 7 % 101
+                )
+            })
+            .collect();
+        std::fs::write(dir.join(format!("f{i}.txt")), text).unwrap();
+    }
+    let out = Command::new("mksquashfs")
+        .arg(&tree)
+        .arg(work.join(format!("{name}.squashfs")))
+        .args(["-comp", "zstd", "-noappend", "-no-progress", "-all-root"])
+        .args(["-mkfs-time", "0", "-all-time", "0"])
+        .output()
+        .expect("mksquashfs must be installed (scripts/setup-debian.sh: squashfs-tools)");
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+fn zstd_squashfs_delta_diffs_through_frames_and_inspect_shows_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    zstd_squashfs(d, "old", false);
+    zstd_squashfs(d, "new", true);
+
+    let created = ok(keel(
+        &[
+            "delta",
+            "create",
+            "old.squashfs",
+            "new.squashfs",
+            "-o",
+            "framed.kd",
+        ],
+        d,
+    ));
+    assert!(created.contains("zstd frames (zstd "), "{created}");
+    ok(keel(
+        &[
+            "delta",
+            "create",
+            "old.squashfs",
+            "new.squashfs",
+            "-o",
+            "plain.kd",
+            "--no-zstd-frames",
+        ],
+        d,
+    ));
+    let framed = std::fs::metadata(d.join("framed.kd")).unwrap().len();
+    let plain = std::fs::metadata(d.join("plain.kd")).unwrap().len();
+    assert!(framed * 2 < plain, "framed {framed} bytes, plain {plain}");
+
+    let shown = ok(keel(&["delta", "inspect", "framed.kd"], d));
+    assert!(shown.contains("zstd frames (zstd "), "{shown}");
+    assert!(shown.contains("segment 0:"), "{shown}");
+    let shown_plain = ok(keel(&["delta", "inspect", "plain.kd"], d));
+    assert!(!shown_plain.contains("zstd frames"), "{shown_plain}");
+
+    for (delta, out) in [("framed.kd", "framed.out"), ("plain.kd", "plain.out")] {
+        ok(keel(
+            &["delta", "apply", "--seed", "old.squashfs", delta, "-o", out],
+            d,
+        ));
+        assert_eq!(
+            std::fs::read(d.join(out)).unwrap(),
+            std::fs::read(d.join("new.squashfs")).unwrap(),
+            "{delta}"
+        );
+    }
+}
