@@ -626,7 +626,12 @@ fn download_url(artifact: &Value) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The booted slot as DDI attributes (docs/agent.md): `keel.slot`, `keel.version`, and per
+/// DDI attribute naming the `ZSTD_versionNumber()` the agent recompresses zstd frames with
+/// (a keel-delta entry's `zstd-frames` property must equal it).
+pub const ZSTD_VERSION_ATTRIBUTE: &str = "keel.delta.zstd";
+
+/// The booted slot as DDI attributes (docs/agent.md): `keel.slot`, `keel.version`,
+/// `keel.delta.zstd` (the zstd version for framed deltas), and per
 /// target `keel.slot.<target>.sha256` / `.size` of the image it holds. Targets the state file
 /// has no record of are hashed once up to `factory_image_sizes` (when configured) and recorded.
 pub fn slot_attributes(
@@ -669,6 +674,11 @@ pub fn slot_attributes(
     }
     let mut attributes = BTreeMap::new();
     attributes.insert("keel.slot".to_string(), booted.to_string());
+    // The server offers a delta that recompresses zstd frames only to this exact zstd version.
+    attributes.insert(
+        ZSTD_VERSION_ATTRIBUTE.to_string(),
+        keel_delta::frames::zstd_version().to_string(),
+    );
     if let Some(records) = state.slots.get(&booted) {
         for (target, image) in records {
             attributes.insert(format!("keel.slot.{target}.sha256"), image.sha256.clone());

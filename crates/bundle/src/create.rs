@@ -128,10 +128,25 @@ fn generate(
                     BufWriter::new(out),
                 )
                 .map_err(|e| derive_error(member, e))?;
-                vec![
+                let mut properties = vec![
                     ("source-sha256", hex(&keel_delta::sha256(&old))),
                     ("target-sha256", hex(&keel_delta::sha256(&new))),
-                ]
+                ];
+                // A delta that recompresses zstd frames names the zstd version the device needs
+                // (read back from its header, what `keel bundle verify` checks it against).
+                let mut prefix = Vec::with_capacity(crate::scan::PREFIX_LEN);
+                File::open(&file)
+                    .and_then(|f| {
+                        f.take(crate::scan::PREFIX_LEN as u64)
+                            .read_to_end(&mut prefix)
+                    })
+                    .map_err(|e| BundleError::io(&file, e))?;
+                if let Some(version) =
+                    crate::scan::delta_zstd_frames(&prefix).map_err(|e| derive_error(member, e))?
+                {
+                    properties.push((crate::scan::ZSTD_FRAMES_PROPERTY, version.to_string()));
+                }
+                properties
             }
             Derivation::Chunked { target, pack } => {
                 check_member_name(pack)?;

@@ -27,8 +27,8 @@ pub use create::{
 };
 pub use manifest::{BundleSpec, Derivation, CHUNKED_TYPE, DELTA_TYPE};
 pub use scan::{
-    extract, inspect, scan, verify, EntryReport, MemberReport, MemberStatus, Report, ScanOptions,
-    SignatureReport,
+    delta_zstd_frames, extract, inspect, scan, verify, EntryReport, MemberReport, MemberStatus,
+    Report, ScanOptions, SignatureReport, ZSTD_FRAMES_PROPERTY,
 };
 
 /// Errors of bundle creation and verification. Messages name the file, member or entry at fault.

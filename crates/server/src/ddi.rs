@@ -352,14 +352,14 @@ async fn deployment_json(
     device: &Device,
 ) -> ApiResult<Value> {
     // Delta / dynamic / full bundle for what the device reported its slot holds (variants.rs).
-    let slot_hashes = crate::variants::reported_slot_hashes(&device.target.attributes);
+    let report = crate::variants::DeviceReport::from_attributes(&device.target.attributes);
     let now = now_ms();
     let i = instructions(action, now);
     let mut chunks = Vec::new();
     for module in state.store.set_modules(action.ds_id).await? {
         let all = state.store.artifacts(module.id).await?;
         let variants = state.store.artifact_variants(module.id).await?;
-        let artifacts: Vec<Value> = crate::variants::offer(&all, &variants, slot_hashes.as_ref())
+        let artifacts: Vec<Value> = crate::variants::offer(&all, &variants, &report)
             .into_iter()
             .map(|artifact| artifact_json(base, module.id, artifact))
             .collect();

@@ -1997,7 +1997,7 @@ impl Store {
     }
 }
 
-// ---------- bundle variants (migrations/0300_artifact_variants.sql, variants.rs) ----------
+// ---------- bundle variants (migrations/0300_artifact_variants.sql, 0600, variants.rs) ----------
 
 impl Store {
     pub async fn set_artifact_variant(
@@ -2007,12 +2007,14 @@ impl Store {
     ) -> Result<(), sqlx::Error> {
         let list = |v: &[String]| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
         sqlx::query(
-            "INSERT INTO artifact_variants (artifact_id, variant, sources, packs) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO artifact_variants (artifact_id, variant, sources, packs, zstd_frames) \
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(artifact_id)
         .bind(&variant.variant)
         .bind(list(&variant.sources))
         .bind(list(&variant.packs))
+        .bind(list(&variant.zstd_frames))
         .execute(&self.write)
         .await?;
         Ok(())
@@ -2023,8 +2025,8 @@ impl Store {
         &self,
         module_id: i64,
     ) -> Result<std::collections::BTreeMap<i64, crate::variants::Variant>, sqlx::Error> {
-        let rows: Vec<(i64, String, String, String)> = sqlx::query_as(
-            "SELECT v.artifact_id, v.variant, v.sources, v.packs FROM artifact_variants v \
+        let rows: Vec<(i64, String, String, String, String)> = sqlx::query_as(
+            "SELECT v.artifact_id, v.variant, v.sources, v.packs, v.zstd_frames FROM artifact_variants v \
              JOIN artifacts a ON a.id = v.artifact_id WHERE a.module_id = $1",
         )
         .bind(module_id)
@@ -2032,11 +2034,12 @@ impl Store {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, variant, sources, packs)| {
+            .map(|(id, variant, sources, packs, zstd_frames)| {
                 let variant = crate::variants::Variant {
                     variant,
                     sources: serde_json::from_str(&sources).unwrap_or_default(),
                     packs: serde_json::from_str(&packs).unwrap_or_default(),
+                    zstd_frames: serde_json::from_str(&zstd_frames).unwrap_or_default(),
                 };
                 (id, variant)
             })

@@ -20,6 +20,11 @@ pub use keel_formats::swdesc::{KEEL_CHUNKED_TYPE as CHUNKED_TYPE, KEEL_DELTA_TYP
 /// Bytes of an upload kept for classification: a `sw-description` must end within them (a
 /// larger one is stored as an unclassified, i.e. full, bundle).
 pub const HEAD_LIMIT: usize = 2 << 20;
+/// Property of a `keel-delta` entry whose delta recompresses zstd frames: the
+/// `ZSTD_versionNumber()` it needs (written and checked by keel bundle, docs/swu-format.md).
+pub const ZSTD_FRAMES_PROPERTY: &str = "zstd-frames";
+/// DDI attribute in which keel-agent reports its `ZSTD_versionNumber()` (docs/agent.md).
+pub const ZSTD_VERSION_ATTRIBUTE: &str = "keel.delta.zstd";
 
 /// What a bundle needs from the device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -30,6 +35,9 @@ pub struct Variant {
     pub sources: Vec<String>,
     /// `pack` of every `keel-chunked` image: artifacts of the same module.
     pub packs: Vec<String>,
+    /// Distinct `zstd-frames` values of the `keel-delta` images (deltas that recompress zstd
+    /// frames): the device must report each as its `keel.delta.zstd`.
+    pub zstd_frames: Vec<String>,
 }
 
 impl Variant {
@@ -38,6 +46,7 @@ impl Variant {
             variant: "full".into(),
             sources: Vec::new(),
             packs: Vec::new(),
+            zstd_frames: Vec::new(),
         }
     }
 }
@@ -58,6 +67,7 @@ pub fn classify(head: &[u8]) -> Option<Variant> {
         .ok()?;
     let mut sources = BTreeSet::new();
     let mut packs = BTreeSet::new();
+    let mut zstd_frames = BTreeSet::new();
     for entry in entries {
         let property = |key: &str| {
             entry
@@ -71,6 +81,9 @@ pub fn classify(head: &[u8]) -> Option<Variant> {
             // A delta without a source can never match a device: kept as an empty source.
             Some(DELTA_TYPE) => {
                 sources.insert(property("source-sha256").unwrap_or_default());
+                if let Some(version) = property(ZSTD_FRAMES_PROPERTY) {
+                    zstd_frames.insert(version);
+                }
             }
             Some(CHUNKED_TYPE) => {
                 if let Some(pack) = entry
@@ -96,6 +109,7 @@ pub fn classify(head: &[u8]) -> Option<Variant> {
         variant: variant.into(),
         sources: sources.into_iter().collect(),
         packs: packs.into_iter().collect(),
+        zstd_frames: zstd_frames.into_iter().collect(),
     })
 }
 
@@ -121,6 +135,38 @@ where
     (stream, head)
 }
 
+/// What a device reported about itself that decides which bundle it can install
+/// (docs/agent.md): the image hashes of its booted slot, and the zstd version it recompresses
+/// the frames of a framed delta with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceReport {
+    /// `keel.slot.<target>.sha256` values; `None` if it reported none.
+    pub slot_hashes: Option<BTreeSet<String>>,
+    /// `keel.delta.zstd`; `None` if it reported none (it gets no framed delta).
+    pub zstd_version: Option<String>,
+}
+
+impl DeviceReport {
+    /// From a target's attributes JSON.
+    pub fn from_attributes(attributes_json: &str) -> DeviceReport {
+        let zstd_version = serde_json::from_str::<BTreeMap<String, String>>(attributes_json)
+            .ok()
+            .and_then(|a| a.get(ZSTD_VERSION_ATTRIBUTE).map(|v| v.trim().to_string()))
+            .filter(|v| !v.is_empty());
+        DeviceReport {
+            slot_hashes: reported_slot_hashes(attributes_json),
+            zstd_version,
+        }
+    }
+
+    /// Whether the device can apply a delta whose images need these zstd versions.
+    fn can_recompress(&self, zstd_frames: &[String]) -> bool {
+        zstd_frames
+            .iter()
+            .all(|needed| self.zstd_version.as_deref() == Some(needed.as_str()))
+    }
+}
+
 /// The image hashes a device reported for its booted slot (`keel.slot.<target>.sha256`
 /// attributes, docs/agent.md); `None` if it reported none.
 pub fn reported_slot_hashes(attributes_json: &str) -> Option<BTreeSet<String>> {
@@ -135,14 +181,16 @@ pub fn reported_slot_hashes(attributes_json: &str) -> Option<BTreeSet<String>> {
 
 /// The artifacts of one module to offer a device. Modules without delta or dynamic bundles are
 /// offered whole (exactly what hawkBit does). Otherwise one bundle is chosen — the first static
-/// delta all of whose sources the device's slot holds; else, for a device that reported its
+/// delta all of whose sources the device's slot holds (and, for a delta that recompresses zstd
+/// frames, whose zstd version the device reported); else, for a device that reported its
 /// slot, the dynamic bundle (plus its packs); else the full bundle; else (no full bundle) the
 /// dynamic one — and the other bundles and packs are left out. Other files always stay.
 pub fn offer<'a>(
     artifacts: &'a [Artifact],
     variants: &BTreeMap<i64, Variant>,
-    slot_hashes: Option<&BTreeSet<String>>,
+    device: &DeviceReport,
 ) -> Vec<&'a Artifact> {
+    let slot_hashes = device.slot_hashes.as_ref();
     let full = Variant::full();
     let bundle = |a: &Artifact| -> Option<&Variant> {
         match variants.get(&a.id) {
@@ -162,7 +210,11 @@ pub fn offer<'a>(
     let matching_delta = slot_hashes.and_then(|hashes| {
         bundles
             .iter()
-            .find(|(_, v)| v.variant == "delta" && v.sources.iter().all(|s| hashes.contains(s)))
+            .find(|(_, v)| {
+                v.variant == "delta"
+                    && v.sources.iter().all(|s| hashes.contains(s))
+                    && device.can_recompress(&v.zstd_frames)
+            })
             .copied()
     });
     let chosen = matching_delta
@@ -209,6 +261,7 @@ pub fn artifact_json(artifact: &Artifact, variant: Option<&Variant>) -> Value {
     value["variant"] = json!(variant.map(|v| v.variant.as_str()));
     value["deltaSources"] = json!(variant.map_or(&[][..], |v| &v.sources[..]));
     value["packs"] = json!(variant.map_or(&[][..], |v| &v.packs[..]));
+    value["zstdFrames"] = json!(variant.map_or(&[][..], |v| &v.zstd_frames[..]));
     value
 }
 
@@ -234,6 +287,14 @@ mod tests {
             variant: kind.into(),
             sources: sources.iter().map(|s| s.to_string()).collect(),
             packs: packs.iter().map(|s| s.to_string()).collect(),
+            zstd_frames: Vec::new(),
+        }
+    }
+
+    fn device(hashes: &[&str], zstd: Option<&str>) -> DeviceReport {
+        DeviceReport {
+            slot_hashes: Some(hashes.iter().map(|s| s.to_string()).collect()),
+            zstd_version: zstd.map(str::to_string),
         }
     }
 
@@ -256,33 +317,100 @@ mod tests {
         variants.insert(2, variant("delta", &["aa"], &[]));
         variants.insert(3, variant("delta", &["bb", "cc"], &[]));
         variants.insert(4, variant("chunked", &[], &["rootfs.kpack"]));
-        let hashes = |h: &[&str]| h.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
-        let v1 = hashes(&["aa"]);
+        let v1 = device(&["aa"], None);
         assert_eq!(
-            names(offer(&artifacts, &variants, Some(&v1))),
+            names(offer(&artifacts, &variants, &v1)),
             ["from-v1.swu", "notes.txt"]
         );
         // Every source of a delta must be present.
-        let partial = hashes(&["bb"]);
+        let partial = device(&["bb"], None);
         assert_eq!(
-            names(offer(&artifacts, &variants, Some(&partial))),
+            names(offer(&artifacts, &variants, &partial)),
             ["dynamic.swu", "rootfs.kpack", "notes.txt"]
         );
-        let v0 = hashes(&["bb", "cc", "dd"]);
+        let v0 = device(&["bb", "cc", "dd"], None);
         assert_eq!(
-            names(offer(&artifacts, &variants, Some(&v0))),
+            names(offer(&artifacts, &variants, &v0)),
             ["from-v0.swu", "notes.txt"]
         );
         assert_eq!(
-            names(offer(&artifacts, &variants, None)),
+            names(offer(&artifacts, &variants, &DeviceReport::default())),
             ["full.swu", "notes.txt"]
         );
         // Only full bundles: everything, as before.
         let plain = vec![artifact(1, "a.swu"), artifact(7, "b.swu")];
         assert_eq!(
-            names(offer(&plain, &BTreeMap::new(), None)),
+            names(offer(&plain, &BTreeMap::new(), &DeviceReport::default())),
             ["a.swu", "b.swu"]
         );
+    }
+
+    #[test]
+    fn framed_delta_only_for_the_same_zstd_version() {
+        let artifacts = vec![
+            artifact(1, "full.swu"),
+            artifact(2, "framed.swu"),
+            artifact(3, "dynamic.swu"),
+            artifact(4, "rootfs.kpack"),
+        ];
+        let mut framed = variant("delta", &["aa"], &[]);
+        framed.zstd_frames = vec!["10505".into()];
+        let mut variants = BTreeMap::new();
+        variants.insert(1, Variant::full());
+        variants.insert(2, framed);
+        variants.insert(3, variant("chunked", &[], &["rootfs.kpack"]));
+        assert_eq!(
+            names(offer(
+                &artifacts,
+                &variants,
+                &device(&["aa"], Some("10505"))
+            )),
+            ["framed.swu"]
+        );
+        for other in [Some("10507"), None] {
+            assert_eq!(
+                names(offer(&artifacts, &variants, &device(&["aa"], other))),
+                ["dynamic.swu", "rootfs.kpack"],
+                "zstd {other:?}"
+            );
+        }
+        // Without a dynamic bundle: the full one.
+        variants.remove(&3);
+        assert_eq!(
+            names(offer(
+                &artifacts[..2],
+                &variants,
+                &device(&["aa"], Some("10404"))
+            )),
+            ["full.swu"]
+        );
+    }
+
+    #[test]
+    fn device_report_reads_the_zstd_version() {
+        let json = r#"{"keel.slot.rootfs.sha256":"ab","keel.delta.zstd":" 10505 "}"#;
+        let report = DeviceReport::from_attributes(json);
+        assert_eq!(report.zstd_version.as_deref(), Some("10505"));
+        assert_eq!(
+            DeviceReport::from_attributes(r#"{"keel.delta.zstd":""}"#).zstd_version,
+            None
+        );
+    }
+
+    #[test]
+    fn classify_reads_zstd_frames() {
+        let description = br#"software = { version = "2"; images: (
+            { filename = "rootfs.img.kdelta"; type = "keel-delta";
+              properties = { source-sha256 = "AA"; zstd-frames = "10505"; }; }
+        ); }"#;
+        let mut swu = Vec::new();
+        let mut writer = keel_formats::swu::SwuWriter::new(&mut swu, 0);
+        writer.write_description(description, None).unwrap();
+        writer.finish().unwrap();
+        let variant = classify(&swu).unwrap();
+        assert_eq!(variant.variant, "delta");
+        assert_eq!(variant.sources, ["aa"]);
+        assert_eq!(variant.zstd_frames, ["10505"]);
     }
 
     #[test]

@@ -379,3 +379,179 @@ fn corrupted_pack_chunk_fails_the_install_and_is_reported() {
         &v1
     ));
 }
+
+/// Compressible file content (like the binaries and text of a root filesystem): words of a small
+/// vocabulary from a seeded generator.
+fn texty(seed: u64, len: usize) -> Vec<u8> {
+    const WORDS: [&str; 12] = [
+        "gateway", "modbus", "keel", "slot", "frame", "delta", "sensor", "value", "0x1f", "\n",
+        "config", "=",
+    ];
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 16);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(WORDS[(x % WORDS.len() as u64) as usize].as_bytes());
+        out.push(b' ');
+    }
+    out.truncate(len);
+    out
+}
+
+/// `mksquashfs -comp zstd` (level 15, every block a standalone zstd frame) of a small tree; the
+/// second version rewrites part of two files and adds one.
+fn squashfs(work: &std::path::Path, name: &str, edit: bool) -> Vec<u8> {
+    let tree = work.join(name);
+    std::fs::create_dir_all(tree.join("usr/lib")).unwrap();
+    for i in 0..10u64 {
+        let mut data = texty(100 + i, 40_000 + 9_000 * i as usize);
+        if edit && i % 4 == 1 {
+            data[5_000..9_000].copy_from_slice(&texty(200 + i, 4_000));
+        }
+        std::fs::write(tree.join(format!("usr/lib/lib{i}.so")), data).unwrap();
+    }
+    if edit {
+        std::fs::write(tree.join("usr/lib/new.so"), texty(300, 30_000)).unwrap();
+    }
+    let image = work.join(format!("{name}.squashfs"));
+    let out = std::process::Command::new("mksquashfs")
+        .arg(&tree)
+        .arg(&image)
+        .args(["-comp", "zstd", "-noappend", "-no-progress", "-all-root"])
+        .args(["-mkfs-time", "0", "-all-time", "0"])
+        .output()
+        .expect("mksquashfs must be installed (scripts/setup-debian.sh: squashfs-tools)");
+    assert!(
+        out.status.success(),
+        "mksquashfs failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read(image).unwrap()
+}
+
+/// What deploymentBase offers a device that reports `attributes` by hand (configData, as any
+/// DDI client may): the file names of the first chunk's artifacts.
+fn offered_after_reporting(
+    server: &Server,
+    id: &str,
+    token: &str,
+    attributes: Value,
+) -> Vec<String> {
+    let dev = common::SimDevice::new(&server.base, id, token);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let status = dev
+            .client
+            .put(format!("{}/configData", dev.url()))
+            .header("Authorization", &dev.auth)
+            .json(&json!({ "mode": "replace", "data": attributes }))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert!(status.is_success(), "configData: {status}");
+        let poll = dev.poll().await.unwrap();
+        let href = poll["_links"]["deploymentBase"]["href"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no deployment for {id}: {poll}"));
+        let (status, base) = dev.get_json(href).await;
+        assert!(status.is_success(), "deploymentBase: {status}");
+        base["deployment"]["chunks"][0]["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["filename"].as_str().unwrap().to_string())
+            .collect()
+    })
+}
+
+/// A static delta of zstd-compressed squashfs images recompresses their frames on the device:
+/// `keel bundle create` (delta-from) marks it with the zstd version (`zstd-frames`), the server
+/// offers it only to devices reporting that version as `keel.delta.zstd` (keel-agent does), and
+/// keel-agent installs it end to end. A device reporting another zstd version, or none, gets the
+/// full bundle.
+#[test]
+fn framed_delta_is_offered_only_to_the_same_zstd_version() {
+    let work = tempfile::tempdir().unwrap();
+    let v1 = squashfs(work.path(), "v1", false);
+    let v2 = squashfs(work.path(), "v2", true);
+    assert!((v2.len() as u64) < SLOT, "{} bytes", v2.len());
+    let server = start();
+    let pki = pki();
+    let full = pki.bundle(
+        &format!("{HEAD}filename = \"rootfs.img\"\ntype = \"raw\"\n"),
+        &[("rootfs.img", &v2)],
+    );
+    let delta = pki.bundle(
+        &format!("{HEAD}filename = \"rootfs.img\"\ndelta-from = \"v1.img\"\n"),
+        &[("rootfs.img", &v2), ("v1.img", &v1)],
+    );
+    let ours = keel_delta::frames::zstd_version().to_string();
+    let (set, uploaded) = publish(
+        &server,
+        "2.0",
+        &[
+            ("gateway-os-2.0.swu", &full),
+            ("gateway-os-2.0-from-1.0.swu", &delta),
+        ],
+    );
+    assert_eq!(uploaded[1]["variant"], json!("delta"));
+    assert_eq!(uploaded[1]["zstdFrames"], json!([ours]), "{}", uploaded[1]);
+    assert_eq!(uploaded[0]["zstdFrames"], json!([]));
+    assert!(
+        delta.len() * 4 < full.len(),
+        "framed delta bundle {} bytes, full {}",
+        delta.len(),
+        full.len()
+    );
+
+    // keel-agent reports its zstd version and installs the framed delta.
+    let mut agent_device = device(&server, &pki, "framed", &v1, true);
+    let action = assign(&server, "framed", set);
+    let log = install_and_confirm(&server, &mut agent_device, action, &v2);
+    assert!(log.contains("gateway-os-2.0-from-1.0.swu"), "{log}");
+    assert_eq!(
+        server.get("/rest/v1/targets/framed")["attributes"]["keel.delta.zstd"],
+        json!(ours)
+    );
+
+    // Devices holding 1.0 that report another zstd version, or none: the full bundle.
+    let v1_sha = hex(&Sha256::digest(&v1));
+    for (id, zstd) in [("other-zstd", Some("10404")), ("no-zstd", None)] {
+        let token = server.post("/rest/v1/targets", json!({ "controllerId": id }))["securityToken"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assign(&server, id, set);
+        let mut attributes = json!({ "keel.slot": "A", "keel.slot.rootfs.sha256": v1_sha });
+        if let Some(zstd) = zstd {
+            attributes["keel.delta.zstd"] = json!(zstd);
+        }
+        assert_eq!(
+            offered_after_reporting(&server, id, &token, attributes),
+            ["gateway-os-2.0.swu"],
+            "{id}"
+        );
+    }
+    // The same by hand with our version: the delta (the pick is by the reported attribute).
+    let token = server.post("/rest/v1/targets", json!({ "controllerId": "same-zstd" }))
+        ["securityToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assign(&server, "same-zstd", set);
+    assert_eq!(
+        offered_after_reporting(
+            &server,
+            "same-zstd",
+            &token,
+            json!({ "keel.slot.rootfs.sha256": v1_sha, "keel.delta.zstd": ours }),
+        ),
+        ["gateway-os-2.0-from-1.0.swu"]
+    );
+}
