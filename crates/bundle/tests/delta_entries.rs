@@ -351,3 +351,163 @@ fn verify_catches_properties_that_lie_about_the_delta() {
         "{problems}"
     );
 }
+
+/// Compressible file content from a seeded generator (words of a small vocabulary).
+fn texty(seed: u64, len: usize) -> Vec<u8> {
+    const WORDS: [&str; 8] = [
+        "keel", "slot", "frame", "delta", "rootfs", "\n", "0x7f", "=",
+    ];
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(WORDS[(x % WORDS.len() as u64) as usize].as_bytes());
+        out.push(b' ');
+    }
+    out.truncate(len);
+    out
+}
+
+/// `mksquashfs -comp zstd` of a small tree (every block a zstd frame); `edit` changes one file.
+fn squashfs(d: &Path, name: &str, edit: bool) -> Vec<u8> {
+    let tree = d.join(name);
+    std::fs::create_dir_all(&tree).unwrap();
+    for i in 0..6u64 {
+        let mut data = texty(10 + i, 50_000 + 10_000 * i as usize);
+        if edit && i == 2 {
+            data[1_000..3_000].copy_from_slice(&texty(99, 2_000));
+        }
+        std::fs::write(tree.join(format!("file{i}")), data).unwrap();
+    }
+    let image = d.join(format!("build/{name}.squashfs"));
+    std::fs::create_dir_all(d.join("build")).unwrap();
+    let out = Command::new("mksquashfs")
+        .arg(&tree)
+        .arg(&image)
+        .args(["-comp", "zstd", "-noappend", "-no-progress", "-all-root"])
+        .args(["-mkfs-time", "0", "-all-time", "0"])
+        .output()
+        .expect("mksquashfs must be installed (scripts/setup-debian.sh: squashfs-tools)");
+    assert!(
+        out.status.success(),
+        "mksquashfs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read(image).unwrap()
+}
+
+/// A delta of zstd squashfs images recompresses frames on the device: its entry gets the signed
+/// `zstd-frames` property (the zstd version in the delta's layout header, what the server matches
+/// against the device's `keel.delta.zstd`), and `verify` refuses a missing, wrong or unfounded one.
+#[test]
+fn framed_delta_entry_names_its_zstd_version_and_verify_checks_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    squashfs(d, "old", false);
+    squashfs(d, "new", true);
+    let ours = keel_delta::frames::zstd_version().to_string();
+    let framed_manifest = r#"
+        [software]
+        version = "2.0.0"
+        [[software.images]]
+        filename = "rootfs.img"
+        source = "build/new.squashfs"
+        delta-from = "build/old.squashfs"
+        device = "/dev/sda2"
+        type = "raw"
+    "#;
+    let cert = TestCert::new(d, "signer", KeyKind::EcP256);
+    let options = CreateOptions {
+        signer: Some(cert.signer()),
+        ..Default::default()
+    };
+    let bundle = create(d, framed_manifest, &options, d);
+    let report = keel_bundle::verify(&bundle[..], &cert.verifier()).expect("verify");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.entries[0].properties["zstd-frames"], ours);
+    let framed = member(&bundle, "rootfs.img.kdelta");
+    assert_eq!(
+        keel_bundle::delta_zstd_frames(&framed),
+        Ok(Some(ours.parse().unwrap()))
+    );
+
+    // A plain delta (no zstd frames in the images) gets no such property.
+    let plain_dir = tempfile::tempdir().unwrap();
+    setup(plain_dir.path());
+    let plain_bundle = create(
+        plain_dir.path(),
+        &manifest("/dev/sda2"),
+        &CreateOptions::default(),
+        plain_dir.path(),
+    );
+    let plain = member(&plain_bundle, "rootfs.img.kdelta");
+    assert_eq!(keel_bundle::delta_zstd_frames(&plain), Ok(None));
+    let plain_report = keel_bundle::inspect(&plain_bundle[..], None).unwrap();
+    assert!(!plain_report.entries[0]
+        .properties
+        .contains_key("zstd-frames"));
+
+    // Descriptions written by hand around the framed and the plain member.
+    let images = d.join("members");
+    std::fs::create_dir_all(&images).unwrap();
+    std::fs::write(images.join("framed.kdelta"), &framed).unwrap();
+    std::fs::write(images.join("plain.kdelta"), &plain).unwrap();
+    let header = |delta: &[u8]| keel_delta::apply::read_header(&mut &delta[..]).unwrap();
+    let problems = |member: &str, delta: &[u8], extra: &str| {
+        let h = header(delta);
+        let text = format!(
+            r#"software = {{
+    version = "2.0.0";
+    images: ( {{
+        filename = "{member}";
+        type = "keel-delta";
+        device = "/dev/sda2";
+        properties = {{ source-sha256 = "{}"; target-sha256 = "{}"; {extra} }};
+    }} );
+}};
+"#,
+            keel_delta::hex(&h.seed_sha256),
+            keel_delta::hex(&h.target_sha256)
+        );
+        let path = d.join("sw-description");
+        std::fs::write(&path, text).unwrap();
+        let spec = BundleSpec::from_sw_description(&path, &images).unwrap();
+        let mut out = Vec::new();
+        keel_bundle::create(&spec, &CreateOptions::default(), &mut out).unwrap();
+        keel_bundle::inspect(&out[..], None)
+            .unwrap()
+            .problems
+            .join("\n")
+    };
+    let honest = problems(
+        "framed.kdelta",
+        &framed,
+        &format!("zstd-frames = \"{ours}\";"),
+    );
+    assert_eq!(honest, "");
+    let wrong = problems("framed.kdelta", &framed, "zstd-frames = \"10404\";");
+    assert!(
+        wrong.contains(&format!(
+            "member \"framed.kdelta\": properties say zstd-frames 10404, the member describes {ours}"
+        )),
+        "{wrong}"
+    );
+    let missing = problems("framed.kdelta", &framed, "");
+    assert!(
+        missing.contains("recompresses zstd frames but the entry has no properties.zstd-frames"),
+        "{missing}"
+    );
+    let unfounded = problems(
+        "plain.kdelta",
+        &plain,
+        &format!("zstd-frames = \"{ours}\";"),
+    );
+    assert!(
+        unfounded.contains(&format!(
+            "properties say zstd-frames {ours}, the member is a plain delta"
+        )),
+        "{unfounded}"
+    );
+}
