@@ -19,13 +19,12 @@
 mod common;
 
 use common::replica::Replica;
+use common::tuf::{versions, DeviceFetcher};
 use common::Mgmt;
-use keel_tuf::fetch::{FetchError, Fetcher};
 use keel_tuf::time::TimePolicy;
 use keel_tuf::updater::{Updater, UpdaterConfig};
 use keel_tuf_repo::{RootKeys, SigningKey};
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 const DAY: i64 = 86_400;
@@ -151,7 +150,7 @@ impl Cluster {
     /// every role's versions are stored from 1 without a gap.
     async fn assert_one_history(&self) {
         let stored = self.assert_working_copies_match().await;
-        for (role, list) in versions(&stored) {
+        for (role, list) in versions(stored.keys()) {
             let expected: Vec<u64> = (1..=list.len() as u64).collect();
             assert_eq!(list, expected, "versions of {role}");
         }
@@ -194,56 +193,6 @@ impl Cluster {
             .await
             .unwrap();
         pool.close().await;
-    }
-}
-
-/// Versions stored per role (`snapshot.json`, `bin-3.json`, ...), ascending.
-fn versions(stored: &BTreeMap<String, Vec<u8>>) -> BTreeMap<String, Vec<u64>> {
-    let mut versions: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for name in stored.keys() {
-        if let Some((version, rest)) = name.split_once('.') {
-            if let Ok(version) = version.parse::<u64>() {
-                versions.entry(rest.to_string()).or_default().push(version);
-            }
-        }
-    }
-    for list in versions.values_mut() {
-        list.sort();
-    }
-    versions
-}
-
-/// Fetches with a device's DDI credentials (keel-agent sends the same header).
-struct DeviceFetcher {
-    token: String,
-    runtime: tokio::runtime::Handle,
-}
-
-impl Fetcher for DeviceFetcher {
-    fn open(&self, url: &str) -> Result<Box<dyn Read + '_>, FetchError> {
-        let result = self.runtime.block_on(async {
-            let response = reqwest::Client::new()
-                .get(url)
-                .header("Authorization", format!("TargetToken {}", self.token))
-                .send()
-                .await?;
-            let status = response.status();
-            Ok::<_, reqwest::Error>((status, response.bytes().await?))
-        });
-        match result {
-            Ok((status, bytes)) if status.is_success() => Ok(Box::new(std::io::Cursor::new(bytes))),
-            Ok((status, _)) if status == 404 || status == 403 => Err(FetchError::NotFound {
-                url: url.to_string(),
-            }),
-            Ok((status, _)) => Err(FetchError::Status {
-                url: url.to_string(),
-                status: status.as_u16(),
-            }),
-            Err(e) => Err(FetchError::Transport {
-                url: url.to_string(),
-                message: e.to_string(),
-            }),
-        }
     }
 }
 
@@ -574,7 +523,7 @@ async fn pruning_keeps_both_replicas_consistent() {
         expected.insert(name, sha256);
     }
     let stored = cluster.assert_working_copies_match().await;
-    let versions = versions(&stored);
+    let versions = versions(stored.keys());
     let snapshots = &versions["snapshot.json"];
     let current = *snapshots.last().unwrap();
     // The snapshot current before the uploads, and the four they made.

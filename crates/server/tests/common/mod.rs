@@ -5,6 +5,7 @@
 pub mod replica;
 pub mod s3;
 pub mod swupdate;
+pub mod tuf;
 
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
