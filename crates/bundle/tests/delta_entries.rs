@@ -14,6 +14,7 @@ use std::process::Command;
 use common::*;
 use keel_bundle::{BundleSpec, CreateOptions, MemberStatus};
 use keel_delta::chunk::{self, ChunkIndex, PackReader, SeedChunks};
+use keel_delta::testing::texty;
 
 /// An "old" image and a "new" one that differs in a few places (an update).
 fn image_pair() -> (Vec<u8>, Vec<u8>) {
@@ -352,24 +353,6 @@ fn verify_catches_properties_that_lie_about_the_delta() {
     );
 }
 
-/// Compressible file content from a seeded generator (words of a small vocabulary).
-fn texty(seed: u64, len: usize) -> Vec<u8> {
-    const WORDS: [&str; 8] = [
-        "keel", "slot", "frame", "delta", "rootfs", "\n", "0x7f", "=",
-    ];
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(WORDS[(x % WORDS.len() as u64) as usize].as_bytes());
-        out.push(b' ');
-    }
-    out.truncate(len);
-    out
-}
-
 /// `mksquashfs -comp zstd` of a small tree (every block a zstd frame); `edit` changes one file.
 fn squashfs(d: &Path, name: &str, edit: bool) -> Vec<u8> {
     let tree = d.join(name);
@@ -383,19 +366,7 @@ fn squashfs(d: &Path, name: &str, edit: bool) -> Vec<u8> {
     }
     let image = d.join(format!("build/{name}.squashfs"));
     std::fs::create_dir_all(d.join("build")).unwrap();
-    let out = Command::new("mksquashfs")
-        .arg(&tree)
-        .arg(&image)
-        .args(["-comp", "zstd", "-noappend", "-no-progress", "-all-root"])
-        .args(["-mkfs-time", "0", "-all-time", "0"])
-        .output()
-        .expect("mksquashfs must be installed (scripts/setup-debian.sh: squashfs-tools)");
-    assert!(
-        out.status.success(),
-        "mksquashfs: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::read(image).unwrap()
+    keel_delta::testing::mksquashfs_zstd(&tree, &image)
 }
 
 /// A delta of zstd squashfs images recompresses frames on the device: its entry gets the signed

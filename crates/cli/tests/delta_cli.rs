@@ -128,14 +128,7 @@ fn zstd_squashfs(work: &Path, name: &str, edit: bool) {
             .collect();
         std::fs::write(dir.join(format!("f{i}.txt")), text).unwrap();
     }
-    let out = Command::new("mksquashfs")
-        .arg(&tree)
-        .arg(work.join(format!("{name}.squashfs")))
-        .args(["-comp", "zstd", "-noappend", "-no-progress", "-all-root"])
-        .args(["-mkfs-time", "0", "-all-time", "0"])
-        .output()
-        .expect("mksquashfs must be installed (scripts/setup-debian.sh: squashfs-tools)");
-    assert!(out.status.success(), "{out:?}");
+    keel_delta::testing::mksquashfs_zstd(&tree, &work.join(format!("{name}.squashfs")));
 }
 
 #[test]

@@ -22,6 +22,8 @@ pub mod format;
 pub mod frames;
 mod matcher;
 mod shortmatch;
+#[cfg(feature = "test-support")]
+pub mod testing;
 mod varint;
 
 pub use apply::{apply, apply_resumable, ApplyReport, Checkpoint, SeedRead};

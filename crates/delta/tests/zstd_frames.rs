@@ -5,7 +5,6 @@ mod common;
 
 use std::io::{self, Cursor, Write};
 use std::path::Path;
-use std::process::Command;
 
 use common::*;
 use keel_delta::apply::read_header;
@@ -37,19 +36,7 @@ fn squashfs(work: &Path, name: &str, edit: bool) -> Vec<u8> {
     let tree = work.join(name);
     write_tree(&tree, 7, edit);
     let image = work.join(format!("{name}.squashfs"));
-    let out = Command::new("mksquashfs")
-        .arg(&tree)
-        .arg(&image)
-        .args(["-comp", "zstd", "-noappend", "-no-progress", "-all-root"])
-        .args(["-mkfs-time", "0", "-all-time", "0"])
-        .output()
-        .expect("mksquashfs must be installed (scripts/setup-debian.sh: squashfs-tools)");
-    assert!(
-        out.status.success(),
-        "mksquashfs failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::read(image).unwrap()
+    keel_delta::testing::mksquashfs_zstd(&tree, &image)
 }
 
 fn squashfs_pair() -> (Vec<u8>, Vec<u8>) {

@@ -19,6 +19,7 @@ use keel_agent::ddi::{cycle, CycleEvent, DdiClient};
 use keel_agent::state::Outcome;
 use keel_agent::SlotId;
 use keel_delta::chunk::{ChunkIndex, ChunkParams};
+use keel_delta::testing::texty;
 use keel_sim::{DeviceSpec, Loader, SimDevice};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -380,26 +381,6 @@ fn corrupted_pack_chunk_fails_the_install_and_is_reported() {
     ));
 }
 
-/// Compressible file content (like the binaries and text of a root filesystem): words of a small
-/// vocabulary from a seeded generator.
-fn texty(seed: u64, len: usize) -> Vec<u8> {
-    const WORDS: [&str; 12] = [
-        "gateway", "modbus", "keel", "slot", "frame", "delta", "sensor", "value", "0x1f", "\n",
-        "config", "=",
-    ];
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 16);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(WORDS[(x % WORDS.len() as u64) as usize].as_bytes());
-        out.push(b' ');
-    }
-    out.truncate(len);
-    out
-}
-
 /// `mksquashfs -comp zstd` (level 15, every block a standalone zstd frame) of a small tree; the
 /// second version rewrites part of two files and adds one.
 fn squashfs(work: &std::path::Path, name: &str, edit: bool) -> Vec<u8> {
@@ -416,19 +397,7 @@ fn squashfs(work: &std::path::Path, name: &str, edit: bool) -> Vec<u8> {
         std::fs::write(tree.join("usr/lib/new.so"), texty(300, 30_000)).unwrap();
     }
     let image = work.join(format!("{name}.squashfs"));
-    let out = std::process::Command::new("mksquashfs")
-        .arg(&tree)
-        .arg(&image)
-        .args(["-comp", "zstd", "-noappend", "-no-progress", "-all-root"])
-        .args(["-mkfs-time", "0", "-all-time", "0"])
-        .output()
-        .expect("mksquashfs must be installed (scripts/setup-debian.sh: squashfs-tools)");
-    assert!(
-        out.status.success(),
-        "mksquashfs failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::read(image).unwrap()
+    keel_delta::testing::mksquashfs_zstd(&tree, &image)
 }
 
 /// What deploymentBase offers a device that reports `attributes` by hand (configData, as any

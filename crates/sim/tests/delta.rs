@@ -5,6 +5,7 @@ mod common;
 
 use common::{image, starts_with, Fixture, ROOTFS_SIZE};
 use keel_agent::{InstallError, InstallOptions, SlotId};
+use keel_delta::testing::texty;
 use keel_sim::{CutMode, Loader, SimDevice};
 
 const DELTA_ENTRY: &str = "[[software.images]]\nfilename = \"rootfs.delta\"\ndevice = \"rootfs\"\ntype = \"keel-delta\"\n";
@@ -94,24 +95,6 @@ fn zstd_compressed_image_is_decompressed_while_streaming() {
     assert_eq!(device.boot().unwrap().slot, SlotId::B);
 }
 
-/// Compressible file content from a seeded generator (words of a small vocabulary).
-fn texty(seed: u64, len: usize) -> Vec<u8> {
-    const WORDS: [&str; 10] = [
-        "keel", "slot", "frame", "delta", "rootfs", "\n", "0x7f", "=", "modbus", "sensor",
-    ];
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(WORDS[(x % WORDS.len() as u64) as usize].as_bytes());
-        out.push(b' ');
-    }
-    out.truncate(len);
-    out
-}
-
 /// `mksquashfs -comp zstd` of a small tree (every block a standalone zstd frame); `edit`
 /// rewrites part of two files and adds one.
 fn squashfs(work: &std::path::Path, name: &str, edit: bool) -> Vec<u8> {
@@ -128,19 +111,7 @@ fn squashfs(work: &std::path::Path, name: &str, edit: bool) -> Vec<u8> {
         std::fs::write(tree.join("new.so"), texty(99, 20_000)).unwrap();
     }
     let image = work.join(format!("{name}.squashfs"));
-    let out = std::process::Command::new("mksquashfs")
-        .arg(&tree)
-        .arg(&image)
-        .args(["-comp", "zstd", "-noappend", "-no-progress", "-all-root"])
-        .args(["-mkfs-time", "0", "-all-time", "0"])
-        .output()
-        .expect("mksquashfs must be installed (scripts/setup-debian.sh: squashfs-tools)");
-    assert!(
-        out.status.success(),
-        "mksquashfs: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::read(image).unwrap()
+    keel_delta::testing::mksquashfs_zstd(&tree, &image)
 }
 
 /// A delta of two zstd squashfs images (frames recompressed on the device) installed with power
