@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::io::{self, Cursor, Write};
+use std::io::Cursor;
 
 use common::*;
 use keel_delta::{apply, apply_resumable, Checkpoint, CreateOptions, DeltaError};
@@ -196,38 +196,6 @@ fn corrupted_or_truncated_delta_never_yields_a_wrong_target() {
         apply(&mut Cursor::new(&old), &longer[..], &mut Vec::new()),
         Err(DeltaError::Corrupt(_))
     ));
-}
-
-/// An output device that loses power after `budget` bytes: later writes fail.
-struct PowerCut {
-    inner: Cursor<Vec<u8>>,
-    budget: usize,
-}
-
-impl Write for PowerCut {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.budget == 0 {
-            return Err(io::Error::other("power cut"));
-        }
-        let n = buf.len().min(self.budget);
-        self.budget -= n;
-        self.inner.write(&buf[..n])
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl io::Read for PowerCut {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf)
-    }
-}
-
-impl io::Seek for PowerCut {
-    fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
-        self.inner.seek(pos)
-    }
 }
 
 #[test]

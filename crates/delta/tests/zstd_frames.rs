@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::io::{self, Cursor, Write};
+use std::io::Cursor;
 use std::path::Path;
 
 use common::*;
@@ -231,38 +231,6 @@ fn bad_seed_version_or_layout_is_refused_before_writing() {
     });
     let (e, _) = applied(&old, &shifted).unwrap_err();
     assert!(e.to_string().contains("seed zstd frame"), "{e}");
-}
-
-/// An output device that loses power after `budget` bytes: later writes fail.
-struct PowerCut {
-    inner: Cursor<Vec<u8>>,
-    budget: usize,
-}
-
-impl Write for PowerCut {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.budget == 0 {
-            return Err(io::Error::other("power cut"));
-        }
-        let n = buf.len().min(self.budget);
-        self.budget -= n;
-        self.inner.write(&buf[..n])
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl io::Read for PowerCut {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf)
-    }
-}
-
-impl io::Seek for PowerCut {
-    fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
-        self.inner.seek(pos)
-    }
 }
 
 #[test]

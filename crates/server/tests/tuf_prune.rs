@@ -17,10 +17,8 @@
 
 mod common;
 
-use common::tuf::{versions, DeviceFetcher};
+use common::tuf::{refresh_blocking, versions, DeviceFetcher};
 use common::{Mgmt, TestServer};
-use keel_tuf::time::TimePolicy;
-use keel_tuf::updater::{Updater, UpdaterConfig};
 use keel_tuf_repo::{RootKeys, SigningKey};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -239,36 +237,9 @@ impl Device {
             repo.metadata_url(&self.id),
             names.to_vec(),
         );
-        tokio::task::spawn_blocking(move || {
-            let mut updater = Updater::new(
-                &dir,
-                &url,
-                None,
-                fetcher,
-                UpdaterConfig::default(),
-                TimePolicy::default(),
-            )
-            .unwrap();
-            updater
-                .refresh()
-                .unwrap_or_else(|e| panic!("keel-tuf refresh from {url}: {e}"));
-            let mut found = BTreeMap::new();
-            for name in names {
-                if let Some(info) = updater.get_target_info(&name).unwrap() {
-                    let (_, sha256) = info
-                        .file
-                        .hashes
-                        .0
-                        .iter()
-                        .find(|(algorithm, _)| algorithm == "sha256")
-                        .expect("a sha256");
-                    found.insert(name, sha256.clone());
-                }
-            }
-            (updater.trusted().root().version, found)
-        })
-        .await
-        .unwrap()
+        tokio::task::spawn_blocking(move || refresh_blocking(&dir, &url, fetcher, &names))
+            .await
+            .unwrap()
     }
 }
 

@@ -19,10 +19,8 @@
 mod common;
 
 use common::replica::Replica;
-use common::tuf::{versions, DeviceFetcher};
+use common::tuf::{refresh_blocking, versions, DeviceFetcher};
 use common::Mgmt;
-use keel_tuf::time::TimePolicy;
-use keel_tuf::updater::{Updater, UpdaterConfig};
 use keel_tuf_repo::{RootKeys, SigningKey};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -232,39 +230,6 @@ impl Device {
             .await
             .unwrap()
     }
-}
-
-fn refresh_blocking(
-    dir: &Path,
-    url: &str,
-    fetcher: DeviceFetcher,
-    names: &[String],
-) -> (u64, BTreeMap<String, String>) {
-    let mut updater = Updater::new(
-        dir,
-        url,
-        None,
-        fetcher,
-        UpdaterConfig::default(),
-        TimePolicy::default(),
-    )
-    .unwrap();
-    updater
-        .refresh()
-        .unwrap_or_else(|e| panic!("refresh from {url}: {e}"));
-    let mut found = BTreeMap::new();
-    for name in names {
-        if let Some(info) = updater.get_target_info(name).unwrap() {
-            let sha256 = info
-                .file
-                .hashes
-                .0
-                .iter()
-                .find(|(algorithm, _)| algorithm == "sha256");
-            found.insert(name.clone(), sha256.expect("a sha256").1.clone());
-        }
-    }
-    (updater.trusted().root().version, found)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -78,3 +78,35 @@ pub fn make(old: &[u8], new: &[u8], opts: &CreateOptions) -> Vec<u8> {
     keel_delta::create(old, new, opts, &mut delta).expect("create");
     delta
 }
+
+/// An output device that loses power after `budget` bytes: later writes fail.
+pub struct PowerCut {
+    pub inner: std::io::Cursor<Vec<u8>>,
+    pub budget: usize,
+}
+
+impl std::io::Write for PowerCut {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.budget == 0 {
+            return Err(std::io::Error::other("power cut"));
+        }
+        let n = buf.len().min(self.budget);
+        self.budget -= n;
+        self.inner.write(&buf[..n])
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl std::io::Read for PowerCut {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf)
+    }
+}
+
+impl std::io::Seek for PowerCut {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        self.inner.seek(pos)
+    }
+}

@@ -2,8 +2,11 @@
 //! sends a device's DDI credentials, and the versions stored per role.
 
 use keel_tuf::fetch::{FetchError, Fetcher};
+use keel_tuf::time::TimePolicy;
+use keel_tuf::updater::{Updater, UpdaterConfig};
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::path::Path;
 
 /// Fetches with a device's DDI credentials (keel-agent sends the same header).
 pub struct DeviceFetcher {
@@ -54,4 +57,39 @@ pub fn versions(names: impl IntoIterator<Item = impl AsRef<str>>) -> BTreeMap<St
         list.sort();
     }
     out
+}
+
+/// Refreshes the device's trusted metadata in `dir` from `url` with keel-tuf's `Updater`:
+/// (trusted root version, name → sha256 of the `names` listed as targets).
+pub fn refresh_blocking(
+    dir: &Path,
+    url: &str,
+    fetcher: DeviceFetcher,
+    names: &[String],
+) -> (u64, BTreeMap<String, String>) {
+    let mut updater = Updater::new(
+        dir,
+        url,
+        None,
+        fetcher,
+        UpdaterConfig::default(),
+        TimePolicy::default(),
+    )
+    .unwrap();
+    updater
+        .refresh()
+        .unwrap_or_else(|e| panic!("refresh from {url}: {e}"));
+    let mut found = BTreeMap::new();
+    for name in names {
+        if let Some(info) = updater.get_target_info(name).unwrap() {
+            let sha256 = info
+                .file
+                .hashes
+                .0
+                .iter()
+                .find(|(algorithm, _)| algorithm == "sha256");
+            found.insert(name.clone(), sha256.expect("a sha256").1.clone());
+        }
+    }
+    (updater.trusted().root().version, found)
 }
