@@ -66,20 +66,7 @@ fn make_swu(dir: &Path, image: &[u8], target: &Path) -> Vec<u8> {
         hex::encode(Sha256::digest(image))
     );
     std::fs::write(dir.join("sw-description"), sw_description).unwrap();
-    run(Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/O=keel/CN=keel test signer",
-        ])
-        .args(["-keyout", "key.pem", "-out", "cert.pem"])
-        .current_dir(dir));
+    common::swupdate::make_signer(dir);
     run(Command::new("openssl")
         .args([
             "cms",
