@@ -16,9 +16,10 @@ pub struct Server {
     /// Management API token (see DATA_DIR/admin.token on the server).
     #[arg(long, env = "KEEL_TOKEN", hide_env_values = true)]
     token: String,
-    /// Tenant to act on.
-    #[arg(long, env = "KEEL_TENANT", default_value = "default")]
-    tenant: String,
+    /// Tenant to act on. A token bound to one tenant acts on that tenant without it; a
+    /// cross-tenant token acts on `default` without it.
+    #[arg(long, env = "KEEL_TENANT")]
+    tenant: Option<String>,
     /// Print the server's JSON response instead of a summary.
     #[arg(long)]
     json: bool,
@@ -68,6 +69,26 @@ pub enum Command {
     /// Rollouts in groups with success and error thresholds.
     #[command(subcommand)]
     Rollout(RolloutCommand),
+    /// The server's audit log: changes, logins and refused credentials, newest first.
+    Audit {
+        /// Only records of this actor (a token name, `user "alice"`, `(device)`).
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only actions starting with this, e.g. `login` or `POST /rest/v1/targets`.
+        #[arg(long)]
+        action: Option<String>,
+        /// Only refusals and failures (HTTP status 400 or above).
+        #[arg(long)]
+        failed: bool,
+        /// Records per page (at most 500).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Skip this many records (the next page starts at offset + limit).
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        #[command(flatten)]
+        server: Server,
+    },
 }
 
 #[derive(Subcommand)]
@@ -178,6 +199,14 @@ impl Client {
         }
     }
 
+    /// Names the tenant with `X-Keel-Tenant` when one was given.
+    fn with_tenant<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.server.tenant {
+            Some(tenant) => request.header("X-Keel-Tenant", tenant),
+            None => request,
+        }
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.server.server.trim_end_matches('/'))
     }
@@ -214,23 +243,17 @@ impl Client {
         let auth = format!("Bearer {}", self.server.token);
         let response = match (method, body) {
             ("GET", _) => self
-                .agent
-                .get(&self.url(path))
+                .with_tenant(self.agent.get(&self.url(path)))
                 .header("Authorization", &auth)
-                .header("X-Keel-Tenant", &self.server.tenant)
                 .call(),
             ("POST", Some(body)) => self
-                .agent
-                .post(&self.url(path))
+                .with_tenant(self.agent.post(&self.url(path)))
                 .header("Authorization", &auth)
-                .header("X-Keel-Tenant", &self.server.tenant)
                 .header("Content-Type", "application/json")
                 .send(body.to_string()),
             ("POST", None) => self
-                .agent
-                .post(&self.url(path))
+                .with_tenant(self.agent.post(&self.url(path)))
                 .header("Authorization", &auth)
-                .header("X-Keel-Tenant", &self.server.tenant)
                 .send_empty(),
             _ => bail!("unsupported method {method}"),
         };
@@ -245,11 +268,9 @@ impl Client {
     ) -> anyhow::Result<Value> {
         let path = format!("/rest/v1/softwaremodules/{module_id}/artifacts");
         let response = self
-            .agent
-            .post(&self.url(&path))
+            .with_tenant(self.agent.post(&self.url(&path)))
             .query("filename", filename)
             .header("Authorization", &format!("Bearer {}", self.server.token))
-            .header("X-Keel-Tenant", &self.server.tenant)
             .header("Content-Type", "application/octet-stream")
             .send(file);
         self.finish(&format!("POST {path}"), response)
@@ -442,6 +463,29 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Rollout(command) => rollout(command),
+        Command::Audit {
+            actor,
+            action,
+            failed,
+            limit,
+            offset,
+            server,
+        } => {
+            let client = Client::new(server);
+            let mut query = format!("limit={limit}&offset={offset}");
+            if let Some(actor) = &actor {
+                query.push_str(&format!("&actor={}", encode_query(actor)));
+            }
+            if let Some(action) = &action {
+                query.push_str(&format!("&action={}", encode_query(action)));
+            }
+            if failed {
+                query.push_str("&failed=true");
+            }
+            let page = client.send("GET", &format!("/rest/v1/audit?{query}"), None)?;
+            client.print(&page, audit_summary);
+            Ok(())
+        }
     }
 }
 
@@ -540,6 +584,58 @@ fn status_summary(r: &Value) -> String {
         ));
     }
     out
+}
+
+/// One line per audit record: time (UTC), status, actor, action, object, address.
+fn audit_summary(page: &Value) -> String {
+    let records = page["content"].as_array().cloned().unwrap_or_default();
+    let mut rows = vec![[
+        "TIME (UTC)".to_string(),
+        "STATUS".into(),
+        "ACTOR".into(),
+        "ACTION".into(),
+        "OBJECT".into(),
+        "FROM".into(),
+    ]];
+    for r in &records {
+        let at = r["at"]
+            .as_i64()
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_default();
+        let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+        rows.push([
+            at,
+            r["status"].to_string(),
+            text(&r["actor"]),
+            text(&r["action"]),
+            text(&r["object"]),
+            text(&r["address"]),
+        ]);
+    }
+    let widths: Vec<usize> = (0..6)
+        .map(|i| rows.iter().map(|row| row[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out: Vec<String> = rows
+        .iter()
+        .map(|row| {
+            row.iter()
+                .zip(&widths)
+                .map(|(cell, width)| format!("{cell:<width$}"))
+                .collect::<Vec<_>>()
+                .join("  ")
+                .trim_end()
+                .to_string()
+        })
+        .collect();
+    let offset = page["offset"].as_u64().unwrap_or(0);
+    out.push(format!(
+        "records {}-{} of {}",
+        if records.is_empty() { offset } else { offset + 1 },
+        offset + records.len() as u64,
+        page["total"]
+    ));
+    out.join("\n")
 }
 
 fn encode_path(segment: &str) -> String {

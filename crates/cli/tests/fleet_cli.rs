@@ -150,3 +150,40 @@ fn upload_assign_and_rollout_commands() {
         .unwrap();
     assert!(!output.status.success() && String::from_utf8_lossy(&output.stderr).contains("401"));
 }
+
+#[test]
+fn audit_lists_changes_and_refusals_newest_first() {
+    let server = server();
+    keel_json(&server, &["device", "add", "dev1"]);
+    keel_json(&server, &["device", "add", "dev2"]);
+    let refused = Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(["device", "list"])
+        .env("KEEL_SERVER", &server.base)
+        .env("KEEL_TOKEN", "wrong-token")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+
+    let page = keel_json(&server, &["audit", "--actor", "admin", "--limit", "1"]);
+    assert_eq!(page["size"], 1);
+    assert!(page["total"].as_i64().unwrap() >= 2, "{page}");
+    assert_eq!(page["content"][0]["object"], "/rest/v1/targets");
+    // Refusals are written without waiting: poll for the record.
+    let mut table = String::new();
+    for _ in 0..50 {
+        let (ok, stdout, stderr) = keel(&server, &["audit", "--failed"]);
+        assert!(ok, "{stderr}");
+        table = stdout;
+        if table.contains("token rejected") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("TIME (UTC)"), "{table}");
+    assert!(
+        lines.iter().any(|l| l.contains("401") && l.contains("token rejected: GET /rest/v1/targets") && l.contains("127.0.0.1")),
+        "{table}"
+    );
+    assert!(lines.last().unwrap().starts_with("records 1-"), "{table}");
+}

@@ -61,12 +61,40 @@ fn authorization(headers: &HeaderMap) -> Option<(&str, &str)> {
     Some((scheme, token.trim()))
 }
 
+/// Who is calling the management API.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The token's name (`dashboard-session:<user>` for dashboard logins).
+    pub name: String,
+    pub role: Role,
+    /// The one tenant the token may act on; `None` for a cross-tenant token, which only the
+    /// command line creates.
+    pub tenant_id: Option<i64>,
+}
+
+impl Caller {
+    pub fn is_cross_tenant(&self) -> bool {
+        self.tenant_id.is_none()
+    }
+
+    /// How status reasons and histories name the caller: `token "ci"` or `user "alice"`.
+    pub fn display_name(&self) -> String {
+        match self
+            .name
+            .strip_prefix(crate::store::DASHBOARD_SESSION_TOKEN_PREFIX)
+        {
+            Some(user) => format!("user {user:?}"),
+            None => format!("token {:?}", self.name),
+        }
+    }
+}
+
 /// Authenticates a management API caller and checks it has at least `needed`.
 pub async fn management_role(
     store: &Store,
     headers: &HeaderMap,
     needed: Role,
-) -> Result<Role, ApiError> {
+) -> Result<Caller, ApiError> {
     let Some((scheme, token)) = authorization(headers) else {
         return Err(ApiError::Unauthorized(
             "missing Authorization: Bearer <token>".into(),
@@ -77,11 +105,18 @@ pub async fn management_role(
             "expected Authorization: Bearer <token>".into(),
         ));
     }
-    let role = store
-        .api_token_role(&hash_token(token))
+    let identity = store
+        .api_token_identity(&hash_token(token))
         .await?
-        .and_then(|role| Role::parse(&role))
         .ok_or_else(|| ApiError::Unauthorized("unknown API token".into()))?;
+    let role = Role::parse(&identity.role)
+        .ok_or_else(|| ApiError::Unauthorized("unknown API token".into()))?;
+    let caller = Caller {
+        name: identity.name,
+        role,
+        tenant_id: identity.tenant_id,
+    };
+    crate::audit::note_caller(&caller);
     if role < needed {
         return Err(ApiError::Forbidden(format!(
             "role {} required, token has {}",
@@ -89,7 +124,7 @@ pub async fn management_role(
             role.as_str()
         )));
     }
-    Ok(role)
+    Ok(caller)
 }
 
 /// The device a DDI request acts as.
@@ -118,7 +153,13 @@ pub async fn device(
     let tenant = store
         .tenant_by_name(tenant_name)
         .await?
-        .ok_or_else(denied)?;
+        .ok_or_else(|| {
+            // hawkBit tenant names are often written differently; say so in the log (not to the
+            // client, which learns nothing about which part was wrong).
+            tracing::info!("DDI request for unknown tenant {tenant_name:?} refused");
+            denied()
+        })?;
+    crate::audit::note_tenant(tenant.id);
     let presented = hash_token(token);
     if scheme.eq_ignore_ascii_case("TargetToken") {
         let target = store

@@ -10,7 +10,9 @@
 //!   PostgreSQL (`--database-url postgres://...`) with the same schema and behaviour, and artifacts
 //!   on S3-compatible object storage (`--object-store-url s3://bucket/prefix`) (docs/scale-out.md).
 
+pub mod admin;
 pub mod artifacts;
+pub mod audit;
 pub mod auth;
 pub mod dashboard;
 pub mod ddi;
@@ -112,6 +114,9 @@ pub struct Config {
     /// ones are streamed over. Lowered only by tests.
     #[arg(long, env = "KEEL_S3_MAX_COPY_BYTES", default_value_t = storage_s3::MAX_COPY_BYTES, hide = true)]
     pub s3_max_copy_bytes: u64,
+    /// An administration command instead of serving (creates cross-tenant credentials).
+    #[command(subcommand)]
+    pub command: Option<admin::Command>,
 }
 
 impl Config {
@@ -139,6 +144,7 @@ impl Config {
             s3_presign_expiry_secs: 3600,
             s3_public_endpoint: None,
             s3_max_copy_bytes: storage_s3::MAX_COPY_BYTES,
+            command: None,
         }
     }
 }
@@ -178,6 +184,8 @@ pub struct AppState {
     /// Last poll time and address per target, flushed to the database in batches (hawkBit does the
     /// same): losing a few seconds of "last seen" on a crash is harmless, an fsync per poll is not.
     pub polls: Mutex<HashMap<i64, (i64, String)>>,
+    /// The audit log's writer (audit.rs).
+    pub audit: audit::AuditLog,
 }
 
 impl AppState {
@@ -200,7 +208,8 @@ impl AppState {
 pub struct Server {
     listener: TcpListener,
     state: Arc<AppState>,
-    /// The admin token, if it was created by this start (first start of a data directory).
+    /// The cross-tenant admin token, if this start created it (first start of a data
+    /// directory); it is written to `DATA_DIR/admin.token` and never printed.
     pub created_admin_token: Option<String>,
 }
 
@@ -220,7 +229,7 @@ impl Server {
         if store.api_token_count().await? == 0 {
             let token = auth::generate_token();
             store
-                .create_api_token("admin", &auth::hash_token(&token), "admin")
+                .create_api_token("admin", &auth::hash_token(&token), "admin", None)
                 .await?;
             write_secret(&config.data_dir.join("admin.token"), &token)?;
             created_admin_token = Some(token);
@@ -236,7 +245,9 @@ impl Server {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("listening on {}", config.listen))?;
+        let audit = audit::AuditLog::start(store.clone());
         let state = Arc::new(AppState {
+            audit,
             store,
             files,
             config,
@@ -282,7 +293,7 @@ impl Server {
     }
 }
 
-fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
+pub(crate) fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
@@ -299,8 +310,11 @@ fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .merge(ddi::routes())
-        .merge(mgmt::routes())
+        .merge(ddi::routes().route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::device,
+        )))
+        .merge(mgmt::api(&state))
         .merge(tuf::routes())
         .merge(dashboard::router())
         .with_state(state)

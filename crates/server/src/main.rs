@@ -19,12 +19,15 @@ async fn main() {
 }
 
 async fn run(config: keel_server::Config) -> anyhow::Result<()> {
+    if let Some(command) = &config.command {
+        return keel_server::admin::run(&config, command).await;
+    }
     let data_dir = config.data_dir.clone();
     let server = keel_server::Server::bind(config).await?;
-    if let Some(token) = &server.created_admin_token {
-        println!("admin token: {token}");
+    if server.created_admin_token.is_some() {
+        // The token itself would end up in logs and journals: only say where it is.
         println!(
-            "(also written to {})",
+            "created the cross-tenant admin token: {} (mode 0600)",
             data_dir.join("admin.token").display()
         );
     }

@@ -3,7 +3,7 @@
 //! Auth: `Authorization: Bearer <token>`; roles viewer (read) < operator (change fleet state) <
 //! admin (tokens, tenants). The tenant is chosen with the `X-Keel-Tenant` header (default `default`).
 
-use crate::auth::{self, Role};
+use crate::auth::{self, Caller, Role};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::store::{Action, MaintenanceWindow, NewAction, Store, Target, Tenant};
@@ -40,6 +40,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         )
         .route("/rest/v1/tokens", post(create_token).get(list_tokens))
         .route("/rest/v1/tokens/{id}", delete(delete_token))
+        .route("/rest/v1/audit", get(audit_log))
         .route(
             "/rest/v1/softwaremodules",
             post(create_module).get(list_modules),
@@ -87,24 +88,99 @@ pub fn routes() -> Router<Arc<AppState>> {
         .merge(upload)
 }
 
+/// The management API with its audit layer: what the server serves and what the dashboard calls
+/// in-process.
+pub fn api(state: &Arc<AppState>) -> Router<Arc<AppState>> {
+    routes().route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        crate::audit::management,
+    ))
+}
+
 async fn openapi() -> Response {
     Json(crate::openapi::document()).into_response()
 }
 
 /// Authenticates the caller for `role` and resolves the tenant it acts on.
 async fn tenant_for(state: &AppState, headers: &HeaderMap, role: Role) -> ApiResult<Tenant> {
-    auth::management_role(&state.store, headers, role).await?;
-    let name = match headers.get(TENANT_HEADER) {
-        Some(value) => value
-            .to_str()
-            .map_err(|_| ApiError::bad_request("X-Keel-Tenant is not text"))?,
-        None => "default",
+    Ok(acting(state, headers, role).await?.1)
+}
+
+/// Authenticates the caller for `role` and resolves the tenant it acts on: a tenant-bound token
+/// acts on its own tenant (an `X-Keel-Tenant` naming another one is refused with 403, whether
+/// that tenant exists or not); a cross-tenant token acts on the tenant `X-Keel-Tenant` names,
+/// `default` without the header.
+async fn acting(state: &AppState, headers: &HeaderMap, role: Role) -> ApiResult<(Caller, Tenant)> {
+    let caller = auth::management_role(&state.store, headers, role).await?;
+    let named = match headers.get(TENANT_HEADER) {
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| ApiError::bad_request("X-Keel-Tenant is not text"))?,
+        ),
+        None => None,
     };
-    state
+    let tenant = match caller.tenant_id {
+        Some(own) => {
+            let tenant = state
+                .store
+                .tenant_by_id(own)
+                .await?
+                .ok_or_else(|| ApiError::Forbidden("the token's tenant no longer exists".into()))?;
+            if let Some(name) = named {
+                if !name.eq_ignore_ascii_case(&tenant.name) {
+                    return Err(foreign_tenant(&tenant, name));
+                }
+            }
+            tenant
+        }
+        None => {
+            let name = named.unwrap_or("default");
+            state
+                .store
+                .tenant_by_name(name)
+                .await?
+                .ok_or_else(|| ApiError::not_found(format!("tenant {name:?}")))?
+        }
+    };
+    crate::audit::note_tenant(tenant.id);
+    Ok((caller, tenant))
+}
+
+fn foreign_tenant(own: &Tenant, named: &str) -> ApiError {
+    ApiError::Forbidden(format!(
+        "this token belongs to tenant {:?} and may not act on tenant {named:?}",
+        own.name
+    ))
+}
+
+/// The tenant called `name` if the caller may administer it (its own, or any for a cross-tenant
+/// token); another tenant is refused with 403 whether it exists or not.
+async fn administered_tenant(
+    state: &AppState,
+    headers: &HeaderMap,
+    name: &str,
+) -> ApiResult<Tenant> {
+    let caller = auth::management_role(&state.store, headers, Role::Admin).await?;
+    if let Some(own) = caller.tenant_id {
+        let tenant = state
+            .store
+            .tenant_by_id(own)
+            .await?
+            .ok_or_else(|| ApiError::Forbidden("the token's tenant no longer exists".into()))?;
+        if !name.eq_ignore_ascii_case(&tenant.name) {
+            return Err(foreign_tenant(&tenant, name));
+        }
+        crate::audit::note_tenant(tenant.id);
+        return Ok(tenant);
+    }
+    let tenant = state
         .store
         .tenant_by_name(name)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("tenant {name:?}")))
+        .ok_or_else(|| ApiError::not_found("tenant"))?;
+    crate::audit::note_tenant(tenant.id);
+    Ok(tenant)
 }
 
 fn check_name(what: &str, value: &str) -> ApiResult<()> {
@@ -132,8 +208,17 @@ fn conflict_on_unique(err: sqlx::Error, what: &str) -> ApiError {
 // ---------- identity, tenants, tokens ----------
 
 async fn whoami(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
-    let role = auth::management_role(&state.store, &headers, Role::Viewer).await?;
-    Ok(Json(json!({ "role": role.as_str() })))
+    let caller = auth::management_role(&state.store, &headers, Role::Viewer).await?;
+    let tenant = match caller.tenant_id {
+        Some(id) => state.store.tenant_by_id(id).await?.map(|t| t.name),
+        None => None,
+    };
+    Ok(Json(json!({
+        "name": caller.name,
+        "role": caller.role.as_str(),
+        "tenant": tenant,
+        "crossTenant": caller.is_cross_tenant(),
+    })))
 }
 
 #[derive(Deserialize)]
@@ -146,12 +231,24 @@ async fn create_tenant(
     headers: HeaderMap,
     ApiJson(body): ApiJson<TenantBody>,
 ) -> ApiResult<Response> {
-    auth::management_role(&state.store, &headers, Role::Admin).await?;
+    let caller = auth::management_role(&state.store, &headers, Role::Admin).await?;
+    if !caller.is_cross_tenant() {
+        return Err(ApiError::Forbidden(
+            "creating tenants needs a cross-tenant admin token \
+             (keel-server create-token --cross-tenant); this token belongs to one tenant"
+                .into(),
+        ));
+    }
     check_name("name", &body.name)?;
     // "rest" would shadow the management API's path prefix.
     if body.name == "rest" || body.name.contains('/') {
         return Err(ApiError::bad_request(
             "tenant name may not be \"rest\" or contain '/'",
+        ));
+    }
+    if state.store.tenant_by_name(&body.name).await?.is_some() {
+        return Err(ApiError::Conflict(
+            "tenant already exists (tenant names are compared without regard to case)".into(),
         ));
     }
     let tenant = state
@@ -166,12 +263,13 @@ async fn list_tenants(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    auth::management_role(&state.store, &headers, Role::Admin).await?;
+    let caller = auth::management_role(&state.store, &headers, Role::Admin).await?;
     let tenants: Vec<Value> = state
         .store
         .tenants()
         .await?
         .into_iter()
+        .filter(|t| caller.tenant_id.is_none_or(|own| own == t.id))
         .map(|t| json!({ "id": t.id, "name": t.name, "gatewayToken": t.gateway_token_hash.is_some() }))
         .collect();
     Ok(Json(Value::Array(tenants)))
@@ -188,12 +286,7 @@ async fn set_gateway_token(
     ApiPath(name): ApiPath<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
-    auth::management_role(&state.store, &headers, Role::Admin).await?;
-    let tenant = state
-        .store
-        .tenant_by_name(&name)
-        .await?
-        .ok_or_else(|| ApiError::not_found("tenant"))?;
+    let tenant = administered_tenant(&state, &headers, &name).await?;
     let token = chosen_token(optional_json::<TokenValue>(&body)?.token)?;
     state
         .store
@@ -209,12 +302,7 @@ async fn delete_gateway_token(
     headers: HeaderMap,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
-    auth::management_role(&state.store, &headers, Role::Admin).await?;
-    let tenant = state
-        .store
-        .tenant_by_name(&name)
-        .await?
-        .ok_or_else(|| ApiError::not_found("tenant"))?;
+    let tenant = administered_tenant(&state, &headers, &name).await?;
     state.store.set_gateway_token(tenant.id, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -255,17 +343,22 @@ async fn create_token(
     headers: HeaderMap,
     ApiJson(body): ApiJson<NewToken>,
 ) -> ApiResult<Response> {
-    auth::management_role(&state.store, &headers, Role::Admin).await?;
+    let tenant = tenant_for(&state, &headers, Role::Admin).await?;
     check_name("name", &body.name)?;
     let role = Role::parse(&body.role)
         .ok_or_else(|| ApiError::bad_request("role: viewer, operator or admin"))?;
     let token = auth::generate_token();
     let id = state
         .store
-        .create_api_token(&body.name, &auth::hash_token(&token), role.as_str())
+        .create_api_token(
+            &body.name,
+            &auth::hash_token(&token),
+            role.as_str(),
+            Some(tenant.id),
+        )
         .await?;
     Ok(created(
-        json!({ "id": id, "name": body.name, "role": role.as_str(), "token": token }),
+        json!({ "id": id, "name": body.name, "role": role.as_str(), "tenant": tenant.name, "token": token }),
     ))
 }
 
@@ -273,13 +366,13 @@ async fn list_tokens(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    auth::management_role(&state.store, &headers, Role::Admin).await?;
+    let tenant = tenant_for(&state, &headers, Role::Admin).await?;
     let tokens: Vec<Value> = state
         .store
-        .api_tokens()
+        .api_tokens(tenant.id)
         .await?
         .into_iter()
-        .map(|(id, name, role, created)| json!({ "id": id, "name": name, "role": role, "createdAt": created }))
+        .map(|t| json!({ "id": t.id, "name": t.name, "role": t.role, "createdAt": t.created_at }))
         .collect();
     Ok(Json(Value::Array(tokens)))
 }
@@ -289,12 +382,68 @@ async fn delete_token(
     headers: HeaderMap,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<StatusCode> {
-    auth::management_role(&state.store, &headers, Role::Admin).await?;
-    if state.store.delete_api_token(id).await? {
+    let tenant = tenant_for(&state, &headers, Role::Admin).await?;
+    if state.store.delete_api_token(tenant.id, id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("token"))
     }
+}
+
+// ---------- audit log ----------
+
+/// Most audit records one page returns.
+const AUDIT_PAGE_MAX: i64 = 500;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    #[serde(default)]
+    offset: i64,
+    limit: Option<i64>,
+    actor: Option<String>,
+    action: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    since: Option<i64>,
+    until: Option<i64>,
+    #[serde(default)]
+    failed: bool,
+    #[serde(default)]
+    all: bool,
+}
+
+async fn audit_log(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<AuditQuery>,
+) -> ApiResult<Json<Value>> {
+    let (caller, tenant) = acting(&state, &headers, Role::Admin).await?;
+    if query.all && !caller.is_cross_tenant() {
+        return Err(ApiError::Forbidden(
+            "all=true (every tenant's records) needs a cross-tenant token".into(),
+        ));
+    }
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=AUDIT_PAGE_MAX).contains(&limit) || query.offset < 0 {
+        return Err(ApiError::bad_request(format!(
+            "limit: 1..{AUDIT_PAGE_MAX}; offset: 0 or more"
+        )));
+    }
+    let filter = crate::store::AuditFilter {
+        tenant_id: (!query.all).then_some(tenant.id),
+        actor: query.actor,
+        action: query.action,
+        since: query.since,
+        until: query.until,
+        failed_only: query.failed,
+    };
+    let (records, total) = state.store.audit(&filter, query.offset, limit).await?;
+    Ok(Json(json!({
+        "content": records,
+        "total": total,
+        "size": records.len(),
+        "offset": query.offset,
+    })))
 }
 
 // ---------- software modules and artifacts ----------
@@ -914,10 +1063,14 @@ async fn cancel_action(
     ApiPath((controller_id, action_id)): ApiPath<(String, i64)>,
     ApiQuery(query): ApiQuery<CancelQuery>,
 ) -> ApiResult<Json<Value>> {
-    let tenant = tenant_for(&state, &headers, Role::Operator).await?;
+    let (caller, tenant) = acting(&state, &headers, Role::Operator).await?;
     let target = find_target(&state, &tenant, &controller_id).await?;
     let action = target_action(&state, &target, action_id).await?;
-    if !state.store.cancel_action(action.id, query.force).await? {
+    if !state
+        .store
+        .cancel_action(action.id, query.force, &caller.display_name())
+        .await?
+    {
         return Err(ApiError::Conflict(format!(
             "action {action_id} is already closed"
         )));
@@ -1099,7 +1252,8 @@ async fn rollout_operation(
     headers: HeaderMap,
     ApiPath((id, operation)): ApiPath<(i64, String)>,
 ) -> ApiResult<Json<Value>> {
-    let tenant = tenant_for(&state, &headers, Role::Operator).await?;
+    let (caller, tenant) = acting(&state, &headers, Role::Operator).await?;
+    let by = caller.display_name();
     let rollout = state
         .store
         .rollout(tenant.id, id)
@@ -1120,7 +1274,7 @@ async fn rollout_operation(
         "pause" => {
             state
                 .store
-                .set_rollout_status(id, &["running"], "paused", Some("paused by operator"))
+                .set_rollout_status(id, &["running"], "paused", Some(&format!("paused by {by}")))
                 .await?
         }
         "resume" => {
@@ -1129,7 +1283,7 @@ async fn rollout_operation(
                 .set_rollout_status(id, &["paused", "halted"], "running", None)
                 .await?
         }
-        "cancel" => state.store.cancel_rollout(id).await?,
+        "cancel" => state.store.cancel_rollout(id, &by).await?,
         _ => {
             return Err(ApiError::not_found(format!(
                 "rollout operation {operation:?}"

@@ -103,6 +103,14 @@ const OPERATIONS: &[Op] = &[
         None,
     ),
     op(
+        "get",
+        "/rest/v1/audit",
+        A,
+        "The audit log of the tenant acted on, newest first (offset, limit; filters actor, action prefix, since, until, failed; all=true for every tenant, cross-tenant tokens only)",
+        None,
+        None,
+    ),
+    op(
         "post",
         "/rest/v1/softwaremodules",
         O,

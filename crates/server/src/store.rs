@@ -68,6 +68,24 @@ pub struct Tenant {
     pub gateway_token_hash: Option<String>,
 }
 
+/// Who a management API token is: its name, role and the tenant it is bound to (`None`: a
+/// cross-tenant token).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TokenIdentity {
+    pub name: String,
+    pub role: String,
+    pub tenant_id: Option<i64>,
+}
+
+/// A management API token as listed (never its secret).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ApiTokenRow {
+    pub id: i64,
+    pub name: String,
+    pub role: String,
+    pub created_at: i64,
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Target {
     pub id: i64,
@@ -370,9 +388,20 @@ impl Store {
 
     // ---------- tenants and API tokens ----------
 
+    /// The tenant named `name`, compared without regard to ASCII case: hawkBit deployments and
+    /// SWUpdate configurations often write `DEFAULT` for keel's `default`.
     pub async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>, sqlx::Error> {
-        sqlx::query_as("SELECT id, name, gateway_token_hash FROM tenants WHERE name = $1")
-            .bind(name)
+        sqlx::query_as(
+            "SELECT id, name, gateway_token_hash FROM tenants WHERE lower(name) = lower($1)",
+        )
+        .bind(name)
+        .fetch_optional(&self.read)
+        .await
+    }
+
+    pub async fn tenant_by_id(&self, id: i64) -> Result<Option<Tenant>, sqlx::Error> {
+        sqlx::query_as("SELECT id, name, gateway_token_hash FROM tenants WHERE id = $1")
+            .bind(id)
             .fetch_optional(&self.read)
             .await
     }
@@ -410,37 +439,52 @@ impl Store {
             .await
     }
 
+    /// Stores a token's hash. `tenant_id = None` makes a cross-tenant token: only the command
+    /// line and the first start create those (docs/security.md).
     pub async fn create_api_token(
         &self,
         name: &str,
         token_hash: &str,
         role: &str,
+        tenant_id: Option<i64>,
     ) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar("INSERT INTO api_tokens (name, token_hash, role, created_at) VALUES ($1, $2, $3, $4) RETURNING id")
+        sqlx::query_scalar("INSERT INTO api_tokens (name, token_hash, role, tenant_id, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING id")
             .bind(name)
             .bind(token_hash)
             .bind(role)
+            .bind(tenant_id)
             .bind(now_ms())
             .fetch_one(&self.write)
             .await
     }
 
-    pub async fn api_token_role(&self, token_hash: &str) -> Result<Option<String>, sqlx::Error> {
-        sqlx::query_scalar("SELECT role FROM api_tokens WHERE token_hash = $1")
+    /// Who an API token is, by its hash.
+    pub async fn api_token_identity(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<TokenIdentity>, sqlx::Error> {
+        sqlx::query_as("SELECT name, role, tenant_id FROM api_tokens WHERE token_hash = $1")
             .bind(token_hash)
             .fetch_optional(&self.read)
             .await
     }
 
-    pub async fn api_tokens(&self) -> Result<Vec<(i64, String, String, i64)>, sqlx::Error> {
-        sqlx::query_as("SELECT id, name, role, created_at FROM api_tokens ORDER BY id")
-            .fetch_all(&self.read)
-            .await
+    /// The tokens bound to `tenant_id` (cross-tenant tokens are listed by the command line only).
+    pub async fn api_tokens(&self, tenant_id: i64) -> Result<Vec<ApiTokenRow>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT id, name, role, created_at FROM api_tokens WHERE tenant_id = $1 ORDER BY id",
+        )
+        .bind(tenant_id)
+        .fetch_all(&self.read)
+        .await
     }
 
-    pub async fn delete_api_token(&self, id: i64) -> Result<bool, sqlx::Error> {
-        let done = sqlx::query("DELETE FROM api_tokens WHERE id = $1")
+    /// Deletes a token of `tenant_id`; a token of another tenant (or a cross-tenant one) is left
+    /// alone and reported as not found.
+    pub async fn delete_api_token(&self, tenant_id: i64, id: i64) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND tenant_id = $2")
             .bind(id)
+            .bind(tenant_id)
             .execute(&self.write)
             .await?;
         Ok(done.rows_affected() > 0)
@@ -1398,14 +1442,16 @@ impl Store {
     }
 
     /// Cancels a rollout: groups not started never start, open actions are told to cancel.
-    pub async fn cancel_rollout(&self, rollout_id: i64) -> Result<bool, sqlx::Error> {
+    /// `by` names who canceled it (the token or dashboard user), for the rollout's status reason.
+    pub async fn cancel_rollout(&self, rollout_id: i64, by: &str) -> Result<bool, sqlx::Error> {
         let mut tx = self.begin().await?;
+        let reason = format!("canceled by {by}");
         let changed = Self::set_rollout_status_in(
             &mut tx,
             rollout_id,
             &["ready", "running", "paused", "halted"],
             "canceled",
-            Some("canceled by operator"),
+            Some(&reason),
         )
         .await?;
         if changed {
@@ -1444,7 +1490,13 @@ impl Store {
     }
 
     /// Cancels one action: `canceling` (device must confirm) or, with `force`, closed immediately.
-    pub async fn cancel_action(&self, action_id: i64, force: bool) -> Result<bool, sqlx::Error> {
+    /// `by` names who canceled it, in the action's status history.
+    pub async fn cancel_action(
+        &self,
+        action_id: i64,
+        force: bool,
+        by: &str,
+    ) -> Result<bool, sqlx::Error> {
         let mut tx = self.begin().await?;
         let lock = for_update(&tx);
         let active: Option<i64> =
@@ -1472,7 +1524,7 @@ impl Store {
             action_id,
             &NewStatus {
                 status: status.into(),
-                messages: vec![format!("keel-server: {status} by operator")],
+                messages: vec![format!("keel-server: {status} by {by}")],
                 ..Default::default()
             },
         )
@@ -1733,17 +1785,6 @@ impl Store {
         .fetch_all(&self.read)
         .await
     }
-
-    /// The role of an API token, by its hash, and the token's name.
-    pub async fn api_token_identity(
-        &self,
-        token_hash: &str,
-    ) -> Result<Option<(String, String)>, sqlx::Error> {
-        sqlx::query_as("SELECT name, role FROM api_tokens WHERE token_hash = $1")
-            .bind(token_hash)
-            .fetch_optional(&self.read)
-            .await
-    }
 }
 
 /// What the dashboard's fleet overview shows.
@@ -1838,79 +1879,130 @@ impl DashboardSession {
     }
 }
 
+/// A dashboard account (`tenant_id = None`: cross-tenant).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DashboardUser {
+    pub id: i64,
+    pub tenant_id: Option<i64>,
+    pub name: String,
+    pub password_hash: String,
+    pub role: String,
+    pub created_at: i64,
+}
+
 /// Name prefix of the API tokens minted for password logins to the dashboard.
 pub const DASHBOARD_SESSION_TOKEN_PREFIX: &str = "dashboard-session:";
 
 impl Store {
+    /// Creates a dashboard account in `tenant_id` (`None`: cross-tenant, command line only).
     pub async fn create_dashboard_user(
         &self,
+        tenant_id: Option<i64>,
         name: &str,
         password_hash: &str,
         role: &str,
     ) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar(
-            "INSERT INTO dashboard_users (name, password_hash, role, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+        let mut tx = self.begin().await?;
+        // UNIQUE (tenant_id, name) does not hold for NULL tenant ids: check cross-tenant names here.
+        if tenant_id.is_none() {
+            let taken: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM dashboard_users WHERE tenant_id IS NULL AND name = $1",
+            )
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if taken.is_some() {
+                return Err(sqlx::Error::Protocol(format!(
+                    "a cross-tenant dashboard user {name:?} already exists"
+                )));
+            }
+        }
+        let id = sqlx::query_scalar(
+            "INSERT INTO dashboard_users (tenant_id, name, password_hash, role, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING id",
         )
+        .bind(tenant_id)
         .bind(name)
         .bind(password_hash)
         .bind(role)
         .bind(now_ms())
-        .fetch_one(&self.write)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// The account `name` may log in to tenant `tenant_id` with: the tenant's own account of that
+    /// name, else a cross-tenant one.
+    pub async fn dashboard_user(
+        &self,
+        tenant_id: i64,
+        name: &str,
+    ) -> Result<Option<DashboardUser>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT id, tenant_id, name, password_hash, role, created_at FROM dashboard_users \
+             WHERE name = $1 AND (tenant_id = $2 OR tenant_id IS NULL) \
+             ORDER BY tenant_id IS NULL LIMIT 1",
+        )
+        .bind(name)
+        .bind(tenant_id)
+        .fetch_optional(&self.read)
         .await
     }
 
-    /// `(password hash, role)` of a dashboard user.
-    pub async fn dashboard_user(
+    /// The dashboard accounts of `tenant_id` (cross-tenant ones are managed from the command line).
+    pub async fn dashboard_users(&self, tenant_id: i64) -> Result<Vec<DashboardUser>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT id, tenant_id, name, password_hash, role, created_at FROM dashboard_users \
+             WHERE tenant_id = $1 ORDER BY name",
+        )
+        .bind(tenant_id)
+        .fetch_all(&self.read)
+        .await
+    }
+
+    /// Deletes an account of `tenant_id` and the session tokens of its logins there (which ends
+    /// those sessions). Accounts of other tenants are not found.
+    pub async fn delete_dashboard_user(
         &self,
-        name: &str,
-    ) -> Result<Option<(String, String)>, sqlx::Error> {
-        sqlx::query_as("SELECT password_hash, role FROM dashboard_users WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.read)
-            .await
-    }
-
-    /// `(id, name, role, created_at)` of every dashboard user.
-    pub async fn dashboard_users(&self) -> Result<Vec<(i64, String, String, i64)>, sqlx::Error> {
-        sqlx::query_as("SELECT id, name, role, created_at FROM dashboard_users ORDER BY name")
-            .fetch_all(&self.read)
-            .await
-    }
-
-    /// Deletes a user and the session tokens of its logins (which ends those sessions).
-    pub async fn delete_dashboard_user(&self, id: i64) -> Result<bool, sqlx::Error> {
+        tenant_id: i64,
+        id: i64,
+    ) -> Result<Option<String>, sqlx::Error> {
         let mut tx = self.begin().await?;
-        let name: Option<String> =
-            sqlx::query_scalar("DELETE FROM dashboard_users WHERE id = $1 RETURNING name")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let name: Option<String> = sqlx::query_scalar(
+            "DELETE FROM dashboard_users WHERE id = $1 AND tenant_id = $2 RETURNING name",
+        )
+        .bind(id)
+        .bind(tenant_id)
+        .fetch_optional(&mut *tx)
+        .await?;
         if let Some(name) = &name {
-            sqlx::query("DELETE FROM api_tokens WHERE name = $1")
+            sqlx::query("DELETE FROM api_tokens WHERE name = $1 AND tenant_id = $2")
                 .bind(format!("{DASHBOARD_SESSION_TOKEN_PREFIX}{name}"))
+                .bind(tenant_id)
                 .execute(&mut *tx)
                 .await?;
         }
         tx.commit().await?;
-        Ok(name.is_some())
+        Ok(name)
     }
 
-    /// Stores a dashboard session (migrations/0200_replicas.sql). With `mint = Some((name, role))`
+    /// Stores a dashboard session (migrations/0200_replicas.sql). With `mint = Some((name, role, tenant id))`
     /// the session's API token is created in the same transaction, so a concurrent
     /// [`Store::prune_dashboard_sessions`] on another replica never sees the token without its session.
     pub async fn create_dashboard_session(
         &self,
         session: &DashboardSession,
-        mint: Option<(&str, &str)>,
+        mint: Option<(&str, &str, i64)>,
     ) -> Result<(), sqlx::Error> {
         let mut tx = self.begin().await?;
-        if let Some((name, role)) = mint {
+        if let Some((name, role, tenant_id)) = mint {
             sqlx::query(
-                "INSERT INTO api_tokens (name, token_hash, role, created_at) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO api_tokens (name, token_hash, role, tenant_id, created_at) VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(name)
             .bind(&session.token_hash)
             .bind(role)
+            .bind(tenant_id)
             .bind(now_ms())
             .execute(&mut *tx)
             .await?;
@@ -2201,5 +2293,142 @@ impl Store {
         }
         tx.commit().await?;
         Ok(true)
+    }
+}
+
+// ---------- audit log (migrations/0800_audit_log.sql, audit.rs) ----------
+
+/// One audit record.
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct AuditRecord {
+    pub id: i64,
+    /// Milliseconds since the Unix epoch.
+    pub at: i64,
+    #[serde(rename = "tenantId")]
+    pub tenant_id: Option<i64>,
+    pub actor: String,
+    pub action: String,
+    pub object: String,
+    /// The HTTP status the request was answered with.
+    pub status: i64,
+    pub address: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// What `GET /rest/v1/audit` filters on; `None` fields match everything.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// `Some(id)`: that tenant's records; `None`: every record (cross-tenant callers only).
+    pub tenant_id: Option<i64>,
+    pub actor: Option<String>,
+    /// A prefix of the action, e.g. `login` or `POST /rest/v1/targets`.
+    pub action: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    /// Only records with an HTTP status of 400 or above (refusals and failures).
+    pub failed_only: bool,
+}
+
+impl AuditFilter {
+    /// The WHERE clause and its text bindings, numbered from `$1`.
+    fn clause(&self) -> (String, Vec<AuditBind>) {
+        let mut conditions = Vec::new();
+        let mut binds = Vec::new();
+        let mut push = |sql: &str, bind: AuditBind| {
+            binds.push(bind);
+            conditions.push(sql.replace('?', &format!("${}", binds.len())));
+        };
+        if let Some(id) = self.tenant_id {
+            push("tenant_id = ?", AuditBind::Int(id));
+        }
+        if let Some(actor) = &self.actor {
+            push("actor = ?", AuditBind::Text(actor.clone()));
+        }
+        if let Some(action) = &self.action {
+            // A prefix match without LIKE's wildcards: substr is portable and escapes nothing.
+            push(
+                "substr(action, 1, length(?)) = ?",
+                AuditBind::Text(action.clone()),
+            );
+        }
+        if let Some(since) = self.since {
+            push("at >= ?", AuditBind::Int(since));
+        }
+        if let Some(until) = self.until {
+            push("at < ?", AuditBind::Int(until));
+        }
+        if self.failed_only {
+            conditions.push("status >= 400".into());
+        }
+        let clause = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conditions.join(" AND "))
+        };
+        (clause, binds)
+    }
+}
+
+enum AuditBind {
+    Int(i64),
+    Text(String),
+}
+
+impl Store {
+    /// Appends audit records in one transaction.
+    pub async fn append_audit(&self, records: &[AuditRecord]) -> Result<(), sqlx::Error> {
+        let mut tx = self.begin().await?;
+        for r in records {
+            sqlx::query(
+                "INSERT INTO audit_log (at, tenant_id, actor, action, object, status, address, detail) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(r.at)
+            .bind(r.tenant_id)
+            .bind(&r.actor)
+            .bind(&r.action)
+            .bind(&r.object)
+            .bind(r.status)
+            .bind(&r.address)
+            .bind(&r.detail)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    /// Audit records matching `filter`, newest first, and how many match in all.
+    pub async fn audit(
+        &self,
+        filter: &AuditFilter,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<AuditRecord>, i64), sqlx::Error> {
+        let (clause, binds) = filter.clause();
+        let n = binds.len();
+        let select = format!(
+            "SELECT id, at, tenant_id, actor, action, object, status, address, detail FROM audit_log{clause} \
+             ORDER BY id DESC LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        );
+        let count = format!("SELECT COUNT(*) FROM audit_log{clause}");
+        let mut rows = sqlx::query_as::<_, AuditRecord>(&select);
+        let mut total = sqlx::query_scalar::<_, i64>(&count);
+        for bind in &binds {
+            match bind {
+                AuditBind::Int(v) => {
+                    rows = rows.bind(*v);
+                    total = total.bind(*v);
+                }
+                AuditBind::Text(v) => {
+                    rows = rows.bind(v.clone());
+                    total = total.bind(v.clone());
+                }
+            }
+        }
+        let records = rows.bind(limit).bind(offset).fetch_all(&self.read).await?;
+        let total = total.fetch_one(&self.read).await?;
+        Ok((records, total))
     }
 }

@@ -3,138 +3,12 @@
 
 mod common;
 
+use common::browser::Browser;
 use common::{random_bytes, Mgmt, SimDevice, TestServer};
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use reqwest::{Client, StatusCode};
 use serde_json::json;
 use std::collections::BTreeMap;
-
-/// A cookie-keeping HTTP client that does not follow redirects (so they can be checked).
-struct Browser {
-    client: Client,
-    base: String,
-    cookies: BTreeMap<String, String>,
-}
-
-struct Page {
-    status: StatusCode,
-    location: Option<String>,
-    set_cookies: Vec<String>,
-    body: String,
-}
-
-impl Page {
-    /// The value of the first `name="csrf"` hidden field.
-    fn csrf(&self) -> String {
-        let marker = "name=\"csrf\" value=\"";
-        let start = self.body.find(marker).expect("page has a CSRF field") + marker.len();
-        let end = self.body[start..].find('"').unwrap();
-        self.body[start..start + end].to_string()
-    }
-}
-
-impl Browser {
-    fn new(base: &str) -> Browser {
-        Browser {
-            client: Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            base: base.to_string(),
-            cookies: BTreeMap::new(),
-        }
-    }
-
-    fn cookie_header(&self) -> String {
-        self.cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    async fn finish(&mut self, response: reqwest::Response) -> Page {
-        let status = response.status();
-        let location = response
-            .headers()
-            .get(LOCATION)
-            .map(|v| v.to_str().unwrap().to_string());
-        let set_cookies: Vec<String> = response
-            .headers()
-            .get_all(SET_COOKIE)
-            .iter()
-            .map(|v| v.to_str().unwrap().to_string())
-            .collect();
-        for cookie in &set_cookies {
-            let pair = cookie.split(';').next().unwrap();
-            let (name, value) = pair.split_once('=').unwrap();
-            if value.is_empty() || cookie.contains("Max-Age=0") {
-                self.cookies.remove(name);
-            } else {
-                self.cookies.insert(name.to_string(), value.to_string());
-            }
-        }
-        Page {
-            status,
-            location,
-            set_cookies,
-            body: response.text().await.unwrap(),
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        let response = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .header(COOKIE, self.cookie_header())
-            .send()
-            .await
-            .unwrap();
-        self.finish(response).await
-    }
-
-    async fn post_form(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
-        let body: String = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(fields)
-            .finish();
-        let response = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .header(COOKIE, self.cookie_header())
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        self.finish(response).await
-    }
-
-    async fn login_user(&mut self, user: &str, password: &str) -> Page {
-        let form = self.get("/ui/login").await;
-        let nonce = form.csrf();
-        self.post_form(
-            "/ui/login",
-            &[
-                ("csrf", &nonce),
-                ("user", user),
-                ("password", password),
-                ("tenant", "default"),
-            ],
-        )
-        .await
-    }
-
-    async fn login(&mut self, token: &str) -> Page {
-        let form = self.get("/ui/login").await;
-        assert_eq!(form.status, StatusCode::OK);
-        let csrf = form.csrf();
-        self.post_form(
-            "/ui/login",
-            &[("csrf", &csrf), ("token", token), ("tenant", "default")],
-        )
-        .await
-    }
-}
 
 async fn token(mgmt: &Mgmt, role: &str) -> String {
     let value = mgmt
@@ -712,7 +586,9 @@ async fn password_accounts_are_argon2_hashed_and_act_with_their_role() {
         assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
     }
     let store = server.open_store().await;
-    let (hash, role) = store.dashboard_user("alice").await.unwrap().unwrap();
+    let default = store.tenant_by_name("default").await.unwrap().unwrap();
+    let account = store.dashboard_user(default.id, "alice").await.unwrap().unwrap();
+    let (hash, role) = (account.password_hash, account.role);
     assert!(hash.starts_with("$argon2id$"), "{hash}");
     assert!(!hash.contains("correct horse"));
     assert_eq!(role, "operator");

@@ -107,6 +107,12 @@ pub fn page(title: &str, active: &str, viewer: Option<&Viewer>, body: &str) -> S
                 ""
             };
             let _ = write!(out, "<a href=\"/ui/users\"{class}>Users</a>");
+            let class = if active == "audit" {
+                " class=\"active\""
+            } else {
+                ""
+            };
+            let _ = write!(out, "<a href=\"/ui/audit\"{class}>Audit log</a>");
         }
         let _ = write!(
             out,

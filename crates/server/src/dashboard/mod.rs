@@ -12,6 +12,7 @@
 // response on the error path does not matter here.
 #![allow(clippy::result_large_err)]
 
+mod audit_page;
 mod html;
 mod pages;
 
@@ -31,6 +32,7 @@ use subtle::ConstantTimeEq;
 use tower::ServiceExt;
 
 pub use html::esc;
+pub use pages::hash_password;
 
 const SESSION_COOKIE: &str = "keel_session";
 const LOGIN_COOKIE: &str = "keel_login";
@@ -105,7 +107,7 @@ impl Sessions {
         store: &Store,
         token: String,
         mint: Option<(String, String)>,
-        tenant: String,
+        tenant: &Tenant,
     ) -> Result<String, sqlx::Error> {
         let id = auth::generate_token();
         let now = now_ms();
@@ -118,14 +120,14 @@ impl Sessions {
             token_hash: auth::hash_token(&token),
             minted: mint.is_some(),
             csrf: auth::generate_token(),
-            tenant,
+            tenant: tenant.name.clone(),
             last_used_at: now,
         };
         store
             .create_dashboard_session(
                 &session,
                 mint.as_ref()
-                    .map(|(name, role)| (name.as_str(), role.as_str())),
+                    .map(|(name, role)| (name.as_str(), role.as_str(), tenant.id)),
             )
             .await?;
         Ok(id)
@@ -196,6 +198,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/ui/tuf", get(pages::tuf))
         .route("/ui/users", get(pages::users).post(pages::create_user))
         .route("/ui/users/{id}/delete", post(pages::delete_user))
+        .route("/ui/audit", get(audit_page::audit))
         .layer(Extension(Arc::new(Sessions)))
         .layer(axum::middleware::map_response(security_headers))
 }
@@ -270,6 +273,8 @@ pub struct Ctx {
     pub name: String,
     pub role: Role,
     pub tenant: Tenant,
+    /// The client's address, for the audit log.
+    pub address: Option<String>,
 }
 
 impl Ctx {
@@ -334,7 +339,12 @@ impl FromRequestParts<Arc<AppState>> for Ctx {
             .api_token_identity(&auth::hash_token(&token))
             .await
             .map_err(|e| internal(e.to_string()))?;
-        let Some((name, role)) = identity else {
+        let Some(crate::store::TokenIdentity {
+            name,
+            role,
+            tenant_id,
+        }) = identity
+        else {
             // The token was deleted: the session ends with it.
             sessions
                 .remove(&state.store, &session_id)
@@ -349,6 +359,16 @@ impl FromRequestParts<Arc<AppState>> for Ctx {
             .await
             .map_err(|e| internal(e.to_string()))?
             .ok_or_else(to_login)?;
+        // A session acts on one tenant with a token bound to that tenant (or a cross-tenant one);
+        // anything else is a session that must not exist.
+        if tenant_id.is_some_and(|own| own != tenant.id) {
+            tracing::warn!("dashboard session for tenant {tenant_name:?} holds a token of another tenant: ended");
+            sessions
+                .remove(&state.store, &session_id)
+                .await
+                .map_err(|e| internal(e.to_string()))?;
+            return Err(to_login());
+        }
         Ok(Ctx {
             session_id,
             token,
@@ -356,6 +376,7 @@ impl FromRequestParts<Arc<AppState>> for Ctx {
             name,
             role,
             tenant,
+            address: crate::audit::client_address(&parts.extensions),
         })
     }
 }
@@ -412,13 +433,16 @@ pub async fn call_api(
         .uri(path_and_query)
         .header(header::AUTHORIZATION, format!("Bearer {}", ctx.token))
         .header(crate::mgmt::TENANT_HEADER, ctx.tenant.name.as_str());
+    if let Some(address) = &ctx.address {
+        request = request.extension(crate::audit::ClientAddress(address.clone()));
+    }
     if let Some(content_type) = content_type {
         request = request.header(header::CONTENT_TYPE, content_type);
     }
     let request = request
         .body(body)
         .map_err(|e| internal(format!("building API request: {e}")))?;
-    let api = crate::mgmt::routes().with_state(state.clone());
+    let api = crate::mgmt::api(state).with_state(state.clone());
     let response = match api.oneshot(request).await {
         Ok(response) => response,
         Err(never) => match never {},

@@ -5,6 +5,7 @@ use super::{
     api_failure, call_api, cookie, equal_secret, error_page, internal, session_cookie, Ctx,
     FormFields, Sessions, LOGIN_COOKIE, SESSION_COOKIE, SESSION_IDLE,
 };
+use crate::audit::ClientAddr;
 use crate::auth;
 use crate::store::{now_ms, DeviceFilter, GroupCounts};
 use crate::AppState;
@@ -27,11 +28,11 @@ const FAILED_LISTED: i64 = 50;
 
 type AppState_ = State<Arc<AppState>>;
 
-fn render(ctx: &Ctx, title: &str, active: &str, body: &str) -> Response {
+pub(super) fn render(ctx: &Ctx, title: &str, active: &str, body: &str) -> Response {
     Html(html::page(title, active, Some(&ctx.viewer()), body)).into_response()
 }
 
-fn db<T>(result: Result<T, sqlx::Error>) -> Result<T, Response> {
+pub(super) fn db<T>(result: Result<T, sqlx::Error>) -> Result<T, Response> {
     result.map_err(|e| internal(e.to_string()))
 }
 
@@ -106,13 +107,14 @@ fn dummy_hash() -> &'static str {
 /// Checks a user's password off the async threads; `Some(role)` if it matches.
 async fn password_login(
     state: &AppState,
+    tenant_id: i64,
     user: &str,
     password: &str,
 ) -> Result<Option<String>, Response> {
-    let account = db(state.store.dashboard_user(user).await)?;
+    let account = db(state.store.dashboard_user(tenant_id, user).await)?;
     let password = password.to_string();
     let (stored, role) = match account {
-        Some((hash, role)) => (hash, Some(role)),
+        Some(account) => (account.password_hash, Some(account.role)),
         None => (dummy_hash().to_string(), None),
     };
     let matches = tokio::task::spawn_blocking(move || verify_password(&password, &stored))
@@ -124,6 +126,7 @@ async fn password_login(
 pub async fn login(
     State(state): AppState_,
     Extension(sessions): Extension<Arc<Sessions>>,
+    ClientAddr(address): ClientAddr,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -139,7 +142,25 @@ pub async fn login(
     let token = form.text("token");
     let user = form.text("user");
     let password = form.get("password").unwrap_or("").to_string();
-    let tenant = form.text("tenant");
+    let tenant_name = form.text("tenant");
+    // Every failed login is audited with the account it tried (never the secret).
+    let actor = if token.is_empty() {
+        format!("user {user:?}")
+    } else {
+        "(token login)".to_string()
+    };
+    let audit = |tenant_id: Option<i64>, status: StatusCode, detail: &str| {
+        let mut record = crate::audit::entry(
+            tenant_id,
+            actor.clone(),
+            "login",
+            format!("tenant {tenant_name:?}"),
+            status,
+            address.clone(),
+        );
+        record.detail = Some(detail.to_string());
+        record
+    };
     let retry = |message: &str| {
         login_page(
             &auth::generate_token(),
@@ -147,38 +168,63 @@ pub async fn login(
             StatusCode::UNAUTHORIZED,
         )
     };
-    match state.store.tenant_by_name(&tenant).await {
-        Ok(Some(_)) => {}
-        Ok(None) => return retry("No such tenant."),
+    let tenant = match state.store.tenant_by_name(&tenant_name).await {
+        Ok(Some(tenant)) => tenant,
+        Ok(None) => {
+            state
+                .audit
+                .record_later(audit(None, StatusCode::UNAUTHORIZED, "no such tenant"));
+            return retry("No such tenant.");
+        }
         Err(e) => return internal(e.to_string()),
-    }
-    let (token, minted) = if !token.is_empty() {
+    };
+    let (token, minted, who) = if !token.is_empty() {
         match state
             .store
             .api_token_identity(&auth::hash_token(&token))
             .await
         {
-            Ok(Some(_)) => (token, None),
-            Ok(None) => return retry("Unknown token."),
+            // A token logs in to its own tenant only (a cross-tenant token to any).
+            Ok(Some(identity)) if identity.tenant_id.is_none_or(|own| own == tenant.id) => {
+                (token, None, format!("token {:?}", identity.name))
+            }
+            Ok(Some(_)) | Ok(None) => {
+                state.audit.record_later(audit(
+                    Some(tenant.id),
+                    StatusCode::UNAUTHORIZED,
+                    "unknown token, or a token of another tenant",
+                ));
+                return retry("Unknown token for this tenant.");
+            }
             Err(e) => return internal(e.to_string()),
         }
     } else if !user.is_empty() {
-        let role = match password_login(&state, &user, &password).await {
+        let role = match password_login(&state, tenant.id, &user, &password).await {
             Ok(Some(role)) => role,
-            Ok(None) => return retry("Wrong user or password."),
+            Ok(None) => {
+                state.audit.record_later(audit(
+                    Some(tenant.id),
+                    StatusCode::UNAUTHORIZED,
+                    "wrong user or password",
+                ));
+                return retry("Wrong user or password.");
+            }
             Err(response) => return response,
         };
-        // A session token with the user's role: the management API checks it like any other.
-        // It is created with the session (Sessions::create).
+        // A session token with the user's role, bound to the tenant logged in to: the management
+        // API checks it like any other. It is created with the session (Sessions::create).
         let name = format!("{}{user}", crate::store::DASHBOARD_SESSION_TOKEN_PREFIX);
-        (auth::generate_token(), Some((name, role)))
+        (auth::generate_token(), Some((name, role)), format!("user {user:?}"))
     } else {
         return retry("Enter a management API token, or a user and password.");
     };
-    let id = match sessions.create(&state.store, token, minted, tenant).await {
+    let id = match sessions.create(&state.store, token, minted, &tenant).await {
         Ok(id) => id,
         Err(e) => return internal(e.to_string()),
     };
+    let mut record = audit(Some(tenant.id), StatusCode::OK, "logged in");
+    record.actor = who;
+    state.audit.record(record).await;
     let mut response = Redirect::to("/ui/fleet").into_response();
     let headers = response.headers_mut();
     if let Ok(value) = session_cookie(&id, SESSION_IDLE.as_secs()).parse() {
@@ -192,6 +238,21 @@ pub async fn login(
     response
 }
 
+/// Records a dashboard-only change (one the management API does not see) made by `ctx`.
+async fn audit_change(state: &AppState, ctx: &Ctx, action: &str, object: String) {
+    let record = crate::audit::entry(
+        Some(ctx.tenant.id),
+        ctx.name.clone(),
+        action,
+        object,
+        StatusCode::OK,
+        ctx.address.clone(),
+    );
+    if !state.audit.record(record).await {
+        tracing::error!("audit log: could not record {action} by {}", ctx.name);
+    }
+}
+
 pub async fn logout(
     State(state): AppState_,
     Extension(sessions): Extension<Arc<Sessions>>,
@@ -202,6 +263,7 @@ pub async fn logout(
     if let Err(response) = ctx.check_csrf(form.get("csrf")) {
         return response;
     }
+    audit_change(&state, &ctx, "logout", format!("tenant {:?}", ctx.tenant.name)).await;
     match sessions.remove(&state.store, &ctx.session_id).await {
         Ok(Some(minted_hash)) => {
             if let Err(e) = state.store.delete_api_token_by_hash(&minted_hash).await {
@@ -238,22 +300,23 @@ pub async fn users(State(state): AppState_, ctx: Ctx) -> Response {
     if let Err(response) = admin_only(&ctx) {
         return response;
     }
-    let accounts = match db(state.store.dashboard_users().await) {
+    let accounts = match db(state.store.dashboard_users(ctx.tenant.id).await) {
         Ok(accounts) => accounts,
         Err(response) => return response,
     };
     let mut body = String::from(
-        "<h1>Dashboard users</h1><table class=\"list\" id=\"users\"><thead><tr><th>User</th><th>Role</th>\
+        "<h1>Dashboard users of this tenant</h1><table class=\"list\" id=\"users\"><thead><tr><th>User</th><th>Role</th>\
          <th>Created</th><th></th></tr></thead><tbody>",
     );
-    for (id, name, role, created) in &accounts {
+    for account in &accounts {
         let _ = write!(
             body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td><form method=\"post\" action=\"/ui/users/{id}/delete\">{}\
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td><form method=\"post\" action=\"/ui/users/{}/delete\">{}\
              <button type=\"submit\" class=\"op-cancel\">Delete</button></form></td></tr>",
-            esc(name),
-            esc(role),
-            esc(&time(*created)),
+            esc(&account.name),
+            esc(&account.role),
+            esc(&time(account.created_at)),
+            account.id,
             csrf_field(&ctx)
         );
     }
@@ -311,8 +374,16 @@ pub async fn create_user(State(state): AppState_, ctx: Ctx, body: Bytes) -> Resp
         Ok(Err(e)) => return internal(e),
         Err(e) => return internal(e.to_string()),
     };
-    match state.store.create_dashboard_user(&user, &hash, &role).await {
-        Ok(_) => Redirect::to("/ui/users").into_response(),
+    match state
+        .store
+        .create_dashboard_user(Some(ctx.tenant.id), &user, &hash, &role)
+        .await
+    {
+        Ok(_) => {
+            audit_change(&state, &ctx, "dashboard user created", format!("user {user:?} ({role})"))
+                .await;
+            Redirect::to("/ui/users").into_response()
+        }
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
             error_page(Some(&ctx), StatusCode::CONFLICT, "that user already exists")
         }
@@ -333,16 +404,19 @@ pub async fn delete_user(
     {
         return response;
     }
-    match state.store.delete_dashboard_user(id).await {
-        Ok(true) => Redirect::to("/ui/users").into_response(),
-        Ok(false) => error_page(Some(&ctx), StatusCode::NOT_FOUND, "No such user."),
+    match state.store.delete_dashboard_user(ctx.tenant.id, id).await {
+        Ok(Some(user)) => {
+            audit_change(&state, &ctx, "dashboard user deleted", format!("user {user:?}")).await;
+            Redirect::to("/ui/users").into_response()
+        }
+        Ok(None) => error_page(Some(&ctx), StatusCode::NOT_FOUND, "No such user."),
         Err(e) => internal(e.to_string()),
     }
 }
 
 // ---------- fleet ----------
 
-fn query_fields(query: Option<String>) -> FormFields {
+pub(super) fn query_fields(query: Option<String>) -> FormFields {
     FormFields::parse(query.unwrap_or_default().as_bytes())
 }
 

@@ -2,6 +2,7 @@
 //! device simulator (a real HTTP client per device: poll → deploymentBase → download → feedback).
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod replica;
 pub mod s3;
 pub mod swupdate;
@@ -88,6 +89,60 @@ impl TestServer {
                 bytes
             }
         }
+    }
+
+    /// Every row of every table except `skip`, as text, table by table (rows sorted): to prove a
+    /// request changed nothing, on SQLite and PostgreSQL alike.
+    pub async fn table_rows(
+        &self,
+        skip: &[&str],
+    ) -> std::collections::BTreeMap<String, Vec<String>> {
+        use sqlx::{Column, Row};
+        sqlx::any::install_default_drivers();
+        let url = match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.dir.path().join("keel.db").display()),
+        };
+        let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+        let list = if self.database_url.is_some() {
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        } else {
+            "SELECT name FROM sqlite_master WHERE type = 'table'"
+        };
+        let tables: Vec<String> = sqlx::query_scalar(list).fetch_all(&pool).await.unwrap();
+        let mut all = std::collections::BTreeMap::new();
+        for table in tables {
+            if skip.contains(&table.as_str()) || table.starts_with("_sqlx") {
+                continue;
+            }
+            let rows = sqlx::query(&format!("SELECT * FROM {table}"))
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+            let mut text: Vec<String> = rows
+                .iter()
+                .map(|row| {
+                    (0..row.columns().len())
+                        .map(|i| {
+                            let name = row.columns()[i].name().to_string();
+                            let value = row
+                                .try_get::<Option<i64>, _>(i)
+                                .map(|v| format!("{v:?}"))
+                                .or_else(|_| row.try_get::<Option<String>, _>(i).map(|v| format!("{v:?}")))
+                                .or_else(|_| row.try_get::<Option<Vec<u8>>, _>(i).map(|v| format!("{v:?}")))
+                                .or_else(|_| row.try_get::<Option<bool>, _>(i).map(|v| format!("{v:?}")))
+                                .unwrap_or_else(|e| format!("<{e}>"));
+                            format!("{name}={value}")
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .collect();
+            text.sort();
+            all.insert(table, text);
+        }
+        pool.close().await;
+        all
     }
 
     pub async fn stop(mut self) {

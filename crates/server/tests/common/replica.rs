@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 pub struct Replica {
     pub child: Child,
     pub base: String,
-    /// The admin token, printed only by the first start on a database.
+    /// The admin token, written to its data directory only by the first start on a database.
     pub admin_token: Option<String>,
 }
 
@@ -56,8 +56,9 @@ impl Replica {
                 .next()
                 .expect("keel-server exited before listening")
                 .unwrap();
-            if let Some(token) = line.strip_prefix("admin token: ") {
-                admin_token = Some(token.to_string());
+            if line.starts_with("created the cross-tenant admin token: ") {
+                let file = std::fs::read_to_string(data_dir.join("admin.token")).unwrap();
+                admin_token = Some(file.trim().to_string());
             }
             if let Some(addr) = line.strip_prefix("keel-server listening on ") {
                 break format!("http://{addr}");
