@@ -117,6 +117,22 @@ pub async fn management_role(
         tenant_id: identity.tenant_id,
     };
     crate::audit::note_caller(&caller);
+    // A token bound to one tenant never acts on another, on any route: an X-Keel-Tenant naming
+    // another tenant (existing or not) is refused here, before any handler runs.
+    if let (Some(own), Some(named)) = (caller.tenant_id, headers.get(crate::mgmt::TENANT_HEADER)) {
+        let named = named
+            .to_str()
+            .map_err(|_| ApiError::bad_request("X-Keel-Tenant is not text"))?;
+        let same = store
+            .tenant_by_name(named)
+            .await?
+            .is_some_and(|tenant| tenant.id == own);
+        if !same {
+            return Err(ApiError::Forbidden(format!(
+                "this token belongs to another tenant and may not act on tenant {named:?}"
+            )));
+        }
+    }
     if role < needed {
         return Err(ApiError::Forbidden(format!(
             "role {} required, token has {}",

@@ -208,10 +208,18 @@ fn conflict_on_unique(err: sqlx::Error, what: &str) -> ApiError {
 // ---------- identity, tenants, tokens ----------
 
 async fn whoami(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
-    let caller = auth::management_role(&state.store, &headers, Role::Viewer).await?;
-    let tenant = match caller.tenant_id {
-        Some(id) => state.store.tenant_by_id(id).await?.map(|t| t.name),
-        None => None,
+    // With X-Keel-Tenant, the tenant the caller would act on (403 for another tenant's token);
+    // without, the tenant the token is bound to.
+    let (caller, tenant) = if headers.contains_key(TENANT_HEADER) {
+        let (caller, tenant) = acting(&state, &headers, Role::Viewer).await?;
+        (caller, Some(tenant.name))
+    } else {
+        let caller = auth::management_role(&state.store, &headers, Role::Viewer).await?;
+        let tenant = match caller.tenant_id {
+            Some(id) => state.store.tenant_by_id(id).await?.map(|t| t.name),
+            None => None,
+        };
+        (caller, tenant)
     };
     Ok(Json(json!({
         "name": caller.name,
