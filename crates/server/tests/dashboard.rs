@@ -5,10 +5,9 @@ mod common;
 
 use common::browser::Browser;
 use common::{random_bytes, Mgmt, SimDevice, TestServer};
-use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
-use reqwest::{Client, StatusCode};
+use reqwest::header::COOKIE;
+use reqwest::StatusCode;
 use serde_json::json;
-use std::collections::BTreeMap;
 
 async fn token(mgmt: &Mgmt, role: &str) -> String {
     let value = mgmt

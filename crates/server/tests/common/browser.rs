@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 /// A cookie-keeping HTTP client that does not follow redirects (so they can be checked).
 pub struct Browser {
-    client: Client,
+    pub client: Client,
     base: String,
-    cookies: BTreeMap<String, String>,
+    pub cookies: BTreeMap<String, String>,
 }
 
 pub struct Page {

@@ -105,7 +105,7 @@ impl TestServer {
         };
         let pool = sqlx::AnyPool::connect(&url).await.unwrap();
         let list = if self.database_url.is_some() {
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'"
         } else {
             "SELECT name FROM sqlite_master WHERE type = 'table'"
         };
