@@ -80,6 +80,9 @@ pub enum Command {
         /// Only refusals and failures (HTTP status 400 or above).
         #[arg(long)]
         failed: bool,
+        /// Every tenant's records and those of no tenant (unknown tokens); cross-tenant tokens only.
+        #[arg(long)]
+        all: bool,
         /// Records per page (at most 500).
         #[arg(long, default_value_t = 50)]
         limit: u32,
@@ -467,6 +470,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             actor,
             action,
             failed,
+            all,
             limit,
             offset,
             server,
@@ -481,6 +485,9 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             }
             if failed {
                 query.push_str("&failed=true");
+            }
+            if all {
+                query.push_str("&all=true");
             }
             let page = client.send("GET", &format!("/rest/v1/audit?{query}"), None)?;
             client.print(&page, audit_summary);

@@ -171,7 +171,7 @@ fn audit_lists_changes_and_refusals_newest_first() {
     // Refusals are written without waiting: poll for the record.
     let mut table = String::new();
     for _ in 0..50 {
-        let (ok, stdout, stderr) = keel(&server, &["audit", "--failed"]);
+        let (ok, stdout, stderr) = keel(&server, &["audit", "--failed", "--all"]);
         assert!(ok, "{stderr}");
         table = stdout;
         if table.contains("token rejected") {
