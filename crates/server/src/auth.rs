@@ -77,11 +77,14 @@ pub async fn management_role(
             "expected Authorization: Bearer <token>".into(),
         ));
     }
+    // 429 before any database work while this client is throttled (crate::throttle).
+    let attempt = crate::throttle::Attempt::token()?;
     let role = store
         .api_token_role(&hash_token(token))
         .await?
         .and_then(|role| Role::parse(&role))
         .ok_or_else(|| ApiError::Unauthorized("unknown API token".into()))?;
+    attempt.succeeded();
     if role < needed {
         return Err(ApiError::Forbidden(format!(
             "role {} required, token has {}",
@@ -115,6 +118,8 @@ pub async fn device(
     if token.is_empty() {
         return Err(denied());
     }
+    // 429 before any database work while this client/device is throttled (crate::throttle).
+    let attempt = crate::throttle::Attempt::device(tenant_name, controller_id)?;
     let tenant = store
         .tenant_by_name(tenant_name)
         .await?
@@ -126,12 +131,15 @@ pub async fn device(
             .await?
             .ok_or_else(denied)?;
         match &target.token_hash {
-            Some(stored) if hashes_equal(stored, &presented) => Ok(Device { tenant, target }),
+            Some(stored) if hashes_equal(stored, &presented) => {
+                attempt.succeeded();
+                Ok(Device { tenant, target })
+            }
             _ => Err(denied()),
         }
     } else if scheme.eq_ignore_ascii_case("GatewayToken") {
         match &tenant.gateway_token_hash {
-            Some(stored) if hashes_equal(stored, &presented) => {}
+            Some(stored) if hashes_equal(stored, &presented) => attempt.succeeded(),
             _ => return Err(denied()),
         }
         let target = match store.target(tenant.id, controller_id).await? {

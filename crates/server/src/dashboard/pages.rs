@@ -87,16 +87,6 @@ pub fn hash_password(password: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-fn verify_password(password: &str, stored: &str) -> bool {
-    use argon2::password_hash::{PasswordHash, PasswordVerifier};
-    match PasswordHash::new(stored) {
-        Ok(hash) => argon2::Argon2::default()
-            .verify_password(password.as_bytes(), &hash)
-            .is_ok(),
-        Err(_) => false,
-    }
-}
-
 /// A hash to verify against for unknown users, so they take as long as wrong passwords.
 fn dummy_hash() -> &'static str {
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -115,10 +105,26 @@ async fn password_login(
         Some((hash, role)) => (hash, Some(role)),
         None => (dummy_hash().to_string(), None),
     };
-    let matches = tokio::task::spawn_blocking(move || verify_password(&password, &stored))
+    // At most a few argon2 verifications at a time, on reused memory (crate::throttle).
+    let matches = crate::throttle::verify_password(&password, &stored)
         .await
-        .unwrap_or(false);
+        .map_err(|_| {
+            login_refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The server is busy checking other logins; please try again in a moment.",
+                1,
+            )
+        })?;
     Ok(role.filter(|_| matches))
+}
+
+/// The login form again with `status` and `Retry-After`.
+fn login_refused(status: StatusCode, message: &str, retry_after_secs: u64) -> Response {
+    let mut response = login_page(&auth::generate_token(), Some(message), status);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, retry_after_secs.into());
+    response
 }
 
 pub async fn login(
@@ -147,6 +153,22 @@ pub async fn login(
             StatusCode::UNAUTHORIZED,
         )
     };
+    // 429 before any database work or password hashing while throttled (crate::throttle).
+    let attempt = if token.is_empty() && !user.is_empty() {
+        crate::throttle::Attempt::password(&user)
+    } else {
+        crate::throttle::Attempt::token()
+    };
+    let attempt = match attempt {
+        Ok(attempt) => attempt,
+        Err(throttled) => {
+            let secs = throttled.retry_after_secs();
+            let message = format!(
+                "Too many failed logins for this account or from this address. Try again in {secs} seconds."
+            );
+            return login_refused(StatusCode::TOO_MANY_REQUESTS, &message, secs);
+        }
+    };
     match state.store.tenant_by_name(&tenant).await {
         Ok(Some(_)) => {}
         Ok(None) => return retry("No such tenant."),
@@ -158,15 +180,25 @@ pub async fn login(
             .api_token_identity(&auth::hash_token(&token))
             .await
         {
-            Ok(Some(_)) => (token, None),
+            Ok(Some(_)) => {
+                attempt.succeeded();
+                (token, None)
+            }
             Ok(None) => return retry("Unknown token."),
             Err(e) => return internal(e.to_string()),
         }
     } else if !user.is_empty() {
         let role = match password_login(&state, &user, &password).await {
-            Ok(Some(role)) => role,
+            Ok(Some(role)) => {
+                attempt.succeeded();
+                role
+            }
             Ok(None) => return retry("Wrong user or password."),
-            Err(response) => return response,
+            Err(response) => {
+                // Busy or a database error: not the client's failure.
+                attempt.abandon();
+                return response;
+            }
         };
         // A session token with the user's role: the management API checks it like any other.
         // It is created with the session (Sessions::create).
@@ -865,6 +897,10 @@ pub async fn upload_artifact(
             Json(json!({ "error": "forbidden", "message": "missing or wrong CSRF token" })),
         )
             .into_response();
+    }
+    if let Err(err) = crate::serve::check_declared_length(&headers, state.config.max_artifact_bytes)
+    {
+        return err.into_response();
     }
     let filename = query_fields(query).text("filename");
     let path = format!(
