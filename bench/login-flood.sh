@@ -19,11 +19,14 @@ for tool in wrk sqlite3 curl python3; do
     command -v "$tool" >/dev/null || { echo "$tool is required (apt-get install $tool)" >&2; exit 1; }
 done
 
-cargo build --release -p keel-server -p keel-sim --bin keel-server --bin keel-fleet \
+# PROFILE=dev uses the test build instead (dependencies at opt-level 2, keel's own code unoptimised).
+PROFILE=${PROFILE:-release}
+cargo build --profile "$PROFILE" -p keel-server -p keel-sim --bin keel-server --bin keel-fleet \
     --manifest-path "$ROOT/Cargo.toml" >&2
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-SERVER="$TARGET/release/keel-server"
-FLEET="$TARGET/release/keel-fleet"
+OUT=$PROFILE; [ "$PROFILE" = dev ] && OUT=debug
+SERVER="$TARGET/$OUT/keel-server"
+FLEET="$TARGET/$OUT/keel-fleet"
 WORK=$(mktemp -d /tmp/keel-login-flood.XXXXXX)
 SERVER_PID=
 cleanup() {
