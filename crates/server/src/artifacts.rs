@@ -312,10 +312,13 @@ impl LocalFiles {
         E: std::fmt::Display,
     {
         let tmp_path = self.tmp_path("upload");
+        // Also when the request is dropped mid-upload (the client went away).
+        let mut cleanup = crate::serve::RemoveOnDrop(Some(tmp_path.clone()));
         let result = self.ingest_to(&tmp_path, &mut body, max_bytes).await;
         if result.is_err() {
             let _ = tokio::fs::remove_file(&tmp_path).await;
         }
+        cleanup.0 = None;
         result
     }
 

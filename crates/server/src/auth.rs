@@ -105,6 +105,8 @@ pub async fn management_role(
             "expected Authorization: Bearer <token>".into(),
         ));
     }
+    // 429 before any database work while this client is throttled (crate::throttle).
+    let attempt = crate::throttle::Attempt::token()?;
     let identity = store
         .api_token_identity(&hash_token(token))
         .await?
@@ -116,6 +118,7 @@ pub async fn management_role(
         role,
         tenant_id: identity.tenant_id,
     };
+    attempt.succeeded();
     crate::audit::note_caller(&caller);
     // A token bound to one tenant never acts on another, on any route: an X-Keel-Tenant naming
     // another tenant (existing or not) is refused here, before any handler runs.
@@ -166,6 +169,8 @@ pub async fn device(
     if token.is_empty() {
         return Err(denied());
     }
+    // 429 before any database work while this client/device is throttled (crate::throttle).
+    let attempt = crate::throttle::Attempt::device(tenant_name, controller_id)?;
     let tenant = store
         .tenant_by_name(tenant_name)
         .await?
@@ -183,12 +188,15 @@ pub async fn device(
             .await?
             .ok_or_else(denied)?;
         match &target.token_hash {
-            Some(stored) if hashes_equal(stored, &presented) => Ok(Device { tenant, target }),
+            Some(stored) if hashes_equal(stored, &presented) => {
+                attempt.succeeded();
+                Ok(Device { tenant, target })
+            }
             _ => Err(denied()),
         }
     } else if scheme.eq_ignore_ascii_case("GatewayToken") {
         match &tenant.gateway_token_hash {
-            Some(stored) if hashes_equal(stored, &presented) => {}
+            Some(stored) if hashes_equal(stored, &presented) => attempt.succeeded(),
             _ => return Err(denied()),
         }
         let target = match store.target(tenant.id, controller_id).await? {

@@ -26,6 +26,9 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("{0}")]
     RangeNotSatisfiable(u64),
+    /// Throttled (crate::throttle): the message and the seconds for `Retry-After`.
+    #[error("{0}")]
+    TooManyRequests(String, u64),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("storage error: {0}")]
@@ -50,6 +53,7 @@ impl ApiError {
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
+            ApiError::TooManyRequests(..) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Database(sqlx::Error::RowNotFound) => StatusCode::NOT_FOUND,
             ApiError::Database(_) | ApiError::Io(_) | ApiError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -70,6 +74,7 @@ impl ApiError {
             ApiError::PreconditionFailed(_) => "precondition_failed",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::RangeNotSatisfiable(_) => "range_not_satisfiable",
+            ApiError::TooManyRequests(..) => "too_many_requests",
             ApiError::Database(sqlx::Error::RowNotFound) => "not_found",
             ApiError::Database(_) | ApiError::Io(_) | ApiError::Internal(_) => "internal",
             ApiError::Unavailable(_) => "unavailable",
@@ -112,6 +117,11 @@ impl IntoResponse for ApiError {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+            }
+            ApiError::TooManyRequests(_, secs) => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*secs));
             }
             ApiError::RangeNotSatisfiable(size) => {
                 if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {

@@ -21,8 +21,10 @@ pub mod extract;
 pub mod mgmt;
 pub mod openapi;
 pub mod scheduler;
+pub mod serve;
 pub mod storage_s3;
 pub mod store;
+pub mod throttle;
 pub mod tuf;
 pub mod variants;
 
@@ -117,6 +119,19 @@ pub struct Config {
     /// An administration command instead of serving (creates cross-tenant credentials).
     #[command(subcommand)]
     pub command: Option<admin::Command>,
+    /// Time a client has to send a request's headers, in milliseconds; also how long an idle
+    /// keep-alive connection stays open.
+    #[arg(long, env = "KEEL_HEADER_READ_TIMEOUT_MS", default_value_t = 20_000)]
+    pub header_read_timeout_ms: u64,
+    /// Longest pause while receiving a request body, in milliseconds; a stalled upload is dropped.
+    #[arg(long, env = "KEEL_BODY_READ_TIMEOUT_MS", default_value_t = 30_000)]
+    pub body_read_timeout_ms: u64,
+    /// Open connections at most (keep the file descriptor limit above it); more get a 503.
+    #[arg(long, env = "KEEL_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+    /// Turns off the throttling of failed logins and bad tokens (benchmarks only).
+    #[arg(long, env = "KEEL_NO_AUTH_THROTTLE", hide = true)]
+    pub no_auth_throttle: bool,
 }
 
 impl Config {
@@ -145,6 +160,10 @@ impl Config {
             s3_public_endpoint: None,
             s3_max_copy_bytes: storage_s3::MAX_COPY_BYTES,
             command: None,
+            header_read_timeout_ms: 20_000,
+            body_read_timeout_ms: 30_000,
+            max_connections: 4096,
+            no_auth_throttle: false,
         }
     }
 }
@@ -278,12 +297,8 @@ impl Server {
         let scheduler = tokio::spawn(scheduler::run(state.clone(), stop_rx.clone()));
         let flusher = tokio::spawn(flush_polls_loop(state.clone(), stop_rx));
         let app = router(state.clone());
-        axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await?;
+        let limits = serve::Limits::from_config(&state.config);
+        serve::serve(self.listener, app, limits, shutdown).await?;
         let _ = stop_tx.send(true);
         let _ = scheduler.await;
         let _ = flusher.await;
@@ -317,6 +332,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(mgmt::api(&state))
         .merge(tuf::routes())
         .merge(dashboard::router())
+        .layer(axum::middleware::from_fn_with_state(
+            throttle::Guard::for_config(&state.config),
+            throttle::scope,
+        ))
         .with_state(state)
 }
 

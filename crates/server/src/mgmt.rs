@@ -522,6 +522,7 @@ async fn upload_artifact(
     ApiQuery(query): ApiQuery<UploadQuery>,
     body: Body,
 ) -> ApiResult<Response> {
+    crate::serve::check_declared_length(&headers, state.config.max_artifact_bytes)?;
     let tenant = tenant_for(&state, &headers, Role::Operator).await?;
     let module = state
         .store

@@ -50,7 +50,9 @@ async fn snapshot(mgmt: &common::Mgmt, devices: &[&str]) -> Value {
 
 #[tokio::test]
 async fn devices_are_isolated_and_tokens_checked() {
-    let server = TestServer::start().await;
+    // Dozens of wrong credentials for dev-a from one address: throttled to 429 otherwise
+    // (tests/abuse.rs checks that).
+    let server = TestServer::start_with(|config| config.no_auth_throttle = true).await;
     let mgmt = server.mgmt();
     let token_a = mgmt.device("dev-a", &[]).await;
     let token_b = mgmt.device("dev-b", &[]).await;

@@ -443,7 +443,8 @@ pub async fn call_api(
         .body(body)
         .map_err(|e| internal(format!("building API request: {e}")))?;
     let api = crate::mgmt::api(state).with_state(state.clone());
-    let response = match api.oneshot(request).await {
+    // Authenticated by the session just now: not throttled again (crate::throttle).
+    let response = match crate::throttle::in_process(api.oneshot(request)).await {
         Ok(response) => response,
         Err(never) => match never {},
     };

@@ -88,16 +88,6 @@ pub fn hash_password(password: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-fn verify_password(password: &str, stored: &str) -> bool {
-    use argon2::password_hash::{PasswordHash, PasswordVerifier};
-    match PasswordHash::new(stored) {
-        Ok(hash) => argon2::Argon2::default()
-            .verify_password(password.as_bytes(), &hash)
-            .is_ok(),
-        Err(_) => false,
-    }
-}
-
 /// A hash to verify against for unknown users, so they take as long as wrong passwords.
 fn dummy_hash() -> &'static str {
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -117,10 +107,26 @@ async fn password_login(
         Some(account) => (account.password_hash, Some(account.role)),
         None => (dummy_hash().to_string(), None),
     };
-    let matches = tokio::task::spawn_blocking(move || verify_password(&password, &stored))
+    // At most a few argon2 verifications at a time, on reused memory (crate::throttle).
+    let matches = crate::throttle::verify_password(&password, &stored)
         .await
-        .unwrap_or(false);
+        .map_err(|_| {
+            login_refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The server is busy checking other logins; please try again in a moment.",
+                1,
+            )
+        })?;
     Ok(role.filter(|_| matches))
+}
+
+/// The login form again with `status` and `Retry-After`.
+fn login_refused(status: StatusCode, message: &str, retry_after_secs: u64) -> Response {
+    let mut response = login_page(&auth::generate_token(), Some(message), status);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, retry_after_secs.into());
+    response
 }
 
 pub async fn login(
@@ -168,6 +174,22 @@ pub async fn login(
             StatusCode::UNAUTHORIZED,
         )
     };
+    // 429 before any database work or password hashing while throttled (crate::throttle).
+    let attempt = if token.is_empty() && !user.is_empty() {
+        crate::throttle::Attempt::password(&user)
+    } else {
+        crate::throttle::Attempt::token()
+    };
+    let attempt = match attempt {
+        Ok(attempt) => attempt,
+        Err(throttled) => {
+            let secs = throttled.retry_after_secs();
+            let message = format!(
+                "Too many failed logins for this account or from this address. Try again in {secs} seconds."
+            );
+            return login_refused(StatusCode::TOO_MANY_REQUESTS, &message, secs);
+        }
+    };
     let tenant = match state.store.tenant_by_name(&tenant_name).await {
         Ok(Some(tenant)) => tenant,
         Ok(None) => {
@@ -186,6 +208,7 @@ pub async fn login(
         {
             // A token logs in to its own tenant only (a cross-tenant token to any).
             Ok(Some(identity)) if identity.tenant_id.is_none_or(|own| own == tenant.id) => {
+                attempt.succeeded();
                 (token, None, format!("token {:?}", identity.name))
             }
             Ok(Some(_)) | Ok(None) => {
@@ -200,7 +223,10 @@ pub async fn login(
         }
     } else if !user.is_empty() {
         let role = match password_login(&state, tenant.id, &user, &password).await {
-            Ok(Some(role)) => role,
+            Ok(Some(role)) => {
+                attempt.succeeded();
+                role
+            }
             Ok(None) => {
                 state.audit.record_later(audit(
                     Some(tenant.id),
@@ -209,7 +235,11 @@ pub async fn login(
                 ));
                 return retry("Wrong user or password.");
             }
-            Err(response) => return response,
+            Err(response) => {
+                // Busy or a database error: not the client's failure.
+                attempt.abandon();
+                return response;
+            }
         };
         // A session token with the user's role, bound to the tenant logged in to: the management
         // API checks it like any other. It is created with the session (Sessions::create).
@@ -939,6 +969,10 @@ pub async fn upload_artifact(
             Json(json!({ "error": "forbidden", "message": "missing or wrong CSRF token" })),
         )
             .into_response();
+    }
+    if let Err(err) = crate::serve::check_declared_length(&headers, state.config.max_artifact_bytes)
+    {
+        return err.into_response();
     }
     let filename = query_fields(query).text("filename");
     let path = format!(
