@@ -11,6 +11,8 @@ bash scripts/setup-debian.sh; phase setup
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings; phase clippy
 cargo test --workspace --no-fail-fast 2>&1; phase "workspace tests"
+# The live server against its own OpenAPI document (management and DDI API): no 5xx, no undocumented answer.
+bash scripts/schemathesis.sh; phase schemathesis
 # The shipping agent: static (musl) build, installs and confirms on a simulated EBG device.
 bash scripts/agent-static.sh; phase agent-static
 # The server suite again on PostgreSQL (a private cluster started by the tests themselves).

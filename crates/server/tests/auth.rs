@@ -20,7 +20,7 @@ async fn snapshot(mgmt: &common::Mgmt, devices: &[&str]) -> Value {
             .ok(Method::GET, &format!("/rest/v1/targets/{id}/actions"), None)
             .await;
         let mut histories = Vec::new();
-        for action in actions.as_array().unwrap() {
+        for action in actions["content"].as_array().unwrap() {
             histories.push(mgmt.action(id, action["id"].as_i64().unwrap()).await);
         }
         state.insert(
@@ -345,9 +345,7 @@ async fn management_roles_are_enforced() {
     // Nothing changed, and the only extra token is none (the list is admin-only, compare counts).
     assert_eq!(snapshot(&admin, &["dev1"]).await, before);
     assert_eq!(
-        admin
-            .ok(Method::GET, "/rest/v1/tokens", None)
-            .await
+        admin.ok(Method::GET, "/rest/v1/tokens", None).await["content"]
             .as_array()
             .unwrap()
             .len(),
@@ -362,7 +360,7 @@ async fn management_roles_are_enforced() {
         )
         .await;
     let tokens = admin.ok(Method::GET, "/rest/v1/tokens", None).await;
-    let operator_id = tokens
+    let operator_id = tokens["content"]
         .as_array()
         .unwrap()
         .iter()
