@@ -8,7 +8,7 @@
 # release assigned (so the DDI routes have something to serve), then runs the DDI API with the
 # device's token and the management API with the admin token, each bounded by --max-examples per
 # operation and a time budget. Usage: scripts/schemathesis.sh [extra schemathesis run options]
-# Environment: KEEL_SCHEMATHESIS_EXAMPLES (default 30), KEEL_SCHEMATHESIS_MAX_TIME (seconds per API,
+# Environment: KEEL_SERVER_BIN (default: the debug build of the server's tests), KEEL_SCHEMATHESIS_EXAMPLES (default 30), KEEL_SCHEMATHESIS_MAX_TIME (seconds per API,
 # default 120), KEEL_SCHEMATHESIS_VENV (default target/schemathesis-venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,8 +28,13 @@ if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "version $SCHEMATH
   "$venv/bin/python" -m pip install -q "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
-cargo build -q -p keel-server
-server_bin=$target_dir/debug/keel-server
+# The binary the server's test suite builds (same features: no second build of the dependencies);
+# KEEL_SERVER_BIN picks another one (e.g. a release build).
+if [ -z "${KEEL_SERVER_BIN:-}" ]; then
+  cargo test -q -p keel-server --test mgmt --no-run 2>&1 | grep -v '^ *Executable' || true
+fi
+server_bin=${KEEL_SERVER_BIN:-$target_dir/debug/keel-server}
+[ -x "$server_bin" ] || { echo "schemathesis.sh: no keel-server binary at $server_bin" >&2; exit 1; }
 
 data=$(mktemp -d)
 server_pid=
