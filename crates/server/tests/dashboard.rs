@@ -560,7 +560,7 @@ async fn upload_through_the_dashboard_needs_csrf_and_reaches_the_artifact_store(
             None,
         )
         .await;
-    assert_eq!(listed[0]["filename"], "app.swu");
+    assert_eq!(listed["content"][0]["filename"], "app.swu");
     // The API's own validation answers through the dashboard too.
     let duplicate = upload(Some(csrf.clone())).await.unwrap();
     assert_eq!(duplicate.status(), StatusCode::CONFLICT);
