@@ -23,6 +23,8 @@ DEBIAN_PKGS=(
   chromium nodejs
   # keel-server on PostgreSQL (KEEL_TEST_DATABASE=postgres: each test process runs a private cluster)
   postgresql
+  # scripts/schemathesis.sh installs schemathesis (PyPI) into a virtual environment
+  python3-venv
 )
 
 missing=()

@@ -107,10 +107,24 @@ pub enum DeviceCommand {
         #[command(flatten)]
         server: Server,
     },
-    /// List devices.
+    /// List devices, fetched a page at a time.
     List {
+        /// Only devices with exactly this tag.
         #[arg(long)]
         tag: Option<String>,
+        /// Filter in the server's FIQL subset, e.g. `name==gw-*;updateStatus==error`
+        /// (docs/management-api.md, "Lists").
+        #[arg(long, short = 'q')]
+        filter: Option<String>,
+        /// Order, e.g. `lastPollAt:DESC` or `controllerId:ASC`.
+        #[arg(long)]
+        sort: Option<String>,
+        /// Print at most this many devices (default: all).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Devices fetched per request (1..500).
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u16).range(1..=500))]
+        page_size: u16,
         #[command(flatten)]
         server: Server,
     },
@@ -263,6 +277,44 @@ impl Client {
         self.finish(&what, response)
     }
 
+    /// Every item of a paged list endpoint (`{"content", "total", "size"}`), fetched with
+    /// `offset`/`limit` a page at a time; at most `max` items. Returns the same shape.
+    fn list_all(
+        &self,
+        path: &str,
+        params: &[(&str, &str)],
+        max: Option<usize>,
+        page_size: usize,
+    ) -> anyhow::Result<Value> {
+        let mut content = Vec::new();
+        let mut total = 0;
+        loop {
+            let want = match max {
+                Some(max) => page_size.min(max - content.len()),
+                None => page_size,
+            };
+            let mut query = format!("offset={}&limit={want}", content.len());
+            for (name, value) in params {
+                query.push_str(&format!("&{name}={}", encode_query(value)));
+            }
+            let page = self.send("GET", &format!("{path}?{query}"), None)?;
+            let Some(items) = page["content"].as_array() else {
+                bail!("GET {path}: the answer is not a page ({{\"content\": [...]}}); is the server older than this keel?");
+            };
+            total = page["total"].as_u64().unwrap_or(0);
+            let got = items.len();
+            content.extend(items.iter().cloned());
+            let done = got == 0
+                || content.len() as u64 >= total
+                || max.is_some_and(|max| content.len() >= max);
+            if done {
+                break;
+            }
+        }
+        let size = content.len();
+        Ok(json!({ "content": content, "total": total, "size": size }))
+    }
+
     fn upload(
         &self,
         module_id: i64,
@@ -362,16 +414,26 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             });
             Ok(())
         }
-        Command::Device(DeviceCommand::List { tag, server }) => {
+        Command::Device(DeviceCommand::List {
+            tag,
+            filter,
+            sort,
+            limit,
+            page_size,
+            server,
+        }) => {
             let client = Client::new(server);
-            let path = match &tag {
-                Some(tag) => format!("/rest/v1/targets?tag={}", encode_query(tag)),
-                None => "/rest/v1/targets".to_string(),
-            };
-            let targets = client.send("GET", &path, None)?;
+            let mut params = Vec::new();
+            for (name, value) in [("tag", &tag), ("q", &filter), ("sort", &sort)] {
+                if let Some(value) = value {
+                    params.push((name, value.as_str()));
+                }
+            }
+            let targets =
+                client.list_all("/rest/v1/targets", &params, limit, usize::from(page_size))?;
             client.print(&targets, |list| {
                 let mut out = format!("{:<24} {:<10} {}", "DEVICE", "STATUS", "TAGS");
-                for t in list.as_array().into_iter().flatten() {
+                for t in list["content"].as_array().into_iter().flatten() {
                     out.push_str(&format!(
                         "\n{:<24} {:<10} {}",
                         t["controllerId"].as_str().unwrap_or(""),
@@ -386,6 +448,13 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                             .unwrap_or_default()
                     ));
                 }
+                let shown = list["size"].as_u64().unwrap_or(0);
+                let total = list["total"].as_u64().unwrap_or(0);
+                if shown < total {
+                    out.push_str(&format!(
+                        "\n({shown} of {total} devices; --limit shows more)"
+                    ));
+                }
                 out
             });
             Ok(())
@@ -397,9 +466,10 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             let client = Client::new(server);
             let id = encode_path(&controller_id);
             let mut target = client.send("GET", &format!("/rest/v1/targets/{id}"), None)?;
-            let actions = client.send("GET", &format!("/rest/v1/targets/{id}/actions"), None)?;
+            let actions =
+                client.list_all(&format!("/rest/v1/targets/{id}/actions"), &[], None, 500)?;
             let mut detailed = Vec::new();
-            for action in actions.as_array().into_iter().flatten() {
+            for action in actions["content"].as_array().into_iter().flatten() {
                 if let Some(action_id) = action["id"].as_i64() {
                     detailed.push(client.send(
                         "GET",

@@ -187,3 +187,60 @@ fn audit_lists_changes_and_refusals_newest_first() {
     );
     assert!(lines.last().unwrap().starts_with("records 1-"), "{table}");
 }
+
+#[test]
+fn device_list_pages_through_the_whole_fleet() {
+    let server = server();
+    for i in 0..7 {
+        let tag = if i % 2 == 0 { "even" } else { "odd" };
+        keel_json(
+            &server,
+            &["device", "add", &format!("gw-{i}"), "--tag", tag],
+        );
+    }
+    let ids = |list: &Value| -> Vec<String> {
+        list["content"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["controllerId"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // Three requests of 3, 3 and 1 device: everything, in order, once.
+    let all = keel_json(&server, &["device", "list", "--page-size", "3"]);
+    assert_eq!(all["total"], 7);
+    assert_eq!(
+        ids(&all),
+        (0..7).map(|i| format!("gw-{i}")).collect::<Vec<_>>()
+    );
+    let some = keel_json(
+        &server,
+        &[
+            "device",
+            "list",
+            "--page-size",
+            "2",
+            "--limit",
+            "3",
+            "--sort",
+            "controllerId:DESC",
+        ],
+    );
+    assert_eq!(ids(&some), ["gw-6", "gw-5", "gw-4"]);
+    assert_eq!(some["total"], 7);
+    let odd = keel_json(
+        &server,
+        &["device", "list", "--tag", "odd", "-q", "controllerId!=gw-3"],
+    );
+    assert_eq!(ids(&odd), ["gw-1", "gw-5"]);
+    // The summary says when not everything was shown.
+    let (ok, stdout, stderr) = keel(&server, &["device", "list", "--limit", "2"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("(2 of 7 devices"), "{stdout}");
+    // A bad filter: the server's message, non-zero exit.
+    let (ok, _, stderr) = keel(&server, &["device", "list", "-q", "secret==x"]);
+    assert!(
+        !ok && stderr.contains("unknown field \"secret\""),
+        "{stderr}"
+    );
+}

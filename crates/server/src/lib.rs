@@ -10,6 +10,9 @@
 //!   PostgreSQL (`--database-url postgres://...`) with the same schema and behaviour, and artifacts
 //!   on S3-compatible object storage (`--object-store-url s3://bucket/prefix`) (docs/scale-out.md).
 
+// The OpenAPI document (openapi.rs) is one large `json!` literal per schema table.
+#![recursion_limit = "256"]
+
 pub mod admin;
 pub mod artifacts;
 pub mod audit;
@@ -20,6 +23,7 @@ pub mod error;
 pub mod extract;
 pub mod mgmt;
 pub mod openapi;
+pub mod paging;
 pub mod scheduler;
 pub mod serve;
 pub mod storage_s3;

@@ -6,10 +6,11 @@
 use crate::auth::{self, Caller, Role};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::store::{Action, MaintenanceWindow, NewAction, Store, Target, Tenant};
+use crate::paging::{page_json, PageRequest};
+use crate::store::{self, Action, MaintenanceWindow, NewAction, Store, Target, Tenant};
 use crate::AppState;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
@@ -230,6 +231,7 @@ async fn whoami(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiRe
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct TenantBody {
     name: String,
 }
@@ -270,20 +272,20 @@ async fn create_tenant(
 async fn list_tenants(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    RawQuery(query): RawQuery,
 ) -> ApiResult<Json<Value>> {
     let caller = auth::management_role(&state.store, &headers, Role::Admin).await?;
-    let tenants: Vec<Value> = state
-        .store
-        .tenants()
-        .await?
+    let page = PageRequest::parse(query.as_deref(), &store::TENANT_LISTING)?;
+    let (tenants, total) = state.store.tenants_page(caller.tenant_id, &page).await?;
+    let tenants: Vec<Value> = tenants
         .into_iter()
-        .filter(|t| caller.tenant_id.is_none_or(|own| own == t.id))
         .map(|t| json!({ "id": t.id, "name": t.name, "gatewayToken": t.gateway_token_hash.is_some() }))
         .collect();
-    Ok(Json(Value::Array(tenants)))
+    Ok(Json(page_json(tenants, total)))
 }
 
 #[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct TokenValue {
     token: Option<String>,
 }
@@ -320,8 +322,7 @@ fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> ApiRe
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    crate::extract::decode_json(body)
 }
 
 /// A caller-chosen token (hawkBit allows up to 128 characters) or a generated one.
@@ -341,6 +342,7 @@ fn chosen_token(token: Option<String>) -> ApiResult<String> {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NewToken {
     name: String,
     role: String,
@@ -373,16 +375,16 @@ async fn create_token(
 async fn list_tokens(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    RawQuery(query): RawQuery,
 ) -> ApiResult<Json<Value>> {
     let tenant = tenant_for(&state, &headers, Role::Admin).await?;
-    let tokens: Vec<Value> = state
-        .store
-        .api_tokens(tenant.id)
-        .await?
+    let page = PageRequest::parse(query.as_deref(), &store::TOKEN_LISTING)?;
+    let (tokens, total) = state.store.api_tokens_page(tenant.id, &page).await?;
+    let tokens: Vec<Value> = tokens
         .into_iter()
         .map(|t| json!({ "id": t.id, "name": t.name, "role": t.role, "createdAt": t.created_at }))
         .collect();
-    Ok(Json(Value::Array(tokens)))
+    Ok(Json(page_json(tokens, total)))
 }
 
 async fn delete_token(
@@ -457,6 +459,7 @@ async fn audit_log(
 // ---------- software modules and artifacts ----------
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NewModule {
     name: String,
     version: String,
@@ -488,9 +491,15 @@ async fn create_module(
 async fn list_modules(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    RawQuery(query): RawQuery,
 ) -> ApiResult<Json<Value>> {
     let tenant = tenant_for(&state, &headers, Role::Viewer).await?;
-    Ok(Json(json!(state.store.modules(tenant.id).await?)))
+    let page = PageRequest::parse(query.as_deref(), &store::MODULE_LISTING)?;
+    let (modules, total) = state.store.modules_page(tenant.id, &page).await?;
+    Ok(Json(page_json(
+        modules.iter().map(|m| json!(m)).collect(),
+        total,
+    )))
 }
 
 async fn get_module(
@@ -510,6 +519,7 @@ async fn get_module(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct UploadQuery {
     filename: String,
 }
@@ -596,6 +606,7 @@ async fn list_module_artifacts(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     ApiPath(id): ApiPath<i64>,
+    RawQuery(query): RawQuery,
 ) -> ApiResult<Json<Value>> {
     let tenant = tenant_for(&state, &headers, Role::Viewer).await?;
     state
@@ -603,14 +614,22 @@ async fn list_module_artifacts(
         .module(tenant.id, id)
         .await?
         .ok_or_else(|| ApiError::not_found("software module"))?;
-    Ok(Json(
-        crate::variants::artifacts_json(&state.store, id).await?,
-    ))
+    let page = PageRequest::parse(query.as_deref(), &store::ARTIFACT_LISTING)?;
+    let (artifacts, total) = state.store.artifacts_page(id, &page).await?;
+    let variants = state.store.artifact_variants(id).await?;
+    Ok(Json(page_json(
+        artifacts
+            .iter()
+            .map(|a| crate::variants::artifact_json(a, variants.get(&a.id)))
+            .collect(),
+        total,
+    )))
 }
 
 // ---------- distribution sets ----------
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NewSet {
     name: String,
     version: String,
@@ -660,9 +679,15 @@ async fn set_json(store: &Store, set: crate::store::DistributionSet) -> ApiResul
 async fn list_sets(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    RawQuery(query): RawQuery,
 ) -> ApiResult<Json<Value>> {
     let tenant = tenant_for(&state, &headers, Role::Viewer).await?;
-    Ok(Json(json!(state.store.distribution_sets(tenant.id).await?)))
+    let page = PageRequest::parse(query.as_deref(), &store::SET_LISTING)?;
+    let (sets, total) = state.store.distribution_sets_page(tenant.id, &page).await?;
+    Ok(Json(page_json(
+        sets.iter().map(|s| json!(s)).collect(),
+        total,
+    )))
 }
 
 async fn get_set(
@@ -682,6 +707,7 @@ async fn get_set(
 // ---------- targets ----------
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NewTarget {
     #[serde(rename = "controllerId")]
     controller_id: String,
@@ -766,22 +792,23 @@ async fn create_target(
     Ok(created(value))
 }
 
-#[derive(Deserialize)]
-struct TargetQuery {
-    tag: Option<String>,
-}
-
+/// Devices, a page at a time; `tag=x` (exact) is kept besides `q=tag==x*` (patterns).
 async fn list_targets(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    ApiQuery(query): ApiQuery<TargetQuery>,
+    RawQuery(query): RawQuery,
 ) -> ApiResult<Json<Value>> {
     let tenant = tenant_for(&state, &headers, Role::Viewer).await?;
-    let mut list = Vec::new();
-    for target in state.store.targets(tenant.id, query.tag.as_deref()).await? {
-        list.push(target_json(&state.store, &target).await?);
+    let page = PageRequest::parse(query.as_deref(), &store::TARGET_LISTING)?;
+    let (targets, total) = state
+        .store
+        .targets_page(tenant.id, page.extra("tag"), &page)
+        .await?;
+    let mut list = Vec::with_capacity(targets.len());
+    for target in &targets {
+        list.push(target_json(&state.store, target).await?);
     }
-    Ok(Json(Value::Array(list)))
+    Ok(Json(page_json(list, total)))
 }
 
 async fn find_target(state: &AppState, tenant: &Tenant, controller_id: &str) -> ApiResult<Target> {
@@ -814,6 +841,7 @@ async fn delete_target(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Tags {
     tags: Vec<String>,
 }
@@ -863,6 +891,7 @@ async fn request_attributes(
 // ---------- assignments and actions ----------
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct MaintenanceBody {
     schedule: String,
     /// `HH:MM:SS`
@@ -871,14 +900,13 @@ struct MaintenanceBody {
     timezone: String,
 }
 
-#[derive(Deserialize)]
-struct AssignOptions {
-    #[serde(rename = "type", default = "default_action_type")]
-    action_type: String,
+/// The assignment options shared by `assignedDS` and `assignedTargets` (each body lists them
+/// itself: serde cannot refuse unknown fields through `flatten`).
+struct AssignOptions<'a> {
+    action_type: &'a str,
     /// Milliseconds since the epoch; for `timeforced`.
     forcetime: Option<i64>,
-    #[serde(rename = "maintenanceWindow")]
-    maintenance_window: Option<MaintenanceBody>,
+    maintenance_window: Option<&'a MaintenanceBody>,
 }
 
 fn default_action_type() -> String {
@@ -895,13 +923,13 @@ fn check_action_type(action_type: &str) -> ApiResult<()> {
 }
 
 fn new_action(options: &AssignOptions) -> ApiResult<NewAction> {
-    check_action_type(&options.action_type)?;
+    check_action_type(options.action_type)?;
     if options.action_type == "timeforced" && options.forcetime.is_none() {
         return Err(ApiError::bad_request(
             "type timeforced needs forcetime (ms since the epoch)",
         ));
     }
-    let maintenance = match &options.maintenance_window {
+    let maintenance = match options.maintenance_window {
         Some(mw) => {
             crate::ddi::parse_schedule(&mw.schedule).map_err(ApiError::BadRequest)?;
             crate::ddi::parse_timezone(&mw.timezone).ok_or_else(|| {
@@ -918,18 +946,32 @@ fn new_action(options: &AssignOptions) -> ApiResult<NewAction> {
         None => None,
     };
     Ok(NewAction {
-        action_type: options.action_type.clone(),
+        action_type: options.action_type.to_string(),
         forcetime: options.forcetime,
         maintenance,
     })
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct AssignToTarget {
     /// Distribution set id.
     id: i64,
-    #[serde(flatten)]
-    options: AssignOptions,
+    #[serde(rename = "type", default = "default_action_type")]
+    action_type: String,
+    forcetime: Option<i64>,
+    #[serde(rename = "maintenanceWindow")]
+    maintenance_window: Option<MaintenanceBody>,
+}
+
+impl AssignToTarget {
+    fn options(&self) -> AssignOptions<'_> {
+        AssignOptions {
+            action_type: &self.action_type,
+            forcetime: self.forcetime,
+            maintenance_window: self.maintenance_window.as_ref(),
+        }
+    }
 }
 
 async fn assign_to_target(
@@ -945,7 +987,7 @@ async fn assign_to_target(
         .distribution_set(tenant.id, body.id)
         .await?
         .ok_or_else(|| ApiError::not_found("distribution set"))?;
-    let new = new_action(&body.options)?;
+    let new = new_action(&body.options())?;
     let mut tx = state.store.begin().await?;
     let action = Store::create_action_in(&mut tx, &target, body.id, None, &new).await?;
     tx.commit().await?;
@@ -953,12 +995,26 @@ async fn assign_to_target(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct AssignToMany {
     #[serde(default)]
     targets: Vec<String>,
     tag: Option<String>,
-    #[serde(flatten)]
-    options: AssignOptions,
+    #[serde(rename = "type", default = "default_action_type")]
+    action_type: String,
+    forcetime: Option<i64>,
+    #[serde(rename = "maintenanceWindow")]
+    maintenance_window: Option<MaintenanceBody>,
+}
+
+impl AssignToMany {
+    fn options(&self) -> AssignOptions<'_> {
+        AssignOptions {
+            action_type: &self.action_type,
+            forcetime: self.forcetime,
+            maintenance_window: self.maintenance_window.as_ref(),
+        }
+    }
 }
 
 async fn resolve_targets(
@@ -999,7 +1055,7 @@ async fn assign_set(
         .distribution_set(tenant.id, ds_id)
         .await?
         .ok_or_else(|| ApiError::not_found("distribution set"))?;
-    let new = new_action(&body.options)?;
+    let new = new_action(&body.options())?;
     let targets = resolve_targets(&state, &tenant, &body.targets, body.tag.as_deref()).await?;
     if targets.is_empty() {
         return Err(ApiError::bad_request(
@@ -1029,10 +1085,16 @@ async fn list_actions(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     ApiPath(controller_id): ApiPath<String>,
+    RawQuery(query): RawQuery,
 ) -> ApiResult<Json<Value>> {
     let tenant = tenant_for(&state, &headers, Role::Viewer).await?;
     let target = find_target(&state, &tenant, &controller_id).await?;
-    Ok(Json(json!(state.store.target_actions(target.id).await?)))
+    let page = PageRequest::parse(query.as_deref(), &store::ACTION_LISTING)?;
+    let (actions, total) = state.store.target_actions_page(target.id, &page).await?;
+    Ok(Json(page_json(
+        actions.iter().map(|a| json!(a)).collect(),
+        total,
+    )))
 }
 
 async fn get_action(
@@ -1061,6 +1123,7 @@ async fn get_action(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct CancelQuery {
     #[serde(default)]
     force: bool,
@@ -1091,6 +1154,7 @@ async fn cancel_action(
 // ---------- rollouts ----------
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct GroupBody {
     name: Option<String>,
     #[serde(default)]
@@ -1099,6 +1163,7 @@ struct GroupBody {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NewRollout {
     name: String,
     #[serde(rename = "distributionSetId")]
@@ -1234,12 +1299,19 @@ async fn rollout_json(store: &Store, rollout: &crate::store::Rollout) -> ApiResu
     Ok(value)
 }
 
+/// Rollouts without their groups (`GET /rest/v1/rollouts/{id}` has them with counts).
 async fn list_rollouts(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    RawQuery(query): RawQuery,
 ) -> ApiResult<Json<Value>> {
     let tenant = tenant_for(&state, &headers, Role::Viewer).await?;
-    Ok(Json(json!(state.store.rollouts(tenant.id).await?)))
+    let page = PageRequest::parse(query.as_deref(), &store::ROLLOUT_LISTING)?;
+    let (rollouts, total) = state.store.rollouts_page(tenant.id, &page).await?;
+    Ok(Json(page_json(
+        rollouts.iter().map(|r| json!(r)).collect(),
+        total,
+    )))
 }
 
 async fn get_rollout(

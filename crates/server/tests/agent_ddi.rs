@@ -278,7 +278,7 @@ fn rollout_to_twenty_keel_agents_halts_on_error_threshold() {
     };
     assert_eq!(halted["groups"][0]["counts"]["error"], 3);
     assert_eq!(halted["groups"][1]["status"], "scheduled");
-    let failed = server.get("/rest/v1/targets/dev01/actions");
+    let failed = server.get("/rest/v1/targets/dev01/actions")["content"].clone();
     assert_eq!(failed[0]["status"], "error");
     let history = server.get(&format!(
         "/rest/v1/targets/dev01/actions/{}",

@@ -20,7 +20,7 @@ async fn snapshot(mgmt: &common::Mgmt, devices: &[&str]) -> Value {
             .ok(Method::GET, &format!("/rest/v1/targets/{id}/actions"), None)
             .await;
         let mut histories = Vec::new();
-        for action in actions.as_array().unwrap() {
+        for action in actions["content"].as_array().unwrap() {
             histories.push(mgmt.action(id, action["id"].as_i64().unwrap()).await);
         }
         state.insert(
@@ -348,9 +348,7 @@ async fn management_roles_are_enforced() {
     // tenant's viewer and operator; the cross-tenant admin is not one of the tenant's tokens).
     assert_eq!(snapshot(&admin, &["dev1"]).await, before);
     assert_eq!(
-        admin
-            .ok(Method::GET, "/rest/v1/tokens", None)
-            .await
+        admin.ok(Method::GET, "/rest/v1/tokens", None).await["content"]
             .as_array()
             .unwrap()
             .len(),
@@ -365,7 +363,7 @@ async fn management_roles_are_enforced() {
         )
         .await;
     let tokens = admin.ok(Method::GET, "/rest/v1/tokens", None).await;
-    let operator_id = tokens
+    let operator_id = tokens["content"]
         .as_array()
         .unwrap()
         .iter()

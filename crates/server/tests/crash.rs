@@ -174,7 +174,7 @@ async fn kill_dash_nine_mid_rollout_loses_nothing() {
         let actions = mgmt
             .ok(Method::GET, &format!("/rest/v1/targets/{id}/actions"), None)
             .await;
-        let actions = actions.as_array().unwrap();
+        let actions = actions["content"].as_array().unwrap();
         assert_eq!(actions.len(), 1, "{id}: {actions:?}");
         assert_eq!(actions[0]["status"], "finished");
         let history = mgmt.action(id, actions[0]["id"].as_i64().unwrap()).await;

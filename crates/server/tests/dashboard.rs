@@ -220,7 +220,7 @@ async fn viewer_sees_no_rollout_controls_and_is_refused_by_ui_and_api() {
 
     // Deleting a token ends its sessions at once.
     let tokens = mgmt.ok(reqwest::Method::GET, "/rest/v1/tokens", None).await;
-    let viewer_id = tokens
+    let viewer_id = tokens["content"]
         .as_array()
         .unwrap()
         .iter()
@@ -405,7 +405,7 @@ async fn upload_through_the_dashboard_needs_csrf_and_reaches_the_artifact_store(
     let modules = mgmt
         .ok(reqwest::Method::GET, "/rest/v1/softwaremodules", None)
         .await;
-    let module_id = modules[0]["id"].as_i64().unwrap();
+    let module_id = modules["content"][0]["id"].as_i64().unwrap();
     let bytes = random_bytes(200_000, 9);
     let upload = |csrf: Option<String>| {
         let mut request = browser
@@ -433,7 +433,7 @@ async fn upload_through_the_dashboard_needs_csrf_and_reaches_the_artifact_store(
             None,
         )
         .await;
-    assert_eq!(listed[0]["filename"], "app.swu");
+    assert_eq!(listed["content"][0]["filename"], "app.swu");
     // The API's own validation answers through the dashboard too.
     let duplicate = upload(Some(csrf.clone())).await.unwrap();
     assert_eq!(duplicate.status(), StatusCode::CONFLICT);
@@ -609,7 +609,7 @@ async fn password_accounts_are_argon2_hashed_and_act_with_their_role() {
     assert!(page.body.contains("alice · operator"), "{}", page.body);
     assert!(page.body.contains("op-start"));
     let tokens = mgmt.ok(reqwest::Method::GET, "/rest/v1/tokens", None).await;
-    let session_tokens: Vec<_> = tokens
+    let session_tokens: Vec<_> = tokens["content"]
         .as_array()
         .unwrap()
         .iter()

@@ -182,7 +182,9 @@ async fn playwright_drives_the_dashboard_through_a_rollout() {
     let rollouts = mgmt
         .ok(reqwest::Method::GET, "/rest/v1/rollouts", None)
         .await;
-    let rollout = mgmt.rollout(rollouts[0]["id"].as_i64().unwrap()).await;
+    let rollout = mgmt
+        .rollout(rollouts["content"][0]["id"].as_i64().unwrap())
+        .await;
     assert_eq!(rollout["status"], "finished", "{rollout:#}");
     assert_eq!(rollout["counts"]["finished"], DEVICES as i64 - 1);
     assert_eq!(rollout["counts"]["error"], 1);

@@ -555,7 +555,7 @@ async fn action_types_and_maintenance_window() {
     }
     assert!(mgmt
         .ok(Method::GET, "/rest/v1/targets/bad/actions", None)
-        .await
+        .await["content"]
         .as_array()
         .unwrap()
         .is_empty());

@@ -147,7 +147,7 @@ async fn real_swupdate_gets_only_the_full_bundle_of_a_module_with_variants() {
             None,
         )
         .await;
-    let variants: Vec<&Value> = listed
+    let variants: Vec<&Value> = listed["content"]
         .as_array()
         .unwrap()
         .iter()

@@ -73,7 +73,7 @@ async fn uploads_are_streamed_hashed_limited_and_deduplicated() {
             &format!("/rest/v1/softwaremodules/{id}/artifacts"),
             None
         )
-        .await
+        .await["content"]
         .as_array()
         .unwrap()
         .is_empty());
@@ -162,12 +162,12 @@ async fn rollout_requests_are_validated() {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert!(mgmt
-        .ok(Method::GET, "/rest/v1/rollouts", None)
-        .await
-        .as_array()
-        .unwrap()
-        .is_empty());
+    assert!(
+        mgmt.ok(Method::GET, "/rest/v1/rollouts", None).await["content"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     // amountGroups splits in order.
     let rollout = mgmt
         .ok(
@@ -279,5 +279,397 @@ async fn tenants_are_separate() {
         .await
         .unwrap();
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    server.stop().await;
+}
+
+/// Issue #12: a misspelt field must not be silently ignored (the device token case: the intended
+/// token was dropped and a random one set, locking the device out).
+#[tokio::test]
+async fn unknown_body_fields_and_query_parameters_are_refused() {
+    let server = TestServer::start().await;
+    let mgmt = server.mgmt();
+    let token = mgmt.device("dev1", &["a"]).await;
+    let (status, error) = mgmt
+        .post(
+            "/rest/v1/targets/dev1/token",
+            json!({ "securityToken": "intended-token-123" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert_eq!(error["error"], "bad_request");
+    assert_eq!(
+        error["message"],
+        "unknown field \"securityToken\" in the request body; expected one of: token"
+    );
+    // Nothing changed: the old token still works, the intended one does not.
+    SimDevice::new(&server.base, "dev1", &token)
+        .poll()
+        .await
+        .unwrap();
+    let (status, _) = SimDevice::new(&server.base, "dev1", "intended-token-123")
+        .get_json(&format!("{}/default/controller/v1/dev1", server.base))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // A misspelt field on create: 400 and no device.
+    let (status, error) = mgmt
+        .post(
+            "/rest/v1/targets",
+            json!({ "controllerId": "dev2", "tag": ["a"] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert_eq!(
+        error["message"],
+        "unknown field \"tag\" in the request body; expected one of: controllerId, name, securityToken, tags"
+    );
+    assert_eq!(
+        mgmt.get("/rest/v1/targets/dev2").await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // Nested objects and every other body are strict as well.
+    let (set, _) = mgmt.release("fw", "1", "a.swu", random_bytes(10, 7)).await;
+    let window =
+        json!({ "schedule": "0 0 3 ? * *", "duration": "01:00:00", "timezone": "Z", "tz": "Z" });
+    let refused = [
+        (
+            "/rest/v1/targets/dev1/assignedDS".to_string(),
+            json!({ "id": set, "maintenanceWindow": window }),
+            "maintenanceWindow.tz",
+        ),
+        (
+            "/rest/v1/targets/dev1/assignedDS".to_string(),
+            json!({ "id": set, "forceTime": 1 }),
+            "forceTime",
+        ),
+        (
+            format!("/rest/v1/distributionsets/{set}/assignedTargets"),
+            json!({ "targets": ["dev1"], "ids": [] }),
+            "ids",
+        ),
+        (
+            "/rest/v1/softwaremodules".to_string(),
+            json!({ "name": "m", "version": "1", "vendor": "x" }),
+            "vendor",
+        ),
+        (
+            "/rest/v1/distributionsets".to_string(),
+            json!({ "name": "s", "version": "1", "modules": [], "type": "os" }),
+            "type",
+        ),
+        (
+            "/rest/v1/rollouts".to_string(),
+            json!({ "name": "r", "distributionSetId": set, "tag": "a", "groupCount": 2 }),
+            "groupCount",
+        ),
+        (
+            "/rest/v1/rollouts".to_string(),
+            json!({ "name": "r", "distributionSetId": set, "groups": [{ "tag": "a", "percent": 50 }] }),
+            "groups[0].percent",
+        ),
+        (
+            "/rest/v1/tokens".to_string(),
+            json!({ "name": "t", "role": "viewer", "colour": "x" }),
+            "colour",
+        ),
+        (
+            "/rest/v1/tenants".to_string(),
+            json!({ "name": "t2", "description": "x" }),
+            "description",
+        ),
+    ];
+    for (path, body, field) in refused {
+        let (status, error) = mgmt.post(&path, body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {body}: {error}");
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!(
+                "unknown field \"{field}\" in the request body; expected one of: "
+            )),
+            "{path}: {message}"
+        );
+    }
+    let (status, error) = mgmt
+        .send(
+            Method::PUT,
+            "/rest/v1/targets/dev1/tags",
+            Some(json!({ "tags": [], "replace": true })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert!(mgmt.ok(Method::GET, "/rest/v1/rollouts", None).await["total"] == 0);
+    assert_eq!(
+        mgmt.ok(Method::GET, "/rest/v1/targets/dev1/actions", None)
+            .await["total"],
+        0
+    );
+
+    // Unknown query parameters of list endpoints and other query-taking routes.
+    for path in [
+        "/rest/v1/targets?pagesize=10",
+        "/rest/v1/targets?tags=a",
+        "/rest/v1/softwaremodules?name=fw",
+        "/rest/v1/distributionsets?size=1",
+        "/rest/v1/rollouts?status=running",
+        "/rest/v1/targets/dev1/actions?active=true",
+        "/rest/v1/tokens?role=admin",
+        "/rest/v1/tenants?x=1",
+    ] {
+        let (status, error) = mgmt.get(path).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {error}");
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("unknown query parameter"),
+            "{path}: {error}"
+        );
+    }
+    let (status, error) = mgmt
+        .send(
+            Method::DELETE,
+            "/rest/v1/targets/dev1/actions/1?forced=true",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+
+    // The device API stays lenient: real clients send fields keel does not know.
+    let device = SimDevice::new(&server.base, "dev1", &token);
+    let status = device
+        .client
+        .put(format!("{}/configData", device.url()))
+        .header("Authorization", format!("TargetToken {token}"))
+        .json(&json!({ "mode": "merge", "data": { "hw": "rev2" }, "id": "", "time": "20240101T000000", "status": { "execution": "closed", "result": { "finished": "success" } } }))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::OK);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn every_list_is_paged_sorted_and_filtered_in_hawkbit_style() {
+    let server = TestServer::start().await;
+    let mgmt = server.mgmt();
+    for i in 0..120 {
+        let tag = if i % 3 == 0 { "line-1" } else { "line-2" };
+        let (status, body) = mgmt
+            .post(
+                "/rest/v1/targets",
+                json!({ "controllerId": format!("gw-{i:03}"), "name": format!("Gateway {i}"), "tags": [tag] }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let ids = |page: &serde_json::Value| -> Vec<String> {
+        page["content"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["controllerId"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // Default: the first 50, in creation order, with the total.
+    let first = mgmt.ok(Method::GET, "/rest/v1/targets", None).await;
+    assert_eq!(first["total"], 120);
+    assert_eq!(first["size"], 50);
+    assert_eq!(ids(&first)[0], "gw-000");
+    assert_eq!(ids(&first)[49], "gw-049");
+    assert_eq!(first["content"][0]["tags"], json!(["line-1"]));
+    // offset + limit walk the whole list exactly once.
+    let mut seen = Vec::new();
+    let mut offset = 0;
+    loop {
+        let page = mgmt
+            .ok(
+                Method::GET,
+                &format!("/rest/v1/targets?offset={offset}&limit=33"),
+                None,
+            )
+            .await;
+        assert_eq!(page["total"], 120);
+        let got = ids(&page);
+        if got.is_empty() {
+            break;
+        }
+        offset += got.len();
+        seen.extend(got);
+    }
+    assert_eq!(
+        seen,
+        (0..120).map(|i| format!("gw-{i:03}")).collect::<Vec<_>>()
+    );
+    // Sort, filter with wildcards (case-insensitive), the tag field and the legacy tag parameter.
+    let page = mgmt
+        .ok(
+            Method::GET,
+            "/rest/v1/targets?sort=controllerId:DESC&limit=3",
+            None,
+        )
+        .await;
+    assert_eq!(ids(&page), ["gw-119", "gw-118", "gw-117"]);
+    let page = mgmt
+        .ok(
+            Method::GET,
+            "/rest/v1/targets?q=controllerId==GW-11*&sort=name:ASC",
+            None,
+        )
+        .await;
+    assert_eq!(page["total"], 10);
+    assert_eq!(ids(&page)[0], "gw-110");
+    let page = mgmt
+        .ok(
+            Method::GET,
+            "/rest/v1/targets?q=tag==line-1;controllerId==gw-0*&limit=500",
+            None,
+        )
+        .await;
+    assert_eq!(page["total"], 34);
+    assert!(ids(&page).iter().all(|id| id.starts_with("gw-0")));
+    let page = mgmt
+        .ok(
+            Method::GET,
+            "/rest/v1/targets?tag=line-1&q=controllerId==gw-000,controllerId==gw-001",
+            None,
+        )
+        .await;
+    assert_eq!(ids(&page), ["gw-000"]);
+    let page = mgmt
+        .ok(
+            Method::GET,
+            "/rest/v1/targets?q=updateStatus==unknown;lastPollAt!=5&limit=0",
+            None,
+        )
+        .await;
+    assert_eq!(
+        (page["total"].clone(), page["size"].clone()),
+        (json!(120), json!(0))
+    );
+    // Wrong paging: 400 naming the parameter and what is allowed.
+    for (query, expected) in [
+        ("limit=501", "limit: an integer from 0 to 500"),
+        ("offset=-1", "offset: an integer"),
+        (
+            "sort=token:ASC",
+            "sort: unknown field \"token\"; sortable fields: controllerId, name",
+        ),
+        ("sort=name:sideways", "sort: direction"),
+        (
+            "q=token==x",
+            "q: unknown field \"token\"; filterable fields: controllerId",
+        ),
+        ("q=createdAt==yesterday", "q: createdAt is a number"),
+        ("q=name", "q: expected an operator after \"name\""),
+    ] {
+        let (status, error) = mgmt.get(&format!("/rest/v1/targets?{query}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {error}");
+        assert!(
+            error["message"].as_str().unwrap().starts_with(expected),
+            "{query}: {error}"
+        );
+    }
+
+    // The other lists have the same shape and parameters.
+    for i in 0..3 {
+        mgmt.release("fw", &format!("1.{i}"), "a.swu", random_bytes(10, i))
+            .await;
+    }
+    let modules = mgmt
+        .ok(
+            Method::GET,
+            "/rest/v1/softwaremodules?sort=version:DESC&limit=2",
+            None,
+        )
+        .await;
+    assert_eq!(modules["total"], 3);
+    assert_eq!(modules["content"][0]["version"], "1.2");
+    assert_eq!(modules["size"], 2);
+    let sets = mgmt
+        .ok(
+            Method::GET,
+            "/rest/v1/distributionsets?q=version==1.1",
+            None,
+        )
+        .await;
+    assert_eq!(sets["total"], 1);
+    let set = sets["content"][0]["id"].as_i64().unwrap();
+    let module = modules["content"][0]["id"].as_i64().unwrap();
+    let artifacts = mgmt
+        .ok(
+            Method::GET,
+            &format!("/rest/v1/softwaremodules/{module}/artifacts?q=filename==*.swu"),
+            None,
+        )
+        .await;
+    assert_eq!(artifacts["total"], 1);
+    assert_eq!(artifacts["content"][0]["filename"], "a.swu");
+    for _ in 0..2 {
+        mgmt.ok(
+            Method::POST,
+            "/rest/v1/targets/gw-000/assignedDS",
+            Some(json!({ "id": set, "type": "soft" })),
+        )
+        .await;
+    }
+    let actions = mgmt
+        .ok(
+            Method::GET,
+            "/rest/v1/targets/gw-000/actions?q=active==true;status!=canceling",
+            None,
+        )
+        .await;
+    // The first assignment is being canceled (still open), the second one runs.
+    assert_eq!(actions["total"], 1, "{actions}");
+    assert_eq!(actions["content"][0]["status"], "running");
+    assert_eq!(actions["content"][0]["id"].as_i64(), Some(2));
+    let actions = mgmt
+        .ok(
+            Method::GET,
+            "/rest/v1/targets/gw-000/actions?sort=id:DESC",
+            None,
+        )
+        .await;
+    assert_eq!(actions["total"], 2);
+    assert!(actions["content"][0]["id"].as_i64() > actions["content"][1]["id"].as_i64());
+    mgmt.ok(
+        Method::POST,
+        "/rest/v1/rollouts",
+        Some(json!({ "name": "r1", "distributionSetId": set, "tag": "line-2" })),
+    )
+    .await;
+    let rollouts = mgmt
+        .ok(
+            Method::GET,
+            "/rest/v1/rollouts?q=status==ready;name==r*",
+            None,
+        )
+        .await;
+    assert_eq!(rollouts["total"], 1);
+    // (the tenant's own tokens: the cross-tenant admin token is not one of them)
+    mgmt.ok(
+        Method::POST,
+        "/rest/v1/tokens",
+        Some(json!({ "name": "tenant-admin", "role": "admin" })),
+    )
+    .await;
+    mgmt.ok(
+        Method::POST,
+        "/rest/v1/tokens",
+        Some(json!({ "name": "ci", "role": "operator" })),
+    )
+    .await;
+    let tokens = mgmt
+        .ok(Method::GET, "/rest/v1/tokens?q=role==admin", None)
+        .await;
+    assert_eq!(tokens["total"], 1, "{tokens}");
+    assert_eq!(tokens["content"][0]["name"], "tenant-admin");
+    let tenants = mgmt
+        .ok(Method::GET, "/rest/v1/tenants?q=name==def*", None)
+        .await;
+    assert_eq!(tenants["content"][0]["name"], "default");
+    assert_eq!(tenants["total"], 1);
     server.stop().await;
 }

@@ -123,7 +123,8 @@ async fn error_threshold_halts_rollout_before_the_next_group() {
     assert_eq!(failed["updateStatus"], "error");
     let actions = mgmt
         .ok(Method::GET, "/rest/v1/targets/dev03/actions", None)
-        .await;
+        .await["content"]
+        .clone();
     assert_eq!(actions[0]["status"], "error");
     assert_eq!(actions[0]["rolloutId"], json!(id));
 
@@ -211,8 +212,9 @@ async fn success_threshold_advances_groups_with_pause_and_resume() {
     assert_eq!(group(&finished, 0)["status"], "finished");
     assert_eq!(group(&finished, 1)["status"], "finished");
     let in_sync = mgmt.ok(Method::GET, "/rest/v1/targets", None).await;
+    assert_eq!(in_sync["total"], 20);
     assert_eq!(
-        in_sync
+        in_sync["content"]
             .as_array()
             .unwrap()
             .iter()
