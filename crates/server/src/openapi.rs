@@ -543,7 +543,7 @@ pub fn document() -> Value {
         let mut errors: Vec<u16> = match op.who {
             Who::Anyone => Vec::new(),
             Who::Viewer | Who::Operator | Who::Admin => vec![400, 401, 403, 404, 429],
-            Who::Device | Who::DeviceTuf => vec![400, 401, 404],
+            Who::Device | Who::DeviceTuf => vec![400, 401, 404, 429],
         };
         errors.extend(op.errors);
         errors.sort_unstable();
