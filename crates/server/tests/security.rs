@@ -159,6 +159,7 @@ fn parameter(name: &str, path: &str, b: &PlantB) -> String {
         "name" | "tenant" => "plant-b".into(),
         "moduleId" | "module_id" => b.module.to_string(),
         "fileName" | "filename" => "b.img".into(),
+        "file" => "timestamp.json".into(),
         "id" if path.starts_with("/rest/v1/softwaremodules/") => b.module.to_string(),
         "id" if path.starts_with("/rest/v1/distributionsets/") => b.set.to_string(),
         "id" if path.starts_with("/rest/v1/rollouts/") => b.rollout.to_string(),
