@@ -287,7 +287,7 @@ impl Client {
         page_size: usize,
     ) -> anyhow::Result<Value> {
         let mut content = Vec::new();
-        let mut total = 0;
+        let mut total;
         loop {
             let want = match max {
                 Some(max) => page_size.min(max - content.len()),
@@ -691,7 +691,12 @@ fn audit_summary(page: &Value) -> String {
         ]);
     }
     let widths: Vec<usize> = (0..6)
-        .map(|i| rows.iter().map(|row| row[i].chars().count()).max().unwrap_or(0))
+        .map(|i| {
+            rows.iter()
+                .map(|row| row[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out: Vec<String> = rows
         .iter()
@@ -708,7 +713,11 @@ fn audit_summary(page: &Value) -> String {
     let offset = page["offset"].as_u64().unwrap_or(0);
     out.push(format!(
         "records {}-{} of {}",
-        if records.is_empty() { offset } else { offset + 1 },
+        if records.is_empty() {
+            offset
+        } else {
+            offset + 1
+        },
         offset + records.len() as u64,
         page["total"]
     ));

@@ -182,7 +182,9 @@ fn audit_lists_changes_and_refusals_newest_first() {
     let lines: Vec<&str> = table.lines().collect();
     assert!(lines[0].starts_with("TIME (UTC)"), "{table}");
     assert!(
-        lines.iter().any(|l| l.contains("401") && l.contains("token rejected: GET /rest/v1/targets") && l.contains("127.0.0.1")),
+        lines.iter().any(|l| l.contains("401")
+            && l.contains("token rejected: GET /rest/v1/targets")
+            && l.contains("127.0.0.1")),
         "{table}"
     );
     assert!(lines.last().unwrap().starts_with("records 1-"), "{table}");

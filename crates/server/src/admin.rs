@@ -60,8 +60,7 @@ async fn tenant_id(store: &Store, scope: &Scope) -> anyhow::Result<Option<i64>> 
 }
 
 fn role(text: &str) -> anyhow::Result<Role> {
-    Role::parse(text)
-        .with_context(|| format!("role {text:?}: expected viewer, operator or admin"))
+    Role::parse(text).with_context(|| format!("role {text:?}: expected viewer, operator or admin"))
 }
 
 /// Runs one administration command against the configured database.
@@ -94,7 +93,11 @@ async fn run_on(store: &Store, command: &Command) -> anyhow::Result<()> {
             match output {
                 Some(path) => {
                     crate::write_secret(path, &token)?;
-                    println!("token {name:?} ({}) written to {}", role.as_str(), path.display());
+                    println!(
+                        "token {name:?} ({}) written to {}",
+                        role.as_str(),
+                        path.display()
+                    );
                 }
                 None => println!("{token}"),
             }
@@ -121,7 +124,9 @@ async fn run_on(store: &Store, command: &Command) -> anyhow::Result<()> {
             store
                 .create_dashboard_user(tenant, name, &hash, role.as_str())
                 .await
-                .with_context(|| format!("creating dashboard user {name:?} (does it exist already?)"))?;
+                .with_context(|| {
+                    format!("creating dashboard user {name:?} (does it exist already?)")
+                })?;
             println!("dashboard user {name:?} ({}) created", role.as_str());
             Ok(())
         }

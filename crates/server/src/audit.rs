@@ -227,7 +227,16 @@ pub async fn management(
     let (response, scope) = scoped(request, next).await;
     let status = response.status();
     let actor = scope.actor.unwrap_or_else(|| "(no valid token)".into());
-    let record = |action: String| entry(scope.tenant_id, actor.clone(), action, &path, status, address.clone());
+    let record = |action: String| {
+        entry(
+            scope.tenant_id,
+            actor.clone(),
+            action,
+            &path,
+            status,
+            address.clone(),
+        )
+    };
     match status {
         StatusCode::UNAUTHORIZED => state
             .audit
@@ -236,12 +245,16 @@ pub async fn management(
             .audit
             .record_later(record(format!("forbidden: {method} {route}"))),
         StatusCode::TOO_MANY_REQUESTS => {}
-        _ if !reads_only(&method) => {
-            if !state.audit.record(record(format!("{method} {route}"))).await {
+        _ if reads_only(&method) => {}
+        _ => {
+            if !state
+                .audit
+                .record(record(format!("{method} {route}")))
+                .await
+            {
                 tracing::error!("audit log: could not record {method} {path} by {actor}");
             }
         }
-        _ => {}
     }
     response
 }

@@ -171,15 +171,12 @@ pub async fn device(
     }
     // 429 before any database work while this client/device is throttled (crate::throttle).
     let attempt = crate::throttle::Attempt::device(tenant_name, controller_id)?;
-    let tenant = store
-        .tenant_by_name(tenant_name)
-        .await?
-        .ok_or_else(|| {
-            // hawkBit tenant names are often written differently; say so in the log (not to the
-            // client, which learns nothing about which part was wrong).
-            tracing::info!("DDI request for unknown tenant {tenant_name:?} refused");
-            denied()
-        })?;
+    let tenant = store.tenant_by_name(tenant_name).await?.ok_or_else(|| {
+        // hawkBit tenant names are often written differently; say so in the log (not to the
+        // client, which learns nothing about which part was wrong).
+        tracing::info!("DDI request for unknown tenant {tenant_name:?} refused");
+        denied()
+    })?;
     crate::audit::note_tenant(tenant.id);
     let presented = hash_token(token);
     if scheme.eq_ignore_ascii_case("TargetToken") {

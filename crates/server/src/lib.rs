@@ -329,10 +329,12 @@ pub(crate) fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Resu
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .merge(ddi::routes().route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            audit::device,
-        )))
+        .merge(
+            ddi::routes().route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                audit::device,
+            )),
+        )
         .merge(mgmt::api(&state))
         .merge(tuf::routes())
         .merge(dashboard::router())

@@ -123,11 +123,10 @@ async fn acting(state: &AppState, headers: &HeaderMap, role: Role) -> ApiResult<
     };
     let tenant = match caller.tenant_id {
         Some(own) => {
-            let tenant = state
-                .store
-                .tenant_by_id(own)
-                .await?
-                .ok_or_else(|| ApiError::Forbidden("the token's tenant no longer exists".into()))?;
+            let tenant =
+                state.store.tenant_by_id(own).await?.ok_or_else(|| {
+                    ApiError::Forbidden("the token's tenant no longer exists".into())
+                })?;
             if let Some(name) = named {
                 if !name.eq_ignore_ascii_case(&tenant.name) {
                     return Err(foreign_tenant(&tenant, name));

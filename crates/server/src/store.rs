@@ -469,7 +469,6 @@ impl Store {
             .await
     }
 
-
     /// Deletes a token of `tenant_id`; a token of another tenant (or a cross-tenant one) is left
     /// alone and reported as not found.
     pub async fn delete_api_token(&self, tenant_id: i64, id: i64) -> Result<bool, sqlx::Error> {

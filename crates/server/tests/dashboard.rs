@@ -586,7 +586,11 @@ async fn password_accounts_are_argon2_hashed_and_act_with_their_role() {
     }
     let store = server.open_store().await;
     let default = store.tenant_by_name("default").await.unwrap().unwrap();
-    let account = store.dashboard_user(default.id, "alice").await.unwrap().unwrap();
+    let account = store
+        .dashboard_user(default.id, "alice")
+        .await
+        .unwrap()
+        .unwrap();
     let (hash, role) = (account.password_hash, account.role);
     assert!(hash.starts_with("$argon2id$"), "{hash}");
     assert!(!hash.contains("correct horse"));

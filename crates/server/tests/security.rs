@@ -96,7 +96,9 @@ async fn set_up_plant_b(server: &TestServer, admin: &Mgmt) -> PlantB {
     };
     let b = admin.with_token(Some(&b_admin));
     let device_token = b.device("b-dev", &["b-tag"]).await;
-    let (set, module) = b.release("b-os", "1.0", "b.img", random_bytes(4096, 9)).await;
+    let (set, module) = b
+        .release("b-os", "1.0", "b.img", random_bytes(4096, 9))
+        .await;
     let assigned = b
         .ok(
             Method::POST,
@@ -104,7 +106,9 @@ async fn set_up_plant_b(server: &TestServer, admin: &Mgmt) -> PlantB {
             Some(json!({ "id": set })),
         )
         .await;
-    let action = assigned["id"].as_i64().unwrap_or_else(|| panic!("no action id in {assigned}"));
+    let action = assigned["id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no action id in {assigned}"));
     b.device("b-dev-2", &["b-tag"]).await;
     let rollout = b
         .ok(
@@ -136,7 +140,12 @@ async fn set_up_plant_b(server: &TestServer, admin: &Mgmt) -> PlantB {
     assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
     let store = server.open_store().await;
     let tenant = store.tenant_by_name("plant-b").await.unwrap().unwrap();
-    let user_id = store.dashboard_user(tenant.id, "bob").await.unwrap().unwrap().id;
+    let user_id = store
+        .dashboard_user(tenant.id, "bob")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
     store.close().await;
     PlantB {
         device: "b-dev".into(),
@@ -164,7 +173,9 @@ fn parameter(name: &str, path: &str, b: &PlantB) -> String {
         "id" if path.starts_with("/rest/v1/distributionsets/") => b.set.to_string(),
         "id" if path.starts_with("/rest/v1/rollouts/") => b.rollout.to_string(),
         "id" if path.starts_with("/rest/v1/tokens/") => b.token_id.to_string(),
-        other => panic!("tenancy walk: give path parameter {other:?} of {path} a value naming plant-b's object"),
+        other => panic!(
+            "tenancy walk: give path parameter {other:?} of {path} a value naming plant-b's object"
+        ),
     }
 }
 
@@ -193,13 +204,17 @@ fn body(operation: &Value, path: &str, b: &PlantB) -> Option<Value> {
         "Tags" => json!({ "tags": ["pwned"] }),
         "AssignToTarget" => json!({ "id": b.set }),
         "AssignToMany" => json!({ "targets": [b.device] }),
-        "NewRollout" => json!({ "name": "mallory", "distributionSetId": b.set, "targets": [b.device] }),
+        "NewRollout" => {
+            json!({ "name": "mallory", "distributionSetId": b.set, "targets": [b.device] })
+        }
         "DdiConfigData" => json!({ "data": { "pwned": "yes" } }),
         "DdiFeedback" => {
             json!({ "status": { "execution": "closed", "result": { "finished": "success" } } })
         }
         "TargetToken" | "NewTargetToken" => json!({ "token": "mallory-device-token" }),
-        other => panic!("tenancy walk: give request schema {other:?} ({path}) a valid example body"),
+        other => {
+            panic!("tenancy walk: give request schema {other:?} ({path}) a valid example body")
+        }
     })
 }
 
@@ -211,12 +226,12 @@ fn operations(document: &Value, b: &PlantB) -> Vec<(Method, String, String, Opti
         for (method, operation) in methods.as_object().unwrap() {
             let concrete: Vec<String> = template
                 .split('/')
-                .map(|segment| {
-                    match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                .map(
+                    |segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
                         Some(name) => parameter(name, template, b),
                         None => segment.to_string(),
-                    }
-                })
+                    },
+                )
                 .collect();
             let mut path = concrete.join("/");
             if operation["requestBody"]["content"]
@@ -229,7 +244,11 @@ fn operations(document: &Value, b: &PlantB) -> Vec<(Method, String, String, Opti
             all.push((method, path, template.clone(), body(operation, template, b)));
         }
     }
-    assert!(all.len() > 30, "the OpenAPI document lists {} operations", all.len());
+    assert!(
+        all.len() > 30,
+        "the OpenAPI document lists {} operations",
+        all.len()
+    );
     all
 }
 
@@ -247,11 +266,7 @@ fn assert_unchanged(
     what: &str,
 ) {
     for (table, rows) in before {
-        assert_eq!(
-            Some(rows),
-            after.get(table),
-            "{what} changed table {table}"
-        );
+        assert_eq!(Some(rows), after.get(table), "{what} changed table {table}");
     }
 }
 
@@ -291,7 +306,8 @@ async fn every_route_refuses_another_tenants_token_and_session_and_changes_nothi
         if !template.starts_with("/rest/v1/") || template == "/rest/v1/openapi.json" {
             continue;
         }
-        let (status, value) = send_as(&a, Some("plant-b"), method.clone(), path, body.as_ref()).await;
+        let (status, value) =
+            send_as(&a, Some("plant-b"), method.clone(), path, body.as_ref()).await;
         assert_eq!(
             status,
             StatusCode::FORBIDDEN,
@@ -354,13 +370,27 @@ async fn every_route_refuses_another_tenants_token_and_session_and_changes_nothi
     ];
     for page in &pages {
         let got = alice.get(page).await;
-        assert_eq!(got.status, StatusCode::NOT_FOUND, "GET {page}: {}", got.body);
+        assert_eq!(
+            got.status,
+            StatusCode::NOT_FOUND,
+            "GET {page}: {}",
+            got.body
+        );
     }
-    for listing in ["/ui/fleet", "/ui/software", "/ui/rollouts", "/ui/users", "/ui/tuf"] {
+    for listing in [
+        "/ui/fleet",
+        "/ui/software",
+        "/ui/rollouts",
+        "/ui/users",
+        "/ui/tuf",
+    ] {
         let got = alice.get(listing).await;
         assert_eq!(got.status, StatusCode::OK, "GET {listing}");
         for secret in ["b-dev", "b-os", "b-rollout", "bob"] {
-            assert!(!got.body.contains(secret), "{listing} shows plant-b's {secret:?}");
+            assert!(
+                !got.body.contains(secret),
+                "{listing} shows plant-b's {secret:?}"
+            );
         }
     }
     let forms: Vec<(String, Vec<(&str, String)>)> = vec![
@@ -416,7 +446,11 @@ async fn every_route_refuses_another_tenants_token_and_session_and_changes_nothi
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let attempt = loop {
         let all = admin
-            .ok(Method::GET, "/rest/v1/audit?failed=true&limit=500&all=true", None)
+            .ok(
+                Method::GET,
+                "/rest/v1/audit?failed=true&limit=500&all=true",
+                None,
+            )
             .await;
         let records = all["content"].as_array().unwrap().clone();
         if let Some(found) = records.iter().find(|r| is_attempt(r)) {
@@ -438,7 +472,11 @@ async fn tokens_accounts_and_tenants_belong_to_one_tenant() {
     let server = TestServer::start().await;
     let admin = server.mgmt();
     admin
-        .ok(Method::POST, "/rest/v1/tenants", Some(json!({ "name": "plant-b" })))
+        .ok(
+            Method::POST,
+            "/rest/v1/tenants",
+            Some(json!({ "name": "plant-b" })),
+        )
         .await;
     let whoami = admin.ok(Method::GET, "/rest/v1/whoami", None).await;
     assert_eq!(whoami["crossTenant"], true, "{whoami}");
@@ -447,24 +485,61 @@ async fn tokens_accounts_and_tenants_belong_to_one_tenant() {
     let (_, a_admin) = admin_token_of(&admin, "a-admin").await;
     let a = admin.with_token(Some(&a_admin));
     let whoami = a.ok(Method::GET, "/rest/v1/whoami", None).await;
-    assert_eq!((whoami["tenant"].as_str(), whoami["crossTenant"].as_bool()), (Some("default"), Some(false)));
+    assert_eq!(
+        (whoami["tenant"].as_str(), whoami["crossTenant"].as_bool()),
+        (Some("default"), Some(false))
+    );
     a.device("a-dev", &[]).await;
-    let (status, _) = a.post("/rest/v1/tenants", json!({ "name": "plant-c" })).await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "a tenant admin created a tenant");
+    let (status, _) = a
+        .post("/rest/v1/tenants", json!({ "name": "plant-c" }))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a tenant admin created a tenant"
+    );
     let tenants = a.ok(Method::GET, "/rest/v1/tenants", None).await;
     let names: Vec<&str> = tenants_of(&tenants);
-    assert_eq!(names, ["default"], "a tenant admin sees other tenants: {tenants}");
-    let (status, _) = send_as(&a, None, Method::PUT, "/rest/v1/tenants/plant-b/gatewaytoken", Some(&json!({}))).await;
+    assert_eq!(
+        names,
+        ["default"],
+        "a tenant admin sees other tenants: {tenants}"
+    );
+    let (status, _) = send_as(
+        &a,
+        None,
+        Method::PUT,
+        "/rest/v1/tenants/plant-b/gatewaytoken",
+        Some(&json!({})),
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     // The same with a tenant that does not exist: 403 too, so existence is not revealed.
-    let (status, _) = send_as(&a, Some("no-such-tenant"), Method::GET, "/rest/v1/targets", None).await;
+    let (status, _) = send_as(
+        &a,
+        Some("no-such-tenant"),
+        Method::GET,
+        "/rest/v1/targets",
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
     // Tokens of default are not listed, nor deletable, in plant-b.
-    let b_tokens = send_as(&admin, Some("plant-b"), Method::GET, "/rest/v1/tokens", None).await.1;
+    let b_tokens = send_as(
+        &admin,
+        Some("plant-b"),
+        Method::GET,
+        "/rest/v1/tokens",
+        None,
+    )
+    .await
+    .1;
     assert!(!b_tokens.to_string().contains("a-admin"), "{b_tokens}");
     // Tenant names are one namespace regardless of case.
-    let (status, _) = admin.post("/rest/v1/tenants", json!({ "name": "PLANT-B" })).await;
+    let (status, _) = admin
+        .post("/rest/v1/tenants", json!({ "name": "PLANT-B" }))
+        .await;
     assert_eq!(status, StatusCode::CONFLICT);
     server.stop().await;
 }
@@ -495,7 +570,10 @@ async fn ddi_tenant_names_are_case_insensitive() {
     device.tenant = "DEFAULT".into();
     assert_eq!(device.get_json(&device.url()).await.0, StatusCode::OK);
     device.tenant = "no-such-tenant".into();
-    assert_eq!(device.get_json(&device.url()).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        device.get_json(&device.url()).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     server.stop().await;
 }
 
@@ -524,7 +602,9 @@ async fn changes_logins_and_rejected_tokens_are_audited_with_who_where_and_what(
     let (_, ops) = admin_token_of(&admin, "ops").await;
     let ops = admin.with_token(Some(&ops));
     let device_token = ops.device("dev-1", &[]).await;
-    let (set, _) = ops.release("os", "1.0", "os.img", random_bytes(1000, 3)).await;
+    let (set, _) = ops
+        .release("os", "1.0", "os.img", random_bytes(1000, 3))
+        .await;
     // A token replacement (the device takeover of issue 12 would have shown here).
     ops.ok(
         Method::POST,
@@ -541,14 +621,25 @@ async fn changes_logins_and_rejected_tokens_are_audited_with_who_where_and_what(
         .await["id"]
         .as_i64()
         .unwrap();
-    ops.wait_rollout(rollout, "ready", |r| r["status"] == "ready").await;
-    let canceled = ops
-        .ok(Method::POST, &format!("/rest/v1/rollouts/{rollout}/cancel"), None)
+    ops.wait_rollout(rollout, "ready", |r| r["status"] == "ready")
         .await;
-    assert_eq!(canceled["statusReason"], "canceled by token \"ops\"", "{canceled}");
+    let canceled = ops
+        .ok(
+            Method::POST,
+            &format!("/rest/v1/rollouts/{rollout}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        canceled["statusReason"], "canceled by token \"ops\"",
+        "{canceled}"
+    );
 
     // Refused credentials: a wrong bearer token, a wrong device token, a wrong password.
-    let (status, _) = admin.with_token(Some("not-a-token")).get("/rest/v1/targets").await;
+    let (status, _) = admin
+        .with_token(Some("not-a-token"))
+        .get("/rest/v1/targets")
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let wrong_device = SimDevice::new(&server.base, "dev-1", &device_token);
     assert_eq!(
@@ -591,18 +682,32 @@ async fn changes_logins_and_rejected_tokens_are_audited_with_who_where_and_what(
             assert_eq!(record["tenantId"], default_id, "{record}");
         }
     }
-    let token_change = find(&records, "ops", "POST /rest/v1/targets/{controller_id}/token");
+    let token_change = find(
+        &records,
+        "ops",
+        "POST /rest/v1/targets/{controller_id}/token",
+    );
     assert_eq!(token_change["object"], "/rest/v1/targets/dev-1/token");
     assert_eq!(token_change["status"], 200);
     assert_eq!(find(&records, "user \"mallory\"", "login")["status"], 401);
     // Nothing secret is recorded.
     let text = serde_json::to_string(&records).unwrap();
-    for secret in ["replacement-token-1", "guess guess guess", "not-a-token", device_token.as_str()] {
-        assert!(!text.contains(secret), "the audit log holds a secret: {secret}");
+    for secret in [
+        "replacement-token-1",
+        "guess guess guess",
+        "not-a-token",
+        device_token.as_str(),
+    ] {
+        assert!(
+            !text.contains(secret),
+            "the audit log holds a secret: {secret}"
+        );
     }
 
     // Paging and filters.
-    let page = admin.ok(Method::GET, "/rest/v1/audit?limit=2&offset=1", None).await;
+    let page = admin
+        .ok(Method::GET, "/rest/v1/audit?limit=2&offset=1", None)
+        .await;
     assert_eq!(page["size"], 2);
     assert!(page["total"].as_i64().unwrap() >= 8, "{page}");
     let only_ops = audit(&admin, "actor=ops").await;
@@ -615,13 +720,27 @@ async fn changes_logins_and_rejected_tokens_are_audited_with_who_where_and_what(
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     // A tenant's admin reads its own tenant's log only.
     admin
-        .ok(Method::POST, "/rest/v1/tenants", Some(json!({ "name": "plant-b" })))
+        .ok(
+            Method::POST,
+            "/rest/v1/tenants",
+            Some(json!({ "name": "plant-b" })),
+        )
         .await;
-    let (status, value) = send_as(&admin, Some("plant-b"), Method::POST, "/rest/v1/tokens", Some(&json!({ "name": "b-admin", "role": "admin" }))).await;
+    let (status, value) = send_as(
+        &admin,
+        Some("plant-b"),
+        Method::POST,
+        "/rest/v1/tokens",
+        Some(&json!({ "name": "b-admin", "role": "admin" })),
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED);
     let b_admin = admin.with_token(value["token"].as_str());
     let b_records = audit(&b_admin, "limit=500").await;
-    assert!(b_records.iter().all(|r| r["actor"] != "ops"), "{b_records:#?}");
+    assert!(
+        b_records.iter().all(|r| r["actor"] != "ops"),
+        "{b_records:#?}"
+    );
     let (status, _) = b_admin.get("/rest/v1/audit?all=true").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
@@ -631,18 +750,34 @@ async fn changes_logins_and_rejected_tokens_are_audited_with_who_where_and_what(
     let page = browser.get("/ui/audit?failed=on").await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("device token rejected"), "{}", page.body);
-    assert!(!page.body.contains("POST /rest/v1/targets/{controller_id}/token"), "failed=on shows a success");
+    assert!(
+        !page
+            .body
+            .contains("POST /rest/v1/targets/{controller_id}/token"),
+        "failed=on shows a success"
+    );
     let page = browser.get("/ui/audit?actor=ops").await;
-    assert!(page.body.contains("/rest/v1/targets/dev-1/token"), "{}", page.body);
+    assert!(
+        page.body.contains("/rest/v1/targets/dev-1/token"),
+        "{}",
+        page.body
+    );
     let (_, viewer) = {
         let value = admin
-            .ok(Method::POST, "/rest/v1/tokens", Some(json!({ "name": "v", "role": "viewer" })))
+            .ok(
+                Method::POST,
+                "/rest/v1/tokens",
+                Some(json!({ "name": "v", "role": "viewer" })),
+            )
             .await;
         ((), value["token"].as_str().unwrap().to_string())
     };
     let mut viewer_browser = Browser::new(&server.base);
     viewer_browser.login(&viewer).await;
-    assert_eq!(viewer_browser.get("/ui/audit").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        viewer_browser.get("/ui/audit").await.status,
+        StatusCode::FORBIDDEN
+    );
     server.stop().await;
 }
 
@@ -653,7 +788,12 @@ fn the_admin_token_is_written_to_a_private_file_and_never_printed() {
     let dir = tempfile::tempdir().unwrap();
     let server = env!("CARGO_BIN_EXE_keel-server");
     let mut child = std::process::Command::new(server)
-        .args(["--listen", "127.0.0.1:0", "--create-default-tenant", "--data-dir"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--create-default-tenant",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -674,9 +814,15 @@ fn the_admin_token_is_written_to_a_private_file_and_never_printed() {
     let file = dir.path().join("admin.token");
     let token = std::fs::read_to_string(&file).unwrap().trim().to_string();
     assert_eq!(token.len(), 32);
-    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let output = format!("{}\n{stderr}", printed.join("\n"));
-    assert!(!output.contains(&token), "the admin token was printed: {output}");
+    assert!(
+        !output.contains(&token),
+        "the admin token was printed: {output}"
+    );
     assert!(output.contains(&file.display().to_string()), "{output}");
 
     // Cross-tenant credentials come from the command line only, with an explicit scope.
@@ -698,9 +844,25 @@ fn the_admin_token_is_written_to_a_private_file_and_never_printed() {
         String::from_utf8_lossy(&unknown.stderr)
     );
     let out = dir.path().join("ops.token");
-    let made = run(&["create-token", "--name", "ops", "--cross-tenant", "--role", "viewer", "--output", out.to_str().unwrap()]);
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-    assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
+    let made = run(&[
+        "create-token",
+        "--name",
+        "ops",
+        "--cross-tenant",
+        "--role",
+        "viewer",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    assert_eq!(
+        std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let made = std::process::Command::new(server)
         .arg("--data-dir")
         .arg(dir.path())
@@ -711,9 +873,17 @@ fn the_admin_token_is_written_to_a_private_file_and_never_printed() {
         .spawn()
         .and_then(|mut child| {
             use std::io::Write;
-            child.stdin.take().unwrap().write_all(b"a long enough password\n")?;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(b"a long enough password\n")?;
             child.wait_with_output()
         })
         .unwrap();
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
 }

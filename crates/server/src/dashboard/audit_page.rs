@@ -38,7 +38,11 @@ pub async fn audit(
         failed_only: failed,
         ..AuditFilter::default()
     };
-    let (records, total) = match db(state.store.audit(&filter, (page - 1) * PER_PAGE, PER_PAGE).await) {
+    let (records, total) = match db(state
+        .store
+        .audit(&filter, (page - 1) * PER_PAGE, PER_PAGE)
+        .await)
+    {
         Ok(found) => found,
         Err(response) => return response,
     };
@@ -72,7 +76,11 @@ pub async fn audit(
     if records.is_empty() {
         body.push_str("<tr><td colspan=\"7\">No records.</td></tr>");
     }
-    let first = if records.is_empty() { 0 } else { (page - 1) * PER_PAGE + 1 };
+    let first = if records.is_empty() {
+        0
+    } else {
+        (page - 1) * PER_PAGE + 1
+    };
     let _ = write!(
         body,
         "</tbody></table><p class=\"pager\" id=\"audit-pager\">Records {first}–{} of {total}",

@@ -244,7 +244,11 @@ pub async fn login(
         // A session token with the user's role, bound to the tenant logged in to: the management
         // API checks it like any other. It is created with the session (Sessions::create).
         let name = format!("{}{user}", crate::store::DASHBOARD_SESSION_TOKEN_PREFIX);
-        (auth::generate_token(), Some((name, role)), format!("user {user:?}"))
+        (
+            auth::generate_token(),
+            Some((name, role)),
+            format!("user {user:?}"),
+        )
     } else {
         return retry("Enter a management API token, or a user and password.");
     };
@@ -293,7 +297,13 @@ pub async fn logout(
     if let Err(response) = ctx.check_csrf(form.get("csrf")) {
         return response;
     }
-    audit_change(&state, &ctx, "logout", format!("tenant {:?}", ctx.tenant.name)).await;
+    audit_change(
+        &state,
+        &ctx,
+        "logout",
+        format!("tenant {:?}", ctx.tenant.name),
+    )
+    .await;
     match sessions.remove(&state.store, &ctx.session_id).await {
         Ok(Some(minted_hash)) => {
             if let Err(e) = state.store.delete_api_token_by_hash(&minted_hash).await {
@@ -410,8 +420,13 @@ pub async fn create_user(State(state): AppState_, ctx: Ctx, body: Bytes) -> Resp
         .await
     {
         Ok(_) => {
-            audit_change(&state, &ctx, "dashboard user created", format!("user {user:?} ({role})"))
-                .await;
+            audit_change(
+                &state,
+                &ctx,
+                "dashboard user created",
+                format!("user {user:?} ({role})"),
+            )
+            .await;
             Redirect::to("/ui/users").into_response()
         }
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
@@ -436,7 +451,13 @@ pub async fn delete_user(
     }
     match state.store.delete_dashboard_user(ctx.tenant.id, id).await {
         Ok(Some(user)) => {
-            audit_change(&state, &ctx, "dashboard user deleted", format!("user {user:?}")).await;
+            audit_change(
+                &state,
+                &ctx,
+                "dashboard user deleted",
+                format!("user {user:?}"),
+            )
+            .await;
             Redirect::to("/ui/users").into_response()
         }
         Ok(None) => error_page(Some(&ctx), StatusCode::NOT_FOUND, "No such user."),

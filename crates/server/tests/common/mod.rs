@@ -128,9 +128,17 @@ impl TestServer {
                             let value = row
                                 .try_get::<Option<i64>, _>(i)
                                 .map(|v| format!("{v:?}"))
-                                .or_else(|_| row.try_get::<Option<String>, _>(i).map(|v| format!("{v:?}")))
-                                .or_else(|_| row.try_get::<Option<Vec<u8>>, _>(i).map(|v| format!("{v:?}")))
-                                .or_else(|_| row.try_get::<Option<bool>, _>(i).map(|v| format!("{v:?}")))
+                                .or_else(|_| {
+                                    row.try_get::<Option<String>, _>(i)
+                                        .map(|v| format!("{v:?}"))
+                                })
+                                .or_else(|_| {
+                                    row.try_get::<Option<Vec<u8>>, _>(i)
+                                        .map(|v| format!("{v:?}"))
+                                })
+                                .or_else(|_| {
+                                    row.try_get::<Option<bool>, _>(i).map(|v| format!("{v:?}"))
+                                })
                                 .unwrap_or_else(|e| format!("<{e}>"));
                             format!("{name}={value}")
                         })
