@@ -17,7 +17,7 @@ SCHEMATHESIS_VERSION=4.32.5
 examples=${KEEL_SCHEMATHESIS_EXAMPLES:-30}
 max_time=${KEEL_SCHEMATHESIS_MAX_TIME:-120}
 target_dir=${CARGO_TARGET_DIR:-target}
-venv=${KEEL_SCHEMATHESIS_VENV:-$target_dir/schemathesis-venv}
+venv=$(realpath -m "${KEEL_SCHEMATHESIS_VENV:-$target_dir/schemathesis-venv}")
 
 if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "version $SCHEMATHESIS_VERSION\$"; then
   echo "schemathesis.sh: installing schemathesis $SCHEMATHESIS_VERSION into $venv"
@@ -33,7 +33,7 @@ fi
 if [ -z "${KEEL_SERVER_BIN:-}" ]; then
   cargo test -q -p keel-server --test mgmt --no-run 2>&1 | grep -v '^ *Executable' || true
 fi
-server_bin=${KEEL_SERVER_BIN:-$target_dir/debug/keel-server}
+server_bin=$(realpath -m "${KEEL_SERVER_BIN:-$target_dir/debug/keel-server}")
 [ -x "$server_bin" ] || { echo "schemathesis.sh: no keel-server binary at $server_bin" >&2; exit 1; }
 
 data=$(mktemp -d)
@@ -103,6 +103,10 @@ TOML
 
 checks=not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance
 run() { # NAME PATH-REGEX
+  # From the data directory: schemathesis keeps a .schemathesis/ cache in its working directory.
+  (cd "$data" && run_in_data "$@")
+}
+run_in_data() {
   echo "schemathesis.sh: $1 API (at most $examples examples per operation, $max_time s)"
   "$venv/bin/schemathesis" --config-file "$data/schemathesis.toml" run "$base/rest/v1/openapi.json" \
     --include-path-regex "$2" --checks "$checks" --max-examples "$examples" --max-time "$max_time" \

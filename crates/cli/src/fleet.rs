@@ -287,8 +287,7 @@ impl Client {
         page_size: usize,
     ) -> anyhow::Result<Value> {
         let mut content = Vec::new();
-        let mut total;
-        loop {
+        let total = loop {
             let want = match max {
                 Some(max) => page_size.min(max - content.len()),
                 None => page_size,
@@ -301,16 +300,16 @@ impl Client {
             let Some(items) = page["content"].as_array() else {
                 bail!("GET {path}: the answer is not a page ({{\"content\": [...]}}); is the server older than this keel?");
             };
-            total = page["total"].as_u64().unwrap_or(0);
+            let total = page["total"].as_u64().unwrap_or(0);
             let got = items.len();
             content.extend(items.iter().cloned());
             let done = got == 0
                 || content.len() as u64 >= total
                 || max.is_some_and(|max| content.len() >= max);
             if done {
-                break;
+                break total;
             }
-        }
+        };
         let size = content.len();
         Ok(json!({ "content": content, "total": total, "size": size }))
     }

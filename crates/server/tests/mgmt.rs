@@ -673,3 +673,91 @@ async fn every_list_is_paged_sorted_and_filtered_in_hawkbit_style() {
     assert_eq!(tenants["total"], 1);
     server.stop().await;
 }
+
+/// Issue #12: the OpenAPI document lists what the server really answers (scripts/schemathesis.sh
+/// checks it against a live server; this pins the cases the issue named).
+#[tokio::test]
+async fn openapi_document_lists_real_statuses_nullables_and_parameters() {
+    let server = TestServer::start().await;
+    let (status, doc) = server
+        .mgmt()
+        .with_token(None)
+        .get("/rest/v1/openapi.json")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let paths = &doc["paths"];
+    let statuses = |path: &str, method: &str| -> Vec<String> {
+        let mut codes: Vec<String> = paths[path][method]["responses"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{method} {path} not documented"))
+            .keys()
+            .cloned()
+            .collect();
+        codes.sort();
+        codes
+    };
+    for (path, method, code) in [
+        ("/rest/v1/targets", "post", "201"),
+        ("/rest/v1/targets", "post", "409"),
+        ("/rest/v1/targets", "post", "413"),
+        ("/rest/v1/targets/{controllerId}", "delete", "204"),
+        (
+            "/rest/v1/targets/{controllerId}/actions/{actionId}",
+            "delete",
+            "409",
+        ),
+        ("/rest/v1/rollouts/{id}/start", "post", "409"),
+        ("/rest/v1/softwaremodules/{id}/artifacts", "post", "503"),
+        ("/rest/v1/targets", "get", "429"),
+        (
+            "/{tenant}/controller/v1/{controllerId}/deploymentBase/{actionId}/feedback",
+            "post",
+            "410",
+        ),
+    ] {
+        assert!(
+            statuses(path, method).contains(&code.to_string()),
+            "{method} {path}: {code}"
+        );
+    }
+    let target = &doc["components"]["schemas"]["Target"]["properties"];
+    for field in [
+        "installedActionId",
+        "installedDistributionSetId",
+        "lastPollAt",
+        "address",
+    ] {
+        assert_eq!(target[field]["nullable"], true, "Target.{field}");
+    }
+    assert_eq!(
+        doc["components"]["schemas"]["NewTarget"]["additionalProperties"],
+        false
+    );
+    let parameters = |path: &str, method: &str| -> Vec<String> {
+        paths[path][method]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let list = parameters("/rest/v1/targets", "get");
+    for name in ["tag", "offset", "limit", "sort", "q"] {
+        assert!(
+            list.contains(&name.to_string()),
+            "GET /targets: {name} in {list:?}"
+        );
+    }
+    assert!(parameters(
+        "/rest/v1/targets/{controllerId}/actions/{actionId}",
+        "delete"
+    )
+    .contains(&"force".to_string()));
+    assert!(paths["/{tenant}/controller/v1/{controllerId}/tuf/{file}"]["get"].is_object());
+    assert_eq!(
+        paths["/rest/v1/targets"]["get"]["responses"]["200"]["content"]["application/json"]
+            ["schema"]["required"],
+        json!(["content", "total", "size"])
+    );
+    server.stop().await;
+}
