@@ -23,6 +23,9 @@ DEBIAN_PKGS=(
   chromium nodejs
   # keel-server on PostgreSQL (KEEL_TEST_DATABASE=postgres: each test process runs a private cluster)
   postgresql
+  # tuf-conformance (scripts/tuf-conformance.sh): its expiry tests run the client under faketime;
+  # its pinned Python deps go into a venv
+  faketime python3-venv
 )
 
 missing=()

@@ -18,4 +18,6 @@ KEEL_TEST_DATABASE=postgres cargo test -p keel-server --no-fail-fast 2>&1
 KEEL_TEST_STORAGE=s3 cargo test -p keel-server --no-fail-fast --test agent_ddi --test auth --test dashboard --test ddi --test delta_e2e --test delta_swupdate --test rollout --test swupdate_suricatta --test tuf_e2e 2>&1  # artifacts on S3 (s3s-fs)
 KEEL_TEST_STORAGE=s3-presigned cargo test -p keel-server --no-fail-fast --test agent_ddi --test delta_e2e --test delta_swupdate --test swupdate_suricatta --test tuf_e2e 2>&1  # keel-agent, SWUpdate follow pre-signed S3 redirects
 phase "server suite on PostgreSQL and S3"
+# The TUF client against the tuf-conformance suite (../shared/peers/, beside the clone).
+bash scripts/tuf-conformance.sh; phase tuf-conformance
 bash scripts/fuzz-smoke.sh; phase fuzz-smoke
