@@ -94,6 +94,45 @@ pub enum CycleEvent {
     Idle,
 }
 
+/// One line of `keel-agent run`'s log per event.
+impl std::fmt::Display for CycleEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CycleEvent::Confirmed(slot) => write!(f, "slot {slot} confirmed after its test boot"),
+            CycleEvent::Reported { action_id, outcome } => {
+                write!(f, "action {action_id}: reported {} to the server", outcome.as_str())
+            }
+            CycleEvent::Installed { action_id } => write!(
+                f,
+                "action {action_id}: installed; reboot to test the new slot"
+            ),
+            CycleEvent::InstallFailed { action_id, message } => {
+                write!(f, "action {action_id}: install failed: {message}")
+            }
+            CycleEvent::CancelAcknowledged(action_id) => {
+                write!(f, "action {action_id}: cancellation acknowledged")
+            }
+            CycleEvent::HealthCheckFailed(message) => write!(
+                f,
+                "health check failed, slot left on trial (the next boot rolls back): {message}"
+            ),
+            CycleEvent::Interrupted {
+                action_id,
+                attempt,
+                limit,
+            } => write!(
+                f,
+                "action {action_id}: install attempt {attempt} of at most {limit} was interrupted before activation; installing again when offered"
+            ),
+            CycleEvent::InterruptedDropped(action_id) => write!(
+                f,
+                "action {action_id}: no longer offered by the server; its interrupted install is forgotten"
+            ),
+            CycleEvent::Idle => f.write_str("nothing to do"),
+        }
+    }
+}
+
 fn parse_sleep(text: &str) -> Option<Duration> {
     let mut parts = text.split(':').map(|p| p.parse::<u64>().ok());
     let (h, m, s) = (parts.next()??, parts.next()??, parts.next()??);
@@ -727,7 +766,7 @@ pub fn run(agent: &mut Agent, once: bool) -> Result<(), DdiError> {
         let sleep = match cycle(agent, &client) {
             Ok((events, sleep)) => {
                 for event in events {
-                    eprintln!("keel-agent: {event:?}");
+                    eprintln!("keel-agent: {event}");
                 }
                 sleep
             }

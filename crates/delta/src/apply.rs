@@ -636,7 +636,14 @@ fn resume_run<S: SeedRead, R: Read, O: Read + Write + Seek>(
                 || cp.target_offset > header.target_size
                 || cp.delta_offset < segments_start
             {
-                return Err(DeltaError::BadCheckpoint(format!("{cp:?} is out of range")));
+                return Err(DeltaError::BadCheckpoint(format!(
+                    "out of range: {} segments done, delta offset {}, target offset {} (the delta has {} segments and {} target bytes)",
+                    cp.segments_done,
+                    cp.delta_offset,
+                    cp.target_offset,
+                    header.segment_count,
+                    header.target_size
+                )));
             }
             // Continue the target hash over what is already written (zstd-frame deltas: the
             // checkpoint counts expanded bytes; the reframer maps them to target bytes).
