@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use keel_formats::names::attributes as names;
 use serde_json::{json, Value};
 
 use crate::agent::{run_health_check, Agent, AgentError};
@@ -667,7 +668,7 @@ fn download_url(artifact: &Value) -> Option<String> {
 
 /// DDI attribute naming the `ZSTD_versionNumber()` the agent recompresses zstd frames with
 /// (a keel-delta entry's `zstd-frames` property must equal it).
-pub const ZSTD_VERSION_ATTRIBUTE: &str = "keel.delta.zstd";
+pub const ZSTD_VERSION_ATTRIBUTE: &str = names::DELTA_ZSTD;
 
 /// The booted slot as DDI attributes (docs/agent.md): `keel.slot`, `keel.version`,
 /// `keel.delta.zstd` (the zstd version for framed deltas), and per
@@ -712,7 +713,7 @@ pub fn slot_attributes(
         agent.store_state(&state)?;
     }
     let mut attributes = BTreeMap::new();
-    attributes.insert("keel.slot".to_string(), booted.to_string());
+    attributes.insert(names::SLOT.to_string(), booted.to_string());
     // The server offers a delta that recompresses zstd frames only to this exact zstd version.
     attributes.insert(
         ZSTD_VERSION_ATTRIBUTE.to_string(),
@@ -720,11 +721,17 @@ pub fn slot_attributes(
     );
     if let Some(records) = state.slots.get(&booted) {
         for (target, image) in records {
-            attributes.insert(format!("keel.slot.{target}.sha256"), image.sha256.clone());
-            attributes.insert(format!("keel.slot.{target}.size"), image.size.to_string());
+            attributes.insert(
+                names::slot_target(target, names::SHA256),
+                image.sha256.clone(),
+            );
+            attributes.insert(
+                names::slot_target(target, names::SIZE),
+                image.size.to_string(),
+            );
         }
         if let Some(version) = records.values().find_map(|r| r.version.clone()) {
-            attributes.insert("keel.version".to_string(), version);
+            attributes.insert(names::VERSION.to_string(), version);
         }
     }
     Ok(attributes)

@@ -114,6 +114,31 @@ pub fn read_header(delta: &mut impl Read) -> Result<DeltaHeader, DeltaError> {
     DeltaHeader::parse(&b)
 }
 
+/// Bytes of a delta's start that [`parse_prefix`] needs at most: the delta header and a zstd-frame
+/// delta's layout header.
+pub const PREFIX_LEN: usize = HEADER_LEN + crate::frames::LAYOUT_HEADER_LEN;
+
+/// The delta header and, for a zstd-frame delta, its layout header (which names the zstd version
+/// it recompresses with), from the first bytes of a delta, e.g. a bundle member's.
+pub fn parse_prefix(
+    prefix: &[u8],
+) -> Result<(DeltaHeader, Option<crate::frames::LayoutHeader>), DeltaError> {
+    use crate::frames::{LayoutHeader, LAYOUT_HEADER_LEN};
+    let header: &[u8; HEADER_LEN] = prefix
+        .get(..HEADER_LEN)
+        .and_then(|h| h.try_into().ok())
+        .ok_or(DeltaError::Truncated("header"))?;
+    let header = DeltaHeader::parse(header)?;
+    if !header.zstd_frames {
+        return Ok((header, None));
+    }
+    let layout: &[u8; LAYOUT_HEADER_LEN] = prefix
+        .get(HEADER_LEN..PREFIX_LEN)
+        .and_then(|h| h.try_into().ok())
+        .ok_or(DeltaError::Truncated("zstd frame layout header"))?;
+    Ok((header, Some(LayoutHeader::parse(layout)?)))
+}
+
 /// The structure of a whole delta, from its headers alone: what [`scan`] found.
 #[derive(Debug, Clone)]
 pub struct DeltaStructure {
