@@ -792,8 +792,52 @@ pub fn run(agent: &mut Agent, once: bool) -> Result<(), DdiError> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_sleep;
+    use super::{parse_sleep, CycleEvent};
+    use crate::state::Outcome;
     use std::time::Duration;
+
+    #[test]
+    fn cycle_events_read_as_sentences_not_rust_debug() {
+        let events = [
+            (
+                CycleEvent::Installed {
+                    action_id: "1".into(),
+                },
+                "action 1: installed; reboot to test the new slot",
+            ),
+            (
+                CycleEvent::Reported {
+                    action_id: "2".into(),
+                    outcome: Outcome::RolledBack,
+                },
+                "action 2: reported rolled back to the server",
+            ),
+            (CycleEvent::Idle, "nothing to do"),
+        ];
+        for (event, text) in events {
+            assert_eq!(event.to_string(), text);
+        }
+        let all = [
+            CycleEvent::Confirmed("B".into()),
+            CycleEvent::InstallFailed {
+                action_id: "3".into(),
+                message: "image rootfs: sha256 mismatch".into(),
+            },
+            CycleEvent::CancelAcknowledged("4".into()),
+            CycleEvent::HealthCheckFailed("exit status 1".into()),
+            CycleEvent::Interrupted {
+                action_id: "5".into(),
+                attempt: 1,
+                limit: 3,
+            },
+            CycleEvent::InterruptedDropped("6".into()),
+        ];
+        for event in all {
+            let text = event.to_string();
+            assert!(!text.contains(['{', '"']), "{text}");
+            assert!(text.chars().next().unwrap().is_lowercase(), "{text}");
+        }
+    }
 
     #[test]
     fn sleep_is_hh_mm_ss() {

@@ -187,8 +187,7 @@ fn create(args: CreateArgs) -> anyhow::Result<()> {
     };
     let signer = match (&args.cert, &args.key) {
         (Some(c), Some(k)) => {
-            let signer =
-                Signer::from_pem(&read(c)?, &read(k)?).context("loading signing key")?;
+            let signer = Signer::from_pem(&read(c)?, &read(k)?).context("loading signing key")?;
             signer.check_purpose(args.cert_purpose.into()).with_context(|| {
                 format!(
                     "refusing to sign with {}: `keel bundle verify` and swupdate would reject the bundle; \

@@ -235,7 +235,10 @@ fn apply(
                 p.display()
             );
             result = run(None, &mut delta_file, &mut out);
-            if matches!(result, Err(keel_delta::DeltaError::TargetHashMismatch { .. })) {
+            if matches!(
+                result,
+                Err(keel_delta::DeltaError::TargetHashMismatch { .. })
+            ) {
                 let _ = fs::remove_file(p);
             }
         }
@@ -249,8 +252,11 @@ fn apply(
                 drop(out);
                 let _ = fs::remove_file(output);
             }
-            return Err(anyhow::Error::new(e)
-                .context(format!("applying {} to {}", delta.display(), seed.display())));
+            return Err(anyhow::Error::new(e).context(format!(
+                "applying {} to {}",
+                delta.display(),
+                seed.display()
+            )));
         }
     };
     // A regular file may hold a longer earlier content; a block device keeps its size.

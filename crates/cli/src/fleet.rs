@@ -543,14 +543,30 @@ fn status_summary(r: &Value) -> String {
         .map(|g| {
             let c = &g["counts"];
             let mut row = vec![plain(&g["name"]), plain(&g["status"])];
-            for key in ["total", "scheduled", "running", "finished", "error", "canceled"] {
+            for key in [
+                "total",
+                "scheduled",
+                "running",
+                "finished",
+                "error",
+                "canceled",
+            ] {
                 row.push(plain(&c[key]));
             }
             row
         })
         .collect();
     out.push_str(&table(
-        &["GROUP", "STATUS", "TOTAL", "SCHEDULED", "RUNNING", "FINISHED", "ERROR", "CANCELED"],
+        &[
+            "GROUP",
+            "STATUS",
+            "TOTAL",
+            "SCHEDULED",
+            "RUNNING",
+            "FINISHED",
+            "ERROR",
+            "CANCELED",
+        ],
         &rows,
         2,
     ));

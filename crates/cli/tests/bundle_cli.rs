@@ -311,8 +311,16 @@ fn create_refuses_a_signer_its_verifiers_would_reject() {
     .unwrap();
     let create = |extra: &[&str]| {
         let mut args = vec![
-            "bundle", "create", "-m", "keel.toml", "-o", "c.swu", "--cert", "codesign.crt",
-            "--key", "codesign.key",
+            "bundle",
+            "create",
+            "-m",
+            "keel.toml",
+            "-o",
+            "c.swu",
+            "--cert",
+            "codesign.crt",
+            "--key",
+            "codesign.key",
         ];
         args.extend_from_slice(extra);
         keel(&args, d)
@@ -330,13 +338,28 @@ fn create_refuses_a_signer_its_verifiers_would_reject() {
     let o = create(&["--cert-purpose", "codeSigning"]);
     assert!(o.status.success(), "{}", text(&o));
     let o = keel(
-        &["bundle", "verify", "c.swu", "--cert", "codesign.crt", "--cert-purpose", "codeSigning"],
+        &[
+            "bundle",
+            "verify",
+            "c.swu",
+            "--cert",
+            "codesign.crt",
+            "--cert-purpose",
+            "codeSigning",
+        ],
         d,
     );
     assert!(o.status.success(), "{}", text(&o));
 
     let o = keel(
-        &["bundle", "verify", "c.swu", "--cert", "codesign.crt", "--json"],
+        &[
+            "bundle",
+            "verify",
+            "c.swu",
+            "--cert",
+            "codesign.crt",
+            "--json",
+        ],
         d,
     );
     assert!(!o.status.success());
@@ -344,7 +367,10 @@ fn create_refuses_a_signer_its_verifiers_would_reject() {
         .unwrap_or_else(|e| panic!("no JSON on stdout ({e}): {}", text(&o)));
     assert_eq!(answer["verified"], false);
     assert!(
-        answer["error"].as_str().unwrap().contains("emailProtection"),
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("emailProtection"),
         "{answer}"
     );
 }

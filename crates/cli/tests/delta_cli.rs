@@ -228,7 +228,9 @@ fn apply_refuses_a_truncated_delta_or_a_wrong_seed_before_writing_any_output() {
     let delta = std::fs::read(d.join("d.kd")).unwrap();
     std::fs::write(d.join("short.kd"), &delta[..delta.len() - 100]).unwrap();
     let text = fails(keel(
-        &["delta", "apply", "--seed", "old.img", "short.kd", "-o", "out.img"],
+        &[
+            "delta", "apply", "--seed", "old.img", "short.kd", "-o", "out.img",
+        ],
         d,
     ));
     assert!(text.contains("delta ends early"), "{text}");
@@ -236,7 +238,15 @@ fn apply_refuses_a_truncated_delta_or_a_wrong_seed_before_writing_any_output() {
 
     std::fs::write(d.join("wrong.img"), noise(200_000, 9)).unwrap();
     let text = fails(keel(
-        &["delta", "apply", "--seed", "wrong.img", "d.kd", "-o", "out.img"],
+        &[
+            "delta",
+            "apply",
+            "--seed",
+            "wrong.img",
+            "d.kd",
+            "-o",
+            "out.img",
+        ],
         d,
     ));
     assert!(text.contains("wrong seed"), "{text}");

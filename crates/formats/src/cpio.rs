@@ -62,7 +62,10 @@ pub enum CpioError {
     Truncated { offset: u64, what: String },
     #[error("cpio: bad magic {} at offset {offset} (expected \"070701\" or \"070702\"; not a .swu / cpio newc archive?)", shown(found))]
     BadMagic { offset: u64, found: Vec<u8> },
-    #[error("cpio: header field {field} at offset {offset} is not 8 hex digits: {}", shown(found))]
+    #[error(
+        "cpio: header field {field} at offset {offset} is not 8 hex digits: {}",
+        shown(found)
+    )]
     BadHexField {
         field: &'static str,
         offset: u64,
@@ -811,12 +814,18 @@ mod tests {
         // A TLS record (someone saved an HTTPS error page): hex bytes, not `\u{16}` escapes.
         let mut tls = good.clone();
         tls[..6].copy_from_slice(&[0x16, 0x03, 0x01, 0x00, 0x5a, 0x01]);
-        let message = CpioReader::new(&tls[..]).next_header().unwrap_err().to_string();
+        let message = CpioReader::new(&tls[..])
+            .next_header()
+            .unwrap_err()
+            .to_string();
         assert!(
             message.starts_with("cpio: bad magic bytes 16 03 01 00 5a 01 at offset 0"),
             "{message}"
         );
-        let message = CpioReader::new(&bad_magic[..]).next_header().unwrap_err().to_string();
+        let message = CpioReader::new(&bad_magic[..])
+            .next_header()
+            .unwrap_err()
+            .to_string();
         assert!(message.contains("bad magic \"170701\""), "{message}");
         let mut bad_hex = good.clone();
         bad_hex[20] = b'g';

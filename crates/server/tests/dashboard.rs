@@ -437,8 +437,7 @@ async fn device_page_shows_the_slots_a_real_agent_reports() {
         .config
         .factory_image_sizes
         .insert("rootfs".into(), factory.len() as u64);
-    let attributes =
-        keel_agent::ddi::slot_attributes(&agent, keel_agent::SlotId::A).unwrap();
+    let attributes = keel_agent::ddi::slot_attributes(&agent, keel_agent::SlotId::A).unwrap();
     let sha256 = keel_delta::hex(&keel_delta::sha256(&factory));
     assert_eq!(
         attributes.get("keel.slot.rootfs.sha256"),
@@ -471,7 +470,10 @@ async fn device_page_shows_the_slots_a_real_agent_reports() {
         card.contains("<td>rootfs</td>") && card.contains(&format!("sha256: <b>{sha256}</b>")),
         "{card}"
     );
-    assert!(card.contains(&format!("size: <b>{}</b>", factory.len())), "{card}");
+    assert!(
+        card.contains(&format!("size: <b>{}</b>", factory.len())),
+        "{card}"
+    );
     server.stop().await;
 }
 

@@ -51,12 +51,13 @@ pub struct SignerInfo {
 /// Longest certificate chain followed from the signer to a trust anchor (signer included).
 const MAX_CHAIN_LEN: usize = 8;
 
-/// A certificate with what verification needs precomputed.
-#[derive(Clone)]
 /// Checks that `cert` may sign for `purpose` under the rules [`Verifier`] applies to a signer
 /// (keyUsage digitalSignature or nonRepudiation if present; the purpose's extendedKeyUsage), so a
 /// bundle is not signed with a certificate its verifiers will refuse.
-pub fn check_signer_certificate(cert: &Certificate, purpose: CertPurpose) -> Result<(), VerifyError> {
+pub fn check_signer_certificate(
+    cert: &Certificate,
+    purpose: CertPurpose,
+) -> Result<(), VerifyError> {
     let entry = CertEntry::new(cert.clone()).map_err(VerifyError::Malformed)?;
     signer_usage(&entry, purpose)
 }
@@ -89,6 +90,8 @@ fn signer_usage(cert: &CertEntry, purpose: CertPurpose) -> Result<(), VerifyErro
     }
 }
 
+/// A certificate with what verification needs precomputed.
+#[derive(Clone)]
 struct CertEntry {
     cert: Certificate,
     der: Vec<u8>,

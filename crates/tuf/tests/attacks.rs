@@ -842,8 +842,14 @@ fn snapshot_and_targets_fast_forward_is_recovered_by_key_rotation() {
 #[test]
 fn cached_role_is_verified_against_the_current_delegator() {
     let f = Fixture::new();
-    let (key_a, key_b) = (SigningKey::generate_ed25519(), SigningKey::generate_ed25519());
-    let (release_a, release_b) = (SigningKey::generate_ed25519(), SigningKey::generate_ed25519());
+    let (key_a, key_b) = (
+        SigningKey::generate_ed25519(),
+        SigningKey::generate_ed25519(),
+    );
+    let (release_a, release_b) = (
+        SigningKey::generate_ed25519(),
+        SigningKey::generate_ed25519(),
+    );
     let expires = "2099-01-01T00:00:00Z";
     let delegations = |keys: &[&SigningKey], roles: Value| {
         let keys: serde_json::Map<String, Value> = keys
@@ -852,9 +858,7 @@ fn cached_role_is_verified_against_the_current_delegator() {
             .collect();
         json!({"keys": keys, "roles": roles})
     };
-    let role = |name: &str, key: &SigningKey, path: &str| {
-        json!({"name": name, "keyids": [key.key_id()], "threshold": 1, "terminating": false, "paths": [path]})
-    };
+    let role = |name: &str, key: &SigningKey, path: &str| json!({"name": name, "keyids": [key.key_id()], "threshold": 1, "terminating": false, "paths": [path]});
     let targets_role = |version: u64, targets: Value, delegations: Value| {
         json!({"_type": "targets", "spec_version": "1.0.31", "version": version, "expires": expires,
                "targets": targets, "delegations": delegations})
@@ -877,9 +881,23 @@ fn cached_role_is_verified_against_the_current_delegator() {
     roles.insert(0, role("parent-a", &key_a, "team-a/*"));
     roles.insert(1, role("parent-b", &key_b, "team-b/*"));
     publish("targets", &top, &[&f.online]);
-    let parent_a = targets_role(1, json!({}), delegations(&[&release_a], json!([role("release", &release_a, "team-a/*")])));
+    let parent_a = targets_role(
+        1,
+        json!({}),
+        delegations(
+            &[&release_a],
+            json!([role("release", &release_a, "team-a/*")]),
+        ),
+    );
     publish("parent-a", &parent_a, &[&key_a]);
-    let parent_b = targets_role(1, json!({}), delegations(&[&release_b], json!([role("release", &release_b, "team-b/*")])));
+    let parent_b = targets_role(
+        1,
+        json!({}),
+        delegations(
+            &[&release_b],
+            json!([role("release", &release_b, "team-b/*")]),
+        ),
+    );
     publish("parent-b", &parent_b, &[&key_b]);
     let release = targets_role(
         1,
