@@ -668,14 +668,13 @@ mod tests {
         assert_eq!(lines.len(), 3, "{text}");
         // Every column ends at the same character position on every line.
         let ends = |line: &str| -> Vec<usize> {
-            let mut ends = Vec::new();
-            let chars: Vec<char> = line.chars().collect();
-            for i in 0..chars.len() {
-                if chars[i] != ' ' && chars.get(i + 1).map_or(true, |c| *c == ' ') {
-                    ends.push(i);
-                }
-            }
-            ends
+            let chars: Vec<char> = format!("{line} ").chars().collect();
+            chars
+                .windows(2)
+                .enumerate()
+                .filter(|(_, w)| w[0] != ' ' && w[1] == ' ')
+                .map(|(i, _)| i)
+                .collect()
         };
         let numeric = |line: &str| ends(line)[2..].to_vec();
         assert_eq!(numeric(lines[0]), numeric(lines[1]), "{text}");

@@ -826,7 +826,7 @@ mod tests {
             .next_header()
             .unwrap_err()
             .to_string();
-        assert!(message.contains("bad magic \"170701\""), "{message}");
+        assert!(message.contains("bad magic \"170702\""), "{message}");
         let mut bad_hex = good.clone();
         bad_hex[20] = b'g';
         assert!(matches!(
