@@ -149,8 +149,8 @@ try {
   await shot(page, '08-fleet-after');
   await page.locator('#devices a', { hasText: 'press-01' }).click();
   await page.waitForURL(/\/ui\/devices\/press-01$/);
-  const slots = await page.textContent('#slots');
-  check(slots.includes('2.0') && slots.includes('booted'), `updated device reports slot b: ${slots.replace(/\s+/g, ' ')}`);
+  const slots = await page.textContent('#booted-slot');
+  check(slots.includes('2.0') && slots.includes('Booted slot B'), `updated device reports slot b: ${slots.replace(/\s+/g, ' ')}`);
   check((await page.textContent('#installed')).includes('keel-os 2.0'), 'device page shows the installed set');
   await shot(page, '08-updated-device');
   await page.goto(`${base}/ui/tuf`);

@@ -63,7 +63,7 @@ expect "boot 2: state OK after confirm" '^KEEL-STATUS: \[confirmed\] ustate: +OK
 expect "boot 2: last result success" '^KEEL-STATUS: \[confirmed\] last result: +success'
 if [ "$second_update" = ddi ]; then
     expect "boot 2: keel-agent run --once polls keel-server" '^KEEL-TEST: polling keel-server'
-    expect "boot 2: ... and installs the deployment (action reported 'installed into slot A')" '^KEEL-AGENT: keel-agent: Installed'
+    expect "boot 2: ... and installs the deployment (action reported 'installed into slot A')" '^KEEL-AGENT: keel-agent: action [0-9]*: installed'
     expect "boot 2: keel-agent run --once exited 0" '^KEEL-TEST: keel-agent run --once exited with 0$'
 else
     expect "boot 2: keel-agent install of update-2 from the host over HTTP succeeded" "^KEEL-TEST: install of http://10.0.2.2:$http_port/update-2.swu exited with 0\$"
@@ -77,7 +77,7 @@ expect "boot 4: slot B version 2 is up again" '^KEEL-TEST: booted slot B version
 expect "boot 4: agent reports the rollback" '^KEEL-STATUS: \[boot\] last result: +rolled back'
 if [ "$second_update" = ddi ]; then
     expect "boot 4: keel-agent run --once reports to keel-server" '^KEEL-TEST: reporting to keel-server'
-    expect "boot 4: ... the rolled-back action" '^KEEL-AGENT: keel-agent: Reported.*RolledBack'
+    expect "boot 4: ... the rolled-back action" '^KEEL-AGENT: keel-agent: action [0-9]*: reported rolled back'
     expect "boot 4: keel-agent run --once exited 0" '^KEEL-TEST: keel-agent run --once exited with 0$'
 fi
 expect "boot 4: global state FAILED (rollback not yet acknowledged)" '^KEEL-STATUS: \[final\] ustate: +FAILED$'

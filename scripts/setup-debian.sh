@@ -23,8 +23,10 @@ DEBIAN_PKGS=(
   chromium nodejs
   # keel-server on PostgreSQL (KEEL_TEST_DATABASE=postgres: each test process runs a private cluster)
   postgresql
-  # scripts/schemathesis.sh installs schemathesis (PyPI) into a virtual environment
-  python3-venv
+  # scripts/schemathesis.sh installs schemathesis (PyPI) into a virtual environment;
+  # tuf-conformance (scripts/tuf-conformance.sh): its expiry tests run the client under faketime,
+  # its pinned Python deps go into a venv
+  faketime python3-venv
 )
 
 missing=()

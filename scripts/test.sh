@@ -20,4 +20,6 @@ KEEL_TEST_STORAGE=s3-presigned cargo test -p keel-server --no-fail-fast --test a
 phase "server suite on PostgreSQL and S3"
 # The live server against its own OpenAPI document (management and DDI API): no 5xx, no undocumented answer.
 bash scripts/schemathesis.sh; phase schemathesis
+# The TUF client against the tuf-conformance suite (../shared/peers/, beside the clone).
+bash scripts/tuf-conformance.sh; phase tuf-conformance
 bash scripts/fuzz-smoke.sh; phase fuzz-smoke

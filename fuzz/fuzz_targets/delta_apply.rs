@@ -2,6 +2,7 @@
 //! Inputs starting with the delta magic are applied as they are (header, seed check, segments);
 //! any other input gets a valid header for the fixed seed prepended so that the segment, frame
 //! and op decoders are reached: input = segment_count u8, target_size u16 LE, segment bytes.
+//! The same bytes also go through `scan` (segment-header walk) and `apply::parse_prefix`.
 #![no_main]
 
 use keel_delta::format::MAGIC;
@@ -31,6 +32,9 @@ fuzz_target!(|data: &[u8]| {
         d.extend_from_slice(&data[3..]);
         d
     };
+    // The structure walk (`keel delta apply` runs it first) and the prefix parser (bundle checks).
+    let _ = keel_delta::scan(&mut std::io::Cursor::new(&delta));
+    let _ = keel_delta::apply::parse_prefix(&delta);
     let mut seed_reader = std::io::Cursor::new(&seed);
     let _ = apply(&mut seed_reader, &delta[..], std::io::sink());
 });

@@ -324,7 +324,10 @@ impl Agent {
             }
             _ => {}
         }
-        if view.ustate == UState::Testing && view.next_boot == Some(booted) {
+        // The bootloader says the booted slot is on trial (whoever installed it): installing now
+        // would mark it good without a health check (GRUB's begin_install resets its `_TRY`,
+        // U-Boot's `upgrade_available`). EBG's begin_update refuses the same state by itself.
+        if view.ustate == UState::Testing && view.booted.is_none_or(|b| b == booted) {
             return Err(AgentError::Refused(format!(
                 "slot {booted} is in TESTING: confirm it (or reboot to roll back) before installing"
             )));

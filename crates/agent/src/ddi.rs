@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use keel_formats::names::attributes as names;
 use serde_json::{json, Value};
 
 use crate::agent::{run_health_check, Agent, AgentError};
@@ -92,6 +93,45 @@ pub enum CycleEvent {
     /// replaced): the interrupted attempt is forgotten.
     InterruptedDropped(String),
     Idle,
+}
+
+/// One line of `keel-agent run`'s log per event.
+impl std::fmt::Display for CycleEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CycleEvent::Confirmed(slot) => write!(f, "slot {slot} confirmed after its test boot"),
+            CycleEvent::Reported { action_id, outcome } => {
+                write!(f, "action {action_id}: reported {} to the server", outcome.as_str())
+            }
+            CycleEvent::Installed { action_id } => write!(
+                f,
+                "action {action_id}: installed; reboot to test the new slot"
+            ),
+            CycleEvent::InstallFailed { action_id, message } => {
+                write!(f, "action {action_id}: install failed: {message}")
+            }
+            CycleEvent::CancelAcknowledged(action_id) => {
+                write!(f, "action {action_id}: cancellation acknowledged")
+            }
+            CycleEvent::HealthCheckFailed(message) => write!(
+                f,
+                "health check failed, slot left on trial (the next boot rolls back): {message}"
+            ),
+            CycleEvent::Interrupted {
+                action_id,
+                attempt,
+                limit,
+            } => write!(
+                f,
+                "action {action_id}: install attempt {attempt} of at most {limit} was interrupted before activation; installing again when offered"
+            ),
+            CycleEvent::InterruptedDropped(action_id) => write!(
+                f,
+                "action {action_id}: no longer offered by the server; its interrupted install is forgotten"
+            ),
+            CycleEvent::Idle => f.write_str("nothing to do"),
+        }
+    }
 }
 
 fn parse_sleep(text: &str) -> Option<Duration> {
@@ -628,7 +668,7 @@ fn download_url(artifact: &Value) -> Option<String> {
 
 /// DDI attribute naming the `ZSTD_versionNumber()` the agent recompresses zstd frames with
 /// (a keel-delta entry's `zstd-frames` property must equal it).
-pub const ZSTD_VERSION_ATTRIBUTE: &str = "keel.delta.zstd";
+pub const ZSTD_VERSION_ATTRIBUTE: &str = names::DELTA_ZSTD;
 
 /// The booted slot as DDI attributes (docs/agent.md): `keel.slot`, `keel.version`,
 /// `keel.delta.zstd` (the zstd version for framed deltas), and per
@@ -673,7 +713,7 @@ pub fn slot_attributes(
         agent.store_state(&state)?;
     }
     let mut attributes = BTreeMap::new();
-    attributes.insert("keel.slot".to_string(), booted.to_string());
+    attributes.insert(names::SLOT.to_string(), booted.to_string());
     // The server offers a delta that recompresses zstd frames only to this exact zstd version.
     attributes.insert(
         ZSTD_VERSION_ATTRIBUTE.to_string(),
@@ -681,11 +721,17 @@ pub fn slot_attributes(
     );
     if let Some(records) = state.slots.get(&booted) {
         for (target, image) in records {
-            attributes.insert(format!("keel.slot.{target}.sha256"), image.sha256.clone());
-            attributes.insert(format!("keel.slot.{target}.size"), image.size.to_string());
+            attributes.insert(
+                names::slot_target(target, names::SHA256),
+                image.sha256.clone(),
+            );
+            attributes.insert(
+                names::slot_target(target, names::SIZE),
+                image.size.to_string(),
+            );
         }
         if let Some(version) = records.values().find_map(|r| r.version.clone()) {
-            attributes.insert("keel.version".to_string(), version);
+            attributes.insert(names::VERSION.to_string(), version);
         }
     }
     Ok(attributes)
@@ -727,7 +773,7 @@ pub fn run(agent: &mut Agent, once: bool) -> Result<(), DdiError> {
         let sleep = match cycle(agent, &client) {
             Ok((events, sleep)) => {
                 for event in events {
-                    eprintln!("keel-agent: {event:?}");
+                    eprintln!("keel-agent: {event}");
                 }
                 sleep
             }
@@ -746,8 +792,52 @@ pub fn run(agent: &mut Agent, once: bool) -> Result<(), DdiError> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_sleep;
+    use super::{parse_sleep, CycleEvent};
+    use crate::state::Outcome;
     use std::time::Duration;
+
+    #[test]
+    fn cycle_events_read_as_sentences_not_rust_debug() {
+        let events = [
+            (
+                CycleEvent::Installed {
+                    action_id: "1".into(),
+                },
+                "action 1: installed; reboot to test the new slot",
+            ),
+            (
+                CycleEvent::Reported {
+                    action_id: "2".into(),
+                    outcome: Outcome::RolledBack,
+                },
+                "action 2: reported rolled back to the server",
+            ),
+            (CycleEvent::Idle, "nothing to do"),
+        ];
+        for (event, text) in events {
+            assert_eq!(event.to_string(), text);
+        }
+        let all = [
+            CycleEvent::Confirmed("B".into()),
+            CycleEvent::InstallFailed {
+                action_id: "3".into(),
+                message: "image rootfs: sha256 mismatch".into(),
+            },
+            CycleEvent::CancelAcknowledged("4".into()),
+            CycleEvent::HealthCheckFailed("exit status 1".into()),
+            CycleEvent::Interrupted {
+                action_id: "5".into(),
+                attempt: 1,
+                limit: 3,
+            },
+            CycleEvent::InterruptedDropped("6".into()),
+        ];
+        for event in all {
+            let text = event.to_string();
+            assert!(!text.contains(['{', '"']), "{text}");
+            assert!(text.chars().next().unwrap().is_lowercase(), "{text}");
+        }
+    }
 
     #[test]
     fn sleep_is_hh_mm_ss() {

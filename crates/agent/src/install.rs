@@ -19,6 +19,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use keel_formats::names::properties::{PACK, TARGET_SHA256, TARGET_SIZE};
 use keel_formats::swdesc::{hex, Entry, SwDescription};
 use keel_formats::swu::SwuReader;
 use sha2::{Digest, Sha256};
@@ -580,28 +581,30 @@ impl Agent {
                 .and_then(|(_, v)| v.first())
                 .map(String::as_str)
         };
-        let target_sha256 = property("target-sha256")
+        let target_sha256 = property(TARGET_SHA256)
             .and_then(parse_hex::<32>)
             .ok_or_else(|| {
-                image_err("properties: target-sha256 missing or not 64 hex digits".into())
+                image_err(format!(
+                    "properties: {TARGET_SHA256} missing or not 64 hex digits"
+                ))
             })?;
         if index.image_sha256 != target_sha256 {
             return Err(image_err(format!(
-                "chunk index describes image {}, properties say target-sha256 {}",
+                "chunk index describes image {}, properties say {TARGET_SHA256} {}",
                 hex(&index.image_sha256),
                 hex(&target_sha256)
             )));
         }
-        if let Some(size) = property("target-size") {
+        if let Some(size) = property(TARGET_SIZE) {
             if size.trim().parse::<u64>().ok() != Some(index.image_size) {
                 return Err(image_err(format!(
-                    "chunk index describes {} bytes, properties say target-size {size:?}",
+                    "chunk index describes {} bytes, properties say {TARGET_SIZE} \"{size}\"",
                     index.image_size
                 )));
             }
         }
-        let pack_name = property("pack")
-            .ok_or_else(|| image_err("properties: no pack (the pack file name)".into()))?;
+        let pack_name = property(PACK)
+            .ok_or_else(|| image_err(format!("properties: no {PACK} (the pack file name)")))?;
         let write_err = |source: io::Error| InstallError::Write {
             path: image.target.display().to_string(),
             source,

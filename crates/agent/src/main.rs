@@ -87,7 +87,7 @@ fn print_status(status: &Status, max_attempts: u32) {
     println!("state:        {}", status.state);
     match &status.pending {
         Some(tx) => println!(
-            "pending:      {} -> {} ({:?}){}{}",
+            "pending:      {} -> {} ({}){}{}",
             tx.from_slot,
             tx.target_slot,
             tx.phase,

@@ -88,6 +88,23 @@ pub enum Phase {
     Activated,
 }
 
+impl Phase {
+    /// The word `status --json` uses too.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Installing => "installing",
+            Phase::Activating => "activating",
+            Phase::Activated => "activated",
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transaction {
     pub phase: Phase,

@@ -50,6 +50,14 @@ fn stdin_install_reboot_confirm_ok() {
     assert_eq!(status["ustate"], "INSTALLED");
     assert_eq!(status["pending"]["target_slot"], "B");
     assert_eq!(status["pending"]["version"], "2.0");
+    // The text names the phase with the word the JSON uses (not Rust's `Activated`).
+    assert_eq!(status["pending"]["phase"], "activated");
+    let out = device.agent_cmd().arg("status").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("pending:      A -> B (activated) version 2.0"),
+        "{text}"
+    );
 
     assert!(device.reboot(2).contains("keel.slot=B"));
     let status = device.status_json();

@@ -195,6 +195,19 @@ fn grub_environment_matches_grub_editenv() {
     );
     let env = device.path("grubenv");
     let env = env.to_str().unwrap();
+    // Slot A is on trial (booted, `A_TRY=1`, not installed by keel): an install would reset
+    // `A_TRY` and so mark A good without a health check. Refused, env untouched, like EBG.
+    let before = tool("grub-editenv", &[env, "list"]);
+    let status = agent(&device).status().unwrap();
+    assert_eq!(status.ustate.as_str(), "TESTING");
+    let bundle = device.bundle("2.0", &image(11, 100_000));
+    let err = agent(&device)
+        .install(&bundle[..], InstallOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("slot A is in TESTING: confirm it"), "{err}");
+    assert_eq!(tool("grub-editenv", &[env, "list"]), before);
+    agent(&device).confirm(None).unwrap();
     install(&device);
     let listed = tool("grub-editenv", &[env, "list"]);
     for line in ["ORDER=B A", "B_OK=1", "B_TRY=0", "A_OK=1", "A_TRY=0"] {
@@ -211,4 +224,29 @@ fn grub_environment_matches_grub_editenv() {
     agent(&device).confirm(None).unwrap();
     assert!(has_line(&tool("grub-editenv", &[env, "list"]), "B_TRY=0"));
     assert_eq!(std::fs::metadata(env).unwrap().len(), 1024);
+}
+
+/// A successful install (not booted yet) followed by a failed one: the second install withdrew
+/// the first activation (the loader boots the running slot again), so `ustate=1` must go too, and
+/// the environment and `status` agree.
+#[test]
+fn uboot_failed_install_after_an_unbooted_one_leaves_no_installed_ustate() {
+    let device = uboot_device();
+    let config = device.path("fw_env.config");
+    let config = config.to_str().unwrap();
+    install(&device);
+    assert!(has_line(&tool("fw_printenv", &["-c", config]), "ustate=1"));
+    let bundle = device.bundle("3.0", &image(12, 100_000));
+    agent(&device)
+        .install(&bundle[..bundle.len() - 50_000], InstallOptions::default())
+        .unwrap_err();
+    let printed = tool("fw_printenv", &["-c", config]);
+    for line in ["keel_slot=A", "upgrade_available=0", "ustate=0"] {
+        assert!(has_line(&printed, line), "{line} not in:\n{printed}");
+    }
+    let status = agent(&device).status().unwrap();
+    assert_eq!(
+        (status.state, status.ustate.as_str(), status.next_boot),
+        ("idle", "OK", Some(keel_agent::SlotId::A))
+    );
 }

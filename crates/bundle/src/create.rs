@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use keel_formats::cpio::{Checksum, MAX_MEMBER_SIZE};
+use keel_formats::names::properties as names;
 use keel_formats::swdesc::{hex, Value};
 use keel_formats::swu::SwuWriter;
 use keel_sign::aes::{encrypted_len, AesKey, EncryptWriter};
@@ -129,8 +130,8 @@ fn generate(
                 )
                 .map_err(|e| derive_error(member, e))?;
                 let mut properties = vec![
-                    ("source-sha256", hex(&keel_delta::sha256(&old))),
-                    ("target-sha256", hex(&keel_delta::sha256(&new))),
+                    (names::SOURCE_SHA256, hex(&keel_delta::sha256(&old))),
+                    (names::TARGET_SHA256, hex(&keel_delta::sha256(&new))),
                 ];
                 // A delta that recompresses zstd frames names the zstd version the device needs
                 // (read back from its header, what `keel bundle verify` checks it against).
@@ -144,7 +145,7 @@ fn generate(
                 if let Some(version) =
                     crate::scan::delta_zstd_frames(&prefix).map_err(|e| derive_error(member, e))?
                 {
-                    properties.push((crate::scan::ZSTD_FRAMES_PROPERTY, version.to_string()));
+                    properties.push((names::ZSTD_FRAMES, version.to_string()));
                 }
                 properties
             }
@@ -177,9 +178,9 @@ fn generate(
                     .map_err(|e| BundleError::io(&pack_path, e))?;
                 std::fs::write(&file, index.to_bytes()).map_err(|e| BundleError::io(&file, e))?;
                 vec![
-                    ("target-sha256", hex(&index.image_sha256)),
-                    ("target-size", index.image_size.to_string()),
-                    ("pack", pack.clone()),
+                    (names::TARGET_SHA256, hex(&index.image_sha256)),
+                    (names::TARGET_SIZE, index.image_size.to_string()),
+                    (names::PACK, pack.clone()),
                 ]
             }
         };

@@ -6,6 +6,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use keel_formats::cpio::CpioError;
+use keel_formats::names::properties;
 use keel_formats::swdesc::{hex, Entry, SwDescription, Syntax};
 use keel_formats::swu::{SwuReader, DESCRIPTION_NAME, SIGNATURE_NAME};
 use keel_sign::aes::{AesKey, DecryptWriter};
@@ -232,39 +233,19 @@ fn entry_report(e: &Entry) -> EntryReport {
 
 /// Bytes of a member kept to check a keel-delta or keel-chunked header (a framed delta's
 /// header is followed by its frame layout header, which names the zstd version).
-pub(crate) const PREFIX_LEN: usize =
-    keel_delta::format::HEADER_LEN + keel_delta::frames::LAYOUT_HEADER_LEN;
+pub(crate) const PREFIX_LEN: usize = keel_delta::apply::PREFIX_LEN;
 
 /// Property of a keel-delta entry whose delta recompresses zstd frames: the
 /// `ZSTD_versionNumber()` it needs on the device (decimal, e.g. `10505`). The server offers such
 /// a delta only to devices reporting the same `keel.delta.zstd`.
-pub const ZSTD_FRAMES_PROPERTY: &str = "zstd-frames";
+pub const ZSTD_FRAMES_PROPERTY: &str = properties::ZSTD_FRAMES;
 
 /// The zstd version a keel delta needs (`Some` for a delta with zstd frames, `None` for a plain
 /// one), from its first bytes (at least the delta header; a framed delta also its layout header).
 pub fn delta_zstd_frames(prefix: &[u8]) -> Result<Option<u32>, String> {
-    use keel_delta::format::HEADER_LEN;
-    use keel_delta::frames::{LAYOUT_HEADER_LEN, LAYOUT_MAGIC};
-    let header: &[u8; HEADER_LEN] = prefix
-        .get(..HEADER_LEN)
-        .and_then(|h| h.try_into().ok())
-        .ok_or_else(|| "too short for a keel delta header".to_string())?;
-    let header =
-        keel_delta::DeltaHeader::parse(header).map_err(|e| format!("not a keel delta: {e}"))?;
-    if !header.zstd_frames {
-        return Ok(None);
-    }
-    let layout = prefix
-        .get(HEADER_LEN..HEADER_LEN + LAYOUT_HEADER_LEN)
-        .ok_or_else(|| "too short for the zstd frame layout header".to_string())?;
-    // Layout header: magic, zstd version (LE u32) at 4, ..., CRC-32 of bytes 0..36 at 36.
-    let crc = u32::from_le_bytes([layout[36], layout[37], layout[38], layout[39]]);
-    if layout[..4] != LAYOUT_MAGIC || crc != crc32fast::hash(&layout[..36]) {
-        return Err("damaged zstd frame layout header".into());
-    }
-    Ok(Some(u32::from_le_bytes([
-        layout[4], layout[5], layout[6], layout[7],
-    ])))
+    let (_, layout) =
+        keel_delta::apply::parse_prefix(prefix).map_err(|e| format!("not a keel delta: {e}"))?;
+    Ok(layout.map(|l| l.zstd_version))
 }
 
 /// A keel-delta or keel-chunked member must describe the images its entry's properties name
@@ -284,17 +265,13 @@ fn check_derived(entry: &Entry, prefix: &[u8]) -> Result<(), String> {
     };
     let mut facts: Vec<(&str, String)> = Vec::new();
     if kind == Some(crate::DELTA_TYPE) {
-        let header: &[u8; keel_delta::format::HEADER_LEN] = prefix
-            .get(..keel_delta::format::HEADER_LEN)
-            .and_then(|h| h.try_into().ok())
-            .ok_or_else(|| "too short for a keel delta header".to_string())?;
-        let header =
-            keel_delta::DeltaHeader::parse(header).map_err(|e| format!("not a keel delta: {e}"))?;
-        facts.push(("source-sha256", hex(&header.seed_sha256)));
-        facts.push(("target-sha256", hex(&header.target_sha256)));
+        let (header, layout) = keel_delta::apply::parse_prefix(prefix)
+            .map_err(|e| format!("not a keel delta: {e}"))?;
+        facts.push((properties::SOURCE_SHA256, hex(&header.seed_sha256)));
+        facts.push((properties::TARGET_SHA256, hex(&header.target_sha256)));
         // The server offers a framed delta by this property: it must be there and true, and a
         // plain delta must not claim it.
-        match (delta_zstd_frames(prefix)?, property(ZSTD_FRAMES_PROPERTY)) {
+        match (layout.map(|l| l.zstd_version), property(ZSTD_FRAMES_PROPERTY)) {
             (Some(version), Some(_)) => facts.push((ZSTD_FRAMES_PROPERTY, version.to_string())),
             (Some(_), None) => {
                 return Err(format!(
@@ -309,13 +286,10 @@ fn check_derived(entry: &Entry, prefix: &[u8]) -> Result<(), String> {
             (None, None) => {}
         }
     } else {
-        // Chunk index: magic, version ..., image_size at 24, image_sha256 at 32..64.
-        if prefix.len() < 64 || prefix[..8] != keel_delta::chunk::INDEX_MAGIC {
-            return Err("not a keel chunk index".into());
-        }
-        let size = u64::from_le_bytes(prefix[24..32].try_into().expect("8 bytes"));
-        facts.push(("target-size", size.to_string()));
-        facts.push(("target-sha256", hex(&prefix[32..64])));
+        let index = keel_delta::chunk::ChunkIndexHeader::parse(prefix)
+            .map_err(|e| format!("not a keel chunk index: {e}"))?;
+        facts.push((properties::TARGET_SIZE, index.image_size.to_string()));
+        facts.push((properties::TARGET_SHA256, hex(&index.image_sha256)));
     }
     for (key, actual) in facts {
         match property(key) {
@@ -325,7 +299,7 @@ fn check_derived(entry: &Entry, prefix: &[u8]) -> Result<(), String> {
                     "properties say {key} {said}, the member describes {actual}"
                 ))
             }
-            None if key == "target-sha256" => {
+            None if key == properties::TARGET_SHA256 => {
                 return Err(format!(
                     "{} entry without properties.{key}",
                     kind.unwrap_or("")

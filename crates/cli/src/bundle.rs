@@ -59,6 +59,10 @@ pub struct CreateArgs {
     /// Allow an unsigned bundle (SWUpdate built with signed images rejects it).
     #[arg(long)]
     unsigned: bool,
+    /// The extendedKeyUsage the devices require of the signer (`swupdate --cert-purpose`;
+    /// keel-agent requires emailProtection): a certificate they would refuse is refused here.
+    #[arg(long, value_enum, default_value = "emailProtection")]
+    cert_purpose: Purpose,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -69,6 +73,16 @@ enum Purpose {
     CodeSigning,
     #[value(name = "any")]
     Any,
+}
+
+impl From<Purpose> for CertPurpose {
+    fn from(purpose: Purpose) -> CertPurpose {
+        match purpose {
+            Purpose::EmailProtection => CertPurpose::EmailProtection,
+            Purpose::CodeSigning => CertPurpose::CodeSigning,
+            Purpose::Any => CertPurpose::Any,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -140,13 +154,8 @@ impl TrustArgs {
         if pem.is_empty() {
             return Ok(None);
         }
-        let purpose = match self.cert_purpose {
-            Purpose::EmailProtection => CertPurpose::EmailProtection,
-            Purpose::CodeSigning => CertPurpose::CodeSigning,
-            Purpose::Any => CertPurpose::Any,
-        };
         let verifier = Verifier::from_pem(&pem).context("loading trusted certificates")?;
-        Ok(Some(verifier.with_purpose(purpose)))
+        Ok(Some(verifier.with_purpose(self.cert_purpose.into())))
     }
 }
 
@@ -178,7 +187,17 @@ fn create(args: CreateArgs) -> anyhow::Result<()> {
     };
     let signer = match (&args.cert, &args.key) {
         (Some(c), Some(k)) => {
-            Some(Signer::from_pem(&read(c)?, &read(k)?).context("loading signing key")?)
+            let signer = Signer::from_pem(&read(c)?, &read(k)?).context("loading signing key")?;
+            signer.check_purpose(args.cert_purpose.into()).with_context(|| {
+                format!(
+                    "refusing to sign with {}: `keel bundle verify` and swupdate would reject the bundle; \
+                     use a certificate with extendedKeyUsage emailProtection (openssl: \
+                     -addext extendedKeyUsage=emailProtection), or --cert-purpose codeSigning/any \
+                     if the devices are configured for it",
+                    c.display()
+                )
+            })?;
+            Some(signer)
         }
         _ if args.unsigned => None,
         _ => bail!("give --cert and --key to sign the bundle, or --unsigned"),
@@ -260,9 +279,30 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             let Some(verifier) = args.trust.verifier()? else {
                 bail!("give --cert (trusted signer certificate) or --ca (trusted CA) to verify the signature");
             };
-            let report = keel_bundle::verify(open_bundle(&args.bundle)?, &verifier)
-                .with_context(|| format!("{} failed verification", args.bundle.display()))?;
-            print_report(&report, args.json)
+            let result = keel_bundle::verify(open_bundle(&args.bundle)?, &verifier)
+                .with_context(|| format!("{} failed verification", args.bundle.display()));
+            match result {
+                Ok(report) => print_report(&report, args.json),
+                Err(e) => {
+                    // Scripts reading --json get an answer on stdout either way.
+                    if args.json {
+                        let problems = match e.downcast_ref::<keel_bundle::BundleError>() {
+                            Some(keel_bundle::BundleError::Verification { problems }) => {
+                                problems.clone()
+                            }
+                            _ => Vec::new(),
+                        };
+                        let answer = serde_json::json!({
+                            "bundle": args.bundle.display().to_string(),
+                            "verified": false,
+                            "error": format!("{e:#}"),
+                            "problems": problems,
+                        });
+                        println!("{}", serde_json::to_string_pretty(&answer)?);
+                    }
+                    Err(e)
+                }
+            }
         }
         Command::Inspect(args) => {
             let verifier = args.trust.verifier()?;

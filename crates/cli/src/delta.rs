@@ -2,7 +2,7 @@
 //! path (index/plan/assemble). Formats: docs/delta-format.md.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -184,11 +184,21 @@ fn apply(
 ) -> anyhow::Result<()> {
     let mut seed_file =
         File::open(seed).with_context(|| format!("opening seed {}", seed.display()))?;
-    let delta_file = BufReader::with_capacity(1 << 20, File::open(delta)?);
+    let mut delta_file = BufReader::with_capacity(
+        1 << 20,
+        File::open(delta).with_context(|| format!("opening delta {}", delta.display()))?,
+    );
+    // The whole structure first (its length taken up front): a truncated or corrupt delta is
+    // refused before the seed is read or the output touched.
+    keel_delta::scan(&mut delta_file).with_context(|| format!("delta {}", delta.display()))?;
     let resume = match checkpoint {
-        Some(p) if p.exists() => Some(Checkpoint::from_bytes(&read(p)?)?),
+        Some(p) if p.exists() => Some(
+            Checkpoint::from_bytes(&read(p)?)
+                .with_context(|| format!("checkpoint {}", p.display()))?,
+        ),
         _ => None,
     };
+    let created = !output.exists();
     let mut out = OpenOptions::new()
         .read(true)
         .write(true)
@@ -198,19 +208,57 @@ fn apply(
         .with_context(|| format!("opening output {}", output.display()))?;
     // fsync through a second descriptor syncs the same file's data.
     let sync_handle = File::open(output)?;
-    let report = keel_delta::apply_resumable(
-        &mut seed_file,
-        delta_file,
-        &mut out,
-        resume.as_ref(),
-        |cp| {
+    let mut recorded = false;
+    let mut run = |resume: Option<&Checkpoint>,
+                   delta_file: &mut BufReader<File>,
+                   out: &mut File|
+     -> Result<keel_delta::ApplyReport, keel_delta::DeltaError> {
+        delta_file.seek(std::io::SeekFrom::Start(0))?;
+        keel_delta::apply_resumable(&mut seed_file, delta_file, out, resume, |cp| {
             if let Some(p) = checkpoint {
                 sync_handle.sync_data()?;
                 record_checkpoint(p, cp)?;
+                recorded = true;
             }
             Ok(())
-        },
-    )?;
+        })
+    };
+    let mut result = run(resume.as_ref(), &mut delta_file, &mut out);
+    if let (Some(p), Err(keel_delta::DeltaError::TargetHashMismatch { .. })) = (checkpoint, &result)
+    {
+        // The prefix written before the interruption is damaged (or the checkpoint lies): resuming
+        // again would fail the same way. Drop the checkpoint and apply from the seed once more.
+        let _ = fs::remove_file(p);
+        if resume.is_some() {
+            eprintln!(
+                "resumed apply ended in a target sha256 mismatch: dropped {} and applying again from the seed",
+                p.display()
+            );
+            result = run(None, &mut delta_file, &mut out);
+            if matches!(
+                result,
+                Err(keel_delta::DeltaError::TargetHashMismatch { .. })
+            ) {
+                let _ = fs::remove_file(p);
+            }
+        }
+    }
+    let report = match result {
+        Ok(report) => report,
+        Err(e) => {
+            // An output this command created and no checkpoint refers to is of no use: remove it
+            // rather than leave an empty or partial file that looks like a result.
+            if created && !(recorded && checkpoint.is_some_and(Path::exists)) {
+                drop(out);
+                let _ = fs::remove_file(output);
+            }
+            return Err(anyhow::Error::new(e).context(format!(
+                "applying {} to {}",
+                delta.display(),
+                seed.display()
+            )));
+        }
+    };
     // A regular file may hold a longer earlier content; a block device keeps its size.
     if out.metadata()?.is_file() {
         out.set_len(report.target_size)?;

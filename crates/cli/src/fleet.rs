@@ -478,31 +478,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                 }
             }
             target["actions"] = Value::Array(detailed);
-            client.print(&target, |t| {
-                let mut out = format!(
-                    "device {}: {} (installed set {})",
-                    controller_id,
-                    t["updateStatus"].as_str().unwrap_or(""),
-                    t["installedDistributionSetId"]
-                );
-                for a in t["actions"].as_array().into_iter().flatten() {
-                    let last = a["history"].as_array().and_then(|h| h.last());
-                    let message = last
-                        .and_then(|e| e["messages"].as_array())
-                        .and_then(|m| m.last())
-                        .and_then(Value::as_str)
-                        .unwrap_or("");
-                    out.push_str(&format!(
-                        "\n  action {} set {} {}: {} ({})",
-                        a["id"],
-                        a["distributionSetId"],
-                        a["type"].as_str().unwrap_or(""),
-                        a["status"].as_str().unwrap_or(""),
-                        message
-                    ));
-                }
-                out
-            });
+            client.print(&target, |t| device_summary(&controller_id, t));
             Ok(())
         }
         Command::Assign {
@@ -628,36 +604,127 @@ fn operation(server: Server, id: i64, operation: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A JSON scalar as a user reads it: strings bare, `null` as `-`.
+fn plain(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Left-aligned first `left` columns, right-aligned numbers after; widths from the content.
+fn table(header: &[&str], rows: &[Vec<String>], left: usize) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (cell, &w))| {
+                if i < left {
+                    format!("{cell:<w$}")
+                } else {
+                    format!("{cell:>w$}")
+                }
+            })
+            .collect();
+        format!("\n  {}", parts.join("  ").trim_end())
+    };
+    let mut out = line(header.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
 fn status_summary(r: &Value) -> String {
     let mut out = format!(
-        "rollout {} {:?}: {}{} (success >= {}%, error > {}% halts)",
-        r["id"],
+        "rollout {} \"{}\": {}{} (success >= {}%, error > {}% halts)",
+        plain(&r["id"]),
         r["name"].as_str().unwrap_or(""),
         r["status"].as_str().unwrap_or(""),
         r["statusReason"]
             .as_str()
             .map(|s| format!(" ({s})"))
             .unwrap_or_default(),
-        r["successThreshold"],
-        r["errorThreshold"]
+        plain(&r["successThreshold"]),
+        plain(&r["errorThreshold"])
     );
-    out.push_str(&format!(
-        "\n  {:<16} {:<10} {:>6} {:>9} {:>7} {:>8} {:>6} {:>8}",
-        "GROUP", "STATUS", "TOTAL", "SCHEDULED", "RUNNING", "FINISHED", "ERROR", "CANCELED"
+    let rows: Vec<Vec<String>> = r["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|g| {
+            let c = &g["counts"];
+            let mut row = vec![plain(&g["name"]), plain(&g["status"])];
+            for key in [
+                "total",
+                "scheduled",
+                "running",
+                "finished",
+                "error",
+                "canceled",
+            ] {
+                row.push(plain(&c[key]));
+            }
+            row
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "GROUP",
+            "STATUS",
+            "TOTAL",
+            "SCHEDULED",
+            "RUNNING",
+            "FINISHED",
+            "ERROR",
+            "CANCELED",
+        ],
+        &rows,
+        2,
     ));
-    for g in r["groups"].as_array().into_iter().flatten() {
-        let c = &g["counts"];
+    out
+}
+
+/// `keel device show`: the device, what is installed, and each action with the device's own
+/// words (the messages of the latest history entry that has any: a failure's reason).
+fn device_summary(controller_id: &str, t: &Value) -> String {
+    let installed = match &t["installedDistributionSetId"] {
+        Value::Null => "nothing installed through the server yet".to_string(),
+        id => format!("installed set {}", plain(id)),
+    };
+    let mut out = format!(
+        "device {controller_id}: {} ({installed})",
+        t["updateStatus"].as_str().unwrap_or("unknown")
+    );
+    for a in t["actions"].as_array().into_iter().flatten() {
+        let messages: Vec<String> = a["history"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .rev()
+            .find_map(|e| e["messages"].as_array().filter(|m| !m.is_empty()))
+            .into_iter()
+            .flatten()
+            .map(plain)
+            .collect();
         out.push_str(&format!(
-            "\n  {:<16} {:<10} {:>6} {:>9} {:>7} {:>8} {:>6} {:>8}",
-            g["name"].as_str().unwrap_or(""),
-            g["status"].as_str().unwrap_or(""),
-            c["total"],
-            c["scheduled"],
-            c["running"],
-            c["finished"],
-            c["error"],
-            c["canceled"]
+            "\n  action {} set {} {}: {}",
+            plain(&a["id"]),
+            plain(&a["distributionSetId"]),
+            a["type"].as_str().unwrap_or(""),
+            a["status"].as_str().unwrap_or(""),
         ));
+        if !messages.is_empty() {
+            out.push_str(&format!(" ({})", messages.join("; ")));
+        }
     }
     out
 }
@@ -738,4 +805,62 @@ fn encode_path(segment: &str) -> String {
 
 fn encode_query(value: &str) -> String {
     encode_path(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_show_names_what_is_installed_and_the_failure() {
+        let device = json!({
+            "updateStatus": "error",
+            "installedDistributionSetId": null,
+            "actions": [{
+                "id": 7, "distributionSetId": 2, "type": "forced", "status": "error",
+                "history": [
+                    {"status": "running", "messages": ["assigned"]},
+                    {"status": "error", "messages": ["install failed: image rootfs: sha256 mismatch", "Device reported status code: 3"]},
+                    {"status": "error", "messages": []}
+                ]
+            }]
+        });
+        let text = device_summary("dev-1", &device);
+        assert_eq!(
+            text,
+            "device dev-1: error (nothing installed through the server yet)\n  \
+             action 7 set 2 forced: error (install failed: image rootfs: sha256 mismatch; Device reported status code: 3)"
+        );
+        assert!(!text.contains("null"));
+    }
+
+    #[test]
+    fn rollout_status_columns_line_up() {
+        let rollout = json!({
+            "id": 3, "name": "spring", "status": "running", "successThreshold": 90, "errorThreshold": 10,
+            "groups": [
+                {"name": "canary", "status": "finished", "counts": {"total": 5, "scheduled": 0, "running": 0, "finished": 5, "error": 0, "canceled": 0}},
+                {"name": "a-much-longer-group-name", "status": "running", "counts": {"total": 1200, "scheduled": 1000, "running": 150, "finished": 40, "error": 10, "canceled": 0}}
+            ]
+        });
+        let text = status_summary(&rollout);
+        let lines: Vec<&str> = text.lines().skip(1).collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        // Every column ends at the same character position on every line.
+        let ends = |line: &str| -> Vec<usize> {
+            let chars: Vec<char> = format!("{line} ").chars().collect();
+            chars
+                .windows(2)
+                .enumerate()
+                .filter(|(_, w)| w[0] != ' ' && w[1] == ' ')
+                .map(|(i, _)| i)
+                .collect()
+        };
+        let numeric = |line: &str| ends(line)[2..].to_vec();
+        assert_eq!(numeric(lines[0]), numeric(lines[1]), "{text}");
+        assert_eq!(numeric(lines[1]), numeric(lines[2]), "{text}");
+        let starts = |line: &str| line.find(|c: char| c != ' ').unwrap();
+        assert_eq!(starts(lines[0]), starts(lines[2]));
+        assert!(text.starts_with("rollout 3 \"spring\": running"), "{text}");
+    }
 }

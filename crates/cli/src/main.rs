@@ -51,7 +51,57 @@ fn main() {
         Command::Fleet(c) => fleet::run(c),
     };
     if let Err(err) = result {
-        eprintln!("keel: error: {err:#}");
+        eprintln!("keel: error: {}", error_message(&err));
         std::process::exit(1);
+    }
+}
+
+/// The error and its causes joined by ": ", like anyhow's `{:#}`, but without a cause whose text
+/// the message already ends with (errors that print their source, e.g. `{path}: {source}`, would
+/// otherwise say it twice: `x.img: No such file or directory (os error 2): No such file …`).
+fn error_message(err: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if message.is_empty() {
+            message = text;
+        } else if !message.ends_with(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn error_message_says_each_cause_once() {
+        #[derive(Debug)]
+        struct PathError {
+            path: String,
+            source: std::io::Error,
+        }
+        impl std::fmt::Display for PathError {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}: {}", self.path, self.source)
+            }
+        }
+        impl std::error::Error for PathError {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.source)
+            }
+        }
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let text = io.to_string();
+        let err = anyhow::Error::new(PathError {
+            path: "missing.img".into(),
+            source: io,
+        })
+        .context("reading the manifest's images");
+        assert_eq!(
+            super::error_message(&err),
+            format!("reading the manifest's images: missing.img: {text}")
+        );
     }
 }

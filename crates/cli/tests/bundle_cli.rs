@@ -21,6 +21,10 @@ fn text(o: &Output) -> String {
 }
 
 fn openssl_cert(dir: &Path, name: &str) {
+    openssl_cert_for(dir, name, "emailProtection")
+}
+
+fn openssl_cert_for(dir: &Path, name: &str, eku: &str) {
     let out = Command::new("openssl")
         .args([
             "req", "-x509", "-nodes", "-days", "365", "-newkey", "rsa:2048", "-subj",
@@ -30,7 +34,7 @@ fn openssl_cert(dir: &Path, name: &str) {
             "-addext",
             "keyUsage=digitalSignature",
             "-addext",
-            "extendedKeyUsage=emailProtection",
+            &format!("extendedKeyUsage={eku}"),
         ])
         .args([
             "-keyout",
@@ -289,4 +293,84 @@ device = "/dev/sda3"
     );
     assert!(o.status.success(), "{}", text(&o));
     assert!(std::fs::read(d.join("via-chunks.img")).unwrap() == new);
+}
+
+/// A certificate whose extendedKeyUsage lacks emailProtection: `create` refuses it (its own `verify`
+/// and swupdate would reject the bundle) and says what to do; with `--cert-purpose codeSigning` the
+/// bundle is made and verifies with that purpose. `verify --json` answers on stdout when it fails.
+#[test]
+fn create_refuses_a_signer_its_verifiers_would_reject() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    openssl_cert_for(d, "codesign", "codeSigning");
+    std::fs::write(d.join("rootfs.img"), vec![7u8; 10_000]).unwrap();
+    std::fs::write(
+        d.join("keel.toml"),
+        "[software]\nversion = \"1.0\"\n[[software.images]]\nfilename = \"rootfs.img\"\ndevice = \"/dev/sda2\"\n",
+    )
+    .unwrap();
+    let create = |extra: &[&str]| {
+        let mut args = vec![
+            "bundle",
+            "create",
+            "-m",
+            "keel.toml",
+            "-o",
+            "c.swu",
+            "--cert",
+            "codesign.crt",
+            "--key",
+            "codesign.key",
+        ];
+        args.extend_from_slice(extra);
+        keel(&args, d)
+    };
+    let o = create(&[]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("lacks extendedKeyUsage emailProtection")
+            && text(&o).contains("--cert-purpose"),
+        "{}",
+        text(&o)
+    );
+    assert!(!d.join("c.swu").exists());
+
+    let o = create(&["--cert-purpose", "codeSigning"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = keel(
+        &[
+            "bundle",
+            "verify",
+            "c.swu",
+            "--cert",
+            "codesign.crt",
+            "--cert-purpose",
+            "codeSigning",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+
+    let o = keel(
+        &[
+            "bundle",
+            "verify",
+            "c.swu",
+            "--cert",
+            "codesign.crt",
+            "--json",
+        ],
+        d,
+    );
+    assert!(!o.status.success());
+    let answer: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("no JSON on stdout ({e}): {}", text(&o)));
+    assert_eq!(answer["verified"], false);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("emailProtection"),
+        "{answer}"
+    );
 }

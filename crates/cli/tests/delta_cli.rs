@@ -184,3 +184,126 @@ fn zstd_squashfs_delta_diffs_through_frames_and_inspect_shows_them() {
         );
     }
 }
+
+fn fails(o: Output) -> String {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!o.status.success(), "{text}");
+    text
+}
+
+/// old.img, new.img (related, 200 kB) and `d.kd`, a delta of several segments (16 KiB each).
+fn segmented_delta(d: &Path) -> (Vec<u8>, Vec<u8>) {
+    let old = noise(200_000, 7);
+    let mut new = old.clone();
+    for (i, b) in noise(40_000, 8).into_iter().enumerate() {
+        new[i * 5] = b;
+    }
+    std::fs::write(d.join("old.img"), &old).unwrap();
+    std::fs::write(d.join("new.img"), &new).unwrap();
+    ok(keel(
+        &[
+            "delta",
+            "create",
+            "old.img",
+            "new.img",
+            "-o",
+            "d.kd",
+            "--segment-kib",
+            "16",
+        ],
+        d,
+    ));
+    (old, new)
+}
+
+#[test]
+fn apply_refuses_a_truncated_delta_or_a_wrong_seed_before_writing_any_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    segmented_delta(d);
+    let delta = std::fs::read(d.join("d.kd")).unwrap();
+    std::fs::write(d.join("short.kd"), &delta[..delta.len() - 100]).unwrap();
+    let text = fails(keel(
+        &[
+            "delta", "apply", "--seed", "old.img", "short.kd", "-o", "out.img",
+        ],
+        d,
+    ));
+    assert!(text.contains("delta ends early"), "{text}");
+    assert!(!d.join("out.img").exists(), "output written: {text}");
+
+    std::fs::write(d.join("wrong.img"), noise(200_000, 9)).unwrap();
+    let text = fails(keel(
+        &[
+            "delta",
+            "apply",
+            "--seed",
+            "wrong.img",
+            "d.kd",
+            "-o",
+            "out.img",
+        ],
+        d,
+    ));
+    assert!(text.contains("wrong seed"), "{text}");
+    assert!(!d.join("out.img").exists(), "empty output left: {text}");
+}
+
+#[test]
+fn resumed_apply_with_a_damaged_prefix_drops_the_checkpoint_and_restarts_from_the_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (old, new) = segmented_delta(d);
+    // A power cut after the second segment: output and checkpoint as the CLI persists them.
+    let delta = std::fs::read(d.join("d.kd")).unwrap();
+    let mut out = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(d.join("out.img"))
+        .unwrap();
+    let mut checkpoints = 0;
+    let cut = keel_delta::apply_resumable(
+        &mut std::io::Cursor::new(&old),
+        &delta[..],
+        &mut out,
+        None,
+        |cp| {
+            checkpoints += 1;
+            std::fs::write(d.join("cp"), cp.to_bytes())?;
+            if checkpoints == 2 {
+                return Err(std::io::Error::other("power cut"));
+            }
+            Ok(())
+        },
+    );
+    assert!(cut.is_err());
+    drop(out);
+    // The cut damaged the written prefix.
+    let mut damaged = std::fs::read(d.join("out.img")).unwrap();
+    damaged[10] ^= 0xff;
+    std::fs::write(d.join("out.img"), &damaged).unwrap();
+
+    let text = ok(keel(
+        &[
+            "delta",
+            "apply",
+            "--seed",
+            "old.img",
+            "d.kd",
+            "-o",
+            "out.img",
+            "--checkpoint",
+            "cp",
+        ],
+        d,
+    ));
+    assert!(text.contains("applying again from the seed"), "{text}");
+    assert_eq!(std::fs::read(d.join("out.img")).unwrap(), new);
+    assert!(!d.join("cp").exists());
+}

@@ -114,6 +114,90 @@ pub fn read_header(delta: &mut impl Read) -> Result<DeltaHeader, DeltaError> {
     DeltaHeader::parse(&b)
 }
 
+/// Bytes of a delta's start that [`parse_prefix`] needs at most: the delta header and a zstd-frame
+/// delta's layout header.
+pub const PREFIX_LEN: usize = HEADER_LEN + crate::frames::LAYOUT_HEADER_LEN;
+
+/// The delta header and, for a zstd-frame delta, its layout header (which names the zstd version
+/// it recompresses with), from the first bytes of a delta, e.g. a bundle member's.
+pub fn parse_prefix(
+    prefix: &[u8],
+) -> Result<(DeltaHeader, Option<crate::frames::LayoutHeader>), DeltaError> {
+    use crate::frames::{LayoutHeader, LAYOUT_HEADER_LEN};
+    let header: &[u8; HEADER_LEN] = prefix
+        .get(..HEADER_LEN)
+        .and_then(|h| h.try_into().ok())
+        .ok_or(DeltaError::Truncated("header"))?;
+    let header = DeltaHeader::parse(header)?;
+    if !header.zstd_frames {
+        return Ok((header, None));
+    }
+    let layout: &[u8; LAYOUT_HEADER_LEN] = prefix
+        .get(HEADER_LEN..PREFIX_LEN)
+        .and_then(|h| h.try_into().ok())
+        .ok_or(DeltaError::Truncated("zstd frame layout header"))?;
+    Ok((header, Some(LayoutHeader::parse(layout)?)))
+}
+
+/// The structure of a whole delta, from its headers alone: what [`scan`] found.
+#[derive(Debug, Clone)]
+pub struct DeltaStructure {
+    pub header: DeltaHeader,
+    /// The zstd frame layout (deltas with that flag).
+    pub layout: Option<FrameLayout>,
+    /// Every segment's header, in order.
+    pub segments: Vec<SegmentHeader>,
+    /// Bytes the delta must have: headers, layout and every segment with its frames.
+    pub len: u64,
+}
+
+/// Walks a seekable delta's headers (seeking over the zstd frames) and checks that every segment
+/// is complete and nothing follows the last one, without decompressing anything. The length of
+/// `delta` is taken up front, so a truncated delta is refused here ([`DeltaError::Truncated`]),
+/// before a seed byte is read or a target byte written, instead of after applying every complete
+/// segment. Leaves `delta` at its end.
+pub fn scan<R: Read + Seek>(delta: &mut R) -> Result<DeltaStructure, DeltaError> {
+    let len = delta.seek(SeekFrom::End(0))?;
+    delta.seek(SeekFrom::Start(0))?;
+    let header = read_header(delta)?;
+    let layout = if header.zstd_frames {
+        Some(FrameLayout::read(delta, &header)?)
+    } else {
+        None
+    };
+    let mut at = delta.stream_position()?;
+    let mut segments = Vec::new();
+    let mut hb = [0u8; SEGMENT_HEADER_LEN];
+    for _ in 0..header.segment_count {
+        if len - at.min(len) < SEGMENT_HEADER_LEN as u64 {
+            return Err(DeltaError::Truncated("segment header"));
+        }
+        read_exact_or(delta, &mut hb, "segment header")?;
+        let segment = SegmentHeader::parse(&hb, &header)?;
+        at += SEGMENT_HEADER_LEN as u64
+            + u64::from(segment.ctrl_comp)
+            + u64::from(segment.diff_comp)
+            + u64::from(segment.extra_comp);
+        if at > len {
+            return Err(DeltaError::Truncated("segment frames"));
+        }
+        delta.seek(SeekFrom::Start(at))?;
+        segments.push(segment);
+    }
+    if at != len {
+        return Err(DeltaError::Corrupt(format!(
+            "{} bytes after the last segment",
+            len - at
+        )));
+    }
+    Ok(DeltaStructure {
+        header,
+        layout,
+        segments,
+        len,
+    })
+}
+
 /// Piece size for seed reads and output writes.
 const IO_PIECE: usize = 256 << 10;
 
@@ -577,7 +661,14 @@ fn resume_run<S: SeedRead, R: Read, O: Read + Write + Seek>(
                 || cp.target_offset > header.target_size
                 || cp.delta_offset < segments_start
             {
-                return Err(DeltaError::BadCheckpoint(format!("{cp:?} is out of range")));
+                return Err(DeltaError::BadCheckpoint(format!(
+                    "out of range: {} segments done, delta offset {}, target offset {} (the delta has {} segments and {} target bytes)",
+                    cp.segments_done,
+                    cp.delta_offset,
+                    cp.target_offset,
+                    header.segment_count,
+                    header.target_size
+                )));
             }
             // Continue the target hash over what is already written (zstd-frame deltas: the
             // checkpoint counts expanded bytes; the reframer maps them to target bytes).

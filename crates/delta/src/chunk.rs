@@ -30,6 +30,56 @@ const COMPRESSION_ZSTD: u8 = 1;
 const INDEX_HEADER_LEN: usize = 72;
 const ENTRY_LEN: usize = 40;
 
+/// The fixed-size start of a chunk index (72 bytes): what a reader needs without the entries,
+/// e.g. the image a bundle member's index describes, from the member's first bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkIndexHeader {
+    pub params: ChunkParams,
+    pub image_size: u64,
+    pub image_sha256: [u8; 32],
+    pub chunk_count: u64,
+}
+
+impl ChunkIndexHeader {
+    /// Bytes [`ChunkIndexHeader::parse`] reads.
+    pub const LEN: usize = INDEX_HEADER_LEN;
+
+    /// Parses and checks the header at the start of `b` (magic, version, algorithms, chunker
+    /// limits). The entries and the index CRC are checked only by [`ChunkIndex::from_bytes`].
+    pub fn parse(b: &[u8]) -> Result<ChunkIndexHeader, DeltaError> {
+        let b = b
+            .get(..INDEX_HEADER_LEN)
+            .ok_or(DeltaError::Truncated("chunk index header"))?;
+        if b[0..8] != INDEX_MAGIC {
+            return Err(DeltaError::BadMagic);
+        }
+        let version = u16::from_le_bytes([b[8], b[9]]);
+        if version != INDEX_VERSION {
+            return Err(DeltaError::UnsupportedVersion(version));
+        }
+        if b[10] != HASH_SHA256 || b[11] != COMPRESSION_ZSTD {
+            return Err(DeltaError::Corrupt(format!(
+                "chunk index: unknown hash {} or compression {}",
+                b[10], b[11]
+            )));
+        }
+        let u32_at = |at: usize| u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"));
+        let u64_at = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
+        let params = ChunkParams {
+            min: u32_at(12),
+            avg: u32_at(16),
+            max: u32_at(20),
+        };
+        params.validate()?;
+        Ok(ChunkIndexHeader {
+            params,
+            image_size: u64_at(24),
+            image_sha256: b[32..64].try_into().expect("32 bytes"),
+            chunk_count: u64_at(64),
+        })
+    }
+}
+
 /// FastCDC 2020 size limits (min/avg/max chunk size in bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkParams {
@@ -189,30 +239,12 @@ impl ChunkIndex {
         if b.len() < INDEX_HEADER_LEN + 4 {
             return Err(DeltaError::Truncated("chunk index header"));
         }
-        if b[0..8] != INDEX_MAGIC {
-            return Err(DeltaError::BadMagic);
-        }
-        let version = u16::from_le_bytes([b[8], b[9]]);
-        if version != INDEX_VERSION {
-            return Err(DeltaError::UnsupportedVersion(version));
-        }
-        if b[10] != HASH_SHA256 || b[11] != COMPRESSION_ZSTD {
-            return Err(bad(&format!(
-                "unknown hash {} or compression {}",
-                b[10], b[11]
-            )));
-        }
-        let u32_at = |at: usize| u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"));
-        let u64_at = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
-        let params = ChunkParams {
-            min: u32_at(12),
-            avg: u32_at(16),
-            max: u32_at(20),
-        };
-        params.validate()?;
-        let image_size = u64_at(24);
-        let image_sha256: [u8; 32] = b[32..64].try_into().expect("32 bytes");
-        let count = u64_at(64);
+        let ChunkIndexHeader {
+            params,
+            image_size,
+            image_sha256,
+            chunk_count: count,
+        } = ChunkIndexHeader::parse(b)?;
         let expected_len = usize::try_from(count)
             .ok()
             .and_then(|c| c.checked_mul(ENTRY_LEN))

@@ -56,6 +56,64 @@ pub struct TargetFrame {
     pub content_len: u64,
 }
 
+/// The fixed-size start of a frame layout block: what a reader needs without the entries (e.g.
+/// the zstd version a delta recompresses with, read from a bundle member's first bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayoutHeader {
+    /// `ZSTD_versionNumber()` of the library that made the frames.
+    pub zstd_version: u32,
+    pub seed_expanded: u64,
+    pub target_expanded: u64,
+    pub seed_count: u32,
+    pub target_count: u32,
+    /// Bytes of entries that follow (then a CRC-32 of them).
+    pub body_len: u32,
+}
+
+impl LayoutHeader {
+    /// Parses and checks (magic, CRC, limits) a layout header.
+    pub fn parse(h: &[u8; LAYOUT_HEADER_LEN]) -> Result<Self, DeltaError> {
+        if h[0..4] != LAYOUT_MAGIC {
+            return Err(DeltaError::Corrupt(
+                "zstd frame layout magic is not ZFRM".into(),
+            ));
+        }
+        if le32(h, 36) != crc32fast::hash(&h[..36]) {
+            return Err(DeltaError::HeaderChecksum("zstd frame layout header"));
+        }
+        let header = LayoutHeader {
+            zstd_version: le32(h, 4),
+            seed_expanded: le64(h, 8),
+            target_expanded: le64(h, 16),
+            seed_count: le32(h, 24),
+            target_count: le32(h, 28),
+            body_len: le32(h, 32),
+        };
+        for (what, n) in [
+            ("seed frame count", header.seed_count),
+            ("target frame count", header.target_count),
+        ] {
+            if n > MAX_LAYOUT_FRAMES {
+                return Err(DeltaError::Limit {
+                    what,
+                    value: n.into(),
+                    limit: MAX_LAYOUT_FRAMES.into(),
+                });
+            }
+        }
+        let body_limit =
+            (u64::from(header.seed_count) + u64::from(header.target_count)) * MAX_ENTRY_BYTES;
+        if u64::from(header.body_len) > body_limit {
+            return Err(DeltaError::Limit {
+                what: "zstd frame layout body",
+                value: header.body_len.into(),
+                limit: body_limit,
+            });
+        }
+        Ok(header)
+    }
+}
+
 /// The frame layout block that follows the header of a delta with the zstd-frame flag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrameLayout {
@@ -116,40 +174,14 @@ impl FrameLayout {
     pub fn read(delta: &mut impl Read, header: &DeltaHeader) -> Result<Self, DeltaError> {
         let mut h = [0u8; LAYOUT_HEADER_LEN];
         read_exact_or(delta, &mut h, "zstd frame layout header")?;
-        if h[0..4] != LAYOUT_MAGIC {
-            return Err(DeltaError::Corrupt(
-                "zstd frame layout magic is not ZFRM".into(),
-            ));
-        }
-        if le32(&h, 36) != crc32fast::hash(&h[..36]) {
-            return Err(DeltaError::HeaderChecksum("zstd frame layout header"));
-        }
-        let zstd_version = le32(&h, 4);
-        let seed_expanded = le64(&h, 8);
-        let target_expanded = le64(&h, 16);
-        let seed_count = le32(&h, 24);
-        let target_count = le32(&h, 28);
-        let body_len = le32(&h, 32);
-        for (what, n) in [
-            ("seed frame count", seed_count),
-            ("target frame count", target_count),
-        ] {
-            if n > MAX_LAYOUT_FRAMES {
-                return Err(DeltaError::Limit {
-                    what,
-                    value: n.into(),
-                    limit: MAX_LAYOUT_FRAMES.into(),
-                });
-            }
-        }
-        let body_limit = (u64::from(seed_count) + u64::from(target_count)) * MAX_ENTRY_BYTES;
-        if u64::from(body_len) > body_limit {
-            return Err(DeltaError::Limit {
-                what: "zstd frame layout body",
-                value: body_len.into(),
-                limit: body_limit,
-            });
-        }
+        let LayoutHeader {
+            zstd_version,
+            seed_expanded,
+            target_expanded,
+            seed_count,
+            target_count,
+            body_len,
+        } = LayoutHeader::parse(&h)?;
         let mut body = vec![0u8; body_len as usize];
         read_exact_or(delta, &mut body, "zstd frame layout")?;
         let mut crc = [0u8; 4];

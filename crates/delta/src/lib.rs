@@ -26,7 +26,7 @@ mod shortmatch;
 pub mod testing;
 mod varint;
 
-pub use apply::{apply, apply_resumable, ApplyReport, Checkpoint, SeedRead};
+pub use apply::{apply, apply_resumable, scan, ApplyReport, Checkpoint, DeltaStructure, SeedRead};
 pub use encode::{create, CreateOptions, CreateReport};
 pub use format::{DeltaHeader, SegmentHeader, MAX_SEGMENT_CTRL, MAX_SEGMENT_DATA};
 

@@ -38,6 +38,17 @@ pub const DEFAULT_MAX_NAME_LEN: u32 = 4096;
 /// Regular file, rw-r--r--.
 pub const MODE_REGULAR_0644: u32 = 0o100644;
 
+/// Header bytes for a message: quoted text when printable ASCII, else hex bytes (`16 03 01 …`),
+/// never Rust escapes.
+fn shown(bytes: &[u8]) -> String {
+    if bytes.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+        format!("\"{}\"", String::from_utf8_lossy(bytes))
+    } else {
+        let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        format!("bytes {}", hex.join(" "))
+    }
+}
+
 /// Errors of the cpio reader and writer. Offsets are byte offsets from the archive start.
 #[derive(Debug, Error)]
 pub enum CpioError {
@@ -49,13 +60,16 @@ pub enum CpioError {
     },
     #[error("cpio: archive truncated at offset {offset} while reading {what}")]
     Truncated { offset: u64, what: String },
-    #[error("cpio: bad magic {found:?} at offset {offset} (expected 070701 or 070702)")]
-    BadMagic { offset: u64, found: String },
-    #[error("cpio: header field {field} at offset {offset} is not 8 hex digits: {found:?}")]
+    #[error("cpio: bad magic {} at offset {offset} (expected \"070701\" or \"070702\"; not a .swu / cpio newc archive?)", shown(found))]
+    BadMagic { offset: u64, found: Vec<u8> },
+    #[error(
+        "cpio: header field {field} at offset {offset} is not 8 hex digits: {}",
+        shown(found)
+    )]
     BadHexField {
         field: &'static str,
         offset: u64,
-        found: String,
+        found: Vec<u8>,
     },
     #[error(
         "cpio: name size {size} at offset {offset} is invalid (must be 1..={max} including NUL)"
@@ -202,7 +216,7 @@ fn parse_hex8(bytes: &[u8], field: &'static str, offset: u64) -> Result<u32, Cpi
     let bad = || CpioError::BadHexField {
         field,
         offset,
-        found: String::from_utf8_lossy(bytes).into_owned(),
+        found: bytes.to_vec(),
     };
     if bytes.len() != 8 {
         return Err(bad());
@@ -318,7 +332,7 @@ impl<R: Read> CpioReader<R> {
             m => {
                 return Err(CpioError::BadMagic {
                     offset: header_offset,
-                    found: String::from_utf8_lossy(m).into_owned(),
+                    found: m.to_vec(),
                 })
             }
         };
@@ -797,6 +811,22 @@ mod tests {
             CpioReader::new(&bad_magic[..]).next_header(),
             Err(CpioError::BadMagic { .. })
         ));
+        // A TLS record (someone saved an HTTPS error page): hex bytes, not `\u{16}` escapes.
+        let mut tls = good.clone();
+        tls[..6].copy_from_slice(&[0x16, 0x03, 0x01, 0x00, 0x5a, 0x01]);
+        let message = CpioReader::new(&tls[..])
+            .next_header()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with("cpio: bad magic bytes 16 03 01 00 5a 01 at offset 0"),
+            "{message}"
+        );
+        let message = CpioReader::new(&bad_magic[..])
+            .next_header()
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("bad magic \"170702\""), "{message}");
         let mut bad_hex = good.clone();
         bad_hex[20] = b'g';
         assert!(matches!(

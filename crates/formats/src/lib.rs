@@ -6,9 +6,11 @@
 //! * [`swdesc`]: [`swdesc::SwDescription`] parse (libconfig or JSON), resolve (`-e set,mode`),
 //!   write libconfig.
 //! * [`swu`]: [`swu::SwuReader`] / [`swu::SwuWriter`]: member order rules of a `.swu`.
+//! * [`names`]: DDI attribute and sw-description property names shared by agent, bundle and server.
 //!
 //! Every parser here takes untrusted bytes: errors, never panics; each has a fuzz target.
 
 pub mod cpio;
+pub mod names;
 pub mod swdesc;
 pub mod swu;

@@ -1,11 +1,17 @@
 //! `keel-server --data-dir D --listen 127.0.0.1:8080`: one command, SQLite and local files in D
 //! (`--database-url postgres://...` puts the database on PostgreSQL instead, docs/scale-out.md).
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 
 #[tokio::main]
 async fn main() {
+    // The log goes to stderr (stdout carries the admin token and the listening address), coloured
+    // only on a terminal: no escape codes in a journal or a log file.
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

@@ -9,6 +9,7 @@ use crate::store::{Artifact, Store};
 use axum::body::Bytes;
 use futures_util::{Stream, StreamExt};
 use keel_formats::cpio::CpioReader;
+use keel_formats::names::{attributes, properties};
 use keel_formats::swdesc::SwDescription;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -22,9 +23,9 @@ pub use keel_formats::swdesc::{KEEL_CHUNKED_TYPE as CHUNKED_TYPE, KEEL_DELTA_TYP
 pub const HEAD_LIMIT: usize = 2 << 20;
 /// Property of a `keel-delta` entry whose delta recompresses zstd frames: the
 /// `ZSTD_versionNumber()` it needs (written and checked by keel bundle, docs/swu-format.md).
-pub const ZSTD_FRAMES_PROPERTY: &str = "zstd-frames";
+pub const ZSTD_FRAMES_PROPERTY: &str = properties::ZSTD_FRAMES;
 /// DDI attribute in which keel-agent reports its `ZSTD_versionNumber()` (docs/agent.md).
-pub const ZSTD_VERSION_ATTRIBUTE: &str = "keel.delta.zstd";
+pub const ZSTD_VERSION_ATTRIBUTE: &str = attributes::DELTA_ZSTD;
 
 /// What a bundle needs from the device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -80,7 +81,7 @@ pub fn classify(head: &[u8]) -> Option<Variant> {
         match entry.kind.as_deref() {
             // A delta without a source can never match a device: kept as an empty source.
             Some(DELTA_TYPE) => {
-                sources.insert(property("source-sha256").unwrap_or_default());
+                sources.insert(property(properties::SOURCE_SHA256).unwrap_or_default());
                 if let Some(version) = property(ZSTD_FRAMES_PROPERTY) {
                     zstd_frames.insert(version);
                 }
@@ -89,7 +90,7 @@ pub fn classify(head: &[u8]) -> Option<Variant> {
                 if let Some(pack) = entry
                     .properties
                     .iter()
-                    .find(|(k, _)| k == "pack")
+                    .find(|(k, _)| k == properties::PACK)
                     .and_then(|(_, v)| v.first())
                 {
                     packs.insert(pack.clone());
@@ -173,7 +174,10 @@ pub fn reported_slot_hashes(attributes_json: &str) -> Option<BTreeSet<String>> {
     let attributes: BTreeMap<String, String> = serde_json::from_str(attributes_json).ok()?;
     let hashes: BTreeSet<String> = attributes
         .iter()
-        .filter(|(k, v)| k.starts_with("keel.slot.") && k.ends_with(".sha256") && !v.is_empty())
+        .filter(|(k, v)| {
+            attributes::parse_slot_target(k).is_some_and(|(_, field)| field == attributes::SHA256)
+                && !v.is_empty()
+        })
         .map(|(_, v)| v.trim().to_ascii_lowercase())
         .collect();
     (!hashes.is_empty()).then_some(hashes)

@@ -255,7 +255,8 @@ async fn device_controlled_values_are_escaped() {
         ))
         .header("Authorization", &device.auth)
         .json(&json!({ "mode": "merge", "data": {
-            "slot.a.version": "<img src=x onerror=alert(1)>",
+            "keel.slot": "A",
+            "keel.slot.rootfs.version": "<img src=x onerror=alert(1)>",
             "note\"><script>": "x'\"&"
         }}))
         .send()
@@ -282,6 +283,70 @@ async fn device_controlled_values_are_escaped() {
     assert!(page.body.contains("x&#39;&quot;&amp;"));
     // The slot attribute appears in the slots table.
     assert!(page.body.contains("id=\"slots\""));
+    server.stop().await;
+}
+
+/// The Slots card reads the attribute names keel-agent really sends: the attributes come from the
+/// agent's own `slot_attributes` on a simulated device (booted slot A, factory image hashed once).
+#[tokio::test]
+async fn device_page_shows_the_slots_a_real_agent_reports() {
+    let server = TestServer::start().await;
+    let mgmt = server.mgmt();
+    let token = mgmt.device("press-07", &[]).await;
+    let pki = common::pki();
+    let factory = common::image(3, 40_000);
+    let sim = keel_sim::SimDevice::new(keel_sim::DeviceSpec {
+        loader: keel_sim::Loader::Ebg,
+        targets: vec![("rootfs".into(), 64 * 1024)],
+        factory: BTreeMap::from([("rootfs".to_string(), factory.clone())]),
+        trusted_certs: pki.cert.clone(),
+        aes_key: None,
+        hardware_revision: None,
+        detect: keel_agent::config::Detect::Auto,
+    })
+    .unwrap();
+    let mut agent = sim.agent().unwrap();
+    agent
+        .config
+        .factory_image_sizes
+        .insert("rootfs".into(), factory.len() as u64);
+    let attributes = keel_agent::ddi::slot_attributes(&agent, keel_agent::SlotId::A).unwrap();
+    let sha256 = keel_delta::hex(&keel_delta::sha256(&factory));
+    assert_eq!(
+        attributes.get("keel.slot.rootfs.sha256"),
+        Some(&sha256),
+        "{attributes:?}"
+    );
+
+    let device = SimDevice::new(&server.base, "press-07", &token);
+    device.poll().await.unwrap();
+    let status = device
+        .client
+        .put(format!("{}/configData", device.url()))
+        .header("Authorization", &device.auth)
+        .json(&json!({ "mode": "merge", "data": attributes }))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::OK);
+
+    let mut browser = Browser::new(&server.base);
+    browser.login(&server.admin).await;
+    let page = browser.get("/ui/devices/press-07").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let card = &page.body[page.body.find("<h2>Slots</h2>").unwrap()..];
+    let card = &card[..card.find("</div>").unwrap()];
+    assert!(!card.contains("reports no"), "{card}");
+    assert!(card.contains("Booted slot <b>A</b>"), "{card}");
+    assert!(
+        card.contains("<td>rootfs</td>") && card.contains(&format!("sha256: <b>{sha256}</b>")),
+        "{card}"
+    );
+    assert!(
+        card.contains(&format!("size: <b>{}</b>", factory.len())),
+        "{card}"
+    );
     server.stop().await;
 }
 

@@ -75,7 +75,8 @@ async fn handle_deployment(device: &SimDevice, fail: bool) -> reqwest::Result<()
             .put(format!("{}/configData", device.url()))
             .header("Authorization", &device.auth)
             .json(&json!({ "data": {
-                "slot.a.state": "inactive", "slot.b.state": "booted", "slot.b.version": "2.0",
+                "keel.slot": "B", "keel.version": "2.0",
+                "keel.slot.rootfs.sha256": "5e2bf57d3f40c4b6df69daf1936cb766f832374b4fc0259a7cbff06e2f70f269",
             }}))
             .send()
             .await?;
@@ -132,8 +133,8 @@ async fn playwright_drives_the_dashboard_through_a_rollout() {
             .header("Authorization", &device.auth)
             .json(&json!({ "data": {
                 "hw": "press-controller-rev-c",
-                "slot.a.version": "1.4.2", "slot.a.state": "booted",
-                "slot.b.version": "1.3.0", "slot.b.state": "inactive",
+                "keel.slot": "A", "keel.version": "1.4.2",
+                "keel.slot.rootfs.sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
             }}))
             .send()
             .await

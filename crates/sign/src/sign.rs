@@ -56,6 +56,12 @@ impl Signer {
         Ok(Signer { key, cert, chain })
     }
 
+    /// Refuses a signer certificate that verifiers requiring `purpose` would reject (keyUsage,
+    /// extendedKeyUsage): check before signing, not after shipping.
+    pub fn check_purpose(&self, purpose: crate::CertPurpose) -> Result<(), crate::VerifyError> {
+        crate::verify::check_signer_certificate(&self.cert, purpose)
+    }
+
     /// Subject of the signer certificate (RFC 4514 string).
     pub fn subject(&self) -> String {
         crate::verify::name_string(&self.cert.tbs_certificate.subject)

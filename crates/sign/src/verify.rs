@@ -51,6 +51,45 @@ pub struct SignerInfo {
 /// Longest certificate chain followed from the signer to a trust anchor (signer included).
 const MAX_CHAIN_LEN: usize = 8;
 
+/// Checks that `cert` may sign for `purpose` under the rules [`Verifier`] applies to a signer
+/// (keyUsage digitalSignature or nonRepudiation if present; the purpose's extendedKeyUsage), so a
+/// bundle is not signed with a certificate its verifiers will refuse.
+pub fn check_signer_certificate(
+    cert: &Certificate,
+    purpose: CertPurpose,
+) -> Result<(), VerifyError> {
+    let entry = CertEntry::new(cert.clone()).map_err(VerifyError::Malformed)?;
+    signer_usage(&entry, purpose)
+}
+
+fn signer_usage(cert: &CertEntry, purpose: CertPurpose) -> Result<(), VerifyError> {
+    if let Some(ku) = cert.extension::<KeyUsage>(oid::KEY_USAGE)? {
+        // OpenSSL accepts digitalSignature or nonRepudiation for S/MIME signing.
+        if !(ku.digital_signature() || ku.non_repudiation()) {
+            return Err(VerifyError::KeyUsage {
+                subject: cert.subject.clone(),
+            });
+        }
+    }
+    let Some((eku_oid, eku_name)) = purpose.eku() else {
+        return Ok(());
+    };
+    let eku = cert.extension::<ExtendedKeyUsage>(oid::EXT_KEY_USAGE)?;
+    let ok = match eku {
+        Some(list) => list.0.contains(&eku_oid),
+        // SWUpdate's codesign purpose requires the extension; smimesign accepts its absence.
+        None => purpose != CertPurpose::CodeSigning,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(VerifyError::ExtendedKeyUsage {
+            subject: cert.subject.clone(),
+            purpose: eku_name,
+        })
+    }
+}
+
 /// A certificate with what verification needs precomputed.
 #[derive(Clone)]
 struct CertEntry {
@@ -421,31 +460,7 @@ impl Verifier {
 
     /// OpenSSL `smimesign` / SWUpdate `codesign` rules for the signer (leaf) certificate.
     fn check_signer_usage(&self, cert: &CertEntry) -> Result<(), VerifyError> {
-        if let Some(ku) = cert.extension::<KeyUsage>(oid::KEY_USAGE)? {
-            // OpenSSL accepts digitalSignature or nonRepudiation for S/MIME signing.
-            if !(ku.digital_signature() || ku.non_repudiation()) {
-                return Err(VerifyError::KeyUsage {
-                    subject: cert.subject.clone(),
-                });
-            }
-        }
-        let Some((eku_oid, eku_name)) = self.purpose.eku() else {
-            return Ok(());
-        };
-        let eku = cert.extension::<ExtendedKeyUsage>(oid::EXT_KEY_USAGE)?;
-        let ok = match eku {
-            Some(list) => list.0.contains(&eku_oid),
-            // SWUpdate's codesign purpose requires the extension; smimesign accepts its absence.
-            None => self.purpose != CertPurpose::CodeSigning,
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(VerifyError::ExtendedKeyUsage {
-                subject: cert.subject.clone(),
-                purpose: eku_name,
-            })
-        }
+        signer_usage(cert, self.purpose)
     }
 
     /// An issuing certificate must be a CA, allowed to sign certificates and, if it restricts extended

@@ -30,12 +30,21 @@ fn confirm_ok_cycle(loader: Loader, encrypted: bool) {
     confirm_ok_cycle_detect(loader, encrypted, Detect::Auto)
 }
 
+/// RAUC's grub.cfg puts the booted slot on trial (`<slot>_TRY=1`) at every boot and the system
+/// marks it good; an install is refused while it is on trial.
+fn mark_good_after_power_on(device: &keel_sim::SimDevice, loader: Loader) {
+    if loader == Loader::Grub {
+        device.agent().unwrap().confirm(None).unwrap();
+    }
+}
+
 fn confirm_ok_cycle_detect(loader: Loader, encrypted: bool, detect: Detect) {
     let fx = Fixture::new();
     let mut spec = fx.spec(loader);
     spec.detect = detect;
     let mut device = keel_sim::SimDevice::new(spec).unwrap();
     assert_eq!(device.history.last().unwrap().slot, SlotId::A);
+    mark_good_after_power_on(&device, loader);
     let (bundle, rootfs, kernel) = fx.update("2.0", 10, encrypted);
 
     let report = install(&device, &bundle).unwrap();
@@ -109,6 +118,7 @@ fn rollback_cycle_detect(loader: Loader, detect: Detect) {
     let mut spec = fx.spec(loader);
     spec.detect = detect;
     let mut device = keel_sim::SimDevice::new(spec).unwrap();
+    mark_good_after_power_on(&device, loader);
     let factory_rootfs = device.slot_contents(SlotId::A, "rootfs");
     let (bundle, _, _) = fx.update("2.0", 10, false);
     install(&device, &bundle).unwrap();

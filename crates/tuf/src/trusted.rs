@@ -190,6 +190,50 @@ impl TrustedMetadataSet {
         Ok(())
     }
 
+    /// Checks an already trusted targets role against `delegator`'s keys for it: a role reached
+    /// through another delegator earlier (a "diamond" delegation, the same role name delegated
+    /// by two roles with different keys) has no authority through this one unless it is signed
+    /// by a threshold of this delegator's keys for it.
+    pub fn verify_loaded_targets(&self, role: &str, delegator: &str) -> Result<(), Error> {
+        let loaded = self
+            .targets
+            .get(role)
+            .ok_or(Error::Order("targets role not loaded"))?;
+        self.verify_delegated(loaded, role, delegator)
+    }
+
+    /// Threshold check of `metadata` for `role` with the keys `delegator` assigns to it.
+    fn verify_delegated(
+        &self,
+        metadata: &Metadata<Targets>,
+        role: &str,
+        delegator: &str,
+    ) -> Result<(), Error> {
+        if delegator == "root" {
+            let role_keys = top_level_keys(&self.root, role)?;
+            return metadata.verify_threshold(role, "root", &self.root.signed.keys, &role_keys);
+        }
+        let parent = self
+            .targets
+            .get(delegator)
+            .ok_or(Error::Order("delegator not loaded"))?;
+        let delegations = parent
+            .signed
+            .delegations
+            .as_ref()
+            .ok_or_else(|| Error::MissingMeta {
+                role: role.to_string(),
+                reason: format!("{delegator} has no delegations"),
+            })?;
+        let role_keys = delegations
+            .role_keys(role)
+            .ok_or_else(|| Error::MissingMeta {
+                role: role.to_string(),
+                reason: format!("{delegator} does not delegate this role"),
+            })?;
+        metadata.verify_threshold(role, delegator, &delegations.keys, &role_keys)
+    }
+
     /// Accepts the targets role `role`, delegated by `delegator` (`root` for the top-level `targets`).
     pub fn update_targets(
         &mut self,
@@ -213,31 +257,7 @@ impl TrustedMetadataSet {
             })?;
         meta.verify(role, data)?;
         let new: Metadata<Targets> = Metadata::from_bytes(role, data)?;
-        if delegator == "root" {
-            let role_keys = top_level_keys(&self.root, role)?;
-            new.verify_threshold(role, "root", &self.root.signed.keys, &role_keys)?;
-        } else {
-            let parent = self
-                .targets
-                .get(delegator)
-                .ok_or(Error::Order("delegator not loaded"))?;
-            let delegations =
-                parent
-                    .signed
-                    .delegations
-                    .as_ref()
-                    .ok_or_else(|| Error::MissingMeta {
-                        role: role.to_string(),
-                        reason: format!("{delegator} has no delegations"),
-                    })?;
-            let role_keys = delegations
-                .role_keys(role)
-                .ok_or_else(|| Error::MissingMeta {
-                    role: role.to_string(),
-                    reason: format!("{delegator} does not delegate this role"),
-                })?;
-            new.verify_threshold(role, delegator, &delegations.keys, &role_keys)?;
-        }
+        self.verify_delegated(&new, role, delegator)?;
         if new.version != meta.version {
             return Err(Error::VersionMismatch {
                 role: role.to_string(),

@@ -263,7 +263,8 @@ impl<F: Fetcher> Updater<F> {
 
     fn load_targets(&mut self, role: &str, delegator: &str) -> Result<(), Error> {
         if self.trusted.targets(role).is_some() {
-            return Ok(());
+            // Loaded through some delegator: it must also hold through this one.
+            return self.trusted.verify_loaded_targets(role, delegator);
         }
         if let Some(local) = self.store.read(role) {
             if self.trusted.update_targets(&local, role, delegator).is_ok() {

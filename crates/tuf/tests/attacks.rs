@@ -832,3 +832,95 @@ fn snapshot_and_targets_fast_forward_is_recovered_by_key_rotation() {
     assert_eq!(f.install("fw.swu").unwrap(), b"after recovery");
     assert!(role_of(&error) == bin);
 }
+
+// ---- Delegation graphs --------------------------------------------------------------------------------------
+
+/// A "diamond": `parent-a` and `parent-b` both delegate a role named `release`, each to its own key, and `release`
+/// is signed only by parent A's key. One updater looks up `team-a/fw.swu` (through A: valid) and then
+/// `team-b/fw.swu` (through B): the `release` loaded through A must not be trusted through B
+/// (tuf-conformance `test_cached_role_is_verified_against_current_delegator`).
+#[test]
+fn cached_role_is_verified_against_the_current_delegator() {
+    let f = Fixture::new();
+    let (key_a, key_b) = (
+        SigningKey::generate_ed25519(),
+        SigningKey::generate_ed25519(),
+    );
+    let (release_a, release_b) = (
+        SigningKey::generate_ed25519(),
+        SigningKey::generate_ed25519(),
+    );
+    let expires = "2099-01-01T00:00:00Z";
+    let delegations = |keys: &[&SigningKey], roles: Value| {
+        let keys: serde_json::Map<String, Value> = keys
+            .iter()
+            .map(|k| (k.key_id(), k.public().value.clone()))
+            .collect();
+        json!({"keys": keys, "roles": roles})
+    };
+    let role = |name: &str, key: &SigningKey, path: &str| json!({"name": name, "keyids": [key.key_id()], "threshold": 1, "terminating": false, "paths": [path]});
+    let targets_role = |version: u64, targets: Value, delegations: Value| {
+        json!({"_type": "targets", "spec_version": "1.0.31", "version": version, "expires": expires,
+               "targets": targets, "delegations": delegations})
+    };
+    let (good, evil) = (b"trusted A".as_slice(), b"malicious B".as_slice());
+    let file = |content: &[u8]| json!({"length": content.len(), "hashes": {"sha256": sha256_hex(content)}});
+    let mut snapshot = f.signed("snapshot.json");
+    let mut publish = |name: &str, signed: &Value, keys: &[&SigningKey]| {
+        let version = signed["version"].as_u64().unwrap();
+        let bytes = f.write(&format!("{version}.{name}.json"), signed, keys);
+        snapshot["meta"][format!("{name}.json")] = json!({"version": version, "length": bytes.len(), "hashes": {"sha256": sha256_hex(&bytes)}});
+    };
+    let mut top = f.signed("targets.json");
+    top["version"] = json!(top["version"].as_u64().unwrap() + 1);
+    let keys = top["delegations"]["keys"].as_object_mut().unwrap();
+    for key in [&key_a, &key_b] {
+        keys.insert(key.key_id(), key.public().value.clone());
+    }
+    let roles = top["delegations"]["roles"].as_array_mut().unwrap();
+    roles.insert(0, role("parent-a", &key_a, "team-a/*"));
+    roles.insert(1, role("parent-b", &key_b, "team-b/*"));
+    publish("targets", &top, &[&f.online]);
+    let parent_a = targets_role(
+        1,
+        json!({}),
+        delegations(
+            &[&release_a],
+            json!([role("release", &release_a, "team-a/*")]),
+        ),
+    );
+    publish("parent-a", &parent_a, &[&key_a]);
+    let parent_b = targets_role(
+        1,
+        json!({}),
+        delegations(
+            &[&release_b],
+            json!([role("release", &release_b, "team-b/*")]),
+        ),
+    );
+    publish("parent-b", &parent_b, &[&key_b]);
+    let release = targets_role(
+        1,
+        json!({"team-a/fw.swu": file(good), "team-b/fw.swu": file(evil)}),
+        delegations(&[], json!([])),
+    );
+    publish("release", &release, &[&release_a]);
+    f.publish_snapshot(&mut snapshot, &f.online, &f.online);
+    for (dir, content) in [("team-a", good), ("team-b", evil)] {
+        let dir = f.repo.join("targets").join(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{}.fw.swu", sha256_hex(content))), content).unwrap();
+    }
+
+    let mut updater = f.updater();
+    updater.refresh().unwrap();
+    let a = updater.require_target("team-a/fw.swu").unwrap();
+    assert_eq!(a.file.length, good.len() as u64);
+    let error = updater
+        .require_target("team-b/fw.swu")
+        .expect_err("release is not signed by parent-b's key for it");
+    assert!(
+        matches!(&error, Error::Threshold { role, delegator, .. } if role == "release" && delegator == "parent-b"),
+        "{error}"
+    );
+}

@@ -141,13 +141,20 @@ impl Bootloader for UbootBootloader {
     fn begin_install(&mut self, booted: SlotId, _target: SlotId) -> Result<(), BootError> {
         let mut env = self.env()?;
         // Whatever an earlier install left, the loader must boot the running slot until the
-        // new one is complete: one commit (the redundant copy with flags+1) if needed.
+        // new one is complete: one commit (the redundant copy with flags+1) if needed. An
+        // earlier activation (`ustate=1`, INSTALLED) is withdrawn with it, so that SWUpdate's
+        // `ustate` and `status` agree; a recorded rollback (`ustate=3`) stays for the report.
+        let installed = env.get("ustate").as_deref() == Some("1");
         if env.get(&self.slot_var).as_deref() != Some(self.value_of(booted))
             || env.get("upgrade_available").as_deref() == Some("1")
+            || installed
         {
             env.set(&self.slot_var, self.value_of(booted))?;
             env.set("upgrade_available", "0")?;
             env.set("bootcount", "0")?;
+            if installed {
+                env.set("ustate", "0")?;
+            }
             env.commit()?;
         }
         Ok(())

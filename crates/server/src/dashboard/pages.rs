@@ -14,6 +14,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::{Extension, Json};
+use keel_formats::names::attributes as ddi_attributes;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -702,21 +703,34 @@ async fn device_page(
         },
         esc(&time(target.created_at)),
     );
-    // Slots, from attributes named `slot.<slot>.<field>` (see docs/dashboard.md).
-    let mut slots: BTreeMap<&str, BTreeMap<&str, &str>> = BTreeMap::new();
+    // Slots, from the attributes keel-agent reports for its booted slot (docs/agent.md):
+    // `keel.slot`, `keel.version` and `keel.slot.<target>.<field>`.
+    let mut targets: BTreeMap<&str, BTreeMap<&str, &str>> = BTreeMap::new();
     for (key, value) in &attributes {
-        if let Some(rest) = key.strip_prefix("slot.") {
-            if let Some((slot, field)) = rest.split_once('.') {
-                slots.entry(slot).or_default().insert(field, value);
-            }
+        if let Some((target, field)) = ddi_attributes::parse_slot_target(key) {
+            targets.entry(target).or_default().insert(field, value);
         }
     }
+    let booted = attributes.get(ddi_attributes::SLOT);
     body.push_str("<div class=\"card\"><h2>Slots</h2>");
-    if slots.is_empty() {
-        body.push_str("<p>The device reports no <code>slot.*</code> attributes.</p>");
+    if booted.is_none() && targets.is_empty() {
+        let _ = write!(
+            body,
+            "<p>The device reports no <code>{}</code> attributes (keel-agent sends them).</p>",
+            esc(ddi_attributes::SLOT)
+        );
     } else {
-        body.push_str("<table class=\"list\" id=\"slots\"><thead><tr><th>Slot</th><th>Details</th></tr></thead><tbody>");
-        for (slot, fields) in &slots {
+        let _ = write!(
+            body,
+            "<p id=\"booted-slot\">Booted slot <b>{}</b>{}</p>",
+            esc(booted.map_or("unknown", String::as_str)),
+            match attributes.get(ddi_attributes::VERSION) {
+                Some(v) => format!(", version <b>{}</b>", esc(v)),
+                None => String::new(),
+            }
+        );
+        body.push_str("<table class=\"list\" id=\"slots\"><thead><tr><th>Target</th><th>Image</th></tr></thead><tbody>");
+        for (target, fields) in &targets {
             let details: Vec<String> = fields
                 .iter()
                 .map(|(k, v)| format!("{}: <b>{}</b>", esc(k), esc(v)))
@@ -724,7 +738,7 @@ async fn device_page(
             let _ = write!(
                 body,
                 "<tr><td>{}</td><td>{}</td></tr>",
-                esc(slot),
+                esc(target),
                 details.join("<br>")
             );
         }

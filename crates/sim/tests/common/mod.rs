@@ -126,7 +126,13 @@ impl Fixture {
     }
 
     pub fn device(&self, loader: Loader) -> SimDevice {
-        SimDevice::new(self.spec(loader)).unwrap()
+        let device = SimDevice::new(self.spec(loader)).unwrap();
+        if loader == Loader::Grub {
+            // RAUC's grub.cfg puts the booted slot on trial (`A_TRY=1`) at every boot and the
+            // system marks it good: an install is refused while it is on trial.
+            device.agent().unwrap().confirm(None).unwrap();
+        }
+        device
     }
 
     /// A signed bundle made by keel-bundle from a TOML manifest.
