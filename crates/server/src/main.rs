@@ -7,7 +7,7 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() {
-    // The log goes to stderr (stdout carries the admin token and the listening address), coloured
+    // The log goes to stderr (stdout carries the admin token file and the listening address), coloured
     // only on a terminal: no escape codes in a journal or a log file.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

@@ -8,6 +8,7 @@ use common::{random_bytes, Mgmt, SimDevice, TestServer};
 use reqwest::header::COOKIE;
 use reqwest::StatusCode;
 use serde_json::json;
+use std::collections::BTreeMap;
 
 async fn token(mgmt: &Mgmt, role: &str) -> String {
     let value = mgmt
