@@ -4,108 +4,14 @@
 
 mod common;
 
+use common::browser::Browser;
 use common::{SimDevice, TestServer};
-use reqwest::header::{COOKIE, RETRY_AFTER, SET_COOKIE};
-use reqwest::{Client, StatusCode};
+use reqwest::header::RETRY_AFTER;
+use reqwest::StatusCode;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// A cookie-keeping client for the dashboard's login form (no redirects followed).
-struct Browser {
-    client: Client,
-    base: String,
-    cookies: BTreeMap<String, String>,
-}
-
-struct Page {
-    status: StatusCode,
-    retry_after: Option<u64>,
-    body: String,
-}
-
-impl Browser {
-    fn new(base: &str) -> Browser {
-        Browser {
-            client: Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            base: base.to_string(),
-            cookies: BTreeMap::new(),
-        }
-    }
-
-    fn cookie_header(&self) -> String {
-        self.cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    async fn finish(&mut self, response: reqwest::Response) -> Page {
-        for cookie in response.headers().get_all(SET_COOKIE) {
-            let cookie = cookie.to_str().unwrap();
-            let (name, value) = cookie.split(';').next().unwrap().split_once('=').unwrap();
-            if value.is_empty() || cookie.contains("Max-Age=0") {
-                self.cookies.remove(name);
-            } else {
-                self.cookies.insert(name.to_string(), value.to_string());
-            }
-        }
-        Page {
-            status: response.status(),
-            retry_after: retry_after(response.headers()),
-            body: response.text().await.unwrap(),
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        let response = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .header(COOKIE, self.cookie_header())
-            .send()
-            .await
-            .unwrap();
-        self.finish(response).await
-    }
-
-    async fn post_form(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
-        let body: String = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(fields)
-            .finish();
-        let response = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .header(COOKIE, self.cookie_header())
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        self.finish(response).await
-    }
-
-    /// Logs in with `fields` (user/password or token) through a fresh login form.
-    async fn login(&mut self, fields: &[(&str, &str)]) -> Page {
-        let form = self.get("/ui/login").await;
-        let csrf = csrf(&form.body);
-        let mut all = vec![("csrf", csrf.as_str()), ("tenant", "default")];
-        all.extend_from_slice(fields);
-        self.post_form("/ui/login", &all).await
-    }
-}
-
-fn csrf(body: &str) -> String {
-    let marker = "name=\"csrf\" value=\"";
-    let start = body.find(marker).expect("page has a CSRF field") + marker.len();
-    let end = body[start..].find('"').unwrap();
-    body[start..start + end].to_string()
-}
 
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<u64> {
     headers
@@ -116,9 +22,11 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<u64> {
 /// Creates dashboard accounts through the admin's session.
 async fn create_users(server: &TestServer, users: &[(&str, &str)]) {
     let mut admin = Browser::new(&server.base);
-    let page = admin.login(&[("token", &server.admin)]).await;
+    let page = admin
+        .login_with("default", &[("token", &server.admin)])
+        .await;
     assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
-    let csrf = csrf(&admin.get("/ui/users").await.body);
+    let csrf = admin.get("/ui/users").await.csrf();
     for (user, password) in users {
         let created = admin
             .post_form(
@@ -146,13 +54,13 @@ async fn failed_password_logins_back_off_per_account_and_a_success_resets() {
     // the right password: nothing is checked while the account is blocked.
     for attempt in 1..=6 {
         let page = browser
-            .login(&[("user", "alice"), ("password", "guess")])
+            .login_with("default", &[("user", "alice"), ("password", "guess")])
             .await;
         assert_eq!(page.status, StatusCode::UNAUTHORIZED, "attempt {attempt}");
         assert!(page.body.contains("Wrong user or password"));
     }
     let refused = browser
-        .login(&[("user", "alice"), ("password", good)])
+        .login_with("default", &[("user", "alice"), ("password", good)])
         .await;
     assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(
@@ -165,19 +73,19 @@ async fn failed_password_logins_back_off_per_account_and_a_success_resets() {
 
     // Per account: bob, from the same address, is not affected.
     let bob = Browser::new(&server.base)
-        .login(&[("user", "bob"), ("password", good)])
+        .login_with("default", &[("user", "bob"), ("password", good)])
         .await;
     assert_eq!(bob.status, StatusCode::SEE_OTHER, "{}", bob.body);
 
     // After the wait the right password works and clears alice's failures: 5 more are free.
     tokio::time::sleep(Duration::from_secs(wait) + Duration::from_millis(100)).await;
     let ok = browser
-        .login(&[("user", "alice"), ("password", good)])
+        .login_with("default", &[("user", "alice"), ("password", good)])
         .await;
     assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
     for attempt in 1..=5 {
         let page = Browser::new(&server.base)
-            .login(&[("user", "alice"), ("password", "guess")])
+            .login_with("default", &[("user", "alice"), ("password", "guess")])
             .await;
         assert_eq!(page.status, StatusCode::UNAUTHORIZED, "attempt {attempt}");
     }
@@ -266,7 +174,10 @@ async fn password_hashing_beyond_the_queue_is_refused_quickly() {
             let base = base.clone();
             tokio::spawn(async move {
                 Browser::new(&base)
-                    .login(&[("user", &format!("nobody-{i}")), ("password", "guess")])
+                    .login_with(
+                        "default",
+                        &[("user", &format!("nobody-{i}")), ("password", "guess")],
+                    )
                     .await
             })
         })
@@ -456,8 +367,10 @@ async fn a_declared_length_above_the_limit_is_refused_before_the_body() {
 
     // The dashboard's upload route too.
     let mut admin = Browser::new(&server.base);
-    admin.login(&[("token", &server.admin)]).await;
-    let csrf = csrf(&admin.get("/ui/software").await.body);
+    admin
+        .login_with("default", &[("token", &server.admin)])
+        .await;
+    let csrf = admin.get("/ui/software").await.csrf();
     let mut stream = TcpStream::connect(address(&server)).await.unwrap();
     let request = format!(
         "POST /ui/software/modules/{id}/artifacts?filename=big.bin HTTP/1.1\r\nHost: keel\r\n\

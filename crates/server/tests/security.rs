@@ -125,18 +125,7 @@ async fn set_up_plant_b(server: &TestServer, admin: &Mgmt) -> PlantB {
     let mut browser = Browser::new(&server.base);
     let page = browser.login_to("plant-b", &b_admin).await;
     assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
-    let csrf = browser.get("/ui/users").await.csrf();
-    let created = browser
-        .post_form(
-            "/ui/users",
-            &[
-                ("csrf", &csrf),
-                ("user", "bob"),
-                ("password", PASSWORD),
-                ("role", "admin"),
-            ],
-        )
-        .await;
+    let created = browser.create_user("bob", PASSWORD, "admin").await;
     assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
     let store = server.open_store().await;
     let tenant = store.tenant_by_name("plant-b").await.unwrap().unwrap();
@@ -280,18 +269,7 @@ async fn every_route_refuses_another_tenants_token_and_session_and_changes_nothi
     let a = admin.with_token(Some(&a_admin));
     let mut alice = Browser::new(&server.base);
     alice.login(&a_admin).await;
-    let csrf = alice.get("/ui/users").await.csrf();
-    let created = alice
-        .post_form(
-            "/ui/users",
-            &[
-                ("csrf", &csrf),
-                ("user", "alice"),
-                ("password", PASSWORD),
-                ("role", "admin"),
-            ],
-        )
-        .await;
+    let created = alice.create_user("alice", PASSWORD, "admin").await;
     assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
     let mut alice = Browser::new(&server.base);
     let ok = alice.login_user("alice", PASSWORD).await;

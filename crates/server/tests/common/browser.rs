@@ -13,6 +13,8 @@ pub struct Browser {
 
 pub struct Page {
     pub status: StatusCode,
+    /// The `Retry-After` header in seconds, if any.
+    pub retry_after: Option<u64>,
     pub location: Option<String>,
     pub set_cookies: Vec<String>,
     pub body: String,
@@ -69,8 +71,13 @@ impl Browser {
                 self.cookies.insert(name.to_string(), value.to_string());
             }
         }
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()?.parse().ok());
         Page {
             status,
+            retry_after,
             location,
             set_cookies,
             body: response.text().await.unwrap(),
@@ -109,15 +116,30 @@ impl Browser {
     }
 
     pub async fn login_user_to(&mut self, tenant: &str, user: &str, password: &str) -> Page {
+        self.login_with(tenant, &[("user", user), ("password", password)])
+            .await
+    }
+
+    /// Logs in to `tenant` with `fields` (user/password or token) through a fresh login form.
+    pub async fn login_with(&mut self, tenant: &str, fields: &[(&str, &str)]) -> Page {
         let form = self.get("/ui/login").await;
-        let nonce = form.csrf();
+        assert_eq!(form.status, StatusCode::OK);
+        let csrf = form.csrf();
+        let mut all = vec![("csrf", csrf.as_str()), ("tenant", tenant)];
+        all.extend_from_slice(fields);
+        self.post_form("/ui/login", &all).await
+    }
+
+    /// Creates a dashboard account on the Users page (the session must be an admin's).
+    pub async fn create_user(&mut self, user: &str, password: &str, role: &str) -> Page {
+        let csrf = self.get("/ui/users").await.csrf();
         self.post_form(
-            "/ui/login",
+            "/ui/users",
             &[
-                ("csrf", &nonce),
+                ("csrf", &csrf),
                 ("user", user),
                 ("password", password),
-                ("tenant", tenant),
+                ("role", role),
             ],
         )
         .await
@@ -128,13 +150,6 @@ impl Browser {
     }
 
     pub async fn login_to(&mut self, tenant: &str, token: &str) -> Page {
-        let form = self.get("/ui/login").await;
-        assert_eq!(form.status, StatusCode::OK);
-        let csrf = form.csrf();
-        self.post_form(
-            "/ui/login",
-            &[("csrf", &csrf), ("token", token), ("tenant", tenant)],
-        )
-        .await
+        self.login_with(tenant, &[("token", token)]).await
     }
 }
