@@ -112,30 +112,21 @@ async fn tenant_for(state: &AppState, headers: &HeaderMap, role: Role) -> ApiRes
 /// that tenant exists or not); a cross-tenant token acts on the tenant `X-Keel-Tenant` names,
 /// `default` without the header.
 async fn acting(state: &AppState, headers: &HeaderMap, role: Role) -> ApiResult<(Caller, Tenant)> {
+    // auth::management_role has already refused a bound token naming another tenant.
     let caller = auth::management_role(&state.store, headers, role).await?;
-    let named = match headers.get(TENANT_HEADER) {
-        Some(value) => Some(
-            value
-                .to_str()
-                .map_err(|_| ApiError::bad_request("X-Keel-Tenant is not text"))?,
-        ),
-        None => None,
-    };
     let tenant = match caller.tenant_id {
-        Some(own) => {
-            let tenant =
-                state.store.tenant_by_id(own).await?.ok_or_else(|| {
-                    ApiError::Forbidden("the token's tenant no longer exists".into())
-                })?;
-            if let Some(name) = named {
-                if !name.eq_ignore_ascii_case(&tenant.name) {
-                    return Err(foreign_tenant(&tenant, name));
-                }
-            }
-            tenant
-        }
+        Some(own) => state
+            .store
+            .tenant_by_id(own)
+            .await?
+            .ok_or_else(|| ApiError::Forbidden("the token's tenant no longer exists".into()))?,
         None => {
-            let name = named.unwrap_or("default");
+            let name = match headers.get(TENANT_HEADER) {
+                Some(value) => value
+                    .to_str()
+                    .map_err(|_| ApiError::bad_request("X-Keel-Tenant is not text"))?,
+                None => "default",
+            };
             state
                 .store
                 .tenant_by_name(name)
