@@ -70,6 +70,22 @@ async fn send_as(
     )
 }
 
+/// A rollout of `set` to one device, created and waited for until it is ready; its id.
+async fn ready_rollout(mgmt: &Mgmt, name: &str, set: i64, device: &str) -> i64 {
+    let rollout = mgmt
+        .ok(
+            Method::POST,
+            "/rest/v1/rollouts",
+            Some(json!({ "name": name, "distributionSetId": set, "targets": [device] })),
+        )
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    mgmt.wait_rollout(rollout, "rollout ready", |r| r["status"] == "ready")
+        .await;
+    rollout
+}
+
 async fn set_up_plant_b(server: &TestServer, admin: &Mgmt) -> PlantB {
     admin
         .ok(
@@ -110,17 +126,7 @@ async fn set_up_plant_b(server: &TestServer, admin: &Mgmt) -> PlantB {
         .as_i64()
         .unwrap_or_else(|| panic!("no action id in {assigned}"));
     b.device("b-dev-2", &["b-tag"]).await;
-    let rollout = b
-        .ok(
-            Method::POST,
-            "/rest/v1/rollouts",
-            Some(json!({ "name": "b-rollout", "distributionSetId": set, "targets": ["b-dev-2"] })),
-        )
-        .await["id"]
-        .as_i64()
-        .unwrap();
-    b.wait_rollout(rollout, "rollout ready", |r| r["status"] == "ready")
-        .await;
+    let rollout = ready_rollout(&b, "b-rollout", set, "b-dev-2").await;
     // A dashboard account of plant-b, made by plant-b's admin in the dashboard.
     let mut browser = Browser::new(&server.base);
     let page = browser.login_to("plant-b", &b_admin).await;
@@ -590,17 +596,7 @@ async fn changes_logins_and_rejected_tokens_are_audited_with_who_where_and_what(
         Some(json!({ "token": "replacement-token-1" })),
     )
     .await;
-    let rollout = ops
-        .ok(
-            Method::POST,
-            "/rest/v1/rollouts",
-            Some(json!({ "name": "r1", "distributionSetId": set, "targets": ["dev-1"] })),
-        )
-        .await["id"]
-        .as_i64()
-        .unwrap();
-    ops.wait_rollout(rollout, "ready", |r| r["status"] == "ready")
-        .await;
+    let rollout = ready_rollout(&ops, "r1", set, "dev-1").await;
     let canceled = ops
         .ok(
             Method::POST,
