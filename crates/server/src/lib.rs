@@ -133,6 +133,10 @@ pub struct Config {
     /// Open connections at most (keep the file descriptor limit above it); more get a 503.
     #[arg(long, env = "KEEL_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
+    /// Longest time, in milliseconds, a request refused for too many failed authentications
+    /// (`429`) is held before it is answered; 0 answers at once.
+    #[arg(long, env = "KEEL_THROTTLE_HOLD_MS", default_value_t = 1000)]
+    pub throttle_hold_ms: u64,
     /// Turns off the throttling of failed logins and bad tokens (benchmarks only).
     #[arg(long, env = "KEEL_NO_AUTH_THROTTLE", hide = true)]
     pub no_auth_throttle: bool,
@@ -167,6 +171,7 @@ impl Config {
             header_read_timeout_ms: 20_000,
             body_read_timeout_ms: 30_000,
             max_connections: 4096,
+            throttle_hold_ms: 1000,
             no_auth_throttle: false,
         }
     }

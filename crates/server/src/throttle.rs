@@ -5,7 +5,10 @@
 //!   device authentication are counted per account and per client address. Past a free allowance
 //!   each further failure blocks the key for an exponentially growing time (1 s, 2 s, 4 s, … up
 //!   to a cap); a blocked key is answered `429 Too Many Requests` with `Retry-After` before any
-//!   database lookup or password hashing. Counts leak away at a fixed rate, so a steady trickle
+//!   database lookup or password hashing, and that answer is held back until the block ends (at
+//!   most `--throttle-hold-ms`, 1 s by default): a client that keeps guessing on the same
+//!   connections is slowed to one answer a second per connection instead of costing the server
+//!   (and the devices it serves) thousands of answers a second. Counts leak away at a fixed rate, so a steady trickle
 //!   below that rate (a few misconfigured devices behind one NAT) is never blocked.
 //! * The tables live in memory, per replica, each capped at [`MAX_KEYS`] keys (the least
 //!   recently failed key is forgotten first), keys stored as 64-bit keyed hashes so an attacker
@@ -25,7 +28,7 @@ use axum::response::Response;
 use hashlink::LruCache;
 use std::hash::{BuildHasher, Hash};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -179,6 +182,8 @@ impl Table {
 /// The per-replica throttling state: four tables and the password-hashing limiter.
 pub struct Guard {
     pub enabled: bool,
+    /// How long a refused (`429`) answer is held back at most.
+    pub refusal_hold: Duration,
     pub password_accounts: Table,
     pub management_addresses: Table,
     pub device_accounts: Table,
@@ -190,12 +195,15 @@ impl Guard {
     /// The guard of one server; `--no-auth-throttle` turns the throttling off (not the bounded
     /// hashing).
     pub fn for_config(config: &crate::Config) -> Arc<Guard> {
-        Arc::new(Guard::new(!config.no_auth_throttle))
+        let mut guard = Guard::new(!config.no_auth_throttle);
+        guard.refusal_hold = Duration::from_millis(config.throttle_hold_ms);
+        Arc::new(guard)
     }
 
     pub fn new(enabled: bool) -> Guard {
         Guard {
             enabled,
+            refusal_hold: Duration::from_secs(1),
             password_accounts: Table::new(PASSWORD_ACCOUNT),
             management_addresses: Table::new(MANAGEMENT_ADDRESS),
             device_accounts: Table::new(DEVICE_ACCOUNT),
@@ -211,6 +219,8 @@ struct RequestScope {
     guard: Arc<Guard>,
     client: Option<IpAddr>,
     in_process: bool,
+    /// Milliseconds the answer is held back before it is sent (set when the request is refused).
+    hold_ms: Arc<AtomicU64>,
 }
 
 tokio::task_local! {
@@ -235,6 +245,7 @@ fn current() -> RequestScope {
             guard: fallback_guard(),
             client: None,
             in_process: false,
+            hold_ms: Arc::default(),
         })
 }
 
@@ -262,12 +273,19 @@ pub async fn scope(State(guard): State<Arc<Guard>>, request: Request, next: Next
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| client_key(addr.ip()));
+    let hold_ms = Arc::new(AtomicU64::new(0));
     let scope = RequestScope {
         guard,
         client,
         in_process: false,
+        hold_ms: hold_ms.clone(),
     };
-    SCOPE.scope(scope, next.run(request)).await
+    let response = SCOPE.scope(scope, next.run(request)).await;
+    let hold = hold_ms.load(Ordering::Relaxed);
+    if hold > 0 {
+        tokio::time::sleep(Duration::from_millis(hold)).await;
+    }
+    response
 }
 
 /// Runs an in-process request of the dashboard (already authenticated by its session): its
@@ -341,15 +359,19 @@ impl Attempt {
             Side::Management => (&guard.management_addresses, &guard.password_accounts),
             Side::Device => (&guard.device_addresses, &guard.device_accounts),
         };
-        if let Some(client) = scope.client {
-            addresses
-                .check(client, now)
-                .map_err(|retry_after| Throttled { retry_after })?;
-        }
-        if let Some(account) = account {
-            accounts
-                .check(account, now)
-                .map_err(|retry_after| Throttled { retry_after })?;
+        let blocked = scope
+            .client
+            .map_or(Ok(()), |client| addresses.check(client, now))
+            .and_then(|()| account.map_or(Ok(()), |account| accounts.check(account, now)));
+        if let Err(retry_after) = blocked {
+            // Held until the block ends (at most refusal_hold); Retry-After counts from the answer.
+            let hold = retry_after.min(guard.refusal_hold);
+            scope
+                .hold_ms
+                .fetch_max(hold.as_millis() as u64, Ordering::Relaxed);
+            return Err(Throttled {
+                retry_after: retry_after.saturating_sub(hold),
+            });
         }
         Ok(Attempt {
             scope: Some(scope),

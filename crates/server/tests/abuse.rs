@@ -59,10 +59,18 @@ async fn failed_password_logins_back_off_per_account_and_a_success_resets() {
         assert_eq!(page.status, StatusCode::UNAUTHORIZED, "attempt {attempt}");
         assert!(page.body.contains("Wrong user or password"));
     }
+    let asked = std::time::Instant::now();
     let refused = browser
         .login_with("default", &[("user", "alice"), ("password", good)])
         .await;
     assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    // The refusal is held until the block ends (1 s here), so a guesser gets one answer a
+    // second per connection.
+    let held = asked.elapsed();
+    assert!(
+        held >= Duration::from_millis(700),
+        "answered after {held:?}"
+    );
     assert!(
         refused.body.contains("Too many failed logins"),
         "{}",
@@ -105,14 +113,31 @@ async fn bad_bearer_tokens_back_off_per_address_without_touching_devices() {
         let (status, _) = attacker.get("/rest/v1/targets").await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "attempt {attempt}");
     }
-    let response = mgmt
+    // While a refusal is held back, a device at the same address is answered at once.
+    let asked = std::time::Instant::now();
+    let refused = mgmt
         .client
         .get(format!("{}/rest/v1/targets", server.base))
         .bearer_auth(&server.admin)
-        .send()
-        .await
-        .unwrap();
+        .send();
+    let poll = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let polled = std::time::Instant::now();
+        device.poll().await.unwrap();
+        polled.elapsed()
+    };
+    let (response, poll_took) = tokio::join!(refused, poll);
+    let response = response.unwrap();
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let held = asked.elapsed();
+    assert!(
+        held >= Duration::from_millis(700),
+        "answered after {held:?}"
+    );
+    assert!(
+        poll_took < Duration::from_millis(500),
+        "device poll took {poll_took:?}"
+    );
     let wait = retry_after(response.headers()).expect("Retry-After");
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"], "too_many_requests");
