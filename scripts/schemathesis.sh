@@ -31,7 +31,7 @@ fi
 # The binary the server's test suite builds (same features: no second build of the dependencies);
 # KEEL_SERVER_BIN picks another one (e.g. a release build).
 if [ -z "${KEEL_SERVER_BIN:-}" ]; then
-  cargo test -q -p keel-server --test mgmt --no-run 2>&1 | grep -v '^ *Executable' || true
+  cargo test -q -p keel-server --test it --no-run 2>&1 | grep -v '^ *Executable' || true
 fi
 server_bin=$(realpath -m "${KEEL_SERVER_BIN:-$target_dir/debug/keel-server}")
 [ -x "$server_bin" ] || { echo "schemathesis.sh: no keel-server binary at $server_bin" >&2; exit 1; }

@@ -15,8 +15,8 @@ cargo test --workspace --no-fail-fast 2>&1; phase "workspace tests"
 bash scripts/agent-static.sh; phase agent-static
 # The server suite again on PostgreSQL (a private cluster started by the tests themselves).
 KEEL_TEST_DATABASE=postgres cargo test -p keel-server --no-fail-fast 2>&1
-KEEL_TEST_STORAGE=s3 cargo test -p keel-server --no-fail-fast --test agent_ddi --test auth --test dashboard --test ddi --test delta_e2e --test delta_swupdate --test rollout --test swupdate_suricatta --test tuf_e2e 2>&1  # artifacts on S3 (s3s-fs)
-KEEL_TEST_STORAGE=s3-presigned cargo test -p keel-server --no-fail-fast --test agent_ddi --test delta_e2e --test delta_swupdate --test swupdate_suricatta --test tuf_e2e 2>&1  # keel-agent, SWUpdate follow pre-signed S3 redirects
+KEEL_TEST_STORAGE=s3 cargo test -p keel-server --no-fail-fast --test it -- agent_ddi:: auth:: dashboard:: ddi:: delta_e2e:: delta_swupdate:: rollout:: swupdate_suricatta:: tuf_e2e:: 2>&1  # artifacts on S3 (s3s-fs)
+KEEL_TEST_STORAGE=s3-presigned cargo test -p keel-server --no-fail-fast --test it -- agent_ddi:: delta_e2e:: delta_swupdate:: swupdate_suricatta:: tuf_e2e:: 2>&1  # keel-agent, SWUpdate follow pre-signed S3 redirects
 phase "server suite on PostgreSQL and S3"
 # The live server against its own OpenAPI document (management and DDI API): no 5xx, no undocumented answer.
 bash scripts/schemathesis.sh; phase schemathesis

@@ -122,7 +122,6 @@ impl Agent {
     }
 
     fn try_flock(&self) -> Result<Option<std::fs::File>, AgentError> {
-        use std::os::fd::AsRawFd;
         let _ = std::fs::create_dir_all(&self.config.state_dir);
         let path = self.config.state_dir.join("lock");
         let file = std::fs::OpenOptions::new()
@@ -131,9 +130,15 @@ impl Agent {
             .write(true)
             .open(&path)
             .map_err(|e| AgentError::Refused(format!("opening {}: {e}", path.display())))?;
-        // SAFETY: flock on a valid, owned file descriptor.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        Ok((rc == 0).then_some(file))
+        // flock(LOCK_EX | LOCK_NB): released by the kernel when the process dies.
+        match file.try_lock() {
+            Ok(()) => Ok(Some(file)),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(AgentError::Refused(format!(
+                "locking {}: {e}",
+                path.display()
+            ))),
+        }
     }
 
     /// True if another agent process holds the lock right now (so an install recorded in

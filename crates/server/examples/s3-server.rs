@@ -4,9 +4,9 @@
 //!   cargo run --release -p keel-server --example s3-server -- ROOT 127.0.0.1:9000 [BUCKET...]
 //!
 //! Prints `endpoint=... access_key=... secret_key=... region=...` and serves until killed.
-//! Credentials are fixed (tests/common/s3.rs).
+//! Credentials are fixed (tests/it/common/s3.rs).
 
-#[path = "../tests/common/s3.rs"]
+#[path = "../tests/it/common/s3.rs"]
 mod s3;
 
 fn main() {
