@@ -6,6 +6,7 @@
 //! * [`source`]: bundle sources (file, stdin, resumable HTTP); [`ddi`]: the hawkBit client.
 //!
 //! docs/agent.md describes the configuration, commands, state machine and state file.
+#![forbid(unsafe_code)]
 
 pub mod agent;
 pub mod bootloader;

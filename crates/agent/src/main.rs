@@ -191,6 +191,7 @@ fn run() -> Result<(), String> {
 fn main() -> ExitCode {
     // Like other Unix tools: `keel-agent status | head` ends quietly on a closed pipe.
     // SAFETY: setting a signal disposition to the default before any thread exists.
+    #[allow(unsafe_code)]
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }

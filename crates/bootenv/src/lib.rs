@@ -7,6 +7,7 @@
 //!
 //! All parsers of on-disk bytes ([`ebg::BgEnv::parse`], [`uboot::decode_copy`],
 //! [`grub::GrubEnv::parse`]) return [`EnvError`] on bad input and never panic.
+#![forbid(unsafe_code)]
 
 pub mod crc;
 pub mod ebg;

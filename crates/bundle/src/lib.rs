@@ -10,6 +10,7 @@
 //!
 //! Hashes follow SWUpdate: `sha256` covers the bytes stored in the bundle, i.e. the ciphertext
 //! for encrypted images (SWUpdate hashes its input before decrypting, `core/cpio_utils.c`).
+#![forbid(unsafe_code)]
 
 mod create;
 mod manifest;

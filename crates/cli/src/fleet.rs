@@ -790,22 +790,8 @@ fn audit_summary(page: &Value) -> String {
     out.join("\n")
 }
 
-fn encode_path(segment: &str) -> String {
-    segment
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-fn encode_query(value: &str) -> String {
-    encode_path(value)
-}
+use keel_tuf::store::percent_encode as encode_path;
+use keel_tuf::store::percent_encode as encode_query;
 
 #[cfg(test)]
 mod tests {

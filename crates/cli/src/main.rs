@@ -40,6 +40,7 @@ fn main() {
     // Like other Unix filters, end quietly when the reader of our output goes away
     // (`keel ... | head`) instead of failing on a broken pipe.
     // SAFETY: called first in main, before any thread exists; SIG_DFL is a valid disposition.
+    #[allow(unsafe_code)]
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }

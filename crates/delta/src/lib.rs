@@ -14,6 +14,7 @@
 //! * **Dynamic chunks** ([`chunk`]): FastCDC chunk index of `new` plus a chunk store or pack; the
 //!   device reuses chunks found in its seed (or already in a half-written target) and fetches only
 //!   the rest through a [`chunk::ChunkFetcher`] (HTTP Range in the agent).
+#![forbid(unsafe_code)]
 
 pub mod apply;
 pub mod chunk;
@@ -79,13 +80,7 @@ pub enum DeltaError {
 
 /// Lower-case hex of bytes (hashes in messages and reports).
 pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
+    hex::encode(bytes)
 }
 
 /// sha256 of a byte slice.

@@ -9,6 +9,7 @@
 //! * [`names`]: DDI attribute and sw-description property names shared by agent, bundle and server.
 //!
 //! Every parser here takes untrusted bytes: errors, never panics; each has a fuzz target.
+#![forbid(unsafe_code)]
 
 pub mod cpio;
 pub mod names;

@@ -69,17 +69,7 @@ fn hal(value: Value) -> Response {
 }
 
 /// Percent-encodes one path segment for the links we hand out.
-fn encode_segment(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for byte in segment.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
+use keel_tuf::store::percent_encode as encode_segment;
 
 fn controller_base(
     state: &AppState,

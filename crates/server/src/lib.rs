@@ -9,7 +9,7 @@
 //! - SQLite (WAL, synchronous=FULL) and content-addressed artifact files in one data directory, or
 //!   PostgreSQL (`--database-url postgres://...`) with the same schema and behaviour, and artifacts
 //!   on S3-compatible object storage (`--object-store-url s3://bucket/prefix`) (docs/scale-out.md).
-
+#![forbid(unsafe_code)]
 // The OpenAPI document (openapi.rs) is one large `json!` literal per schema table.
 #![recursion_limit = "256"]
 

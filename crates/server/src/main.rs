@@ -1,5 +1,6 @@
 //! `keel-server --data-dir D --listen 127.0.0.1:8080`: one command, SQLite and local files in D
 //! (`--database-url postgres://...` puts the database on PostgreSQL instead, docs/scale-out.md).
+#![forbid(unsafe_code)]
 
 use std::io::IsTerminal;
 

@@ -72,16 +72,7 @@ impl AesKey {
 
     /// The key file text: lowercase hex key, a space, lowercase hex IV, newline.
     pub fn to_keyfile(&self) -> String {
-        let mut s = String::with_capacity(64 + 1 + 32 + 1);
-        for b in self.key.iter() {
-            s.push_str(&format!("{b:02x}"));
-        }
-        s.push(' ');
-        for b in self.iv.iter() {
-            s.push_str(&format!("{b:02x}"));
-        }
-        s.push('\n');
-        s
+        format!("{} {}\n", hex::encode(self.key), hex::encode(self.iv))
     }
 }
 
@@ -103,12 +94,8 @@ fn decode_hex(
             what,
         });
     }
-    for (byte, pair) in out.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
-        let pair =
-            std::str::from_utf8(pair).map_err(|_| KeyFileError::NotHex { field, position: 0 })?;
-        *byte = u8::from_str_radix(pair, 16)
-            .map_err(|_| KeyFileError::NotHex { field, position: 0 })?;
-    }
+    // Checked above: ASCII hex digits of the right length, so this cannot fail.
+    hex::decode_to_slice(text, out).map_err(|_| KeyFileError::NotHex { field, position: 0 })?;
     Ok(())
 }
 
@@ -233,7 +220,7 @@ impl<W: Write> DecryptWriter<W> {
                 "AES-CBC: ciphertext is empty (at least one block expected)",
             ));
         }
-        if self.buf.len() % BLOCK != 0 {
+        if !self.buf.len().is_multiple_of(BLOCK) {
             return Err(bad_data(&format!(
                 "AES-CBC: ciphertext length {} is not a multiple of 16 (truncated?)",
                 self.total
@@ -347,7 +334,7 @@ impl<R: Read> DecryptReader<R> {
                     "AES-CBC: ciphertext is empty (at least one block expected)",
                 ));
             }
-            if self.buf.len() % BLOCK != 0 || self.buf.is_empty() {
+            if !self.buf.len().is_multiple_of(BLOCK) || self.buf.is_empty() {
                 return Err(bad_data(&format!(
                     "AES-CBC: ciphertext length {} is not a multiple of 16 (truncated?)",
                     self.total
@@ -462,7 +449,7 @@ mod tests {
     impl Read for Flaky<'_> {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
             self.calls += 1;
-            if self.calls % 3 == 0 {
+            if self.calls.is_multiple_of(3) {
                 return Err(io::Error::new(io::ErrorKind::Interrupted, "signal"));
             }
             let n = buf.len().min(self.data.len()).min(5);

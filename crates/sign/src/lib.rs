@@ -4,6 +4,7 @@
 //!   SignedData, SHA-256), which `swupdate -k cert.pem` accepts for `sw-description.sig`.
 //! * [`Verifier`] checks such signatures the way SWUpdate's CMS verifier does.
 //! * [`aes`] is the `swupdate -K` key file and streaming AES-256-CBC.
+#![forbid(unsafe_code)]
 
 pub mod aes;
 mod algorithms;

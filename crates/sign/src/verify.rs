@@ -622,6 +622,4 @@ pub(crate) fn name_string(name: &x509_cert::name::Name) -> String {
         .join(",")
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use hex::encode as hex;

@@ -129,9 +129,7 @@ pub fn device_token(seed: &str, controller_id: &str) -> String {
     hex(&digest[..16])
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use hex::encode as hex;
 
 /// SQL (accepted by both `sqlite3` and `psql`) that registers devices `first..first+count` of
 /// tenant `tenant` with their derived tokens (keel-server stores sha256 hex of a token) and the
@@ -154,7 +152,7 @@ pub fn registration_sql(
             .iter()
             .map(|&n| {
                 let id = controller_id(prefix, n);
-                let hash = hex(&Sha256::digest(device_token(seed, &id).as_bytes()));
+                let hash = hex(Sha256::digest(device_token(seed, &id).as_bytes()));
                 format!("({},{})", quote(&id), quote(&hash))
             })
             .collect();
@@ -489,7 +487,7 @@ impl Shared {
                     .await?;
                 if self.config.download == Download::Full {
                     let expected = artifact["hashes"]["sha256"].as_str().unwrap_or("");
-                    if hex(&Sha256::digest(&bytes)) != expected {
+                    if hex(Sha256::digest(&bytes)) != expected {
                         self.counters.rejected.fetch_add(1, Ordering::Relaxed);
                         return Err(Failure::Rejected);
                     }
@@ -784,7 +782,7 @@ mod tests {
         assert_eq!(sql.matches("INSERT INTO targets").count(), 3);
         assert!(sql.contains("'dev002499'"));
         assert!(!sql.contains("'dev002500'"));
-        let hash = hex(&Sha256::digest(device_token("s", "dev000000").as_bytes()));
+        let hash = hex(Sha256::digest(device_token("s", "dev000000").as_bytes()));
         assert!(sql.contains(&hash));
     }
 }

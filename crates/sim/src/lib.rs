@@ -8,6 +8,7 @@
 //! it (as after a fresh start of the agent process); [`SimDevice::boot`] is a power-on: the
 //! loader model picks a slot, writes its env changes, and "starts the kernel" by writing
 //! `/proc/cmdline` and a new boot id.
+#![forbid(unsafe_code)]
 
 pub mod fleet;
 

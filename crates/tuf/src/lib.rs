@@ -9,6 +9,7 @@
 //! * [`time::TimePolicy`] is the trusted-time policy for devices without a real-time clock.
 //!
 //! No async runtime, no server dependencies; see docs/tuf.md.
+#![forbid(unsafe_code)]
 
 pub mod canonical;
 pub mod error;

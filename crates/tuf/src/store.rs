@@ -90,15 +90,15 @@ pub fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
     result
 }
 
+/// Everything but the RFC 3986 unreserved characters (ALPHA, DIGIT, `-`, `.`, `_`, `~`).
+const NOT_UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Percent-encodes everything except RFC 3986 unreserved characters (Python `urllib.parse.quote(s, safe="")`).
+/// Also what keel-server and the CLI use for a path segment or query value of a URL they build.
 pub fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(text, NOT_UNRESERVED).to_string()
 }

@@ -11,10 +11,7 @@ use keel_bundle::MemberStatus;
 use sha2::{Digest, Sha256};
 
 fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    keel_formats::swdesc::hex(&Sha256::digest(data))
 }
 
 /// Writes sw-description, signs it with openssl, archives with GNU cpio; returns the bundle.

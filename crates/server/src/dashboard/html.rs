@@ -20,17 +20,7 @@ pub fn esc(text: &str) -> String {
 }
 
 /// Percent-encodes a path segment or query value (everything but unreserved characters).
-pub fn url_part(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            let _ = write!(out, "%{byte:02X}");
-        }
-    }
-    out
-}
+pub use keel_tuf::store::percent_encode as url_part;
 
 /// A millisecond timestamp as `YYYY-MM-DD HH:MM:SS UTC`.
 pub fn time(ms: i64) -> String {

@@ -351,17 +351,7 @@ async fn device_page_shows_the_slots_a_real_agent_reports() {
     server.stop().await;
 }
 
-fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
+use keel_tuf::store::percent_encode as urlencode;
 
 /// Count of `<tr>` rows in the device table body.
 fn device_rows(body: &str) -> usize {

@@ -32,9 +32,7 @@ const PARAMS: ChunkParams = ChunkParams {
     max: 16384,
 };
 
-fn hex(bytes: &[u8]) -> String {
-    keel_delta::hex(bytes)
-}
+use hex::encode as hex;
 
 /// Version 1.0 of the rootfs, and 2.0: a few regions rewritten and a tail appended.
 fn versions() -> (Vec<u8>, Vec<u8>) {
@@ -66,8 +64,8 @@ fn release(pki: &Pki, v1: &[u8], v2: &[u8]) -> Release {
         &format!(
             "{HEAD}filename = \"rootfs.kdelta\"\ntype = \"keel-delta\"\n[software.images.properties]\n\
              source-sha256 = \"{}\"\ntarget-sha256 = \"{}\"\n",
-            hex(&Sha256::digest(v1)),
-            hex(&Sha256::digest(v2))
+            hex(Sha256::digest(v1)),
+            hex(Sha256::digest(v2))
         ),
         &[("rootfs.kdelta", &delta_bytes)],
     );
@@ -81,7 +79,7 @@ fn release(pki: &Pki, v1: &[u8], v2: &[u8]) -> Release {
         &format!(
             "{HEAD}filename = \"rootfs.kidx\"\ntype = \"keel-chunked\"\n[software.images.properties]\n\
              target-sha256 = \"{}\"\ntarget-size = \"{}\"\npack = \"rootfs.kpack\"\n",
-            hex(&index.image_sha256),
+            hex(index.image_sha256),
             index.image_size
         ),
         &[("rootfs.kidx", &index.to_bytes())],
@@ -286,7 +284,7 @@ fn server_offers_delta_dynamic_or_full_by_the_reported_slot() {
     );
     assert_eq!(
         uploaded[1]["deltaSources"],
-        json!([hex(&Sha256::digest(&v1))])
+        json!([hex(Sha256::digest(&v1))])
     );
     assert_eq!(uploaded[2]["packs"], json!(["rootfs.kpack"]));
 
@@ -300,7 +298,7 @@ fn server_offers_delta_dynamic_or_full_by_the_reported_slot() {
     assert_eq!(attributes["keel.slot"], "B");
     assert_eq!(
         attributes["keel.slot.rootfs.sha256"],
-        json!(hex(&Sha256::digest(&v2)))
+        json!(hex(Sha256::digest(&v2)))
     );
     assert_eq!(attributes["keel.version"], "2.0");
 
@@ -338,7 +336,7 @@ fn server_offers_delta_dynamic_or_full_by_the_reported_slot() {
     // From now on it reports the image it wrote itself.
     assert_eq!(
         server.get("/rest/v1/targets/silent")["attributes"]["keel.slot.rootfs.sha256"],
-        json!(hex(&Sha256::digest(&v2)))
+        json!(hex(Sha256::digest(&v2)))
     );
 }
 
@@ -490,7 +488,7 @@ fn framed_delta_is_offered_only_to_the_same_zstd_version() {
     );
 
     // Devices holding 1.0 that report another zstd version, or none: the full bundle.
-    let v1_sha = hex(&Sha256::digest(&v1));
+    let v1_sha = hex(Sha256::digest(&v1));
     for (id, zstd) in [("other-zstd", Some("10404")), ("no-zstd", None)] {
         let token = server.post("/rest/v1/targets", json!({ "controllerId": id }))["securityToken"]
             .as_str()

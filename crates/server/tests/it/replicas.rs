@@ -533,6 +533,4 @@ async fn dashboard_sessions_work_on_every_replica() {
     first.stop().await;
 }
 
-fn hex_of(text: &str) -> String {
-    text.bytes().map(|b| format!("{b:02x}")).collect()
-}
+use hex::encode as hex_of;

@@ -183,7 +183,7 @@ fn documented_test_vector() {
     w.write_all(plain).unwrap();
     let ours = w.finish().unwrap();
     assert_eq!(ours, expected);
-    let hex: String = ours.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = hex::encode(&ours);
     let doc = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../docs/signing.md"

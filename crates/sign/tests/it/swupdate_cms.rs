@@ -19,10 +19,7 @@ fn sw_description() -> Vec<u8> {
 /// sw-description with one raw image whose stored bytes are `stored` (sha256 is over the bytes in the
 /// cpio, i.e. the ciphertext for encrypted images: that is what swupdate 2022.12 checks).
 fn sw_description_for(stored: &[u8], extra: &str) -> Vec<u8> {
-    let hash: String = Sha256::digest(stored)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hash = hex::encode(Sha256::digest(stored));
     format!(
         "software =\n{{\n\tversion = \"1.0.0\";\n\tdescription = \"keel-sign test\";\n\
          \thardware-compatibility: [ \"1.0\" ];\n\timages: (\n\t\t{{\n\t\t\tfilename = \"image.bin\";\n\

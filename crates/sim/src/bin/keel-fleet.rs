@@ -5,6 +5,7 @@
 //! keel-fleet register-sql --devices 100000 --tag fleet | sqlite3 DATA/keel.db   (or | psql URL)
 //! keel-fleet run --server http://a:8080 --server http://b:8080 --devices 100000 --interval 30
 //! ```
+#![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 use std::time::Duration;

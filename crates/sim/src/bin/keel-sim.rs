@@ -9,6 +9,7 @@
 //! keel-sim provision -c agent.toml --image rootfs=v1.img   slot A holds the image and boots; B is empty
 //! keel-sim boot -c agent.toml                              power-on: the loader picks a slot
 //! ```
+#![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
