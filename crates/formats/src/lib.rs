@@ -10,6 +10,8 @@
 //!
 //! Every parser here takes untrusted bytes: errors, never panics; each has a fuzz target.
 
+#![warn(missing_docs)]
+
 pub mod cpio;
 pub mod names;
 pub mod swdesc;
