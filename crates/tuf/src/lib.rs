@@ -10,6 +10,8 @@
 //!
 //! No async runtime, no server dependencies; see docs/tuf.md.
 
+#![warn(missing_docs)]
+
 pub mod canonical;
 pub mod error;
 pub mod fetch;
