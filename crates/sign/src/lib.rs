@@ -5,6 +5,8 @@
 //! * [`Verifier`] checks such signatures the way SWUpdate's CMS verifier does.
 //! * [`aes`] is the `swupdate -K` key file and streaming AES-256-CBC.
 
+#![warn(missing_docs)]
+
 pub mod aes;
 mod algorithms;
 mod error;
