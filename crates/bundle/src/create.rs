@@ -35,11 +35,17 @@ pub struct CreateOptions {
 /// One member written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreatedMember {
+    /// Member name in the bundle (the entries' `filename`).
     pub name: String,
+    /// The file the data was read from; for a computed `.kdelta`/`.kidx` member a temporary
+    /// file that no longer exists when [`create`] returns.
     pub source: PathBuf,
     /// Size in the bundle (ciphertext size for encrypted images).
     pub size: u64,
+    /// sha256 of the stored bytes (ciphertext if encrypted), lower-case hex, as written into
+    /// sw-description.
     pub sha256: String,
+    /// Whether the member was AES-256-CBC encrypted.
     pub encrypted: bool,
 }
 
@@ -48,8 +54,11 @@ pub struct CreatedMember {
 pub struct CreateReport {
     /// The final sw-description text (with sha256 and ivt filled in).
     pub description: String,
+    /// Whether `sw-description.sig` was written ([`CreateOptions::signer`] was set).
     pub signed: bool,
+    /// Every member after `sw-description` and its signature, one per distinct name.
     pub members: Vec<CreatedMember>,
+    /// Size of the `.swu` written, in bytes (including the trailer's padding).
     pub bytes_written: u64,
 }
 

@@ -27,6 +27,10 @@ use crate::BundleError;
 /// A description plus where each member's bytes come from.
 #[derive(Debug, Clone)]
 pub struct BundleSpec {
+    /// The sw-description to complete and sign (keel-only keys already removed); [`create`]
+    /// fills in `sha256`, `ivt` and the computed members' properties.
+    ///
+    /// [`create`]: crate::create
     pub description: SwDescription,
     /// Directory in which a member's `filename` is looked up when it has no explicit source.
     pub images_dir: PathBuf,
@@ -42,10 +46,21 @@ pub struct BundleSpec {
 pub enum Derivation {
     /// `delta-from = "old.img"`: member `<filename>.kdelta`, `type = "keel-delta"`, a static delta
     /// from `seed` to the image `target` (a member name, resolved like any other source).
-    Delta { target: String, seed: PathBuf },
+    Delta {
+        /// Member name of the new image (the entry's `filename`), whose source is read.
+        target: String,
+        /// The old image the device holds, resolved against the manifest directory.
+        seed: PathBuf,
+    },
     /// `chunked = true`: member `<filename>.kidx`, `type = "keel-chunked"`, the FastCDC chunk
     /// index of `target`; the pack `pack` is written next to the bundle.
-    Chunked { target: String, pack: String },
+    Chunked {
+        /// Member name of the image (the entry's `filename`), whose source is chunked.
+        target: String,
+        /// File name of the pack (`<filename>.kpack`), written in the pack directory and named
+        /// by the entry's `pack` property.
+        pack: String,
+    },
 }
 
 /// Handler type of a chunk index entry.

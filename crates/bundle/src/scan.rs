@@ -31,26 +31,39 @@ pub struct ScanOptions<'a> {
 /// Signature facts.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct SignatureReport {
+    /// Whether the bundle has a `sw-description.sig` member right after `sw-description`.
     pub present: bool,
+    /// Size of the signature member in bytes, if present.
     pub size: Option<usize>,
     /// Whether it was checked (a certificate was given) and verified.
     pub verified: bool,
+    /// Subject of the signer certificate (RFC 4514); only when verified.
     pub signer_subject: Option<String>,
+    /// Issuer of the signer certificate (RFC 4514); only when verified.
     pub signer_issuer: Option<String>,
+    /// The CMS signature algorithm (e.g. `ecdsa-with-SHA256`); only when verified.
     pub signature_algorithm: Option<String>,
 }
 
 /// One sw-description entry that refers to a member.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct EntryReport {
+    /// The member the entry installs.
     pub filename: String,
+    /// The entry's handler `type` (`raw`, `keel-delta`, ...); `type` in JSON.
     #[serde(rename = "type")]
     pub kind: Option<String>,
+    /// The entry's `device`, where a raw image is written.
     pub device: Option<String>,
+    /// The entry's `path`, where a file is written.
     pub path: Option<String>,
+    /// Whether the entry marks the member as AES-256-CBC encrypted.
     pub encrypted: bool,
+    /// The entry's `compressed` algorithm (`zlib`, `zstd`), if any.
     pub compressed: Option<String>,
+    /// The entry's `installed-directly` flag (streamed to the handler without a copy).
     pub installed_directly: bool,
+    /// The sha256 the entry expects for the member, lower-case hex.
     pub sha256: Option<String>,
     /// `properties` (e.g. a keel-delta entry's source-sha256 / target-sha256); list values
     /// joined with ", ".
@@ -79,32 +92,50 @@ pub enum MemberStatus {
 /// One member of the bundle.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct MemberReport {
+    /// Member name (cpio file name).
     pub name: String,
+    /// Offset of the member's cpio header in the bundle, in bytes.
     pub offset: u64,
+    /// Size of the member's data in bytes (ciphertext size if encrypted).
     pub size: u64,
+    /// sha256 of the stored bytes, lower-case hex.
     pub sha256: String,
+    /// The sha256 sw-description lists for it, lower-case hex; `None` if unreferenced or the
+    /// entry has none.
     pub expected_sha256: Option<String>,
+    /// Whether the referencing entry marks it as encrypted.
     pub encrypted: bool,
+    /// The verdict for this member.
     pub status: MemberStatus,
 }
 
 /// Everything learnt from one pass over a bundle.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// Syntax of sw-description: `"libconfig"` or `"json"`.
     pub syntax: &'static str,
+    /// Size of the `sw-description` member in bytes.
     pub description_size: usize,
+    /// `software.version` (top level, no selection).
     pub version: Option<String>,
+    /// `software.description` (top level, no selection).
     pub description: Option<String>,
+    /// `software.hardware-compatibility` (top level); `None` when absent.
     pub hardware_compatibility: Option<Vec<String>>,
     /// `set,mode` pairs usable with `swupdate -e`.
     pub selections: Vec<String>,
+    /// Presence and, when checked, the signer of `sw-description.sig`.
     pub signature: SignatureReport,
+    /// Every entry with a `filename` anywhere under `software` (all selections and boards), in
+    /// document order.
     pub entries: Vec<EntryReport>,
+    /// Every member after the description and signature, in bundle order.
     pub members: Vec<MemberReport>,
     /// Referenced filenames with no member.
     pub missing: Vec<String>,
     /// Every failed check, as a sentence naming the member or entry.
     pub problems: Vec<String>,
+    /// Bytes read up to the end of the trailer member (the padding after it is not read).
     pub total_size: u64,
 }
 

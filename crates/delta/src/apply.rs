@@ -24,13 +24,18 @@ impl<T: Read + Seek> SeedRead for T {
 /// What an apply did. `target_sha256` has been verified against the delta header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApplyReport {
+    /// Size of the target written, in bytes (the real image, not the expanded one).
     pub target_size: u64,
+    /// sha256 of the whole target, equal to the header's.
     pub target_sha256: [u8; 32],
+    /// Segments in the delta (the header's `segment_count`, also after a resume).
     pub segments: u32,
     /// Target bytes produced by this call (after a resume: only the remaining part). For a
     /// zstd-frame delta these count the expanded target (frame contents).
     pub copied_bytes: u64,
+    /// Target bytes produced by ADD ops in this call (seed plus stored difference).
     pub added_bytes: u64,
+    /// Target bytes produced by INSERT ops in this call (literals from the delta).
     pub inserted_bytes: u64,
     /// Delta bytes consumed, including any skipped on resume.
     pub delta_bytes: u64,
@@ -44,17 +49,21 @@ pub struct ApplyReport {
 pub struct Checkpoint {
     /// The target the delta produces (binds the checkpoint to one delta).
     pub target_sha256: [u8; 32],
+    /// Number of complete segments; the next apply continues with segment `segments_done`.
     pub segments_done: u32,
     /// Offset in the delta where the next segment starts.
     pub delta_offset: u64,
-    /// Target bytes written (and synced) so far.
+    /// Target bytes written (and synced) so far; for a zstd-frame delta, bytes of the expanded
+    /// target.
     pub target_offset: u64,
 }
 
 const CHECKPOINT_MAGIC: [u8; 8] = *b"KEELCKPT";
+/// Size of a serialized [`Checkpoint`] in bytes.
 pub const CHECKPOINT_LEN: usize = 64;
 
 impl Checkpoint {
+    /// The 64-byte form to persist: `KEELCKPT`, the fields little endian, CRC-32 of bytes 0..60.
     pub fn to_bytes(&self) -> [u8; CHECKPOINT_LEN] {
         let mut b = [0u8; CHECKPOINT_LEN];
         b[0..8].copy_from_slice(&CHECKPOINT_MAGIC);
@@ -67,6 +76,9 @@ impl Checkpoint {
         b
     }
 
+    /// Decodes [`Checkpoint::to_bytes`]; [`DeltaError::BadCheckpoint`] if the length, magic or
+    /// CRC is wrong (e.g. a file torn by a power cut). Whether it belongs to a given delta is
+    /// checked by [`apply_resumable`].
     pub fn from_bytes(b: &[u8]) -> Result<Self, DeltaError> {
         let b: &[u8; CHECKPOINT_LEN] = b
             .try_into()
@@ -142,6 +154,7 @@ pub fn parse_prefix(
 /// The structure of a whole delta, from its headers alone: what [`scan`] found.
 #[derive(Debug, Clone)]
 pub struct DeltaStructure {
+    /// The checked delta header.
     pub header: DeltaHeader,
     /// The zstd frame layout (deltas with that flag).
     pub layout: Option<FrameLayout>,

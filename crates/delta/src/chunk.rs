@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use crate::apply::SeedRead;
 use crate::{hex, sha256, DeltaError};
 
+/// First 8 bytes of every chunk index (`.kidx`).
 pub const INDEX_MAGIC: [u8; 8] = *b"KEELCIDX";
 const INDEX_VERSION: u16 = 1;
 const HASH_SHA256: u8 = 1;
@@ -34,9 +35,13 @@ const ENTRY_LEN: usize = 40;
 /// e.g. the image a bundle member's index describes, from the member's first bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkIndexHeader {
+    /// The FastCDC limits the image was chunked with (a seed must be chunked the same way).
     pub params: ChunkParams,
+    /// Size of the image in bytes (the sum of the chunk lengths).
     pub image_size: u64,
+    /// sha256 of the whole image (the `target-sha256` of a `keel-chunked` entry).
     pub image_sha256: [u8; 32],
+    /// Number of 40-byte entries following the header (not checked against the data here).
     pub chunk_count: u64,
 }
 
@@ -83,8 +88,11 @@ impl ChunkIndexHeader {
 /// FastCDC 2020 size limits (min/avg/max chunk size in bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkParams {
+    /// Smallest chunk in bytes (except the image's last chunk, which may be shorter).
     pub min: u32,
+    /// Target average chunk size in bytes.
     pub avg: u32,
+    /// Largest chunk in bytes; also the decoder's chunk buffer size.
     pub max: u32,
 }
 
@@ -132,7 +140,9 @@ impl ChunkParams {
 /// One chunk of an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkEntry {
+    /// Offset of the chunk in the image, in bytes (not stored: the sum of the lengths before it).
     pub offset: u64,
+    /// Uncompressed length in bytes, 1..=[`ChunkParams::max`].
     pub len: u32,
     /// Size of the chunk's zstd frame in the store / pack.
     pub comp_len: u32,
@@ -143,9 +153,13 @@ pub struct ChunkEntry {
 /// The chunk index of one image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkIndex {
+    /// The FastCDC limits the image was chunked with.
     pub params: ChunkParams,
+    /// Size of the image in bytes; equals the sum of the chunk lengths.
     pub image_size: u64,
+    /// sha256 of the whole image, checked by [`assemble`] at the end.
     pub image_sha256: [u8; 32],
+    /// Every chunk in image order, repeated content included (the pack holds it once).
     pub chunks: Vec<ChunkEntry>,
 }
 
@@ -211,6 +225,8 @@ impl ChunkIndex {
         })
     }
 
+    /// The `.kidx` encoding (72-byte header, 40 bytes per chunk, CRC-32 of everything before it),
+    /// which [`ChunkIndex::from_bytes`] reads back.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(INDEX_HEADER_LEN + ENTRY_LEN * self.chunks.len() + 4);
         b.extend_from_slice(&INDEX_MAGIC);
@@ -321,10 +337,13 @@ pub struct DirStore {
 }
 
 impl DirStore {
+    /// A store rooted at `root`; nothing is created until [`DirStore::put`].
     pub fn new(root: impl Into<PathBuf>) -> Self {
         DirStore { root: root.into() }
     }
 
+    /// Where the chunk with sha256 `id` is (or would be) stored: `<root>/<first 4 hex>/<64
+    /// hex>.cacnk`.
     pub fn chunk_path(&self, id: &[u8; 32]) -> PathBuf {
         let h = hex(id);
         self.root.join(&h[..4]).join(format!("{h}.cacnk"))
@@ -347,8 +366,11 @@ impl DirStore {
 /// A chunk the device must fetch: its id and where it sits in the image's pack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkRequest {
+    /// sha256 of the uncompressed chunk (names it in a store).
     pub id: [u8; 32],
+    /// Offset of its zstd frame in the pack, in bytes ([`ChunkIndex::pack_offsets`]).
     pub pack_offset: u64,
+    /// Size of its zstd frame in bytes: the Range length to fetch.
     pub comp_len: u32,
 }
 
@@ -370,6 +392,7 @@ impl ChunkFetcher for DirStore {
 
 /// Reads chunks from a pack through positioned reads (a local file, or any [`SeedRead`]).
 pub struct PackReader<R> {
+    /// The pack: the image's compressed chunks in index order, each distinct one once.
     pub pack: R,
     /// Bytes read, for accounting.
     pub bytes_read: u64,
@@ -420,10 +443,12 @@ impl SeedChunks {
         SeedChunks { map }
     }
 
+    /// Number of distinct chunk ids known in the seed.
     pub fn len(&self) -> usize {
         self.map.len()
     }
 
+    /// Whether no seed chunk is known (e.g. an empty seed): everything will be fetched.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
@@ -432,23 +457,32 @@ impl SeedChunks {
 /// Where each target chunk comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChunkSource {
+    /// The seed holds a chunk of that id and length; it is re-hashed before use and fetched
+    /// instead if it changed.
     Seed {
+        /// Offset of the chunk in the seed, in bytes.
         offset: u64,
     },
     /// Same content as an earlier target chunk that will be fetched (no second download).
     Earlier {
+        /// Offset in the target where that earlier chunk is written, in bytes.
         target_offset: u64,
     },
+    /// Neither seed nor earlier target has it: download it from the pack or store.
     Fetch(ChunkRequest),
 }
 
 /// The download plan of one image against one seed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
+    /// Where each chunk of the index comes from, in index order (same length as
+    /// [`ChunkIndex::chunks`]).
     pub sources: Vec<ChunkSource>,
+    /// Number of [`ChunkSource::Fetch`] chunks (each distinct id once).
     pub fetch_chunks: u64,
     /// Compressed bytes to download (excluding the index).
     pub fetch_bytes: u64,
+    /// Uncompressed bytes to be taken from the seed (if it still matches when assembling).
     pub seed_bytes: u64,
 }
 
@@ -491,12 +525,18 @@ pub fn plan(index: &ChunkIndex, seed: &SeedChunks) -> Plan {
 /// What [`assemble`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AssembleReport {
+    /// Chunks in the index.
     pub chunks: u64,
+    /// Chunks copied from the seed after their hash checked out.
     pub from_seed: u64,
     /// Chunks already present in the target (resumed assembly): not rewritten.
     pub already_in_target: u64,
+    /// Chunks copied from an earlier position of the target (repeated content).
     pub from_earlier: u64,
+    /// Chunks downloaded through the [`ChunkFetcher`] (including seed or earlier chunks that no
+    /// longer matched).
     pub fetched_chunks: u64,
+    /// Compressed bytes downloaded.
     pub fetched_bytes: u64,
     /// Seed chunks whose content no longer matched the index (fetched instead).
     pub seed_mismatches: u64,

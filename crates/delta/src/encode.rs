@@ -47,11 +47,17 @@ impl Default for CreateOptions {
 /// What [`create`] produced.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CreateReport {
+    /// Bytes written to `out`: header, frame layout and segments.
     pub delta_size: u64,
+    /// Number of segments (the header's `segment_count`).
     pub segments: u32,
+    /// Number of COPY, ADD and INSERT ops in all control streams.
     pub ops: u64,
+    /// Target bytes produced by COPY ops (taken from the seed unchanged).
     pub copy_bytes: u64,
+    /// Target bytes produced by ADD ops (seed bytes plus a stored difference).
     pub add_bytes: u64,
+    /// Target bytes produced by INSERT ops (literal bytes stored in the delta).
     pub insert_bytes: u64,
     /// zstd frames of the new image recompressed by the decoder (0: plain format).
     pub target_frames: u64,

@@ -8,13 +8,18 @@
 
 use crate::{varint, DeltaError};
 
+/// First 8 bytes of every static delta.
 pub const MAGIC: [u8; 8] = *b"KEELDELT";
+/// The only format version this crate reads and writes (header bytes 8..10).
 pub const VERSION: u16 = 1;
+/// Size of the fixed header in bytes, CRC-32 included.
 pub const HEADER_LEN: usize = 108;
 /// Header flag: a zstd frame layout follows the header and the segments work on the expanded
 /// seed and target (crate::frames).
 pub const FLAG_ZSTD_FRAMES: u16 = 1;
+/// First 4 bytes of every segment header.
 pub const SEGMENT_MAGIC: [u8; 4] = *b"SEGM";
+/// Size of a segment header in bytes, CRC-32 included.
 pub const SEGMENT_HEADER_LEN: usize = 40;
 
 /// Largest decompressed diff + extra bytes one segment may carry. Bounds the decoder's memory
@@ -26,10 +31,15 @@ pub const MAX_SEGMENT_CTRL: u32 = 2 << 20;
 /// The fixed header: identifies seed and target by size and sha256.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeltaHeader {
+    /// Number of segments following the header (and the frame layout, if any).
     pub segment_count: u32,
+    /// Bytes of the seed the delta reads, from offset 0; a longer partition is fine.
     pub seed_size: u64,
+    /// sha256 of `seed[0..seed_size]` as stored, checked before the first byte is written.
     pub seed_sha256: [u8; 32],
+    /// Size of the target image in bytes (as stored, not expanded, when zstd frames are used).
     pub target_size: u64,
+    /// sha256 of the whole target image, checked after the last segment.
     pub target_sha256: [u8; 32],
     /// Largest `diff_raw + extra_raw` of any segment (the decoder's data buffer size).
     pub max_segment_data: u32,
@@ -40,6 +50,7 @@ pub struct DeltaHeader {
 }
 
 impl DeltaHeader {
+    /// The 108-byte encoding: magic, version, flags, fields, CRC-32 of bytes 0..104.
     pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];
         b[0..8].copy_from_slice(&MAGIC);
@@ -62,6 +73,10 @@ impl DeltaHeader {
         b
     }
 
+    /// Decodes and checks a header: [`DeltaError::BadMagic`], [`DeltaError::UnsupportedVersion`],
+    /// [`DeltaError::HeaderChecksum`], [`DeltaError::UnsupportedFlags`], or
+    /// [`DeltaError::Limit`] when the buffer sizes exceed [`MAX_SEGMENT_DATA`] /
+    /// [`MAX_SEGMENT_CTRL`].
     pub fn parse(b: &[u8; HEADER_LEN]) -> Result<Self, DeltaError> {
         if b[0..8] != MAGIC {
             return Err(DeltaError::BadMagic);
@@ -104,16 +119,24 @@ impl DeltaHeader {
 /// Per-segment header: sizes of the target range it produces and of its three zstd frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SegmentHeader {
+    /// Target bytes this segment produces (expanded bytes when zstd frames are used).
     pub target_len: u64,
+    /// Decompressed size of the control stream (the ops), in bytes; 0 = no ctrl frame.
     pub ctrl_raw: u32,
+    /// Size of the ctrl zstd frame in the delta, in bytes; 0 exactly when `ctrl_raw` is 0.
     pub ctrl_comp: u32,
+    /// Decompressed size of the diff stream (the byte differences ADD ops add), in bytes.
     pub diff_raw: u32,
+    /// Size of the diff zstd frame in the delta, in bytes; 0 exactly when `diff_raw` is 0.
     pub diff_comp: u32,
+    /// Decompressed size of the extra stream (the literal bytes INSERT ops copy), in bytes.
     pub extra_raw: u32,
+    /// Size of the extra zstd frame in the delta, in bytes; 0 exactly when `extra_raw` is 0.
     pub extra_comp: u32,
 }
 
 impl SegmentHeader {
+    /// The 40-byte encoding: `SEGM`, the fields, CRC-32 of bytes 0..36.
     pub fn to_bytes(&self) -> [u8; SEGMENT_HEADER_LEN] {
         let mut b = [0u8; SEGMENT_HEADER_LEN];
         b[0..4].copy_from_slice(&SEGMENT_MAGIC);
@@ -212,11 +235,24 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
     /// Target bytes = seed bytes.
-    Copy { seek: i64, len: u64 },
+    Copy {
+        /// Signed move of the seed cursor before reading, in bytes.
+        seek: i64,
+        /// Bytes produced (and seed bytes read), at most [`MAX_OP_LEN`].
+        len: u64,
+    },
     /// Target bytes = seed bytes + diff bytes (byte-wise, wrapping).
-    Add { seek: i64, len: u64 },
+    Add {
+        /// Signed move of the seed cursor before reading, in bytes.
+        seek: i64,
+        /// Bytes produced (and seed and diff bytes consumed), at most [`MAX_OP_LEN`].
+        len: u64,
+    },
     /// Target bytes = extra bytes (literal new data).
-    Insert { len: u64 },
+    Insert {
+        /// Bytes produced (and extra bytes consumed), at most [`MAX_OP_LEN`].
+        len: u64,
+    },
 }
 
 const TAG_COPY: u64 = 0;
@@ -226,16 +262,20 @@ const TAG_INSERT: u64 = 2;
 pub const MAX_OP_LEN: u64 = u64::MAX >> 2;
 
 impl Op {
+    /// Target bytes this op produces.
     pub fn len(&self) -> u64 {
         match *self {
             Op::Copy { len, .. } | Op::Add { len, .. } | Op::Insert { len } => len,
         }
     }
 
+    /// Whether `len` is 0: the op produces no target bytes.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// Appends the op to a control stream: varint `len << 2 | tag`, then the zigzag varint
+    /// `seek` for COPY/ADD. `len` must be at most [`MAX_OP_LEN`] (higher bits are lost).
     pub fn encode(&self, out: &mut Vec<u8>) {
         match *self {
             Op::Copy { seek, len } => {

@@ -18,7 +18,9 @@ use crate::apply::SeedRead;
 use crate::format::{compressed_limit, DeltaHeader};
 use crate::{varint, DeltaError};
 
+/// First 4 bytes of the frame layout block.
 pub const LAYOUT_MAGIC: [u8; 4] = *b"ZFRM";
+/// Size of the layout's fixed header in bytes, CRC-32 included (the entries follow).
 pub const LAYOUT_HEADER_LEN: usize = 40;
 /// Largest content of one frame the transform handles (squashfs blocks are ≤ 1 MiB).
 pub const MAX_FRAME_CONTENT: u64 = 4 << 20;
@@ -42,17 +44,24 @@ pub fn zstd_version() -> u32 {
 /// A zstd frame of the seed: `comp_len` bytes at `offset` that decompress to `content_len` bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SeedFrame {
+    /// Offset of the frame in the stored seed, in bytes.
     pub offset: u64,
+    /// Size of the frame as stored, in bytes.
     pub comp_len: u64,
+    /// Size of its decompressed content in bytes, 1..=[`MAX_FRAME_CONTENT`].
     pub content_len: u64,
 }
 
 /// A zstd frame of the target: `ZSTD_compress(content, level)` is the `comp_len` bytes at `offset`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TargetFrame {
+    /// Offset of the frame in the real (stored) target, in bytes.
     pub offset: u64,
+    /// zstd compression level (1..=22) that reproduces the frame.
     pub level: i32,
+    /// Size of the frame in bytes; the decoder's recompression must give exactly this many.
     pub comp_len: u64,
+    /// Size of its content in bytes, 1..=[`MAX_FRAME_CONTENT`].
     pub content_len: u64,
 }
 
@@ -62,9 +71,13 @@ pub struct TargetFrame {
 pub struct LayoutHeader {
     /// `ZSTD_versionNumber()` of the library that made the frames.
     pub zstd_version: u32,
+    /// Size of the seed with its frames replaced by their content, in bytes.
     pub seed_expanded: u64,
+    /// Size of the target with its frames replaced by their content, in bytes.
     pub target_expanded: u64,
+    /// Number of seed frame entries, at most [`MAX_LAYOUT_FRAMES`].
     pub seed_count: u32,
+    /// Number of target frame entries, at most [`MAX_LAYOUT_FRAMES`].
     pub target_count: u32,
     /// Bytes of entries that follow (then a CRC-32 of them).
     pub body_len: u32,
@@ -124,7 +137,10 @@ pub struct FrameLayout {
     pub seed_expanded: u64,
     /// Size of the target with its frames replaced by their content (what the ops produce).
     pub target_expanded: u64,
+    /// The seed's frames the ops may read expanded, in offset order, non-overlapping.
     pub seed: Vec<SeedFrame>,
+    /// The target's reproducible frames the decoder recompresses, in offset order,
+    /// non-overlapping.
     pub target: Vec<TargetFrame>,
 }
 
@@ -137,6 +153,8 @@ fn expanded_size<'a>(raw: u64, frames: impl Iterator<Item = (u64, u64)> + 'a) ->
 }
 
 impl FrameLayout {
+    /// The layout block as written after the delta header: fixed header, varint entries
+    /// (offsets as gaps), CRC-32 of the entries. Frames must be sorted and non-overlapping.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut body = Vec::new();
         let mut end = 0u64;

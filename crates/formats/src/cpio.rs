@@ -52,58 +52,129 @@ fn shown(bytes: &[u8]) -> String {
 /// Errors of the cpio reader and writer. Offsets are byte offsets from the archive start.
 #[derive(Debug, Error)]
 pub enum CpioError {
+    /// Reading from or writing to the underlying stream failed (other than `Interrupted`, which
+    /// is retried).
     #[error("cpio: I/O error at offset {offset}: {source}")]
     Io {
+        /// Archive offset at which the failing read or write started.
         offset: u64,
+        /// The error of the underlying reader or writer.
         #[source]
         source: io::Error,
     },
+    /// The input ended inside a header, a name, member data or padding.
     #[error("cpio: archive truncated at offset {offset} while reading {what}")]
-    Truncated { offset: u64, what: String },
+    Truncated {
+        /// Offset at which the input ended (bytes consumed so far).
+        offset: u64,
+        /// The part being read, for the message (e.g. `a member header`, `data of member "x"`).
+        what: String,
+    },
+    /// The first 6 bytes of a header are neither `070701` nor `070702` (e.g. not a cpio file,
+    /// or an `odc`/binary cpio, which SWUpdate does not accept either).
     #[error("cpio: bad magic {} at offset {offset} (expected \"070701\" or \"070702\"; not a .swu / cpio newc archive?)", shown(found))]
-    BadMagic { offset: u64, found: Vec<u8> },
+    BadMagic {
+        /// Offset of the header.
+        offset: u64,
+        /// The 6 bytes found instead of a magic.
+        found: Vec<u8>,
+    },
+    /// One of the 13 header fields is not exactly 8 hexadecimal digits.
     #[error(
         "cpio: header field {field} at offset {offset} is not 8 hex digits: {}",
         shown(found)
     )]
     BadHexField {
+        /// Name of the field as in the cpio(5) header layout (`filesize`, `namesize`, `check`, ...).
         field: &'static str,
+        /// Offset of the field itself (not of the header).
         offset: u64,
+        /// The 8 bytes found.
         found: Vec<u8>,
     },
+    /// A header's `namesize` is 0 or above the reader's bound
+    /// ([`CpioReader::with_max_name_len`]).
     #[error(
         "cpio: name size {size} at offset {offset} is invalid (must be 1..={max} including NUL)"
     )]
-    BadNameSize { offset: u64, size: u32, max: u32 },
+    BadNameSize {
+        /// Offset of the header.
+        offset: u64,
+        /// The `namesize` field (name length including its NUL).
+        size: u32,
+        /// The largest `namesize` accepted.
+        max: u32,
+    },
+    /// The name's last byte is not NUL, or the name contains a NUL before its end (a C reader
+    /// such as SWUpdate would see a shorter name).
     #[error("cpio: name at offset {offset} is not NUL-terminated")]
-    NameNotTerminated { offset: u64 },
+    NameNotTerminated {
+        /// Offset of the header.
+        offset: u64,
+    },
+    /// The member name is not valid UTF-8.
     #[error("cpio: name at offset {offset} is not valid UTF-8")]
-    NameNotUtf8 { offset: u64 },
+    NameNotUtf8 {
+        /// Offset of the header.
+        offset: u64,
+    },
+    /// A `070702` member's data does not sum to the header's `check` field (detected when its
+    /// last byte is read or when the rest is skipped).
     #[error("cpio: checksum mismatch in member {name:?} (header at offset {offset}): header says {expected:#010x}, data sums to {actual:#010x}")]
     Checksum {
+        /// Name of the member.
         name: String,
+        /// Offset of the member's header.
         offset: u64,
+        /// The header's `check` field.
         expected: u32,
+        /// The byte sum of the data actually read.
         actual: u32,
     },
+    /// A member to write is larger than [`MAX_MEMBER_SIZE`] (the 8-hex-digit size field).
     #[error(
         "cpio: member {name:?} is {size} bytes, over the cpio limit of 4 GiB - 1 ({max} bytes)"
     )]
-    TooLarge { name: String, size: u64, max: u64 },
+    TooLarge {
+        /// Name of the member.
+        name: String,
+        /// Its size in bytes.
+        size: u64,
+        /// The limit, [`MAX_MEMBER_SIZE`].
+        max: u64,
+    },
+    /// A member name to write is empty, contains a NUL, is `TRAILER!!!` or is too long.
     #[error("cpio: member name {name:?} is invalid: {reason}")]
-    BadName { name: String, reason: &'static str },
+    BadName {
+        /// The rejected name.
+        name: String,
+        /// Which rule it breaks (`"empty"`, `"contains NUL"`, ...).
+        reason: &'static str,
+    },
+    /// The data source of [`CpioWriter::append`] yielded more or fewer bytes than
+    /// [`MemberSpec::size`] announced.
     #[error("cpio: member {name:?}: expected {expected} bytes of data, the source gave {actual}")]
     SizeMismatch {
+        /// Name of the member.
         name: String,
+        /// The announced size in bytes.
         expected: u64,
+        /// Bytes the source yielded (counting stops at the first byte over `expected`).
         actual: u64,
     },
+    /// The data copied by [`CpioWriter::append`] does not sum to [`MemberSpec::check`]: the
+    /// source changed since the checksum pass. The header already written is then wrong, so the
+    /// archive must be discarded.
     #[error("cpio: member {name:?}: data checksum {actual:#010x} differs from the announced {expected:#010x} (source changed between passes?)")]
     ChecksumChanged {
+        /// Name of the member.
         name: String,
+        /// The checksum announced in the header.
         expected: u32,
+        /// The byte sum of the data actually copied.
         actual: u32,
     },
+    /// A member was appended, or [`CpioWriter::finish`] called, after the trailer was written.
     #[error("cpio: archive already finished")]
     Finished,
 }
@@ -153,18 +224,29 @@ pub enum CpioFormat {
 /// A parsed member header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CpioHeader {
+    /// Which of the two formats the header's magic announced.
     pub format: CpioFormat,
+    /// Inode number (keel writes the member index, 1-based; not checked on reading).
     pub ino: u32,
+    /// File type and permission bits as in `st_mode` (keel writes [`MODE_REGULAR_0644`]).
     pub mode: u32,
+    /// Owner user id (0 in archives keel writes).
     pub uid: u32,
+    /// Owner group id (0 in archives keel writes).
     pub gid: u32,
+    /// Number of hard links (1 in archives keel writes).
     pub nlink: u32,
+    /// Modification time, unix seconds (`SOURCE_DATE_EPOCH` or 0 in archives keel writes).
     pub mtime: u32,
     /// Data size in bytes.
     pub size: u32,
+    /// Major number of the device holding the file (0 in archives keel writes).
     pub dev_major: u32,
+    /// Minor number of the device holding the file (0 in archives keel writes).
     pub dev_minor: u32,
+    /// Major number for a device-special member (0 for regular files).
     pub rdev_major: u32,
+    /// Minor number for a device-special member (0 for regular files).
     pub rdev_minor: u32,
     /// Checksum field (meaningful for [`CpioFormat::Crc`] only).
     pub check: u32,
@@ -186,9 +268,11 @@ impl CpioHeader {
 pub struct Checksum(u32);
 
 impl Checksum {
+    /// The checksum of no data (0).
     pub fn new() -> Self {
         Checksum(0)
     }
+    /// Adds `data`, the next bytes of the member, to the sum; call in data order over all bytes.
     pub fn update(&mut self, data: &[u8]) {
         // Summing in u64 chunks first keeps this fast for multi-GiB images.
         let mut acc: u64 = 0;
@@ -197,6 +281,7 @@ impl Checksum {
         }
         self.0 = self.0.wrapping_add(acc as u32);
     }
+    /// The sum so far, as written to the header's `check` field.
     pub fn value(&self) -> u32 {
         self.0
     }
@@ -251,6 +336,8 @@ pub struct CpioReader<R: Read> {
 }
 
 impl<R: Read> CpioReader<R> {
+    /// A reader of the archive starting at the current position of `inner` (offsets count from
+    /// there), bounding names by [`DEFAULT_MAX_NAME_LEN`].
     pub fn new(inner: R) -> Self {
         CpioReader {
             inner,
@@ -519,8 +606,11 @@ impl<R: Read> Read for MemberData<'_, R> {
 /// Options of one member written by [`CpioWriter`].
 #[derive(Debug, Clone)]
 pub struct MemberSpec<'a> {
+    /// Member name: non-empty, no NUL, not `TRAILER!!!`, at most 4095 bytes.
     pub name: &'a str,
+    /// File type and permission bits for the header (usually [`MODE_REGULAR_0644`]).
     pub mode: u32,
+    /// Exact data size in bytes, at most [`MAX_MEMBER_SIZE`].
     pub size: u64,
     /// The 070702 checksum of the data ([`Checksum`]); verified while copying.
     pub check: u32,

@@ -28,24 +28,53 @@ pub const MAX_SIGNATURE_SIZE: u32 = 1024 * 1024;
 /// 254 bytes.
 pub const MAX_NAME_LEN: u32 = 256;
 
+/// Errors of [`SwuReader`] and [`SwuWriter`]: the container rules of a `.swu` on top of the
+/// cpio errors.
 #[derive(Debug, Error)]
 pub enum SwuError {
+    /// The cpio layer failed: I/O, truncation, bad header, checksum mismatch, bad member name
+    /// (including names of 255 bytes or more, SWUpdate's limit).
     #[error(transparent)]
     Cpio(#[from] CpioError),
+    /// The first member of the archive is not `sw-description`.
     #[error("bundle: first member must be sw-description, found {found:?} (offset {offset})")]
-    DescriptionNotFirst { found: String, offset: u64 },
+    DescriptionNotFirst {
+        /// Name of the first member.
+        found: String,
+        /// Offset of its header (normally 0).
+        offset: u64,
+    },
+    /// The archive holds only the trailer.
     #[error("bundle: archive is empty (no sw-description)")]
     Empty,
+    /// `sw-description` is over [`MAX_DESCRIPTION_SIZE`] or `sw-description.sig` over
+    /// [`MAX_SIGNATURE_SIZE`]; refused before reading it into memory.
     #[error("bundle: member {name:?} is {size} bytes, over the {max}-byte limit")]
-    MemberTooLarge { name: String, size: u32, max: u32 },
+    MemberTooLarge {
+        /// Name of the member.
+        name: String,
+        /// Its size from the cpio header, in bytes.
+        size: u32,
+        /// The bound that applies to it, in bytes.
+        max: u32,
+    },
+    /// `sw-description` or `sw-description.sig` occurs anywhere but at its fixed position
+    /// (member 1 and 2), when reading or writing.
     #[error("bundle: {name:?} appears again at offset {offset}; it may only be member {position}")]
     Misplaced {
+        /// The member name (`sw-description` or `sw-description.sig`).
         name: String,
+        /// Archive offset of the offending header (reading) or where it would have been written.
         offset: u64,
+        /// The only allowed position, for the message (`"1"`, `"2"`, `"1 or 2"`).
         position: &'static str,
     },
+    /// [`SwuReader::next_member`] was called before [`SwuReader::read_description`], or
+    /// [`SwuWriter::append_image`] before [`SwuWriter::write_description`].
     #[error("bundle: read_description must be called first")]
     DescriptionNotRead,
+    /// An `io::Error` converted with `?` by code writing a bundle around this writer (the
+    /// reader and writer themselves report I/O through [`SwuError::Cpio`]).
     #[error("bundle: I/O error writing the bundle: {0}")]
     Io(#[from] io::Error),
 }
@@ -69,7 +98,9 @@ pub struct SwuReader<R: Read> {
 /// One image member: its header fields and a `Read` of exactly its bytes. Reading to the end
 /// verifies the cpio checksum (an error naming the member otherwise).
 pub struct SwuMember<'a, R: Read> {
+    /// Member name: the `filename` that sw-description entries refer to.
     pub name: String,
+    /// Data size in bytes, from the cpio header (below 4 GiB).
     pub size: u64,
     /// Offset of the member's cpio header in the bundle.
     pub offset: u64,
@@ -83,6 +114,8 @@ impl<R: Read> Read for SwuMember<'_, R> {
 }
 
 impl<R: Read> SwuReader<R> {
+    /// A reader of the bundle starting at the current position of `inner`; member names are
+    /// bounded to 254 bytes as SWUpdate bounds them.
     pub fn new(inner: R) -> Self {
         SwuReader {
             cpio: CpioReader::new(inner).with_max_name_len(MAX_NAME_LEN - 1),
@@ -171,6 +204,7 @@ impl<R: Read> SwuReader<R> {
         self.cpio.offset()
     }
 
+    /// Gives back the underlying reader, positioned wherever reading stopped.
     pub fn into_inner(self) -> R {
         self.cpio.into_inner()
     }

@@ -18,22 +18,33 @@ type Decryptor = cbc::Decryptor<aes::Aes256>;
 /// Errors parsing a `swupdate -K` key file.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum KeyFileError {
+    /// The file holds nothing but whitespace.
     #[error("key file is empty: expected \"<64 hex key> <32 hex iv>\"")]
     Empty,
+    /// The file holds one field (a key) and no IV.
     #[error("key file has a key but no IV: expected \"<64 hex key> <32 hex iv>\"")]
     MissingIv,
+    /// The file holds more than two whitespace-separated fields; carries how many.
     #[error("key file has {0} fields, expected 2 (\"<64 hex key> <32 hex iv>\")")]
     TooManyFields(usize),
+    /// The key is not 64 hex digits (AES-256; AES-128/192 keys are refused) or the IV not 32.
     #[error("key file {field} has {len} hex digits, expected {expected} ({what})")]
     WrongLength {
+        /// Which field: `"key"` or `"IV"`.
         field: &'static str,
+        /// Its length in characters.
         len: usize,
+        /// The required number of hex digits (64 or 32).
         expected: usize,
+        /// What the field must be, for the message (`"AES-256 key"`, `"128-bit IV"`).
         what: &'static str,
     },
+    /// A field contains a character that is not a hex digit.
     #[error("key file {field} has a non-hex character at position {position}")]
     NotHex {
+        /// Which field: `"key"` or `"IV"`.
         field: &'static str,
+        /// 0-based character index of the first offending character within the field.
         position: usize,
     },
 }
@@ -41,7 +52,10 @@ pub enum KeyFileError {
 /// AES-256 key and IV as in a `swupdate -K` key file.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AesKey {
+    /// The AES-256 key (first field of the key file).
     pub key: [u8; 32],
+    /// The key file's CBC IV (second field), used for images whose entry has no `ivt`; bundles
+    /// keel creates give every encrypted image its own `ivt` (docs/swu-format.md).
     pub iv: [u8; 16],
 }
 
@@ -151,6 +165,7 @@ pub struct EncryptWriter<W: Write> {
 }
 
 impl<W: Write> EncryptWriter<W> {
+    /// A writer encrypting into `inner` with AES-256-CBC under `key` and `iv`.
     pub fn new(inner: W, key: &[u8; 32], iv: &[u8; 16]) -> Self {
         EncryptWriter {
             inner,
@@ -204,6 +219,7 @@ pub struct DecryptWriter<W: Write> {
 }
 
 impl<W: Write> DecryptWriter<W> {
+    /// A writer decrypting AES-256-CBC ciphertext under `key` and `iv` into `inner`.
     pub fn new(inner: W, key: &[u8; 32], iv: &[u8; 16]) -> Self {
         DecryptWriter {
             inner,
@@ -280,6 +296,7 @@ enum ReaderState {
 }
 
 impl<R: Read> DecryptReader<R> {
+    /// A reader of the plaintext of the AES-256-CBC ciphertext `inner` under `key` and `iv`.
     pub fn new(inner: R, key: &[u8; 32], iv: &[u8; 16]) -> Self {
         DecryptReader {
             inner,
@@ -292,6 +309,8 @@ impl<R: Read> DecryptReader<R> {
         }
     }
 
+    /// Gives back the ciphertext reader, positioned after the ciphertext read so far (which may
+    /// run ahead of the plaintext returned).
     pub fn into_inner(self) -> R {
         self.inner
     }

@@ -6,6 +6,8 @@
 //! * [`aes`] is the `swupdate -K` key file and streaming AES-256-CBC.
 #![forbid(unsafe_code)]
 
+#![warn(missing_docs)]
+
 pub mod aes;
 mod algorithms;
 mod error;

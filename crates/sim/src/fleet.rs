@@ -28,7 +28,11 @@ use sha2::{Digest, Sha256};
 #[derive(Debug, Clone)]
 pub enum Auth {
     /// `TargetToken` per device, derived from this seed ([`device_token`]).
-    TargetTokens { seed: String },
+    TargetTokens {
+        /// Secret the per-device tokens are derived from; registration and the run must use
+        /// the same one.
+        seed: String,
+    },
     /// The tenant's `GatewayToken`, shared by all devices.
     Gateway(String),
 }
@@ -69,16 +73,21 @@ impl std::str::FromStr for Download {
 pub struct FleetConfig {
     /// Server base URLs (`http://host:port`); device n starts on `servers[n % len]`.
     pub servers: Vec<String>,
+    /// Tenant name in the DDI paths (`/<tenant>/controller/v1/<id>`).
     pub tenant: String,
     /// Controller ids are `<prefix><n>` with n zero-padded to 6 digits, n in `first..first+devices`.
     pub prefix: String,
+    /// Number of the first simulated device.
     pub first: u64,
+    /// Number of simulated devices (one tokio task each).
     pub devices: u64,
+    /// How every device authenticates.
     pub auth: Auth,
     /// Poll interval; `None`: the server's `config.polling.sleep`.
     pub interval: Option<Duration>,
     /// Each sleep is the interval times a uniform factor in `1 ± jitter`.
     pub jitter: f64,
+    /// What a device fetches of each artifact of a deployment.
     pub download: Download,
     /// Share of devices (0..1) that report `closed`/`failure` instead of success.
     pub failure_ratio: f64,
@@ -182,24 +191,36 @@ pub fn registration_sql(
 /// Latency summary of one request kind, in microseconds.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Latency {
+    /// Requests measured: those answered with a status below 500.
     pub count: u64,
+    /// Median latency.
     pub p50_us: u64,
+    /// 90th percentile.
     pub p90_us: u64,
+    /// 99th percentile.
     pub p99_us: u64,
+    /// 99.9th percentile.
     pub p999_us: u64,
+    /// Slowest request.
     pub max_us: u64,
+    /// Arithmetic mean.
     pub mean_us: f64,
 }
 
 /// What a fleet run did (the JSON `keel-fleet run` prints).
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct FleetReport {
+    /// Number of simulated devices ([`FleetConfig::devices`]).
     pub devices: u64,
+    /// Number of server base URLs the devices were spread over.
     pub servers: usize,
+    /// Wall-clock duration of the run, in seconds.
     pub elapsed_s: f64,
     /// `devices / interval` when the interval is fixed (`None`: the server decides).
     pub offered_polls_per_s: Option<f64>,
+    /// Polls of the controller base answered 200.
     pub polls: u64,
+    /// `polls / elapsed_s`: the achieved poll rate.
     pub polls_per_s: f64,
     /// Requests that got no answer or a 5xx (each is retried on the next server).
     pub errors: u64,
@@ -207,14 +228,20 @@ pub struct FleetReport {
     pub rejected: u64,
     /// Devices that switched servers after a failed request.
     pub failovers: u64,
+    /// `deploymentBase` documents fetched (200).
     pub deployments: u64,
+    /// Artifact requests made (`HEAD`, range or full, per [`FleetConfig::download`]); a full
+    /// download is counted only if its sha256 matched.
     pub downloads: u64,
+    /// Feedback messages posted (`proceeding` steps, final reports, cancel confirmations).
     pub feedbacks: u64,
     /// Actions this fleet closed with success / failure (200 to the final report).
     pub closed_success: u64,
+    /// Actions this fleet closed with failure ([`FleetConfig::failure_ratio`] of the devices).
     pub closed_failure: u64,
     /// Final reports answered 410 Gone after a retry: the first try had been committed.
     pub closed_already: u64,
+    /// `cancelAction`s confirmed.
     pub canceled: u64,
     /// Per request kind: poll, deployment, download, feedback, cancel.
     pub latency: BTreeMap<String, Latency>,

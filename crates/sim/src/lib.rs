@@ -10,6 +10,8 @@
 //! `/proc/cmdline` and a new boot id.
 #![forbid(unsafe_code)]
 
+#![warn(missing_docs)]
+
 pub mod fleet;
 
 use std::collections::BTreeMap;
@@ -38,18 +40,29 @@ pub enum Loader {
     Grub,
 }
 
+/// Simulated kernel command line, rewritten by every [`SimDevice::boot`] (carries
+/// `keel.slot=<slot>`, from which the agent detects the booted slot).
 pub const CMDLINE: &str = "/proc/cmdline";
+/// Simulated boot id, `sim-boot-<n>` after the n-th boot: tells the agent a reboot happened.
 pub const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
+/// The two EFI Boot Guard environment copies (BOOT0 names slot A, BOOT1 slot B).
 pub const EBG_ENV: [&str; 2] = ["/boot/BOOT0/BGENV.DAT", "/boot/BOOT1/BGENV.DAT"];
+/// The `fw_env.config` describing the redundant U-Boot environment.
 pub const UBOOT_CONFIG: &str = "/etc/fw_env.config";
+/// The two copies of the redundant U-Boot environment.
 pub const UBOOT_ENV: [&str; 2] = ["/boot/uboot.env", "/boot/uboot-redund.env"];
+/// Size of each U-Boot environment copy in bytes (16 KiB).
 pub const UBOOT_ENV_SIZE: usize = 0x4000;
+/// The GRUB environment block.
 pub const GRUBENV: &str = "/boot/efi/EFI/BOOT/grubenv";
+/// The agent's state directory on the simulated disk.
 pub const STATE_DIR: &str = "/var/lib/keel";
 
 /// What to build.
 #[derive(Debug, Clone)]
 pub struct DeviceSpec {
+    /// The bootloader model, which decides how the environment is set up and how a boot picks
+    /// a slot.
     pub loader: Loader,
     /// Target names and their slot size (e.g. rootfs 256 KiB, kernel 64 KiB).
     pub targets: Vec<(String, u64)>,
@@ -57,18 +70,26 @@ pub struct DeviceSpec {
     pub factory: BTreeMap<String, Vec<u8>>,
     /// PEM of the trusted signer (a real file: the agent reads it with std::fs).
     pub trusted_certs: PathBuf,
+    /// `swupdate -K` key file for encrypted images (a real file, like `trusted_certs`).
     pub aes_key: Option<PathBuf>,
+    /// Hardware revision the agent reports and checks against `hardware-compatibility`;
+    /// `None`: no check.
     pub hardware_revision: Option<String>,
     /// Where the agent finds the booted slot.
     pub detect: Detect,
 }
 
+/// Errors of building or booting a simulated device.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
+    /// The loader model found no slot to boot (no valid EBG config, a `keel_slot` value that
+    /// names no slot, no GRUB slot with `<slot>_OK=1`); carries the environment state.
     #[error("the bootloader found no bootable slot: {0}")]
     NoBootableSlot(String),
+    /// Reading or writing a bootloader environment failed (e.g. both copies corrupt).
     #[error("bootloader environment: {0}")]
     Env(#[from] keel_bootenv::EnvError),
+    /// Starting the agent failed.
     #[error("agent: {0}")]
     Agent(#[from] AgentError),
 }
@@ -76,21 +97,29 @@ pub enum SimError {
 /// One power-on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootRecord {
+    /// The slot the loader started.
     pub slot: SlotId,
     /// What the loader did: EBG `Normal`/`StartedTest`/`RolledBack`/`SkippedInProgress`;
-    /// U-Boot `bootcmd`/`bootcmd (trial n)`/`altbootcmd`.
+    /// U-Boot `bootcmd`/`bootcmd (trial n)`/`altbootcmd`; GRUB `boot`/`reset tries`.
     pub action: String,
 }
 
+/// A simulated device: slots, bootloader environment and agent state on one [`SimStorage`]
+/// disk. See the crate documentation.
 pub struct SimDevice {
+    /// The simulated disk: slot devices ([`slot_path`]), environment files, agent state.
     pub storage: Arc<SimStorage>,
+    /// What the device was built from.
     pub spec: DeviceSpec,
+    /// The agent configuration matching the device (slots, bootloader, state directory), used
+    /// by [`SimDevice::agent`].
     pub config: Config,
     boots: u64,
     /// Every boot so far, in order.
     pub history: Vec<BootRecord>,
 }
 
+/// Device path of `target` in `slot` on the simulated disk: `/dev/slot<A|B>-<target>`.
 pub fn slot_path(slot: SlotId, target: &str) -> PathBuf {
     PathBuf::from(format!("/dev/slot{slot}-{target}"))
 }

@@ -11,6 +11,8 @@
 //! target URL, files named `SHA256.name`). See docs/tuf.md for why this is not built on the `tough` crate.
 #![forbid(unsafe_code)]
 
+#![warn(missing_docs)]
+
 mod keys;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -36,15 +38,28 @@ pub enum RepoError {
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
+        /// The file or directory concerned.
         path: String,
+        /// The I/O error.
         source: std::io::Error,
     },
     /// Existing metadata is not what this repository expects.
     #[error("{role}: {reason}")]
-    Metadata { role: String, reason: String },
+    Metadata {
+        /// The role whose metadata is at fault (`root`, a bin, ...; `metadata` when not yet
+        /// known), or the target name.
+        role: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Not enough or unauthorized signing keys.
     #[error("signing {role}: {reason}")]
-    Signing { role: String, reason: String },
+    Signing {
+        /// The role that could not be signed.
+        role: String,
+        /// Why: fewer authorized keys than the threshold, or a key root does not authorize.
+        reason: String,
+    },
     /// A target name that cannot be served safely.
     #[error("target name {0:?} is not a relative path of plain components")]
     TargetName(String),

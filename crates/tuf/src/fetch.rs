@@ -9,16 +9,34 @@ pub enum FetchError {
     /// The server says the file does not exist (HTTP 403/404, or no such local file): for root this ends the
     /// rotation chain.
     #[error("{url}: not found")]
-    NotFound { url: String },
+    NotFound {
+        /// The URL (or path) asked for.
+        url: String,
+    },
     /// The server answered with another error status.
     #[error("{url}: HTTP status {status}")]
-    Status { url: String, status: u16 },
+    Status {
+        /// The URL asked for.
+        url: String,
+        /// The HTTP status code received.
+        status: u16,
+    },
     /// More bytes than allowed.
     #[error("{url}: more than {limit} bytes")]
-    TooLarge { url: String, limit: u64 },
+    TooLarge {
+        /// The URL asked for.
+        url: String,
+        /// The most bytes the caller accepted.
+        limit: u64,
+    },
     /// Transport or I/O failure.
     #[error("{url}: {message}")]
-    Transport { url: String, message: String },
+    Transport {
+        /// The URL asked for (for a target being verified: its name).
+        url: String,
+        /// The underlying error, as text.
+        message: String,
+    },
 }
 
 /// A source of bytes by URL.

@@ -11,6 +11,8 @@
 //! No async runtime, no server dependencies; see docs/tuf.md.
 #![forbid(unsafe_code)]
 
+#![warn(missing_docs)]
+
 pub mod canonical;
 pub mod error;
 pub mod fetch;

@@ -109,9 +109,13 @@ impl MultiHasher {
 /// A `meta` entry of timestamp or snapshot.
 #[derive(Debug, Clone, Deserialize)]
 pub struct MetaFile {
+    /// Version the listed metadata file must have (at least 1).
     pub version: u64,
+    /// Exact length of the listed file in bytes, if the repository records it; also bounds the
+    /// download.
     #[serde(default)]
     pub length: Option<u64>,
+    /// Hashes of the listed file's bytes, if the repository records them.
     #[serde(default)]
     pub hashes: Option<Hashes>,
 }
@@ -140,22 +144,28 @@ impl MetaFile {
 /// Keys and threshold of a role.
 #[derive(Debug, Clone, Deserialize)]
 pub struct RoleKeys {
+    /// IDs of the keys authorized for the role (distinct; looked up in the delegator's `keys`).
     pub keyids: Vec<String>,
+    /// Number of valid signatures from distinct authorized keys required, at least 1.
     pub threshold: u64,
 }
 
 /// `root` metadata.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Root {
+    /// Whether metadata is fetched as `N.role.json` and targets as `<hash>.<name>`.
     #[serde(default)]
     pub consistent_snapshot: bool,
+    /// Every key the top-level roles use, by key ID (IDs are opaque labels, TAP 12).
     pub keys: BTreeMap<String, PublicKey>,
+    /// Keys and threshold of each of the four top-level roles (exactly those four).
     pub roles: BTreeMap<String, RoleKeys>,
 }
 
 /// `timestamp` metadata.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Timestamp {
+    /// Listed files by name; must contain `snapshot.json`.
     pub meta: BTreeMap<String, MetaFile>,
 }
 
@@ -169,14 +179,18 @@ impl Timestamp {
 /// `snapshot` metadata.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Snapshot {
+    /// Every targets metadata file (`targets.json`, `<delegated role>.json`) with its version.
     pub meta: BTreeMap<String, MetaFile>,
 }
 
 /// One target: length, hashes and optional custom data.
 #[derive(Debug, Clone, Deserialize)]
 pub struct TargetFile {
+    /// Exact length of the target in bytes; downloads are cut off past it.
     pub length: u64,
+    /// Hashes of the target's bytes (at least one; every listed supported algorithm is checked).
     pub hashes: Hashes,
+    /// Repository-specific data, uninterpreted by this crate.
     #[serde(default)]
     pub custom: Option<Value>,
 }
@@ -184,12 +198,21 @@ pub struct TargetFile {
 /// A delegated role (classic delegation).
 #[derive(Debug, Clone, Deserialize)]
 pub struct DelegatedRole {
+    /// Role name, also its metadata file name (`<name>.json`); never a top-level role name.
     pub name: String,
+    /// IDs of the keys authorized for the role, looked up in [`Delegations::keys`].
     pub keyids: Vec<String>,
+    /// Number of valid signatures from distinct authorized keys required, at least 1.
     pub threshold: u64,
+    /// If the role is responsible for a target, the search stops here (no later sibling is
+    /// consulted).
     pub terminating: bool,
+    /// Shell-style patterns of the target paths the role may sign (`*` matches within one path
+    /// segment). Exclusive with `path_hash_prefixes`.
     #[serde(default)]
     pub paths: Option<Vec<String>>,
+    /// Hex prefixes of `sha256(target path)` the role may sign (hashed bins). Exclusive with
+    /// `paths`.
     #[serde(default)]
     pub path_hash_prefixes: Option<Vec<String>>,
 }
@@ -213,9 +236,14 @@ impl DelegatedRole {
 /// TAP 15 succinct hashed-bin delegation.
 #[derive(Debug, Clone, Deserialize)]
 pub struct SuccinctRoles {
+    /// IDs of the keys authorized for every bin.
     pub keyids: Vec<String>,
+    /// Signatures required on every bin, at least 1.
     pub threshold: u64,
+    /// Number of leading bits of `sha256(target path)` that select the bin (1..=32), so there
+    /// are `2^bit_length` bins.
     pub bit_length: u32,
+    /// Bin names are `<name_prefix>-<bin number in lower-case hex, zero-padded>`.
     pub name_prefix: String,
 }
 
@@ -265,9 +293,12 @@ impl SuccinctRoles {
 /// `delegations` of a targets role.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Delegations {
+    /// Keys the delegated roles use, by key ID.
     pub keys: BTreeMap<String, PublicKey>,
+    /// Classic delegations, in search order. Exactly one of `roles` and `succinct_roles` is set.
     #[serde(default)]
     pub roles: Option<Vec<DelegatedRole>>,
+    /// TAP 15 hashed bins. Exactly one of `roles` and `succinct_roles` is set.
     #[serde(default)]
     pub succinct_roles: Option<SuccinctRoles>,
 }
@@ -310,7 +341,9 @@ impl Delegations {
 /// `targets` metadata (top-level or delegated).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Targets {
+    /// Targets this role signs, by target path (e.g. the bundle's file name).
     pub targets: BTreeMap<String, TargetFile>,
+    /// Roles this role delegates to, if any.
     #[serde(default)]
     pub delegations: Option<Delegations>,
 }

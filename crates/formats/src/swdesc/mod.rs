@@ -31,7 +31,6 @@ pub const ROOT: &str = "software";
 pub const MAX_DESCRIPTION_LEN: usize = 16 * 1024 * 1024;
 /// Link-following depth limit (SWUpdate uses 10).
 const MAX_LINK_DEPTH: usize = 10;
-/// Entry lists of a software node.
 /// Image `type` of a keel static delta entry: the member is a keel delta against the same target
 /// of the booted slot (docs/delta-format.md, "In a .swu and on the server").
 pub const KEEL_DELTA_TYPE: &str = "keel-delta";
@@ -39,6 +38,8 @@ pub const KEEL_DELTA_TYPE: &str = "keel-delta";
 /// bundle (docs/delta-format.md).
 pub const KEEL_CHUNKED_TYPE: &str = "keel-chunked";
 
+/// Entry lists of a software node that [`Software`] resolves, in the order it collects them
+/// (`bootenv` also falls back to the legacy `uboot`).
 pub const ENTRY_LISTS: [&str; 4] = ["images", "files", "scripts", "bootenv"];
 /// Keys of a software node that are not set/mode selections.
 const RESERVED_KEYS: [&str; 14] = [
@@ -61,28 +62,66 @@ const RESERVED_KEYS: [&str; 14] = [
 /// Errors parsing or resolving a sw-description. Messages name the line or the setting path.
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum ParseError {
+    /// The input is longer than [`MAX_DESCRIPTION_LEN`]; nothing was parsed.
     #[error("sw-description is {len} bytes, more than the {max}-byte limit")]
-    TooLarge { len: usize, max: usize },
+    TooLarge {
+        /// Length of the input in bytes.
+        len: usize,
+        /// The limit, [`MAX_DESCRIPTION_LEN`].
+        max: usize,
+    },
+    /// The input is not UTF-8 (libconfig and JSON are both read as UTF-8 text).
     #[error("sw-description is not valid UTF-8 (byte offset {offset})")]
-    NotUtf8 { offset: usize },
+    NotUtf8 {
+        /// Byte offset of the first invalid sequence.
+        offset: usize,
+    },
+    /// The libconfig text does not parse: bad token, unterminated string, `@include`, nesting
+    /// deeper than 64 levels, duplicate setting, mixed array, ...
     #[error("sw-description (libconfig) line {line}, column {column}: {message}")]
     Syntax {
+        /// Line of the offending character, 1-based.
         line: usize,
+        /// Column of the offending character, 1-based, counted in bytes.
         column: usize,
+        /// What is wrong there.
         message: String,
     },
+    /// The JSON text does not parse or holds something libconfig cannot represent (`null`, an
+    /// out-of-range number, a duplicate key, a top level that is not an object, too deep nesting).
     #[error("sw-description (JSON): {0}")]
     Json(String),
+    /// The top level has no group named `software` ([`ROOT`]).
     #[error("sw-description has no `software` group at the top level")]
     NoSoftware,
+    /// A setting has the wrong type or value (e.g. `version` not a string, `sha256` not 64 hex
+    /// digits, `ivt` not 32 hex digits), or a tree given to [`SwDescription::from_root`] has an
+    /// invalid name, a mixed array, a non-finite float or a NUL in a string.
     #[error("sw-description: {path}: {message}")]
-    Field { path: String, message: String },
+    Field {
+        /// Dotted path of the setting, e.g. `software.images[0].sha256`.
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The requested `set,mode` selection does not exist under `software` (nor under the board
+    /// section, when one is given), or the selection is not a pair. SWUpdate would silently fall
+    /// back to the top level; keel refuses.
     #[error("sw-description: selection {selection:?} not found (no group software.{selection})")]
-    SelectionNotFound { selection: String },
+    SelectionNotFound {
+        /// The selection as asked for, `set.mode` (or `a,b,c` for a selection of the wrong
+        /// length).
+        selection: String,
+    },
+    /// A `ref` link is malformed, points at nothing, or links form a chain longer than 10 (a
+    /// loop).
     #[error("sw-description: link {reference:?} at {path}: {reason}")]
     Link {
+        /// Dotted path of the node holding the link.
         path: String,
+        /// The link text (`#./other`); empty when the error is about a chain of links.
         reference: String,
+        /// What is wrong with it.
         reason: String,
     },
 }
@@ -90,7 +129,9 @@ pub enum ParseError {
 /// Which syntax a description was read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Syntax {
+    /// libconfig, SWUpdate's default syntax and the one keel writes.
     Libconfig,
+    /// JSON (the first non-blank character was `{`).
     Json,
 }
 
@@ -105,25 +146,40 @@ pub struct SwDescription {
 /// plus the raw group with every key (`fields`) for anything else (`filesystem`, `offset`, ...).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Entry {
+    /// `filename`: name of the bundle member holding the data; `None` for entries without data
+    /// (e.g. a `bootenv` name/value pair).
     pub filename: Option<String>,
     /// `type`: the handler (raw, rawfile, roundrobin, lua, shellscript, ...).
     pub kind: Option<String>,
+    /// `device`: the block device or MTD the handler writes to (e.g. `/dev/mmcblk0p2`).
     pub device: Option<String>,
+    /// `path`: destination file of a `files` entry.
     pub path: Option<String>,
+    /// `volume`: the UBI volume of a `ubivol` image.
     pub volume: Option<String>,
     /// `sha256` of the bytes stored in the bundle (for encrypted images: the ciphertext).
     pub sha256: Option<[u8; 32]>,
+    /// `encrypted`: the member is AES-256-CBC ciphertext (a boolean, or a non-empty cipher name
+    /// other than `"false"` as newer SWUpdate writes it); `false` when absent.
     pub encrypted: bool,
     /// Per-image IV (32 hex digits) overriding the key file's IV.
     pub ivt: Option<String>,
     /// `compressed`: "zlib", "zstd", ... (boolean `true` is SWUpdate's deprecated form of "zlib").
     pub compressed: Option<String>,
+    /// `installed-directly`: stream the member straight to its handler without a temporary copy.
     pub installed_directly: bool,
+    /// `install-if-different`: skip the entry when the installed version of `name` equals
+    /// `version`.
     pub install_if_different: bool,
+    /// `install-if-higher`: skip the entry unless `version` is higher than the installed
+    /// version of `name`.
     pub install_if_higher: bool,
     /// `properties`: name -> values (a property may be a string or a list of strings).
     pub properties: Vec<(String, Vec<String>)>,
+    /// `name`: the component name compared by `install-if-*`, or the variable of a `bootenv`
+    /// name/value entry.
     pub name: Option<String>,
+    /// `version`: the component version compared by `install-if-different`/`install-if-higher`.
     pub version: Option<String>,
     /// `value` of a `bootenv` name/value entry.
     pub value: Option<String>,
@@ -134,7 +190,9 @@ pub struct Entry {
 /// The resolved description of what to install (one selection).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Software {
+    /// `version`: the release version of the whole update, as the device reports it.
     pub version: Option<String>,
+    /// `description`: free text for humans.
     pub description: Option<String>,
     /// `None` when absent (SWUpdate built with hardware compatibility then rejects the bundle).
     pub hardware_compatibility: Option<Vec<String>>,
@@ -142,6 +200,7 @@ pub struct Software {
     pub images: Vec<Entry>,
     /// `files` entries with a `filename`.
     pub files: Vec<Entry>,
+    /// `scripts` entries (all of them, with or without `filename`).
     pub scripts: Vec<Entry>,
     /// `bootenv` (or legacy `uboot`) entries: name/value pairs or scripts with a filename.
     pub bootenv: Vec<Entry>,
@@ -200,6 +259,8 @@ impl SwDescription {
         }
     }
 
+    /// The syntax the description was parsed from ([`Syntax::Libconfig`] for
+    /// [`SwDescription::from_root`]); [`SwDescription::to_libconfig`] always writes libconfig.
     pub fn syntax(&self) -> Syntax {
         self.syntax
     }

@@ -5,22 +5,31 @@
 /// arrays [`Value::List`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
+    /// `true`/`false` (libconfig accepts any case).
     Bool(bool),
+    /// A decimal or hex integer (libconfig's `L` suffix for 64-bit values is accepted and dropped).
     Int(i64),
+    /// A floating-point number; always finite in a validated tree.
     Float(f64),
+    /// A string, escapes resolved and adjacent literals concatenated; never contains NUL.
     Str(String),
+    /// `[a, b]`: scalars that all have the same type.
     Array(Vec<Value>),
+    /// `(a, b)`: values of any kind, e.g. the groups of `images`.
     List(Vec<Value>),
+    /// `{ name = value; ... }`.
     Group(Group),
 }
 
 impl Value {
+    /// The text of a [`Value::Str`]; `None` for every other kind (no conversion).
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Value::Str(s) => Some(s),
             _ => None,
         }
     }
+    /// The settings of a [`Value::Group`]; `None` for every other kind.
     pub fn as_group(&self) -> Option<&Group> {
         match self {
             Value::Group(g) => Some(g),
@@ -34,6 +43,7 @@ impl Value {
             _ => None,
         }
     }
+    /// Whether this is a boolean, integer, float or string (what an array may hold).
     pub fn is_scalar(&self) -> bool {
         matches!(
             self,
@@ -74,20 +84,24 @@ pub struct Group {
 }
 
 impl Group {
+    /// A group without settings.
     pub fn new() -> Self {
         Group {
             entries: Vec::new(),
         }
     }
+    /// The value of setting `name` in this group (not in nested groups; no link following).
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.entries.iter().find(|(k, _)| k == name).map(|(_, v)| v)
     }
+    /// Like [`Group::get`], for changing the value in place.
     pub fn get_mut(&mut self, name: &str) -> Option<&mut Value> {
         self.entries
             .iter_mut()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v)
     }
+    /// Whether this group has a setting `name` (of any kind).
     pub fn contains(&self, name: &str) -> bool {
         self.get(name).is_some()
     }
@@ -102,19 +116,25 @@ impl Group {
             }
         }
     }
+    /// Deletes setting `name`, keeping the order of the others. Returns its value, `None` if
+    /// there was no such setting.
     pub fn remove(&mut self, name: &str) -> Option<Value> {
         let idx = self.entries.iter().position(|(k, _)| k == name)?;
         Some(self.entries.remove(idx).1)
     }
+    /// The settings as `(name, value)`, in document (insertion) order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
         self.entries.iter().map(|(k, v)| (k.as_str(), v))
     }
+    /// Like [`Group::iter`], with mutable values (names cannot change).
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut Value)> {
         self.entries.iter_mut().map(|(k, v)| (k.as_str(), v))
     }
+    /// Number of settings directly in this group.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
+    /// Whether the group has no settings (`{}`).
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
