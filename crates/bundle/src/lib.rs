@@ -11,7 +11,6 @@
 //! Hashes follow SWUpdate: `sha256` covers the bytes stored in the bundle, i.e. the ciphertext
 //! for encrypted images (SWUpdate hashes its input before decrypting, `core/cpio_utils.c`).
 #![forbid(unsafe_code)]
-
 #![warn(missing_docs)]
 
 mod create;

@@ -15,7 +15,6 @@
 //!   device reuses chunks found in its seed (or already in a half-written target) and fetches only
 //!   the rest through a [`chunk::ChunkFetcher`] (HTTP Range in the agent).
 #![forbid(unsafe_code)]
-
 #![warn(missing_docs)]
 
 pub mod apply;

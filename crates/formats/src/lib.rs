@@ -10,7 +10,6 @@
 //!
 //! Every parser here takes untrusted bytes: errors, never panics; each has a fuzz target.
 #![forbid(unsafe_code)]
-
 #![warn(missing_docs)]
 
 pub mod cpio;

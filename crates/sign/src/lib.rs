@@ -5,7 +5,6 @@
 //! * [`Verifier`] checks such signatures the way SWUpdate's CMS verifier does.
 //! * [`aes`] is the `swupdate -K` key file and streaming AES-256-CBC.
 #![forbid(unsafe_code)]
-
 #![warn(missing_docs)]
 
 pub mod aes;

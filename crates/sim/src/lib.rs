@@ -9,7 +9,6 @@
 //! loader model picks a slot, writes its env changes, and "starts the kernel" by writing
 //! `/proc/cmdline` and a new boot id.
 #![forbid(unsafe_code)]
-
 #![warn(missing_docs)]
 
 pub mod fleet;

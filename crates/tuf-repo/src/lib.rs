@@ -10,7 +10,6 @@
 //! Layout of a repository directory: `metadata/` (served as the metadata URL) and `targets/` (served as the
 //! target URL, files named `SHA256.name`). See docs/tuf.md for why this is not built on the `tough` crate.
 #![forbid(unsafe_code)]
-
 #![warn(missing_docs)]
 
 mod keys;

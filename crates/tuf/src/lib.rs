@@ -10,7 +10,6 @@
 //!
 //! No async runtime, no server dependencies; see docs/tuf.md.
 #![forbid(unsafe_code)]
-
 #![warn(missing_docs)]
 
 pub mod canonical;
