@@ -651,8 +651,7 @@ impl Agent {
         let mut pack = packs
             .open(pack_name, &crate::source::http_agent())
             .map_err(image_err)?;
-        let mut out =
-            SlotFile::open(&self.storage, self.os_direct, &image.target).map_err(write_err)?;
+        let mut out = SlotFile::open(&self.storage, self.env, &image.target).map_err(write_err)?;
         let mut seed = crate::io::SlotReader::new(self.storage.clone(), seed_path);
         let report = assemble(&index, &download, &mut seed, &mut pack, &mut out)
             .map_err(|e| image_err(format!("{CHUNKED_TYPE}: {e}")))?;
@@ -660,9 +659,7 @@ impl Agent {
         // For the next update from this slot (valid only while the state file's record of the
         // target has the same image hash, which it gets at activation).
         let kept_path = self.kept_index_path(target, &image.target_name);
-        if self.os_direct {
-            let _ = std::fs::create_dir_all(&self.config.state_dir);
-        }
+        self.ensure_state_dir();
         crate::io::replace_atomic(self.storage.as_ref(), &kept_path, &bytes).map_err(|source| {
             InstallError::Write {
                 path: kept_path.display().to_string(),
@@ -867,12 +864,13 @@ impl Agent {
                 }
                 continue;
             }
-            let mut slot = SlotWriter::open(&self.storage, self.os_direct, &image.target).map_err(
-                |source| InstallError::Write {
-                    path: image.target.display().to_string(),
-                    source,
-                },
-            )?;
+            let mut slot =
+                SlotWriter::open(&self.storage, self.env, &image.target).map_err(|source| {
+                    InstallError::Write {
+                        path: image.target.display().to_string(),
+                        source,
+                    }
+                })?;
             let mut hashing = HashingReader {
                 inner: &mut member,
                 hasher: Sha256::new(),
