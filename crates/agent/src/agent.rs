@@ -297,25 +297,44 @@ impl Agent {
     /// leaves the slot in TESTING, so the bootloader falls back on the next boot.
     pub fn confirm(&mut self, health_check: Option<&str>) -> Result<ConfirmOutcome, AgentError> {
         let _lock = self.lock()?;
-        let (mut state, booted, view, verdict) = self.reconcile()?;
+        let (state, booted, view, verdict) = self.reconcile()?;
         if let Some(command) = health_check.or(self.config.health_check.as_deref()) {
             run_health_check(command)?;
         }
+        Ok(self.confirm_reconciled(state, booted, &view, &verdict)?.0)
+    }
+
+    /// Confirm after the caller ran the health check itself (the DDI cycle); returns the state
+    /// as confirm left it, so the caller need not read it again.
+    pub(crate) fn confirm_checked(&mut self) -> Result<AgentState, AgentError> {
+        let _lock = self.lock()?;
+        let (state, booted, view, verdict) = self.reconcile()?;
+        Ok(self.confirm_reconciled(state, booted, &view, &verdict)?.1)
+    }
+
+    /// The part of confirm after the health check, under the agent lock.
+    fn confirm_reconciled(
+        &mut self,
+        mut state: AgentState,
+        booted: SlotId,
+        view: &BootView,
+        verdict: &Verdict,
+    ) -> Result<(ConfirmOutcome, AgentState), AgentError> {
         if view.failed == Some(booted) {
             return Err(AgentError::Refused(format!(
                 "the bootloader marked the booted slot {booted} failed"
             )));
         }
         self.bootloader.confirm(booted)?;
-        if verdict == Verdict::Testing {
+        if *verdict == Verdict::Testing {
             state.finish(
                 Outcome::Success,
                 format!("slot {booted} booted and confirmed"),
             );
             self.store_state(&state)?;
-            return Ok(ConfirmOutcome::Confirmed(booted));
+            return Ok((ConfirmOutcome::Confirmed(booted), state));
         }
-        Ok(ConfirmOutcome::AlreadyGood(booted))
+        Ok((ConfirmOutcome::AlreadyGood(booted), state))
     }
 
     /// Checks before an install may start; returns (booted, target).
