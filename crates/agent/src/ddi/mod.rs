@@ -91,7 +91,7 @@ impl std::fmt::Display for CycleEvent {
         match self {
             CycleEvent::Confirmed(slot) => write!(f, "slot {slot} confirmed after its test boot"),
             CycleEvent::Reported { action_id, outcome } => {
-                write!(f, "action {action_id}: reported {} to the server", outcome.as_str())
+                write!(f, "action {action_id}: reported {outcome} to the server")
             }
             CycleEvent::Installed { action_id } => write!(
                 f,

@@ -192,3 +192,51 @@ pub enum ScriptError {
     #[error("{0}")]
     Exit(ExitStatus),
 }
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use super::*;
+
+    #[test]
+    fn the_cause_stays_reachable_as_source() {
+        let err = InstallError::Signature(keel_sign::VerifyError::SignatureMismatch);
+        assert_eq!(
+            err.to_string(),
+            "sw-description signature rejected: signature does not match content"
+        );
+        let source = err
+            .source()
+            .and_then(|s| s.downcast_ref::<keel_sign::VerifyError>());
+        assert!(matches!(
+            source,
+            Some(keel_sign::VerifyError::SignatureMismatch)
+        ));
+
+        let err = InstallError::image(
+            "rootfs.delta",
+            ImageError::Delta(keel_delta::DeltaError::BadMagic),
+        );
+        assert_eq!(
+            err.to_string(),
+            "image rootfs.delta: delta: not a keel delta (bad magic)"
+        );
+        let delta = err
+            .source()
+            .and_then(Error::source)
+            .and_then(|s| s.downcast_ref::<keel_delta::DeltaError>());
+        assert!(matches!(delta, Some(keel_delta::DeltaError::BadMagic)));
+    }
+
+    #[test]
+    fn bundle_structure_is_not_labelled_sw_description() {
+        let err = InstallError::from(StructureError::Duplicate("rootfs.img".into()));
+        assert_eq!(err.to_string(), "bundle: member rootfs.img appears twice");
+        let err = InstallError::from(StructureError::Trailing(65536));
+        assert_eq!(
+            err.to_string(),
+            "bundle: more than 65536 bytes after the cpio trailer"
+        );
+    }
+}
