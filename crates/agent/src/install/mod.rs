@@ -2,15 +2,15 @@
 //!
 //! Order of events (each step starts only when the previous one is durable):
 //! 1. `sw-description` and its CMS signature are read and verified: nothing is written before
-//!    ([`trust`]).
+//!    (`trust.rs`).
 //! 2. The description is resolved for the target slot ([`plan`]: selection, hardware
 //!    compatibility, every image mapped to a target of the *inactive* slot, every image hashed).
 //! 3. State file: transaction `installing`. Bootloader: target made unbootable.
-//! 4. Each member streams straight from the source into its target ([`members`], [`stream`]:
+//! 4. Each member streams straight from the source into its target (`members.rs`, `stream.rs`:
 //!    hash of the stored bytes computed on the way, AES-CBC decrypted and zstd decompressed on
 //!    the fly, written raw, as a delta or from chunks), is checked against its sha256 and
 //!    fsynced. Pre-install scripts run before the first image byte is written.
-//! 5. Post-install scripts run ([`scripts`]).
+//! 5. Post-install scripts run (`scripts.rs`).
 //! 6. State file: `activating`; bootloader: one env commit switches to the target
 //!    (INSTALLED); state file: `activated`.
 //!
