@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::bootloader::{self, BootError, BootView, Bootloader, UState};
 use crate::config::{Config, Detect, SlotId};
-use crate::io::{FsStorage, SharedStorage};
+use crate::io::{Environment, FsStorage, SharedStorage};
 use crate::reconcile::{reconcile, Verdict};
 use crate::state::{
     AgentState, InterruptedAction, LastResult, Outcome, Phase, StateError, Transaction,
@@ -50,8 +50,8 @@ impl Drop for AgentLock {
 pub struct Agent {
     pub config: Config,
     pub storage: SharedStorage,
-    /// Write slots through plain file descriptors (real systems) rather than `Storage::write_at`.
-    pub os_direct: bool,
+    /// The real system or the storage layer alone (the simulator).
+    pub env: Environment,
     pub bootloader: Box<dyn Bootloader>,
 }
 
@@ -86,27 +86,27 @@ impl Agent {
     pub fn new(
         config: Config,
         storage: SharedStorage,
-        os_direct: bool,
+        env: Environment,
     ) -> Result<Agent, AgentError> {
         let bootloader = bootloader::from_config(&config, storage.clone())?;
         Ok(Agent {
             config,
             storage,
-            os_direct,
+            env,
             bootloader,
         })
     }
 
     /// The agent on the real file systems.
     pub fn open_os(config: Config) -> Result<Agent, AgentError> {
-        Agent::new(config, FsStorage::shared(), true)
+        Agent::new(config, FsStorage::shared(), Environment::Os)
     }
 
     /// Exclusive lock on `<state_dir>/lock` (flock) for the rest of an install or confirm, so
     /// two agent processes (say `run` and a manual `install`) never interleave. Only on real
     /// systems; the simulator runs one agent at a time.
     pub fn lock(&self) -> Result<Option<AgentLock>, AgentError> {
-        if !self.os_direct {
+        if !self.env.has_other_processes() {
             return Ok(None);
         }
         match self.try_flock()? {
@@ -145,7 +145,7 @@ impl Agent {
     /// this boot may really be running). Without one, such a record is left over from a
     /// crashed or killed agent.
     fn other_agent_running(&self) -> bool {
-        if !self.os_direct || LOCK_HELD_HERE.load(Ordering::SeqCst) {
+        if !self.env.has_other_processes() || LOCK_HELD_HERE.load(Ordering::SeqCst) {
             return false;
         }
         matches!(self.try_flock(), Ok(None))
@@ -159,11 +159,16 @@ impl Agent {
     }
 
     pub fn store_state(&self, state: &AgentState) -> Result<(), AgentError> {
-        if self.os_direct {
-            // The state directory is ours to create; the simulator's storage has no directories.
+        self.ensure_state_dir();
+        Ok(state.store(self.storage.as_ref(), &self.config.state_file())?)
+    }
+
+    /// Create the state directory where there is one to create (ignoring errors: the write
+    /// that follows reports them).
+    pub(crate) fn ensure_state_dir(&self) {
+        if self.env.creates_state_dir() {
             let _ = std::fs::create_dir_all(&self.config.state_dir);
         }
-        Ok(state.store(self.storage.as_ref(), &self.config.state_file())?)
     }
 
     pub fn boot_id(&self) -> Option<String> {
@@ -292,25 +297,44 @@ impl Agent {
     /// leaves the slot in TESTING, so the bootloader falls back on the next boot.
     pub fn confirm(&mut self, health_check: Option<&str>) -> Result<ConfirmOutcome, AgentError> {
         let _lock = self.lock()?;
-        let (mut state, booted, view, verdict) = self.reconcile()?;
+        let (state, booted, view, verdict) = self.reconcile()?;
         if let Some(command) = health_check.or(self.config.health_check.as_deref()) {
             run_health_check(command)?;
         }
+        Ok(self.confirm_reconciled(state, booted, &view, &verdict)?.0)
+    }
+
+    /// Confirm after the caller ran the health check itself (the DDI cycle); returns the state
+    /// as confirm left it, so the caller need not read it again.
+    pub(crate) fn confirm_checked(&mut self) -> Result<AgentState, AgentError> {
+        let _lock = self.lock()?;
+        let (state, booted, view, verdict) = self.reconcile()?;
+        Ok(self.confirm_reconciled(state, booted, &view, &verdict)?.1)
+    }
+
+    /// The part of confirm after the health check, under the agent lock.
+    fn confirm_reconciled(
+        &mut self,
+        mut state: AgentState,
+        booted: SlotId,
+        view: &BootView,
+        verdict: &Verdict,
+    ) -> Result<(ConfirmOutcome, AgentState), AgentError> {
         if view.failed == Some(booted) {
             return Err(AgentError::Refused(format!(
                 "the bootloader marked the booted slot {booted} failed"
             )));
         }
         self.bootloader.confirm(booted)?;
-        if verdict == Verdict::Testing {
+        if *verdict == Verdict::Testing {
             state.finish(
                 Outcome::Success,
                 format!("slot {booted} booted and confirmed"),
             );
             self.store_state(&state)?;
-            return Ok(ConfirmOutcome::Confirmed(booted));
+            return Ok((ConfirmOutcome::Confirmed(booted), state));
         }
-        Ok(ConfirmOutcome::AlreadyGood(booted))
+        Ok((ConfirmOutcome::AlreadyGood(booted), state))
     }
 
     /// Checks before an install may start; returns (booted, target).

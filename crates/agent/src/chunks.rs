@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use keel_delta::chunk::{ChunkFetcher, ChunkRequest};
 
-use crate::io::SharedStorage;
+use crate::io::{Environment, SharedStorage};
 
 /// sw-description image `type` of a chunk-indexed image.
 pub use keel_formats::swdesc::KEEL_CHUNKED_TYPE as CHUNKED_TYPE;
@@ -285,9 +285,9 @@ enum SlotInner {
 }
 
 impl SlotFile {
-    pub fn open(storage: &SharedStorage, os_direct: bool, path: &Path) -> io::Result<SlotFile> {
+    pub fn open(storage: &SharedStorage, env: Environment, path: &Path) -> io::Result<SlotFile> {
         let len = storage.metadata(path)?.len;
-        let inner = if os_direct {
+        let inner = if env.direct_slot_io() {
             SlotInner::Os(
                 std::fs::OpenOptions::new()
                     .read(true)

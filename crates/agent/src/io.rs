@@ -12,6 +12,34 @@ use std::path::{Path, PathBuf};
 
 pub use keel_bootenv::storage::{FsStorage, SharedStorage, Storage};
 
+/// Where the agent runs. Decides what only the real operating system has: plain file
+/// descriptors for slots, the `flock` agent lock, and a state directory to create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    /// The device's own file systems and block devices (`keel-agent`).
+    Os,
+    /// Everything through the [`Storage`] layer, which may be simulated (keel-sim counts and
+    /// cuts every write there); one agent at a time, no directories.
+    Storage,
+}
+
+impl Environment {
+    /// Slots are written through one open file descriptor rather than `Storage::write_at`.
+    pub fn direct_slot_io(self) -> bool {
+        self == Environment::Os
+    }
+
+    /// Other agent processes may exist, so installs and confirms take the agent lock.
+    pub fn has_other_processes(self) -> bool {
+        self == Environment::Os
+    }
+
+    /// The state directory may be missing and is ours to create (the storage layer has none).
+    pub fn creates_state_dir(self) -> bool {
+        self == Environment::Os
+    }
+}
+
 /// A slot opened for sequential writing from offset 0.
 pub struct SlotWriter {
     inner: Inner,
@@ -27,13 +55,13 @@ enum Inner {
 }
 
 impl SlotWriter {
-    /// Open an existing slot (block device or regular file). `os_direct` uses a plain file
-    /// descriptor (real systems); otherwise every write goes through `storage.write_at`.
-    pub fn open(storage: &SharedStorage, os_direct: bool, path: &Path) -> io::Result<SlotWriter> {
+    /// Open an existing slot (block device or regular file), through a plain file descriptor
+    /// on the real system, else every write goes through `storage.write_at`.
+    pub fn open(storage: &SharedStorage, env: Environment, path: &Path) -> io::Result<SlotWriter> {
         let info = storage.metadata(path)?;
         // Regular files may grow (file-backed slots); block devices have a hard size.
         let capacity = if info.regular { None } else { Some(info.len) };
-        let inner = if os_direct {
+        let inner = if env.direct_slot_io() {
             // No truncate and no create: a slot is a pre-existing partition or file.
             Inner::Os(OpenOptions::new().write(true).open(path)?)
         } else {

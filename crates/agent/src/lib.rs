@@ -23,3 +23,4 @@ pub mod tuf;
 pub use agent::{Agent, AgentError, ConfirmOutcome, Status};
 pub use config::{Config, SlotId};
 pub use install::{InstallError, InstallOptions, InstallReport};
+pub use io::Environment;

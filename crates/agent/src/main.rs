@@ -79,7 +79,7 @@ fn print_status(status: &Status, max_attempts: u32) {
     println!("booted slot:  {}", status.booted_slot);
     println!("other slot:   {}", status.other_slot);
     println!("bootloader:   {}", status.bootloader);
-    println!("ustate:       {}", status.ustate.as_str());
+    println!("ustate:       {}", status.ustate);
     println!(
         "next boot:    {}",
         status.next_boot.map_or("?".to_string(), |s| s.to_string())
@@ -103,7 +103,7 @@ fn print_status(status: &Status, max_attempts: u32) {
     match &status.last_result {
         Some(r) => println!(
             "last result:  {} (slot {}{}): {}",
-            r.outcome.as_str(),
+            r.outcome,
             r.target_slot,
             r.version
                 .as_ref()

@@ -134,12 +134,19 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The words `status` and the DDI feedback use (JSON: `rolled_back`).
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Success => "success",
             Outcome::RolledBack => "rolled back",
             Outcome::Failed => "failed",
         }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -314,6 +321,23 @@ mod tests {
             started_at: 0,
             boot_id: None,
         }
+    }
+
+    #[test]
+    fn phases_and_outcomes_display_as_words() {
+        let phases = [Phase::Installing, Phase::Activating, Phase::Activated];
+        let texts: Vec<String> = phases.iter().map(ToString::to_string).collect();
+        assert_eq!(texts, ["installing", "activating", "activated"]);
+        for phase in phases {
+            // The same word as the state file and `status --json`.
+            assert_eq!(
+                serde_json::to_string(&phase).unwrap(),
+                format!("\"{phase}\"")
+            );
+        }
+        let outcomes = [Outcome::Success, Outcome::RolledBack, Outcome::Failed];
+        let texts: Vec<String> = outcomes.iter().map(ToString::to_string).collect();
+        assert_eq!(texts, ["success", "rolled back", "failed"]);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use keel_agent::config::{BootloaderConfig, Config, Detect, SlotConfig, Slots};
-use keel_agent::{Agent, AgentError, SlotId};
+use keel_agent::{Agent, AgentError, Environment, SlotId};
 use keel_bootenv::ebg::{BgEnv, BgEnvSet, BootAction, EnvLocation, UState};
 use keel_bootenv::grub::GrubEnvFile;
 use keel_bootenv::storage::{SharedStorage, SimStorage, Storage};
@@ -257,7 +257,11 @@ impl SimDevice {
 
     /// The agent as started after this boot (fresh process, reading everything from disk).
     pub fn agent(&self) -> Result<Agent, AgentError> {
-        Agent::new(self.config.clone(), self.storage.clone(), false)
+        Agent::new(
+            self.config.clone(),
+            self.storage.clone(),
+            Environment::Storage,
+        )
     }
 
     /// Power-on: the loader model chooses a slot and performs its own env writes; the kernel
@@ -447,7 +451,7 @@ impl SimDevice {
             path: slot_path(slot, target),
             offset,
         });
-        Agent::new(self.config.clone(), tripwire, false)
+        Agent::new(self.config.clone(), tripwire, Environment::Storage)
     }
 
     /// If the power was cut, power-cycle the disk with `mode` and return true.

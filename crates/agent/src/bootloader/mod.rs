@@ -52,6 +52,13 @@ impl UState {
     }
 }
 
+/// The bootloader's own word (as in `status --json`).
+impl std::fmt::Display for UState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What the bootloader environment says right now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BootView {

@@ -8,6 +8,7 @@ use crate::common;
 
 use common::{image, starts_with, Fixture};
 use keel_agent::chunks::PackSource;
+use keel_agent::install::ImageError;
 use keel_agent::{InstallError, InstallOptions, SlotId};
 use keel_delta::chunk::{ChunkIndex, ChunkParams};
 use keel_sim::{CutMode, Loader, SimDevice};
@@ -151,7 +152,13 @@ fn corrupted_pack_chunk_is_never_activated() {
     std::fs::write(&pack_path, &pack).unwrap();
     let err = install(&device, &release.bundle, &pack_path).unwrap_err();
     assert!(
-        matches!(&err, InstallError::Image { message, .. } if message.contains("chunk")),
+        matches!(
+            &err,
+            InstallError::Image {
+                source: ImageError::Chunked(_),
+                ..
+            }
+        ) && err.to_string().contains("chunk"),
         "{err}"
     );
     assert_eq!(device.boot().unwrap().slot, SlotId::A);

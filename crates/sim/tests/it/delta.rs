@@ -4,6 +4,7 @@
 use crate::common;
 
 use common::{image, starts_with, Fixture, ROOTFS_SIZE};
+use keel_agent::install::ImageError;
 use keel_agent::{InstallError, InstallOptions, SlotId};
 use keel_delta::testing::texty;
 use keel_sim::{CutMode, Loader, SimDevice};
@@ -68,7 +69,13 @@ fn delta_made_for_another_seed_is_never_activated() {
         .install(&bundle[..], InstallOptions::default())
         .unwrap_err();
     assert!(
-        matches!(&err, InstallError::Image { message, .. } if message.contains("seed")),
+        matches!(
+            &err,
+            InstallError::Image {
+                source: ImageError::Delta(_),
+                ..
+            }
+        ) && err.to_string().contains("seed"),
         "{err}"
     );
     assert_eq!(device.boot().unwrap().slot, SlotId::A);

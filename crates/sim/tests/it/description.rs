@@ -5,6 +5,7 @@
 use crate::common;
 
 use common::{image, starts_with, Fixture};
+use keel_agent::install::PlanError;
 use keel_agent::{InstallError, InstallOptions, SlotId};
 use keel_sim::Loader;
 
@@ -95,7 +96,10 @@ fn a_wrong_selection_cannot_reach_the_active_slot_and_an_empty_one_installs_noth
             .install(&bundle[..], InstallOptions::default())
     });
     assert!(
-        matches!(result, Err(InstallError::ActiveSlot { .. })),
+        matches!(
+            result,
+            Err(InstallError::Plan(PlanError::ActiveSlot { .. }))
+        ),
         "{:?}",
         result.err()
     );
@@ -109,7 +113,7 @@ fn a_wrong_selection_cannot_reach_the_active_slot_and_an_empty_one_installs_noth
             .install(&bundle[..], InstallOptions::default())
     });
     assert!(
-        matches!(&result, Err(InstallError::Plan(m)) if m.contains("no images")),
+        matches!(&result, Err(InstallError::Plan(PlanError::NoImages { .. }))),
         "{:?}",
         result.err()
     );

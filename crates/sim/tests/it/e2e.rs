@@ -8,6 +8,7 @@ use crate::common;
 use common::{image, starts_with, Fixture, Img, ROOTFS_SIZE};
 use keel_agent::bootloader::UState;
 use keel_agent::config::Detect;
+use keel_agent::install::PlanError;
 use keel_agent::state::Outcome;
 use keel_agent::{ConfirmOutcome, InstallError, InstallOptions, SlotId};
 use keel_sim::Loader;
@@ -291,7 +292,10 @@ fn image_for_the_active_slot_is_refused() {
     let before = device.slot_contents(SlotId::A, "rootfs");
     let (result, ops) = device.count_ops(|| install(&device, &bundle));
     assert!(
-        matches!(result, Err(InstallError::ActiveSlot { .. })),
+        matches!(
+            result,
+            Err(InstallError::Plan(PlanError::ActiveSlot { .. }))
+        ),
         "{:?}",
         result.err()
     );
@@ -388,7 +392,7 @@ fn hardware_compatibility_is_enforced_before_writing() {
     let other = fx.bundle_with("2.0", &img, "hardware-compatibility = [\"rev-a\"]", false);
     let (result, ops) = device.count_ops(|| install(&device, &other));
     assert!(
-        matches!(result, Err(InstallError::Incompatible(_))),
+        matches!(result, Err(InstallError::Plan(PlanError::Incompatible(_)))),
         "{:?}",
         result.err()
     );
