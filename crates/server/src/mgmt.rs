@@ -7,7 +7,9 @@ use crate::auth::{self, Caller, Role};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::paging::{page_json, PageRequest};
-use crate::store::{self, Action, MaintenanceWindow, NewAction, Store, Target, Tenant};
+use crate::store::{
+    self, Action, ActionStatus, MaintenanceWindow, NewAction, RolloutStatus, Store, Target, Tenant,
+};
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, RawQuery, State};
@@ -714,7 +716,7 @@ async fn target_json(store: &Store, target: &Target) -> ApiResult<Value> {
     let last = actions.last();
     let update_status = if open {
         "pending"
-    } else if last.is_some_and(|a| a.status == "error") {
+    } else if last.is_some_and(|a| a.status == ActionStatus::Error) {
         "error"
     } else if target.installed_action_id.is_some() {
         "in_sync"
@@ -1334,7 +1336,7 @@ async fn rollout_operation(
         "start" => {
             let started = state
                 .store
-                .set_rollout_status(id, &["ready"], "running", None)
+                .set_rollout_status(id, &[RolloutStatus::Ready], RolloutStatus::Running, None)
                 .await?;
             if started {
                 // Start the first group now rather than at the next scheduler tick.
@@ -1345,13 +1347,23 @@ async fn rollout_operation(
         "pause" => {
             state
                 .store
-                .set_rollout_status(id, &["running"], "paused", Some(&format!("paused by {by}")))
+                .set_rollout_status(
+                    id,
+                    &[RolloutStatus::Running],
+                    RolloutStatus::Paused,
+                    Some(&format!("paused by {by}")),
+                )
                 .await?
         }
         "resume" => {
             state
                 .store
-                .set_rollout_status(id, &["paused", "halted"], "running", None)
+                .set_rollout_status(
+                    id,
+                    &[RolloutStatus::Paused, RolloutStatus::Halted],
+                    RolloutStatus::Running,
+                    None,
+                )
                 .await?
         }
         "cancel" => state.store.cancel_rollout(id, &by).await?,

@@ -7,7 +7,7 @@ use super::{
 };
 use crate::audit::ClientAddr;
 use crate::auth;
-use crate::store::{now_ms, DeviceFilter, GroupCounts};
+use crate::store::{now_ms, DeviceFilter, GroupCounts, RolloutStatus};
 use crate::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
@@ -775,10 +775,10 @@ async fn device_page(
             "<section class=\"action status-{cls}\" id=\"action-{id}\"><h3>Action {id}: {label} {status}</h3>\
              <p class=\"meta\">{kind}{open} · created {created}{rollout}</p>\
              <table class=\"list history\"><thead><tr><th>Time</th><th>Status</th><th>Progress</th><th>Code</th><th>Messages</th></tr></thead><tbody>",
-            cls = esc(&action.status),
+            cls = esc(action.status.as_str()),
             id = action.id,
             label = esc(&label),
-            status = badge(&action.status),
+            status = badge(action.status.as_str()),
             kind = esc(&action.action_type),
             open = if action.active != 0 { " · open" } else { "" },
             created = esc(&time(action.created_at)),
@@ -796,7 +796,7 @@ async fn device_page(
                 body,
                 "<tr><td>{}</td><td>{}</td><td>{progress}</td><td>{}</td><td class=\"messages\">{}</td></tr>",
                 esc(&time(entry.reported_at)),
-                badge(&entry.status),
+                badge(entry.status.as_str()),
                 entry.code.map(|c| c.to_string()).unwrap_or_default(),
                 messages.iter().map(|m| esc(m)).collect::<Vec<_>>().join("<br>"),
             );
@@ -1084,7 +1084,7 @@ async fn rollouts_page(state: &AppState, ctx: &Ctx) -> Result<Response, Response
             "<tr><td>{id}</td><td><a href=\"/ui/rollouts/{id}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&rollout.name),
             esc(&set_label(state, ctx.tenant.id, rollout.ds_id).await?),
-            badge(&rollout.status),
+            badge(rollout.status.as_str()),
             progress_bar(&format!("bar-{}", rollout.id), &totals),
             id = rollout.id,
         );
@@ -1155,11 +1155,24 @@ pub async fn create_rollout(State(state): AppState_, ctx: Ctx, body: Bytes) -> R
 }
 
 /// Which operations an operator may start from each rollout status (the API decides in the end).
-const OPERATIONS: [(&str, &str, &str); 4] = [
-    ("start", "Start", "ready"),
-    ("pause", "Pause", "running"),
-    ("resume", "Resume", "paused halted"),
-    ("cancel", "Cancel", "ready running paused halted"),
+const OPERATIONS: [(&str, &str, &[RolloutStatus]); 4] = [
+    ("start", "Start", &[RolloutStatus::Ready]),
+    ("pause", "Pause", &[RolloutStatus::Running]),
+    (
+        "resume",
+        "Resume",
+        &[RolloutStatus::Paused, RolloutStatus::Halted],
+    ),
+    (
+        "cancel",
+        "Cancel",
+        &[
+            RolloutStatus::Ready,
+            RolloutStatus::Running,
+            RolloutStatus::Paused,
+            RolloutStatus::Halted,
+        ],
+    ),
 ];
 
 async fn progress_json(state: &AppState, ctx: &Ctx, id: i64) -> Result<Option<Value>, Response> {
@@ -1245,8 +1258,8 @@ async fn rollout_page(state: &AppState, ctx: &Ctx, id: i64) -> Result<Response, 
          <p class=\"meta\">Distribution set <b>{set}</b> · type {kind} · success threshold {success}% · error threshold {error}% · created {created}\
          <span id=\"live\" class=\"live\"></span></p>",
         name = esc(&rollout.name),
-        status_attr = esc(&rollout.status),
-        status = badge(&rollout.status),
+        status_attr = esc(rollout.status.as_str()),
+        status = badge(rollout.status.as_str()),
         reason = esc(rollout.status_reason.as_deref().unwrap_or("")),
         set = esc(&set_label(state, ctx.tenant.id, rollout.ds_id).await?),
         kind = esc(&rollout.action_type),
@@ -1257,7 +1270,7 @@ async fn rollout_page(state: &AppState, ctx: &Ctx, id: i64) -> Result<Response, 
     if ctx.can_operate() {
         body.push_str("<div class=\"operations\" id=\"operations\">");
         for (operation, label, when) in OPERATIONS {
-            let hidden = if when.split(' ').any(|s| s == rollout.status) {
+            let hidden = if when.contains(&rollout.status) {
                 ""
             } else {
                 " hidden"
@@ -1266,7 +1279,8 @@ async fn rollout_page(state: &AppState, ctx: &Ctx, id: i64) -> Result<Response, 
                 body,
                 "<form method=\"post\" action=\"/ui/rollouts/{id}/{operation}\" data-show-when=\"{when}\"{hidden}>{}\
                  <button type=\"submit\" id=\"op-{operation}\" class=\"op-{operation}\">{label}</button></form>",
-                csrf_field(ctx)
+                csrf_field(ctx),
+                when = when.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" "),
             );
         }
         body.push_str("</div>");

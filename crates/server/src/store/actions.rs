@@ -1,6 +1,6 @@
 //! Actions (one distribution set assigned to one target) and their status history.
 
-use super::{for_update, now_ms, Store, Target, Tx};
+use super::{for_update, now_ms, ActionStatus, Store, Target, Tx};
 use serde::Serialize;
 
 #[derive(Debug, Clone, sqlx::FromRow, Serialize)]
@@ -25,7 +25,7 @@ pub struct Action {
     pub mw_duration_secs: Option<i64>,
     #[serde(skip)]
     pub mw_timezone: Option<String>,
-    pub status: String,
+    pub status: ActionStatus,
     #[serde(serialize_with = "as_bool")]
     pub active: i64,
     #[serde(rename = "createdAt")]
@@ -43,7 +43,7 @@ pub struct ActionStatusEntry {
     pub id: i64,
     #[serde(skip)]
     pub action_id: i64,
-    pub status: String,
+    pub status: ActionStatus,
     #[serde(skip)]
     pub messages: String,
     pub code: Option<i64>,
@@ -74,9 +74,9 @@ pub struct NewAction {
 }
 
 /// A status entry to append to an action's history.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NewStatus {
-    pub status: String,
+    pub status: ActionStatus,
     pub messages: Vec<String>,
     pub code: Option<i64>,
     pub progress_cnt: Option<i64>,
@@ -84,18 +84,35 @@ pub struct NewStatus {
     pub reported_at: Option<i64>,
 }
 
+impl NewStatus {
+    /// An entry of keel-server's own (no code, no progress), reported now.
+    pub fn message(status: ActionStatus, message: impl Into<String>) -> NewStatus {
+        NewStatus {
+            status,
+            messages: vec![message.into()],
+            code: None,
+            progress_cnt: None,
+            progress_of: None,
+            reported_at: None,
+        }
+    }
+}
+
 /// How a status report changes the action itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transition<'a> {
+pub enum Transition {
     /// Only the history grows.
     None,
     /// The action stays open with this status (unless it is being canceled: the device must still
     /// learn about the cancel).
-    Open(&'a str),
+    Open(ActionStatus),
     /// The action stays open with this status, whatever it was.
-    Force(&'a str),
+    Force(ActionStatus),
     /// The action closes with this status; `installed` marks the target as running the set.
-    Close { status: &'a str, installed: bool },
+    Close {
+        status: ActionStatus,
+        installed: bool,
+    },
 }
 
 pub(super) const ACTION_COLUMNS: &str =
@@ -175,11 +192,10 @@ impl Store {
             Self::insert_status_in(
                 tx,
                 action_id,
-                &NewStatus {
-                    status: "canceling".into(),
-                    messages: vec!["keel-server: superseded by a new assignment".into()],
-                    ..Default::default()
-                },
+                &NewStatus::message(
+                    ActionStatus::Canceling,
+                    "keel-server: superseded by a new assignment",
+                ),
             )
             .await?;
         }
@@ -209,11 +225,7 @@ impl Store {
         Self::insert_status_in(
             tx,
             action.id,
-            &NewStatus {
-                status: "running".into(),
-                messages: vec!["keel-server: assignment created".into()],
-                ..Default::default()
-            },
+            &NewStatus::message(ActionStatus::Running, "keel-server: assignment created"),
         )
         .await?;
         Ok(action)
@@ -231,7 +243,7 @@ impl Store {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(action_id)
-        .bind(&status.status)
+        .bind(status.status)
         .bind(messages)
         .bind(status.code)
         .bind(status.progress_cnt)
@@ -262,9 +274,9 @@ impl Store {
             return Ok(false);
         }
         let (status, active) = if force {
-            ("canceled", 0)
+            (ActionStatus::Canceled, 0)
         } else {
-            ("canceling", 1)
+            (ActionStatus::Canceling, 1)
         };
         sqlx::query("UPDATE actions SET status = $1, active = $2, updated_at = $3 WHERE id = $4")
             .bind(status)
@@ -276,11 +288,7 @@ impl Store {
         Self::insert_status_in(
             &mut tx,
             action_id,
-            &NewStatus {
-                status: status.into(),
-                messages: vec![format!("keel-server: {status} by {by}")],
-                ..Default::default()
-            },
+            &NewStatus::message(status, format!("keel-server: {status} by {by}")),
         )
         .await?;
         tx.commit().await?;

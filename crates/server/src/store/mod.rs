@@ -28,6 +28,7 @@ mod listings;
 mod reports;
 mod rollouts;
 mod software;
+mod status;
 mod targets;
 mod tenants;
 mod tuf;
@@ -43,6 +44,7 @@ pub use listings::{
 };
 pub use rollouts::{GroupCounts, Rollout, RolloutGroup};
 pub use software::{Artifact, DistributionSet, SoftwareModule};
+pub use status::{ActionStatus, GroupStatus, RolloutStatus, UnknownStatus};
 pub use targets::Target;
 pub use tenants::{ApiTokenRow, Tenant, TokenIdentity};
 pub use tuf::{TufFileInfo, TufFileWrite};

@@ -1,15 +1,15 @@
 //! Device status reports, committed in groups: one transaction (one fsync) for many devices.
 
-use super::{for_update, now_ms, Action, NewStatus, Store, Transition, Tx};
+use super::{for_update, now_ms, Action, ActionStatus, NewStatus, Store, Transition, Tx};
 use sqlx::AnyPool;
 
 /// One queued device report (see `Store::report`).
 pub(super) struct ReportJob {
     action_id: i64,
     target_id: i64,
-    require_status: Option<String>,
+    require_status: Option<ActionStatus>,
     entry: NewStatus,
-    transition: Transition<'static>,
+    transition: Transition,
     reply: tokio::sync::oneshot::Sender<Result<bool, sqlx::Error>>,
 }
 
@@ -26,15 +26,15 @@ impl Store {
     pub async fn report(
         &self,
         action: &Action,
-        require_status: Option<&str>,
+        require_status: Option<ActionStatus>,
         entry: &NewStatus,
-        transition: Transition<'static>,
+        transition: Transition,
     ) -> Result<bool, sqlx::Error> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job = ReportJob {
             action_id: action.id,
             target_id: action.target_id,
-            require_status: require_status.map(str::to_string),
+            require_status,
             entry: entry.clone(),
             transition,
             reply,
@@ -48,7 +48,7 @@ impl Store {
 
     async fn report_in(tx: &mut Tx<'_>, job: &ReportJob) -> Result<bool, sqlx::Error> {
         let lock = for_update(tx);
-        let current: Option<(i64, String)> = sqlx::query_as(&format!(
+        let current: Option<(i64, ActionStatus)> = sqlx::query_as(&format!(
             "SELECT active, status FROM actions WHERE id = $1{lock}"
         ))
         .bind(job.action_id)
@@ -60,7 +60,6 @@ impl Store {
         if active == 0
             || job
                 .require_status
-                .as_deref()
                 .is_some_and(|required| required != status)
         {
             return Ok(false);
@@ -112,7 +111,7 @@ impl Store {
     pub async fn note(
         &self,
         action_id: i64,
-        status: &str,
+        status: ActionStatus,
         message: &str,
     ) -> Result<(), sqlx::Error> {
         // Through the group-commit queue of `report`: a rollout writes one note per deployment
@@ -122,11 +121,7 @@ impl Store {
             action_id,
             target_id: 0,
             require_status: None,
-            entry: NewStatus {
-                status: status.into(),
-                messages: vec![message.into()],
-                ..Default::default()
-            },
+            entry: NewStatus::message(status, message),
             transition: Transition::None,
             reply,
         };
@@ -143,16 +138,16 @@ impl Store {
     pub async fn note_once(
         &self,
         action_id: i64,
-        status: &str,
+        status: ActionStatus,
         message: &str,
     ) -> Result<(), sqlx::Error> {
-        let last: Option<String> = sqlx::query_scalar(
+        let last: Option<ActionStatus> = sqlx::query_scalar(
             "SELECT status FROM action_status WHERE action_id = $1 ORDER BY id DESC LIMIT 1",
         )
         .bind(action_id)
         .fetch_optional(&self.read)
         .await?;
-        if last.as_deref() == Some(status) {
+        if last == Some(status) {
             return Ok(());
         }
         self.note(action_id, status, message).await

@@ -1,6 +1,6 @@
 //! Rollouts: one distribution set assigned to many targets, group after group.
 
-use super::{for_update, now_ms, NewStatus, Store, Tx};
+use super::{for_update, now_ms, ActionStatus, GroupStatus, NewStatus, RolloutStatus, Store, Tx};
 use serde::Serialize;
 use sqlx::Any;
 
@@ -14,7 +14,7 @@ pub struct Rollout {
     pub ds_id: i64,
     #[serde(rename = "type")]
     pub action_type: String,
-    pub status: String,
+    pub status: RolloutStatus,
     #[serde(rename = "successThreshold")]
     pub success_threshold: i64,
     #[serde(rename = "errorThreshold")]
@@ -34,7 +34,7 @@ pub struct RolloutGroup {
     pub rollout_id: i64,
     pub position: i64,
     pub name: String,
-    pub status: String,
+    pub status: GroupStatus,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -139,7 +139,7 @@ impl Store {
                 .bind(group_id)
                 .fetch_one(executor)
                 .await?;
-        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        let rows: Vec<(ActionStatus, i64, i64)> = sqlx::query_as(
             "SELECT status, active, COUNT(*) FROM actions WHERE rollout_group_id = $1 GROUP BY status, active",
         )
         .bind(group_id)
@@ -152,9 +152,9 @@ impl Store {
         let mut with_action = 0;
         for (status, active, n) in rows {
             with_action += n;
-            match (status.as_str(), active) {
-                ("finished", 0) => counts.finished += n,
-                ("error", 0) => counts.error += n,
+            match (status, active) {
+                (ActionStatus::Finished, 0) => counts.finished += n,
+                (ActionStatus::Error, 0) => counts.error += n,
                 (_, 0) => counts.canceled += n,
                 _ => counts.running += n,
             }
@@ -166,8 +166,8 @@ impl Store {
     pub async fn set_rollout_status(
         &self,
         rollout_id: i64,
-        from: &[&str],
-        to: &str,
+        from: &[RolloutStatus],
+        to: RolloutStatus,
         reason: Option<&str>,
     ) -> Result<bool, sqlx::Error> {
         let mut tx = self.begin().await?;
@@ -179,18 +179,18 @@ impl Store {
     async fn set_rollout_status_in(
         tx: &mut Tx<'_>,
         rollout_id: i64,
-        from: &[&str],
-        to: &str,
+        from: &[RolloutStatus],
+        to: RolloutStatus,
         reason: Option<&str>,
     ) -> Result<bool, sqlx::Error> {
         let lock = for_update(tx);
-        let status: Option<String> =
+        let status: Option<RolloutStatus> =
             sqlx::query_scalar(&format!("SELECT status FROM rollouts WHERE id = $1{lock}"))
                 .bind(rollout_id)
                 .fetch_optional(&mut **tx)
                 .await?;
         match status {
-            Some(status) if from.contains(&status.as_str()) => {
+            Some(status) if from.contains(&status) => {
                 sqlx::query("UPDATE rollouts SET status = $1, status_reason = $2, updated_at = $3 WHERE id = $4")
                     .bind(to)
                     .bind(reason)
@@ -247,11 +247,10 @@ impl Store {
             Self::insert_status_in(
                 &mut tx,
                 action_id,
-                &NewStatus {
-                    status: "canceling".into(),
-                    messages: vec!["keel-server: superseded by a new assignment".into()],
-                    ..Default::default()
-                },
+                &NewStatus::message(
+                    ActionStatus::Canceling,
+                    "keel-server: superseded by a new assignment",
+                ),
             )
             .await?;
         }
@@ -286,8 +285,8 @@ impl Store {
     pub async fn set_group_status(
         &self,
         group_id: i64,
-        from: &str,
-        to: &str,
+        from: GroupStatus,
+        to: GroupStatus,
     ) -> Result<bool, sqlx::Error> {
         let done =
             sqlx::query("UPDATE rollout_groups SET status = $1 WHERE id = $2 AND status = $3")
@@ -307,9 +306,14 @@ impl Store {
         reason: &str,
     ) -> Result<bool, sqlx::Error> {
         let mut tx = self.begin().await?;
-        let changed =
-            Self::set_rollout_status_in(&mut tx, rollout_id, &["running"], "halted", Some(reason))
-                .await?;
+        let changed = Self::set_rollout_status_in(
+            &mut tx,
+            rollout_id,
+            &[RolloutStatus::Running],
+            RolloutStatus::Halted,
+            Some(reason),
+        )
+        .await?;
         if changed {
             sqlx::query("UPDATE rollout_groups SET status = 'error' WHERE id = $1")
                 .bind(group_id)
@@ -328,8 +332,13 @@ impl Store {
         let changed = Self::set_rollout_status_in(
             &mut tx,
             rollout_id,
-            &["ready", "running", "paused", "halted"],
-            "canceled",
+            &[
+                RolloutStatus::Ready,
+                RolloutStatus::Running,
+                RolloutStatus::Paused,
+                RolloutStatus::Halted,
+            ],
+            RolloutStatus::Canceled,
             Some(&reason),
         )
         .await?;
@@ -355,11 +364,7 @@ impl Store {
                 Self::insert_status_in(
                     &mut tx,
                     action_id,
-                    &NewStatus {
-                        status: "canceling".into(),
-                        messages: vec!["keel-server: rollout canceled".into()],
-                        ..Default::default()
-                    },
+                    &NewStatus::message(ActionStatus::Canceling, "keel-server: rollout canceled"),
                 )
                 .await?;
             }

@@ -13,7 +13,7 @@ use crate::common;
 
 use common::replica::Replica;
 use common::TestServer;
-use keel_server::store::{NewAction, Store};
+use keel_server::store::{ActionStatus, GroupStatus, NewAction, Store};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -311,7 +311,8 @@ async fn concurrent_schedulers_never_double_create_actions() {
     assert_eq!(groups.len(), 12);
     for group in &groups {
         assert_ne!(
-            group.status, "scheduled",
+            group.status,
+            GroupStatus::Scheduled,
             "group {} never started",
             group.name
         );
@@ -337,7 +338,7 @@ async fn concurrent_schedulers_never_double_create_actions() {
         assert_eq!(of_rollout.len(), 1, "{id}: {actions:?}");
         let open_not_canceling = actions
             .iter()
-            .filter(|x| x.active == 1 && x.status != "canceling")
+            .filter(|x| x.active == 1 && x.status != ActionStatus::Canceling)
             .count();
         assert_eq!(open_not_canceling, 1, "{id}: {actions:?}");
     }
@@ -364,7 +365,7 @@ async fn concurrent_schedulers_never_double_create_actions() {
     let actions = a.target_actions(target.id).await.unwrap();
     let open: Vec<_> = actions
         .iter()
-        .filter(|x| x.active == 1 && x.status != "canceling")
+        .filter(|x| x.active == 1 && x.status != ActionStatus::Canceling)
         .collect();
     assert_eq!(open.len(), 1, "{actions:#?}");
     assert_eq!(open[0].id, actions.last().unwrap().id, "the newest one");
