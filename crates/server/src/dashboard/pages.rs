@@ -7,7 +7,10 @@ use super::{
 };
 use crate::audit::ClientAddr;
 use crate::auth;
-use crate::store::{now_ms, DeviceFilter, GroupCounts, RolloutStatus};
+use crate::store::{
+    now_ms, AttributeFilter, DeviceFilter, GroupCounts, Page, RolloutStatus, StateCount,
+    VersionCount,
+};
 use crate::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
@@ -488,7 +491,10 @@ async fn fleet_page(state: &AppState, ctx: &Ctx, query: FormFields) -> Result<Re
         tag: query.text("tag"),
         attribute: attribute_text
             .split_once('=')
-            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string())),
+            .map(|(k, v)| AttributeFilter {
+                key: k.trim().to_string(),
+                value: v.trim().to_string(),
+            }),
         state: query
             .text("state")
             .chars()
@@ -501,7 +507,7 @@ async fn fleet_page(state: &AppState, ctx: &Ctx, query: FormFields) -> Result<Re
         .unwrap_or(1)
         .clamp(1, 1_000_000);
     // The overview's counts and the page's rows are independent reads: run them side by side.
-    let (counts, (rows, total)) = db(tokio::try_join!(
+    let (counts, Page { rows, total }) = db(tokio::try_join!(
         state.store.fleet_counts(ctx.tenant.id, now),
         state
             .store
@@ -517,18 +523,18 @@ async fn fleet_page(state: &AppState, ctx: &Ctx, query: FormFields) -> Result<Re
         counts.total, counts.seen_last_hour, counts.seen_last_day, counts.never_seen
     );
     body.push_str("<div class=\"card\"><h2>By state</h2><ul class=\"counts\" id=\"by-state\">");
-    for (name, n) in &counts.by_state {
+    for StateCount { state: name, count } in &counts.by_state {
         let _ = write!(
             body,
-            "<li><a href=\"/ui/fleet?state={}\">{}</a> <b>{n}</b></li>",
+            "<li><a href=\"/ui/fleet?state={}\">{}</a> <b>{count}</b></li>",
             url_part(name),
             badge(name)
         );
     }
     body.push_str("</ul></div><div class=\"card\"><h2>By installed version</h2><ul class=\"counts\" id=\"by-version\">");
-    for (version, n) in counts.by_version.iter().take(12) {
-        let label = version.as_deref().unwrap_or("nothing installed by keel");
-        let _ = write!(body, "<li>{} <b>{n}</b></li>", esc(label));
+    for VersionCount { installed, count } in counts.by_version.iter().take(12) {
+        let label = installed.as_deref().unwrap_or("nothing installed by keel");
+        let _ = write!(body, "<li>{} <b>{count}</b></li>", esc(label));
     }
     if counts.by_version.len() > 12 {
         let _ = write!(

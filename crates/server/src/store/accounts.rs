@@ -46,6 +46,15 @@ pub struct DashboardUser {
     pub created_at: i64,
 }
 
+/// The management API token minted for a password login, stored with its session.
+#[derive(Debug, Clone, Copy)]
+pub struct MintedToken<'a> {
+    /// `DASHBOARD_SESSION_TOKEN_PREFIX` and the user's name.
+    pub name: &'a str,
+    pub role: &'a str,
+    pub tenant_id: i64,
+}
+
 /// Name prefix of the API tokens minted for password logins to the dashboard.
 pub const DASHBOARD_SESSION_TOKEN_PREFIX: &str = "dashboard-session:";
 
@@ -142,16 +151,21 @@ impl Store {
         Ok(name)
     }
 
-    /// Stores a dashboard session (migrations/0200_replicas.sql). With `mint = Some((name, role, tenant id))`
-    /// the session's API token is created in the same transaction, so a concurrent
+    /// Stores a dashboard session (migrations/0200_replicas.sql). With `mint`, the session's API
+    /// token (`session.token_hash`) is created in the same transaction, so a concurrent
     /// [`Store::prune_dashboard_sessions`] on another replica never sees the token without its session.
     pub async fn create_dashboard_session(
         &self,
         session: &DashboardSession,
-        mint: Option<(&str, &str, i64)>,
+        mint: Option<MintedToken<'_>>,
     ) -> Result<(), sqlx::Error> {
         let mut tx = self.begin().await?;
-        if let Some((name, role, tenant_id)) = mint {
+        if let Some(MintedToken {
+            name,
+            role,
+            tenant_id,
+        }) = mint
+        {
             sqlx::query(
                 "INSERT INTO api_tokens (name, token_hash, role, tenant_id, created_at) VALUES ($1, $2, $3, $4, $5)",
             )

@@ -163,11 +163,11 @@ impl Store {
 
     /// Creates an action for a target inside `tx`. Open actions of the target are superseded: they
     /// become `canceling` so the device is told to stop them first (hawkBit without multi-assignment).
+    /// Rollouts create their actions a group at a time (`Store::start_group`), not through this.
     pub async fn create_action_in(
         tx: &mut Tx<'_>,
         target: &Target,
         ds_id: i64,
-        rollout: Option<(i64, i64)>,
         new: &NewAction,
     ) -> Result<Action, sqlx::Error> {
         let now = now_ms();
@@ -199,21 +199,15 @@ impl Store {
             )
             .await?;
         }
-        let (rollout_id, group_id) = match rollout {
-            Some((r, g)) => (Some(r), Some(g)),
-            None => (None, None),
-        };
         let mw = new.maintenance.as_ref();
         let action: Action = sqlx::query_as(&format!(
-            "INSERT INTO actions (tenant_id, target_id, ds_id, rollout_id, rollout_group_id, action_type, forcetime, \
+            "INSERT INTO actions (tenant_id, target_id, ds_id, action_type, forcetime, \
              mw_schedule, mw_duration_secs, mw_timezone, status, active, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'running', 1, $11, $11) RETURNING {ACTION_COLUMNS}"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'running', 1, $9, $9) RETURNING {ACTION_COLUMNS}"
         ))
         .bind(target.tenant_id)
         .bind(target.id)
         .bind(ds_id)
-        .bind(rollout_id)
-        .bind(group_id)
         .bind(&new.action_type)
         .bind(new.forcetime)
         .bind(mw.map(|m| m.schedule.clone()))

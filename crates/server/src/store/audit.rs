@@ -1,6 +1,6 @@
 //! The audit log (migrations/0800_audit_log.sql, crate::audit).
 
-use super::Store;
+use super::{Page, Store};
 use serde::Serialize;
 
 /// One audit record.
@@ -108,7 +108,7 @@ impl Store {
         filter: &AuditFilter,
         offset: i64,
         limit: i64,
-    ) -> Result<(Vec<AuditRecord>, i64), sqlx::Error> {
+    ) -> Result<Page<AuditRecord>, sqlx::Error> {
         let (clause, binds) = filter.clause();
         let n = binds.len();
         let select = format!(
@@ -134,6 +134,9 @@ impl Store {
         }
         let records = rows.bind(limit).bind(offset).fetch_all(&self.read).await?;
         let total = total.fetch_one(&self.read).await?;
-        Ok((records, total))
+        Ok(Page {
+            rows: records,
+            total,
+        })
     }
 }

@@ -1,7 +1,7 @@
 //! Dashboard queries: paginated, computed in SQL so pages stay fast with large fleets.
 
 use super::actions::ACTION_COLUMNS;
-use super::{Action, Store};
+use super::{Action, Page, Store};
 
 /// A device row of the dashboard's fleet list.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -21,9 +21,16 @@ pub struct DeviceFilter {
     /// Substring of the controller id or name.
     pub search: String,
     pub tag: String,
-    /// `(key, value)`: the device attribute `key` equals `value`.
-    pub attribute: Option<(String, String)>,
+    pub attribute: Option<AttributeFilter>,
+    /// An update state (as `DeviceRow::state`).
     pub state: String,
+}
+
+/// The device attribute `key` equals `value`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttributeFilter {
+    pub key: String,
+    pub value: String,
 }
 
 /// Escapes `%`, `_` and `\` for `LIKE ... ESCAPE '\'`.
@@ -57,7 +64,7 @@ impl Store {
         filter: &DeviceFilter,
         limit: i64,
         offset: i64,
-    ) -> Result<(Vec<DeviceRow>, i64), sqlx::Error> {
+    ) -> Result<Page<DeviceRow>, sqlx::Error> {
         let search = if filter.search.is_empty() {
             String::new()
         } else {
@@ -67,7 +74,7 @@ impl Store {
         // Matching is ASCII case-insensitive on both backends (SQLite's LIKE is, PostgreSQL's is
         // not; LOWER on both sides makes them agree).
         let attribute = match &filter.attribute {
-            Some((key, value)) => {
+            Some(AttributeFilter { key, value }) => {
                 let key = serde_json::to_string(key).unwrap_or_default();
                 let value = serde_json::to_string(value).unwrap_or_default();
                 format!("%{}%", like_escape(&format!("{key}:{value}")))
@@ -120,21 +127,21 @@ impl Store {
             .fetch_one(&self.read)
             .await?
         };
-        Ok((rows, total))
+        Ok(Page { rows, total })
     }
 
     /// Fleet-wide counts for the overview: by update state, by installed set, by last-seen age.
     /// `now` and the age limits are in milliseconds.
     pub async fn fleet_counts(&self, tenant_id: i64, now: i64) -> Result<FleetCounts, sqlx::Error> {
-        let by_state: Vec<(String, i64)> = sqlx::query_as(&format!(
-            "SELECT state, COUNT(*) FROM (SELECT {DEVICE_STATE_SQL} AS state FROM targets t \
+        let by_state: Vec<StateCount> = sqlx::query_as(&format!(
+            "SELECT state, COUNT(*) AS count FROM (SELECT {DEVICE_STATE_SQL} AS state FROM targets t \
              WHERE t.tenant_id = $1) AS f GROUP BY state ORDER BY state"
         ))
         .bind(tenant_id)
         .fetch_all(&self.read)
         .await?;
-        let by_version: Vec<(Option<String>, i64)> = sqlx::query_as(
-            "SELECT d.name || ' ' || d.version, COUNT(*) FROM targets t \
+        let by_version: Vec<VersionCount> = sqlx::query_as(
+            "SELECT d.name || ' ' || d.version AS installed, COUNT(*) AS count FROM targets t \
              LEFT JOIN actions a ON a.id = t.installed_action_id \
              LEFT JOIN distribution_sets d ON d.id = a.ds_id \
              WHERE t.tenant_id = $1 GROUP BY d.id, d.name, d.version ORDER BY COUNT(*) DESC",
@@ -202,10 +209,26 @@ impl Store {
 #[derive(Debug, Clone, Default)]
 pub struct FleetCounts {
     pub total: i64,
-    pub by_state: Vec<(String, i64)>,
-    /// `None`: nothing installed through keel yet.
-    pub by_version: Vec<(Option<String>, i64)>,
+    /// By update state, in the order of the state's name.
+    pub by_state: Vec<StateCount>,
+    /// By installed set, the most common first.
+    pub by_version: Vec<VersionCount>,
     pub seen_last_hour: i64,
     pub seen_last_day: i64,
     pub never_seen: i64,
+}
+
+/// How many devices are in one update state.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StateCount {
+    pub state: String,
+    pub count: i64,
+}
+
+/// How many devices run one distribution set.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct VersionCount {
+    /// `<set name> <set version>`; `None`: nothing installed through keel yet.
+    pub installed: Option<String>,
+    pub count: i64,
 }

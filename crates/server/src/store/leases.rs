@@ -2,6 +2,13 @@
 
 use super::{now_ms, Store};
 
+/// Who holds a lease, and until when (ms since 1970, the holder's clock).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Lease {
+    pub holder: String,
+    pub expires_at: i64,
+}
+
 impl Store {
     /// Takes the lease `name` for `holder` until `ttl_ms` from now, or renews it if `holder`
     /// already holds it; a lease held by another holder is taken over only once it has expired.
@@ -38,8 +45,8 @@ impl Store {
         Ok(())
     }
 
-    /// `(holder, expires_at)` of a lease.
-    pub async fn lease(&self, name: &str) -> Result<Option<(String, i64)>, sqlx::Error> {
+    /// Who holds the lease `name`, if anyone ever took it (an expired lease is still returned).
+    pub async fn lease(&self, name: &str) -> Result<Option<Lease>, sqlx::Error> {
         sqlx::query_as("SELECT holder, expires_at FROM leases WHERE name = $1")
             .bind(name)
             .fetch_optional(&self.read)

@@ -2,9 +2,11 @@
 
 use super::actions::ACTION_COLUMNS;
 use super::dashboard::DEVICE_STATE_SQL;
+use super::rollouts::ROLLOUT_COLUMNS;
 use super::targets::TARGET_COLUMNS;
 use super::{
-    Action, ApiTokenRow, Artifact, DistributionSet, Rollout, SoftwareModule, Store, Target, Tenant,
+    Action, ApiTokenRow, Artifact, DistributionSet, Page, Rollout, SoftwareModule, Store, Target,
+    Tenant,
 };
 use crate::paging::{Bind, Field, Kind, Listing, PageRequest};
 
@@ -130,7 +132,7 @@ impl Store {
         from_where: &str,
         base: Vec<Bind>,
         page: &PageRequest,
-    ) -> Result<(Vec<T>, i64), sqlx::Error>
+    ) -> Result<Page<T>, sqlx::Error>
     where
         T: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
     {
@@ -165,7 +167,7 @@ impl Store {
             .bind(page.offset)
             .fetch_all(&self.read)
             .await?;
-        Ok((rows, total))
+        Ok(Page { rows, total })
     }
 
     /// Targets of a tenant, optionally only those with exactly `tag`.
@@ -174,7 +176,7 @@ impl Store {
         tenant_id: i64,
         tag: Option<&str>,
         page: &PageRequest,
-    ) -> Result<(Vec<Target>, i64), sqlx::Error> {
+    ) -> Result<Page<Target>, sqlx::Error> {
         let columns = TARGET_COLUMNS
             .split(", ")
             .map(|c| format!("t.{}", c.trim()))
@@ -207,7 +209,7 @@ impl Store {
         &self,
         tenant_id: i64,
         page: &PageRequest,
-    ) -> Result<(Vec<SoftwareModule>, i64), sqlx::Error> {
+    ) -> Result<Page<SoftwareModule>, sqlx::Error> {
         self.list_page(
             "id, tenant_id, module_type, name, version, created_at",
             "FROM software_modules WHERE tenant_id = $1",
@@ -221,7 +223,7 @@ impl Store {
         &self,
         tenant_id: i64,
         page: &PageRequest,
-    ) -> Result<(Vec<DistributionSet>, i64), sqlx::Error> {
+    ) -> Result<Page<DistributionSet>, sqlx::Error> {
         self.list_page(
             "id, tenant_id, name, version, created_at",
             "FROM distribution_sets WHERE tenant_id = $1",
@@ -235,7 +237,7 @@ impl Store {
         &self,
         module_id: i64,
         page: &PageRequest,
-    ) -> Result<(Vec<Artifact>, i64), sqlx::Error> {
+    ) -> Result<Page<Artifact>, sqlx::Error> {
         self.list_page(
             "id, module_id, filename, sha256, sha1, md5, size, created_at",
             "FROM artifacts WHERE module_id = $1",
@@ -249,7 +251,7 @@ impl Store {
         &self,
         target_id: i64,
         page: &PageRequest,
-    ) -> Result<(Vec<Action>, i64), sqlx::Error> {
+    ) -> Result<Page<Action>, sqlx::Error> {
         self.list_page(
             ACTION_COLUMNS,
             "FROM actions WHERE target_id = $1",
@@ -263,10 +265,9 @@ impl Store {
         &self,
         tenant_id: i64,
         page: &PageRequest,
-    ) -> Result<(Vec<Rollout>, i64), sqlx::Error> {
+    ) -> Result<Page<Rollout>, sqlx::Error> {
         self.list_page(
-            "id, tenant_id, name, ds_id, action_type, status, success_threshold, error_threshold, \
-             status_reason, created_at, updated_at",
+            ROLLOUT_COLUMNS,
             "FROM rollouts WHERE tenant_id = $1",
             vec![Bind::Int(tenant_id)],
             page,
@@ -279,7 +280,7 @@ impl Store {
         &self,
         tenant_id: i64,
         page: &PageRequest,
-    ) -> Result<(Vec<ApiTokenRow>, i64), sqlx::Error> {
+    ) -> Result<Page<ApiTokenRow>, sqlx::Error> {
         self.list_page(
             "id, name, role, created_at",
             "FROM api_tokens WHERE tenant_id = $1",
@@ -294,7 +295,7 @@ impl Store {
         &self,
         only: Option<i64>,
         page: &PageRequest,
-    ) -> Result<(Vec<Tenant>, i64), sqlx::Error> {
+    ) -> Result<Page<Tenant>, sqlx::Error> {
         let (from_where, base) = match only {
             Some(id) => ("FROM tenants WHERE id = $1", vec![Bind::Int(id)]),
             None => ("FROM tenants WHERE 1 = 1", Vec::new()),

@@ -34,20 +34,23 @@ mod tenants;
 mod tuf;
 mod variants;
 
-pub use accounts::{DashboardSession, DashboardUser, DASHBOARD_SESSION_TOKEN_PREFIX};
+pub use accounts::{DashboardSession, DashboardUser, MintedToken, DASHBOARD_SESSION_TOKEN_PREFIX};
 pub use actions::{Action, ActionStatusEntry, MaintenanceWindow, NewAction, NewStatus, Transition};
 pub use audit::{AuditFilter, AuditRecord};
-pub use dashboard::{DeviceFilter, DeviceRow, FleetCounts};
+pub use dashboard::{
+    AttributeFilter, DeviceFilter, DeviceRow, FleetCounts, StateCount, VersionCount,
+};
+pub use leases::Lease;
 pub use listings::{
     ACTION_LISTING, ARTIFACT_LISTING, MODULE_LISTING, ROLLOUT_LISTING, SET_LISTING, TARGET_LISTING,
     TENANT_LISTING, TOKEN_LISTING,
 };
-pub use rollouts::{GroupCounts, Rollout, RolloutGroup};
+pub use rollouts::{GroupCounts, NewGroup, NewRollout, Rollout, RolloutGroup};
 pub use software::{Artifact, DistributionSet, SoftwareModule};
 pub use status::{ActionStatus, GroupStatus, RolloutStatus, UnknownStatus};
-pub use targets::Target;
+pub use targets::{Poll, Target};
 pub use tenants::{ApiTokenRow, Tenant, TokenIdentity};
-pub use tuf::{TufFileInfo, TufFileWrite};
+pub use tuf::{TufFileDigest, TufFileInfo, TufFileWrite};
 
 use reports::{commit_reports, ReportJob, REPORT_BATCH};
 use sqlx::any::AnyPoolOptions;
@@ -56,6 +59,13 @@ use std::path::Path;
 use std::time::Duration;
 
 pub type Tx<'a> = Transaction<'a, Any>;
+
+/// One page of a list and how many rows match in all (for the pager).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub rows: Vec<T>,
+    pub total: i64,
+}
 
 #[derive(Clone)]
 pub struct Store {

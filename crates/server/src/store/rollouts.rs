@@ -48,45 +48,63 @@ pub struct GroupCounts {
     pub canceled: i64,
 }
 
+/// A rollout to create (status `ready`).
+#[derive(Debug, Clone)]
+pub struct NewRollout {
+    pub name: String,
+    pub ds_id: i64,
+    pub action_type: String,
+    /// Percent of a group that must succeed before the next group starts.
+    pub success_threshold: i64,
+    /// Percent of a group that may fail; above it the rollout halts.
+    pub error_threshold: i64,
+    /// In the order they run.
+    pub groups: Vec<NewGroup>,
+}
+
+/// One group of a new rollout.
+#[derive(Debug, Clone)]
+pub struct NewGroup {
+    pub name: String,
+    pub target_ids: Vec<i64>,
+}
+
+pub(super) const ROLLOUT_COLUMNS: &str =
+    "id, tenant_id, name, ds_id, action_type, status, success_threshold, error_threshold, \
+     status_reason, created_at, updated_at";
+
 impl Store {
-    #[allow(clippy::too_many_arguments)]
     pub async fn create_rollout(
         &self,
         tenant_id: i64,
-        name: &str,
-        ds_id: i64,
-        action_type: &str,
-        success_threshold: i64,
-        error_threshold: i64,
-        groups: &[(String, Vec<i64>)],
+        new: &NewRollout,
     ) -> Result<Rollout, sqlx::Error> {
         let now = now_ms();
         let mut tx = self.begin().await?;
-        let rollout: Rollout = sqlx::query_as(
+        let rollout: Rollout = sqlx::query_as(&format!(
             "INSERT INTO rollouts (tenant_id, name, ds_id, action_type, status, success_threshold, error_threshold, \
              created_at, updated_at) VALUES ($1, $2, $3, $4, 'ready', $5, $6, $7, $7) \
-             RETURNING id, tenant_id, name, ds_id, action_type, status, success_threshold, error_threshold, \
-             status_reason, created_at, updated_at",
-        )
+             RETURNING {ROLLOUT_COLUMNS}"
+        ))
         .bind(tenant_id)
-        .bind(name)
-        .bind(ds_id)
-        .bind(action_type)
-        .bind(success_threshold)
-        .bind(error_threshold)
+        .bind(&new.name)
+        .bind(new.ds_id)
+        .bind(&new.action_type)
+        .bind(new.success_threshold)
+        .bind(new.error_threshold)
         .bind(now)
         .fetch_one(&mut *tx)
         .await?;
-        for (position, (group_name, target_ids)) in groups.iter().enumerate() {
+        for (position, group) in new.groups.iter().enumerate() {
             let group_id: i64 = sqlx::query_scalar(
                 "INSERT INTO rollout_groups (rollout_id, position, name, status) VALUES ($1, $2, $3, 'scheduled') RETURNING id",
             )
             .bind(rollout.id)
             .bind(i64::try_from(position).unwrap_or(i64::MAX))
-            .bind(group_name)
+            .bind(&group.name)
             .fetch_one(&mut *tx)
             .await?;
-            for target_id in target_ids {
+            for target_id in &group.target_ids {
                 sqlx::query("INSERT INTO rollout_group_targets (group_id, target_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
                     .bind(group_id)
                     .bind(target_id)
@@ -99,10 +117,9 @@ impl Store {
     }
 
     pub async fn rollout(&self, tenant_id: i64, id: i64) -> Result<Option<Rollout>, sqlx::Error> {
-        sqlx::query_as(
-            "SELECT id, tenant_id, name, ds_id, action_type, status, success_threshold, error_threshold, status_reason, \
-             created_at, updated_at FROM rollouts WHERE id = $1 AND tenant_id = $2",
-        )
+        sqlx::query_as(&format!(
+            "SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE id = $1 AND tenant_id = $2"
+        ))
         .bind(id)
         .bind(tenant_id)
         .fetch_optional(&self.read)
@@ -110,10 +127,9 @@ impl Store {
     }
 
     pub async fn rollouts(&self, tenant_id: i64) -> Result<Vec<Rollout>, sqlx::Error> {
-        sqlx::query_as(
-            "SELECT id, tenant_id, name, ds_id, action_type, status, success_threshold, error_threshold, status_reason, \
-             created_at, updated_at FROM rollouts WHERE tenant_id = $1 ORDER BY id",
-        )
+        sqlx::query_as(&format!(
+            "SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE tenant_id = $1 ORDER BY id"
+        ))
         .bind(tenant_id)
         .fetch_all(&self.read)
         .await
@@ -374,10 +390,9 @@ impl Store {
     }
 
     pub async fn running_rollouts(&self) -> Result<Vec<Rollout>, sqlx::Error> {
-        sqlx::query_as(
-            "SELECT id, tenant_id, name, ds_id, action_type, status, success_threshold, error_threshold, status_reason, \
-             created_at, updated_at FROM rollouts WHERE status = 'running' ORDER BY id",
-        )
+        sqlx::query_as(&format!(
+            "SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE status = 'running' ORDER BY id"
+        ))
         .fetch_all(&self.read)
         .await
     }

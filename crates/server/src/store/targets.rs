@@ -17,6 +17,16 @@ pub struct Target {
     pub created_at: i64,
 }
 
+/// A target's latest poll (`Store::record_polls`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Poll {
+    pub target_id: i64,
+    /// Milliseconds since 1970.
+    pub at: i64,
+    /// The device's IP address as seen by the server.
+    pub address: String,
+}
+
 pub(super) const TARGET_COLUMNS: &str =
     "id, tenant_id, controller_id, name, token_hash, attributes, request_attributes, \
      last_poll_at, address, installed_action_id, created_at";
@@ -219,16 +229,16 @@ impl Store {
     }
 
     /// Writes a batch of last-poll times (collected in memory between flushes).
-    pub async fn record_polls(&self, polls: &[(i64, i64, String)]) -> Result<(), sqlx::Error> {
+    pub async fn record_polls(&self, polls: &[Poll]) -> Result<(), sqlx::Error> {
         if polls.is_empty() {
             return Ok(());
         }
         let mut tx = self.begin().await?;
-        for (target_id, at, address) in polls {
+        for poll in polls {
             sqlx::query("UPDATE targets SET last_poll_at = $1, address = $2 WHERE id = $3")
-                .bind(at)
-                .bind(address)
-                .bind(target_id)
+                .bind(poll.at)
+                .bind(&poll.address)
+                .bind(poll.target_id)
                 .execute(&mut *tx)
                 .await?;
         }

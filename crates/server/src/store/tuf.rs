@@ -14,6 +14,13 @@ pub struct TufFileWrite {
     pub replaces: Option<String>,
 }
 
+/// A stored TUF metadata file's name and digest (`Store::tuf_files`).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TufFileDigest {
+    pub name: String,
+    pub sha256: String,
+}
+
 /// A stored TUF metadata file, without its bytes (`Store::tuf_listing`).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TufFileInfo {
@@ -25,8 +32,8 @@ pub struct TufFileInfo {
 
 /// TUF metadata of each tenant's repository (table `tuf_metadata`, see crate::tuf).
 impl Store {
-    /// `(name, sha256)` of every metadata file of `tenant`.
-    pub async fn tuf_files(&self, tenant: &str) -> Result<Vec<(String, String)>, sqlx::Error> {
+    /// Name and sha256 of every metadata file of `tenant`, by name.
+    pub async fn tuf_files(&self, tenant: &str) -> Result<Vec<TufFileDigest>, sqlx::Error> {
         sqlx::query_as("SELECT name, sha256 FROM tuf_metadata WHERE tenant = $1 ORDER BY name")
             .bind(tenant)
             .fetch_all(&self.read)

@@ -355,7 +355,7 @@ async fn concurrent_schedulers_never_double_create_actions() {
             let (store, target, new) = (store.clone(), target.clone(), new.clone());
             async move {
                 let mut tx = store.begin().await?;
-                Store::create_action_in(&mut tx, &target, old_set, None, &new).await?;
+                Store::create_action_in(&mut tx, &target, old_set, &new).await?;
                 tx.commit().await
             }
         };
@@ -385,7 +385,7 @@ async fn the_scheduler_lease_has_one_holder() {
         store.acquire_lease(lease, "a", 60_000).await.unwrap(),
         "renewal"
     );
-    assert_eq!(store.lease(lease).await.unwrap().unwrap().0, "a");
+    assert_eq!(store.lease(lease).await.unwrap().unwrap().holder, "a");
     // A lease that expired (its holder stopped renewing) is taken over.
     assert!(store.acquire_lease(lease, "a", -1).await.unwrap());
     assert!(store.acquire_lease(lease, "b", 60_000).await.unwrap());
@@ -393,7 +393,7 @@ async fn the_scheduler_lease_has_one_holder() {
     // Released: the next one takes it at once.
     store.release_lease(lease, "a").await.unwrap();
     assert_eq!(
-        store.lease(lease).await.unwrap().unwrap().0,
+        store.lease(lease).await.unwrap().unwrap().holder,
         "b",
         "only its holder releases it"
     );
