@@ -9,7 +9,7 @@ use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::paging::{page_json, PageRequest};
 use crate::store::{
     self, Action, ActionStatus, MaintenanceWindow, NewAction, NewGroup, Page, RolloutStatus, Store,
-    Target, Tenant,
+    Target, Tenant, UpdateStatus,
 };
 use crate::AppState;
 use axum::body::Body;
@@ -731,15 +731,15 @@ async fn target_json(store: &Store, target: &Target) -> ApiResult<Value> {
     let open = actions.iter().any(|a| a.active != 0);
     let last = actions.last();
     let update_status = if open {
-        "pending"
+        UpdateStatus::Pending
     } else if last.is_some_and(|a| a.status == ActionStatus::Error) {
-        "error"
+        UpdateStatus::Error
     } else if target.installed_action_id.is_some() {
-        "in_sync"
+        UpdateStatus::InSync
     } else if target.last_poll_at.is_some() {
-        "registered"
+        UpdateStatus::Registered
     } else {
-        "unknown"
+        UpdateStatus::Unknown
     };
     let attributes: BTreeMap<String, String> =
         serde_json::from_str(&target.attributes).unwrap_or_default();

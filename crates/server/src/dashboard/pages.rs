@@ -9,7 +9,7 @@ use crate::audit::ClientAddr;
 use crate::auth;
 use crate::store::{
     now_ms, AttributeFilter, DeviceFilter, GroupCounts, Page, RolloutStatus, StateCount,
-    VersionCount,
+    UpdateStatus, VersionCount,
 };
 use crate::AppState;
 use axum::body::{Body, Bytes};
@@ -475,8 +475,6 @@ pub(super) fn query_fields(query: Option<String>) -> FormFields {
     FormFields::parse(query.unwrap_or_default().as_bytes())
 }
 
-const STATES: [&str; 5] = ["pending", "error", "in_sync", "registered", "unknown"];
-
 pub async fn fleet(State(state): AppState_, ctx: Ctx, RawQuery(query): RawQuery) -> Response {
     match fleet_page(&state, &ctx, query_fields(query)).await {
         Ok(response) | Err(response) => response,
@@ -527,8 +525,8 @@ async fn fleet_page(state: &AppState, ctx: &Ctx, query: FormFields) -> Result<Re
         let _ = write!(
             body,
             "<li><a href=\"/ui/fleet?state={}\">{}</a> <b>{count}</b></li>",
-            url_part(name),
-            badge(name)
+            url_part(name.as_str()),
+            badge(name.as_str())
         );
     }
     body.push_str("</ul></div><div class=\"card\"><h2>By installed version</h2><ul class=\"counts\" id=\"by-version\">");
@@ -556,8 +554,8 @@ async fn fleet_page(state: &AppState, ctx: &Ctx, query: FormFields) -> Result<Re
         esc(&filter.tag),
         esc(&attribute_text)
     );
-    for name in STATES {
-        let selected = if filter.state == name {
+    for name in UpdateStatus::ALL {
+        let selected = if filter.state == name.as_str() {
             " selected"
         } else {
             ""
@@ -623,7 +621,7 @@ async fn fleet_page(state: &AppState, ctx: &Ctx, query: FormFields) -> Result<Re
             url_part(&row.controller_id),
             esc(&row.controller_id),
             esc(&row.name),
-            badge(&row.state),
+            badge(row.state.as_str()),
             esc(row.installed.as_deref().unwrap_or("–")),
         );
     }

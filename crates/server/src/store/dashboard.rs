@@ -1,7 +1,7 @@
 //! Dashboard queries: paginated, computed in SQL so pages stay fast with large fleets.
 
 use super::actions::ACTION_COLUMNS;
-use super::{Action, Page, Store};
+use super::{Action, Page, Store, UpdateStatus};
 
 /// A device row of the dashboard's fleet list.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -9,8 +9,7 @@ pub struct DeviceRow {
     pub controller_id: String,
     pub name: String,
     pub last_poll_at: Option<i64>,
-    /// `pending`, `error`, `in_sync`, `registered` or `unknown` (as the management API's `updateStatus`).
-    pub state: String,
+    pub state: UpdateStatus,
     /// `<set name> <set version>` of the installed distribution set.
     pub installed: Option<String>,
 }
@@ -22,7 +21,7 @@ pub struct DeviceFilter {
     pub search: String,
     pub tag: String,
     pub attribute: Option<AttributeFilter>,
-    /// An update state (as `DeviceRow::state`).
+    /// An update state's text (`UpdateStatus::as_str`); any other text matches no device.
     pub state: String,
 }
 
@@ -221,7 +220,7 @@ pub struct FleetCounts {
 /// How many devices are in one update state.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct StateCount {
-    pub state: String,
+    pub state: UpdateStatus,
     pub count: i64,
 }
 

@@ -47,7 +47,7 @@ pub use listings::{
 };
 pub use rollouts::{GroupCounts, NewGroup, NewRollout, Rollout, RolloutGroup};
 pub use software::{Artifact, DistributionSet, SoftwareModule};
-pub use status::{ActionStatus, GroupStatus, RolloutStatus, UnknownStatus};
+pub use status::{ActionStatus, GroupStatus, RolloutStatus, UnknownStatus, UpdateStatus};
 pub use targets::{Poll, Target};
 pub use tenants::{ApiTokenRow, Tenant, TokenIdentity};
 pub use tuf::{TufFileDigest, TufFileInfo, TufFileWrite};

@@ -1,4 +1,4 @@
-//! The statuses of actions, rollouts and rollout groups.
+//! The statuses of actions, rollouts, rollout groups and targets.
 //!
 //! Each status's text (`as_str`, also its JSON form and `Display`) is what the database stores and
 //! the APIs show: the migrations, hawkBit clients and the tests depend on it, so it never changes.
@@ -40,6 +40,9 @@ macro_rules! text_status {
         }
 
         impl $name {
+            /// Every status, in the order they are declared.
+            pub const ALL: &'static [$name] = &[$(Self::$variant,)*];
+
             pub const fn as_str(self) -> &'static str {
                 match self {
                     $(Self::$variant => $text,)*
@@ -143,24 +146,31 @@ text_status! {
     }
 }
 
+text_status! {
+    /// A target's update status (the management API's `updateStatus`, the dashboard's device
+    /// state), computed from its actions (`dashboard::DEVICE_STATE_SQL`, `mgmt::target_json`).
+    pub enum UpdateStatus {
+        /// An action is open.
+        Pending = "pending",
+        /// The latest action failed.
+        Error = "error",
+        /// Runs the set of its latest successful action.
+        InSync = "in_sync",
+        /// Has polled, nothing installed through keel yet.
+        Registered = "registered",
+        /// Never polled.
+        Unknown = "unknown",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn texts_round_trip() {
-        for status in [
-            ActionStatus::Running,
-            ActionStatus::Download,
-            ActionStatus::Downloaded,
-            ActionStatus::Warning,
-            ActionStatus::Retrieved,
-            ActionStatus::CancelRejected,
-            ActionStatus::Canceling,
-            ActionStatus::Finished,
-            ActionStatus::Error,
-            ActionStatus::Canceled,
-        ] {
+        assert_eq!(ActionStatus::ALL.len(), 10);
+        for &status in ActionStatus::ALL {
             assert_eq!(status.as_str().parse::<ActionStatus>(), Ok(status));
             assert_eq!(
                 serde_json::to_value(status).unwrap(),
@@ -173,6 +183,10 @@ mod tests {
             "scheduled".parse::<GroupStatus>(),
             Ok(GroupStatus::Scheduled)
         );
+        assert_eq!(UpdateStatus::InSync.as_str(), "in_sync");
+        for &status in UpdateStatus::ALL {
+            assert_eq!(status.as_str().parse::<UpdateStatus>(), Ok(status));
+        }
         assert!("RUNNING".parse::<ActionStatus>().is_err());
     }
 }
