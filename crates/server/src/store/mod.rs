@@ -17,7 +17,8 @@
 //! `tenants` (tenants, API tokens), `targets`, `software` (modules, artifacts, distribution sets),
 //! `actions`, `reports` (the group commit of device reports), `rollouts`, `leases`, `dashboard`
 //! (the dashboard's fleet queries), `accounts` (dashboard users and sessions), `variants`, `tuf`,
-//! `audit` and `listings` (the management API's list pages).
+//! `audit` and `listings` (the management API's list pages). `status` holds the status enums,
+//! stored as their text.
 
 mod accounts;
 mod actions;
