@@ -3,7 +3,7 @@
 use crate::auth::{self, Device};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::store::{now_ms, Action, Artifact, NewStatus, Transition};
+use crate::store::{now_ms, Action, ActionStatus, Artifact, NewStatus, Transition};
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
@@ -185,7 +185,7 @@ fn poll_sleep(action: Option<&Action>, configured: u32, now: i64) -> u32 {
     ) else {
         return configured;
     };
-    if action.status == "canceling" || window_open(schedule, duration, tz, now) {
+    if action.status == ActionStatus::Canceling || window_open(schedule, duration, tz, now) {
         return configured;
     }
     match next_window_start(schedule, tz, now) {
@@ -275,7 +275,7 @@ async fn poll(
     let current = state.store.current_action(device.target.id).await?;
     let sleep = poll_sleep(current.as_ref(), state.config.poll_interval, now);
     if let Some(action) = current {
-        if action.status == "canceling" {
+        if action.status == ActionStatus::Canceling {
             links.insert(
                 "cancelAction".into(),
                 href(format!("{base}/cancelAction/{}", action.id)),
@@ -382,7 +382,7 @@ async fn deployment_json(
             messages.truncate(usize::try_from(count).unwrap_or(usize::MAX));
         }
         body["actionHistory"] =
-            json!({ "status": action.status.to_uppercase(), "messages": messages });
+            json!({ "status": action.status.as_str().to_uppercase(), "messages": messages });
     }
     Ok(body)
 }
@@ -395,7 +395,10 @@ async fn deployment_base(
 ) -> ApiResult<Response> {
     let device = auth::device(&state.store, &headers, &tenant, &controller_id, false).await?;
     let action = device_action(&state, &device, action_id).await?;
-    if action.status == "canceling" || action.status == "canceled" {
+    if matches!(
+        action.status,
+        ActionStatus::Canceling | ActionStatus::Canceled
+    ) {
         return Err(ApiError::not_found("deployment"));
     }
     let base = controller_base(&state, &headers, &tenant, &controller_id);
@@ -413,7 +416,7 @@ async fn deployment_base(
             .store
             .note_once(
                 action.id,
-                "retrieved",
+                ActionStatus::Retrieved,
                 "keel-server: target retrieved the deployment",
             )
             .await?;
@@ -429,7 +432,7 @@ async fn installed_base(
 ) -> ApiResult<Response> {
     let device = auth::device(&state.store, &headers, &tenant, &controller_id, false).await?;
     let action = device_action(&state, &device, action_id).await?;
-    if action.active != 0 || action.status != "finished" {
+    if action.active != 0 || action.status != ActionStatus::Finished {
         return Err(ApiError::not_found("installed action"));
     }
     let base = controller_base(&state, &headers, &tenant, &controller_id);
@@ -499,7 +502,7 @@ pub struct Feedback {
 const MAX_MESSAGES: usize = 50;
 const MAX_MESSAGE_LEN: usize = 512;
 
-fn status_entry(status: &str, feedback: &Feedback) -> NewStatus {
+fn status_entry(status: ActionStatus, feedback: &Feedback) -> NewStatus {
     let mut messages: Vec<String> = feedback
         .status
         .details
@@ -512,7 +515,7 @@ fn status_entry(status: &str, feedback: &Feedback) -> NewStatus {
     }
     let progress = feedback.status.result.progress.as_ref();
     NewStatus {
-        status: status.into(),
+        status,
         messages,
         code: feedback.status.code,
         progress_cnt: progress.and_then(|p| p.cnt),
@@ -537,32 +540,42 @@ async fn deployment_feedback(
     }
     let (status, transition) = match (feedback.status.execution, feedback.status.result.finished) {
         (Execution::Closed, Finished::Failure) => (
-            "error",
+            ActionStatus::Error,
             Transition::Close {
-                status: "error",
+                status: ActionStatus::Error,
                 installed: false,
             },
         ),
         (Execution::Closed, _) => (
-            "finished",
+            ActionStatus::Finished,
             Transition::Close {
-                status: "finished",
+                status: ActionStatus::Finished,
                 installed: true,
             },
         ),
         (Execution::Canceled, _) => (
-            "canceled",
+            ActionStatus::Canceled,
             Transition::Close {
-                status: "canceled",
+                status: ActionStatus::Canceled,
                 installed: false,
             },
         ),
-        (Execution::Rejected, _) => ("warning", Transition::Open("warning")),
-        (Execution::Download, _) => ("download", Transition::Open("download")),
-        (Execution::Downloaded, _) => ("downloaded", Transition::Open("downloaded")),
-        (Execution::Proceeding | Execution::Scheduled | Execution::Resumed, _) => {
-            ("running", Transition::Open("running"))
-        }
+        (Execution::Rejected, _) => (
+            ActionStatus::Warning,
+            Transition::Open(ActionStatus::Warning),
+        ),
+        (Execution::Download, _) => (
+            ActionStatus::Download,
+            Transition::Open(ActionStatus::Download),
+        ),
+        (Execution::Downloaded, _) => (
+            ActionStatus::Downloaded,
+            Transition::Open(ActionStatus::Downloaded),
+        ),
+        (Execution::Proceeding | Execution::Scheduled | Execution::Resumed, _) => (
+            ActionStatus::Running,
+            Transition::Open(ActionStatus::Running),
+        ),
     };
     if !state
         .store
@@ -583,7 +596,10 @@ async fn cancel_action(
 ) -> ApiResult<Response> {
     let device = auth::device(&state.store, &headers, &tenant, &controller_id, false).await?;
     let action = device_action(&state, &device, action_id).await?;
-    if action.status != "canceling" && action.status != "canceled" {
+    if !matches!(
+        action.status,
+        ActionStatus::Canceling | ActionStatus::Canceled
+    ) {
         return Err(ApiError::not_found("cancel action"));
     }
     if action.active != 0 {
@@ -591,7 +607,7 @@ async fn cancel_action(
             .store
             .note_once(
                 action.id,
-                "retrieved",
+                ActionStatus::Retrieved,
                 "keel-server: target retrieved the cancel request",
             )
             .await?;
@@ -614,7 +630,7 @@ async fn cancel_feedback(
             action.status
         )));
     }
-    if action.status != "canceling" {
+    if action.status != ActionStatus::Canceling {
         return Err(ApiError::MethodNotAllowed(format!(
             "action {action_id} is not being canceled"
         )));
@@ -622,28 +638,31 @@ async fn cancel_feedback(
     // hawkBit's generateActionCancelStatus mapping.
     let (status, transition) = match (feedback.status.execution, feedback.status.result.finished) {
         (Execution::Closed, Finished::Failure) => (
-            "error",
+            ActionStatus::Error,
             Transition::Close {
-                status: "error",
+                status: ActionStatus::Error,
                 installed: false,
             },
         ),
         (Execution::Closed, _) => (
-            "canceled",
+            ActionStatus::Canceled,
             Transition::Close {
-                status: "canceled",
+                status: ActionStatus::Canceled,
                 installed: false,
             },
         ),
-        (Execution::Rejected, _) => ("cancel_rejected", Transition::Force("running")),
-        (Execution::Canceled, _) => ("warning", Transition::None),
-        _ => ("running", Transition::None),
+        (Execution::Rejected, _) => (
+            ActionStatus::CancelRejected,
+            Transition::Force(ActionStatus::Running),
+        ),
+        (Execution::Canceled, _) => (ActionStatus::Warning, Transition::None),
+        _ => (ActionStatus::Running, Transition::None),
     };
     if !state
         .store
         .report(
             &action,
-            Some("canceling"),
+            Some(ActionStatus::Canceling),
             &status_entry(status, &feedback),
             transition,
         )
@@ -828,7 +847,7 @@ async fn download_artifact(
                     .store
                     .note(
                         action.id,
-                        "download",
+                        ActionStatus::Download,
                         &format!("keel-server: target downloads {}", artifact.filename),
                     )
                     .await?;
@@ -936,7 +955,7 @@ mod tests {
             mw_schedule: Some(schedule.into()),
             mw_duration_secs: Some(duration),
             mw_timezone: Some("Z".into()),
-            status: "running".into(),
+            status: ActionStatus::Running,
             active: 1,
             created_at: 0,
             updated_at: 0,

@@ -351,13 +351,17 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn flush_polls(state: &AppState) {
-    let batch: Vec<(i64, i64, String)> = {
+    let batch: Vec<store::Poll> = {
         let Ok(mut polls) = state.polls.lock() else {
             return;
         };
         polls
             .drain()
-            .map(|(id, (at, address))| (id, at, address))
+            .map(|(target_id, (at, address))| store::Poll {
+                target_id,
+                at,
+                address,
+            })
             .collect()
     };
     if let Err(err) = state.store.record_polls(&batch).await {

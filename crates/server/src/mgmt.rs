@@ -7,7 +7,10 @@ use crate::auth::{self, Caller, Role};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::paging::{page_json, PageRequest};
-use crate::store::{self, Action, MaintenanceWindow, NewAction, Store, Target, Tenant};
+use crate::store::{
+    self, Action, ActionStatus, MaintenanceWindow, NewAction, NewGroup, Page, RolloutStatus, Store,
+    Target, Tenant, UpdateStatus,
+};
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, RawQuery, State};
@@ -266,7 +269,10 @@ async fn list_tenants(
 ) -> ApiResult<Json<Value>> {
     let caller = auth::management_role(&state.store, &headers, Role::Admin).await?;
     let page = PageRequest::parse(query.as_deref(), &store::TENANT_LISTING)?;
-    let (tenants, total) = state.store.tenants_page(caller.tenant_id, &page).await?;
+    let Page {
+        rows: tenants,
+        total,
+    } = state.store.tenants_page(caller.tenant_id, &page).await?;
     let tenants: Vec<Value> = tenants
         .into_iter()
         .map(|t| json!({ "id": t.id, "name": t.name, "gatewayToken": t.gateway_token_hash.is_some() }))
@@ -369,7 +375,10 @@ async fn list_tokens(
 ) -> ApiResult<Json<Value>> {
     let tenant = tenant_for(&state, &headers, Role::Admin).await?;
     let page = PageRequest::parse(query.as_deref(), &store::TOKEN_LISTING)?;
-    let (tokens, total) = state.store.api_tokens_page(tenant.id, &page).await?;
+    let Page {
+        rows: tokens,
+        total,
+    } = state.store.api_tokens_page(tenant.id, &page).await?;
     let tokens: Vec<Value> = tokens
         .into_iter()
         .map(|t| json!({ "id": t.id, "name": t.name, "role": t.role, "createdAt": t.created_at }))
@@ -437,7 +446,10 @@ async fn audit_log(
         until: query.until,
         failed_only: query.failed,
     };
-    let (records, total) = state.store.audit(&filter, query.offset, limit).await?;
+    let Page {
+        rows: records,
+        total,
+    } = state.store.audit(&filter, query.offset, limit).await?;
     Ok(Json(json!({
         "content": records,
         "total": total,
@@ -485,7 +497,10 @@ async fn list_modules(
 ) -> ApiResult<Json<Value>> {
     let tenant = tenant_for(&state, &headers, Role::Viewer).await?;
     let page = PageRequest::parse(query.as_deref(), &store::MODULE_LISTING)?;
-    let (modules, total) = state.store.modules_page(tenant.id, &page).await?;
+    let Page {
+        rows: modules,
+        total,
+    } = state.store.modules_page(tenant.id, &page).await?;
     Ok(Json(page_json(
         modules.iter().map(|m| json!(m)).collect(),
         total,
@@ -605,7 +620,10 @@ async fn list_module_artifacts(
         .await?
         .ok_or_else(|| ApiError::not_found("software module"))?;
     let page = PageRequest::parse(query.as_deref(), &store::ARTIFACT_LISTING)?;
-    let (artifacts, total) = state.store.artifacts_page(id, &page).await?;
+    let Page {
+        rows: artifacts,
+        total,
+    } = state.store.artifacts_page(id, &page).await?;
     let variants = state.store.artifact_variants(id).await?;
     Ok(Json(page_json(
         artifacts
@@ -673,7 +691,7 @@ async fn list_sets(
 ) -> ApiResult<Json<Value>> {
     let tenant = tenant_for(&state, &headers, Role::Viewer).await?;
     let page = PageRequest::parse(query.as_deref(), &store::SET_LISTING)?;
-    let (sets, total) = state.store.distribution_sets_page(tenant.id, &page).await?;
+    let Page { rows: sets, total } = state.store.distribution_sets_page(tenant.id, &page).await?;
     Ok(Json(page_json(
         sets.iter().map(|s| json!(s)).collect(),
         total,
@@ -713,15 +731,15 @@ async fn target_json(store: &Store, target: &Target) -> ApiResult<Value> {
     let open = actions.iter().any(|a| a.active != 0);
     let last = actions.last();
     let update_status = if open {
-        "pending"
-    } else if last.is_some_and(|a| a.status == "error") {
-        "error"
+        UpdateStatus::Pending
+    } else if last.is_some_and(|a| a.status == ActionStatus::Error) {
+        UpdateStatus::Error
     } else if target.installed_action_id.is_some() {
-        "in_sync"
+        UpdateStatus::InSync
     } else if target.last_poll_at.is_some() {
-        "registered"
+        UpdateStatus::Registered
     } else {
-        "unknown"
+        UpdateStatus::Unknown
     };
     let attributes: BTreeMap<String, String> =
         serde_json::from_str(&target.attributes).unwrap_or_default();
@@ -790,7 +808,10 @@ async fn list_targets(
 ) -> ApiResult<Json<Value>> {
     let tenant = tenant_for(&state, &headers, Role::Viewer).await?;
     let page = PageRequest::parse(query.as_deref(), &store::TARGET_LISTING)?;
-    let (targets, total) = state
+    let Page {
+        rows: targets,
+        total,
+    } = state
         .store
         .targets_page(tenant.id, page.extra("tag"), &page)
         .await?;
@@ -979,7 +1000,7 @@ async fn assign_to_target(
         .ok_or_else(|| ApiError::not_found("distribution set"))?;
     let new = new_action(&body.options())?;
     let mut tx = state.store.begin().await?;
-    let action = Store::create_action_in(&mut tx, &target, body.id, None, &new).await?;
+    let action = Store::create_action_in(&mut tx, &target, body.id, &new).await?;
     tx.commit().await?;
     Ok(created(json!(action)))
 }
@@ -1055,7 +1076,7 @@ async fn assign_set(
     let mut tx = state.store.begin().await?;
     let mut actions = Vec::new();
     for target in &targets {
-        let action = Store::create_action_in(&mut tx, target, ds_id, None, &new).await?;
+        let action = Store::create_action_in(&mut tx, target, ds_id, &new).await?;
         actions.push(json!({ "controllerId": target.controller_id, "actionId": action.id }));
     }
     tx.commit().await?;
@@ -1080,7 +1101,10 @@ async fn list_actions(
     let tenant = tenant_for(&state, &headers, Role::Viewer).await?;
     let target = find_target(&state, &tenant, &controller_id).await?;
     let page = PageRequest::parse(query.as_deref(), &store::ACTION_LISTING)?;
-    let (actions, total) = state.store.target_actions_page(target.id, &page).await?;
+    let Page {
+        rows: actions,
+        total,
+    } = state.store.target_actions_page(target.id, &page).await?;
     Ok(Json(page_json(
         actions.iter().map(|a| json!(a)).collect(),
         total,
@@ -1207,7 +1231,7 @@ async fn create_rollout(
         .distribution_set(tenant.id, body.ds_id)
         .await?
         .ok_or_else(|| ApiError::not_found("distribution set"))?;
-    let mut groups: Vec<(String, Vec<i64>)> = Vec::new();
+    let mut groups: Vec<NewGroup> = Vec::new();
     if !body.groups.is_empty() {
         if body.amount_groups.is_some() {
             return Err(ApiError::bad_request("give either groups or amountGroups"));
@@ -1220,7 +1244,10 @@ async fn create_rollout(
             check_name("group name", &name)?;
             let targets =
                 resolve_targets(&state, &tenant, &group.targets, group.tag.as_deref()).await?;
-            groups.push((name, targets.iter().map(|t| t.id).collect()));
+            groups.push(NewGroup {
+                name,
+                target_ids: targets.iter().map(|t| t.id).collect(),
+            });
         }
     } else {
         let amount = body.amount_groups.unwrap_or(1);
@@ -1230,21 +1257,22 @@ async fn create_rollout(
         let targets = resolve_targets(&state, &tenant, &body.targets, body.tag.as_deref()).await?;
         let per_group = targets.len().div_ceil(amount).max(1);
         for (i, chunk) in targets.chunks(per_group).enumerate() {
-            groups.push((
-                format!("group-{}", i + 1),
-                chunk.iter().map(|t| t.id).collect(),
-            ));
+            groups.push(NewGroup {
+                name: format!("group-{}", i + 1),
+                target_ids: chunk.iter().map(|t| t.id).collect(),
+            });
         }
     }
     // A device in two groups would get two actions for the same set.
     let mut seen = std::collections::HashSet::new();
-    for (name, members) in &groups {
-        if members.is_empty() {
+    for group in &groups {
+        if group.target_ids.is_empty() {
             return Err(ApiError::bad_request(format!(
-                "group {name:?} has no targets"
+                "group {:?} has no targets",
+                group.name
             )));
         }
-        for id in members {
+        for id in &group.target_ids {
             if !seen.insert(*id) {
                 return Err(ApiError::bad_request("a target may be in only one group"));
             }
@@ -1257,12 +1285,14 @@ async fn create_rollout(
         .store
         .create_rollout(
             tenant.id,
-            &body.name,
-            body.ds_id,
-            &body.action_type,
-            body.success_threshold,
-            body.error_threshold,
-            &groups,
+            &store::NewRollout {
+                name: body.name,
+                ds_id: body.ds_id,
+                action_type: body.action_type,
+                success_threshold: body.success_threshold,
+                error_threshold: body.error_threshold,
+                groups,
+            },
         )
         .await?;
     rollout_json(&state.store, &rollout).await.map(created)
@@ -1297,7 +1327,10 @@ async fn list_rollouts(
 ) -> ApiResult<Json<Value>> {
     let tenant = tenant_for(&state, &headers, Role::Viewer).await?;
     let page = PageRequest::parse(query.as_deref(), &store::ROLLOUT_LISTING)?;
-    let (rollouts, total) = state.store.rollouts_page(tenant.id, &page).await?;
+    let Page {
+        rows: rollouts,
+        total,
+    } = state.store.rollouts_page(tenant.id, &page).await?;
     Ok(Json(page_json(
         rollouts.iter().map(|r| json!(r)).collect(),
         total,
@@ -1334,7 +1367,7 @@ async fn rollout_operation(
         "start" => {
             let started = state
                 .store
-                .set_rollout_status(id, &["ready"], "running", None)
+                .set_rollout_status(id, &[RolloutStatus::Ready], RolloutStatus::Running, None)
                 .await?;
             if started {
                 // Start the first group now rather than at the next scheduler tick.
@@ -1345,13 +1378,23 @@ async fn rollout_operation(
         "pause" => {
             state
                 .store
-                .set_rollout_status(id, &["running"], "paused", Some(&format!("paused by {by}")))
+                .set_rollout_status(
+                    id,
+                    &[RolloutStatus::Running],
+                    RolloutStatus::Paused,
+                    Some(&format!("paused by {by}")),
+                )
                 .await?
         }
         "resume" => {
             state
                 .store
-                .set_rollout_status(id, &["paused", "halted"], "running", None)
+                .set_rollout_status(
+                    id,
+                    &[RolloutStatus::Paused, RolloutStatus::Halted],
+                    RolloutStatus::Running,
+                    None,
+                )
                 .await?
         }
         "cancel" => state.store.cancel_rollout(id, &by).await?,

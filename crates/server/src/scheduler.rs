@@ -16,7 +16,7 @@
 //! it: every transition is a conditional update (`WHERE status = 'scheduled'`, row locks on
 //! PostgreSQL), so a stalled former holder that wakes up mid-tick cannot apply a step twice.
 
-use crate::store::{GroupCounts, Rollout, Store};
+use crate::store::{GroupCounts, GroupStatus, Rollout, RolloutStatus, Store};
 use crate::AppState;
 use std::sync::Arc;
 use std::time::Duration;
@@ -108,11 +108,11 @@ async fn advance(store: &Store, rollout: &Rollout) -> Result<(), sqlx::Error> {
     let groups = store.rollout_groups(rollout.id).await?;
     let mut last_started = None;
     for group in &groups {
-        if group.status == "scheduled" || group.status == "canceled" {
+        if matches!(group.status, GroupStatus::Scheduled | GroupStatus::Canceled) {
             continue;
         }
         last_started = Some(group);
-        if group.status != "running" {
+        if group.status != GroupStatus::Running {
             continue;
         }
         let counts = store.group_counts(group.id).await?;
@@ -127,18 +127,18 @@ async fn advance(store: &Store, rollout: &Rollout) -> Result<(), sqlx::Error> {
         }
         if counts.running == 0 && counts.scheduled == 0 {
             store
-                .set_group_status(group.id, "running", "finished")
+                .set_group_status(group.id, GroupStatus::Running, GroupStatus::Finished)
                 .await?;
         }
     }
-    let next = groups.iter().find(|g| g.status == "scheduled");
+    let next = groups.iter().find(|g| g.status == GroupStatus::Scheduled);
     match (last_started, next) {
         (None, Some(first)) => {
             store.start_group(rollout, first.id).await?;
         }
         (Some(current), Some(next)) => {
             // A group halted for errors and then resumed by the operator counts as done.
-            let proceed = current.status == "error"
+            let proceed = current.status == GroupStatus::Error
                 || success_threshold_reached(
                     &store.group_counts(current.id).await?,
                     rollout.success_threshold,
@@ -152,10 +152,15 @@ async fn advance(store: &Store, rollout: &Rollout) -> Result<(), sqlx::Error> {
             let groups = store.rollout_groups(rollout.id).await?;
             if groups
                 .iter()
-                .all(|g| g.status != "running" && g.status != "scheduled")
+                .all(|g| !matches!(g.status, GroupStatus::Running | GroupStatus::Scheduled))
             {
                 store
-                    .set_rollout_status(rollout.id, &["running"], "finished", None)
+                    .set_rollout_status(
+                        rollout.id,
+                        &[RolloutStatus::Running],
+                        RolloutStatus::Finished,
+                        None,
+                    )
                     .await?;
             }
         }

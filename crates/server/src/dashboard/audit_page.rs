@@ -4,7 +4,7 @@
 use super::html::{esc, time, url_part};
 use super::pages::{db, query_fields, render};
 use super::{error_page, Ctx};
-use crate::store::AuditFilter;
+use crate::store::{AuditFilter, Page};
 use crate::AppState;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
@@ -38,7 +38,10 @@ pub async fn audit(
         failed_only: failed,
         ..AuditFilter::default()
     };
-    let (records, total) = match db(state
+    let Page {
+        rows: records,
+        total,
+    } = match db(state
         .store
         .audit(&filter, (page - 1) * PER_PAGE, PER_PAGE)
         .await)

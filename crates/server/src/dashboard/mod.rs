@@ -17,7 +17,7 @@ mod html;
 mod pages;
 
 use crate::auth::{self, Role};
-use crate::store::{now_ms, DashboardSession, Store, Tenant};
+use crate::store::{now_ms, DashboardSession, MintedToken, Store, Tenant};
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::{FromRequestParts, State};
@@ -126,8 +126,11 @@ impl Sessions {
         store
             .create_dashboard_session(
                 &session,
-                mint.as_ref()
-                    .map(|(name, role)| (name.as_str(), role.as_str(), tenant.id)),
+                mint.as_ref().map(|(name, role)| MintedToken {
+                    name,
+                    role,
+                    tenant_id: tenant.id,
+                }),
             )
             .await?;
         Ok(id)

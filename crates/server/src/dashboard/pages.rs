@@ -7,7 +7,10 @@ use super::{
 };
 use crate::audit::ClientAddr;
 use crate::auth;
-use crate::store::{now_ms, DeviceFilter, GroupCounts};
+use crate::store::{
+    now_ms, AttributeFilter, DeviceFilter, GroupCounts, Page, RolloutStatus, StateCount,
+    UpdateStatus, VersionCount,
+};
 use crate::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
@@ -472,8 +475,6 @@ pub(super) fn query_fields(query: Option<String>) -> FormFields {
     FormFields::parse(query.unwrap_or_default().as_bytes())
 }
 
-const STATES: [&str; 5] = ["pending", "error", "in_sync", "registered", "unknown"];
-
 pub async fn fleet(State(state): AppState_, ctx: Ctx, RawQuery(query): RawQuery) -> Response {
     match fleet_page(&state, &ctx, query_fields(query)).await {
         Ok(response) | Err(response) => response,
@@ -488,7 +489,10 @@ async fn fleet_page(state: &AppState, ctx: &Ctx, query: FormFields) -> Result<Re
         tag: query.text("tag"),
         attribute: attribute_text
             .split_once('=')
-            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string())),
+            .map(|(k, v)| AttributeFilter {
+                key: k.trim().to_string(),
+                value: v.trim().to_string(),
+            }),
         state: query
             .text("state")
             .chars()
@@ -501,7 +505,7 @@ async fn fleet_page(state: &AppState, ctx: &Ctx, query: FormFields) -> Result<Re
         .unwrap_or(1)
         .clamp(1, 1_000_000);
     // The overview's counts and the page's rows are independent reads: run them side by side.
-    let (counts, (rows, total)) = db(tokio::try_join!(
+    let (counts, Page { rows, total }) = db(tokio::try_join!(
         state.store.fleet_counts(ctx.tenant.id, now),
         state
             .store
@@ -517,18 +521,18 @@ async fn fleet_page(state: &AppState, ctx: &Ctx, query: FormFields) -> Result<Re
         counts.total, counts.seen_last_hour, counts.seen_last_day, counts.never_seen
     );
     body.push_str("<div class=\"card\"><h2>By state</h2><ul class=\"counts\" id=\"by-state\">");
-    for (name, n) in &counts.by_state {
+    for StateCount { state: name, count } in &counts.by_state {
         let _ = write!(
             body,
-            "<li><a href=\"/ui/fleet?state={}\">{}</a> <b>{n}</b></li>",
-            url_part(name),
-            badge(name)
+            "<li><a href=\"/ui/fleet?state={}\">{}</a> <b>{count}</b></li>",
+            url_part(name.as_str()),
+            badge(name.as_str())
         );
     }
     body.push_str("</ul></div><div class=\"card\"><h2>By installed version</h2><ul class=\"counts\" id=\"by-version\">");
-    for (version, n) in counts.by_version.iter().take(12) {
-        let label = version.as_deref().unwrap_or("nothing installed by keel");
-        let _ = write!(body, "<li>{} <b>{n}</b></li>", esc(label));
+    for VersionCount { installed, count } in counts.by_version.iter().take(12) {
+        let label = installed.as_deref().unwrap_or("nothing installed by keel");
+        let _ = write!(body, "<li>{} <b>{count}</b></li>", esc(label));
     }
     if counts.by_version.len() > 12 {
         let _ = write!(
@@ -550,8 +554,8 @@ async fn fleet_page(state: &AppState, ctx: &Ctx, query: FormFields) -> Result<Re
         esc(&filter.tag),
         esc(&attribute_text)
     );
-    for name in STATES {
-        let selected = if filter.state == name {
+    for name in UpdateStatus::ALL {
+        let selected = if filter.state == name.as_str() {
             " selected"
         } else {
             ""
@@ -617,7 +621,7 @@ async fn fleet_page(state: &AppState, ctx: &Ctx, query: FormFields) -> Result<Re
             url_part(&row.controller_id),
             esc(&row.controller_id),
             esc(&row.name),
-            badge(&row.state),
+            badge(row.state.as_str()),
             esc(row.installed.as_deref().unwrap_or("–")),
         );
     }
@@ -775,10 +779,10 @@ async fn device_page(
             "<section class=\"action status-{cls}\" id=\"action-{id}\"><h3>Action {id}: {label} {status}</h3>\
              <p class=\"meta\">{kind}{open} · created {created}{rollout}</p>\
              <table class=\"list history\"><thead><tr><th>Time</th><th>Status</th><th>Progress</th><th>Code</th><th>Messages</th></tr></thead><tbody>",
-            cls = esc(&action.status),
+            cls = esc(action.status.as_str()),
             id = action.id,
             label = esc(&label),
-            status = badge(&action.status),
+            status = badge(action.status.as_str()),
             kind = esc(&action.action_type),
             open = if action.active != 0 { " · open" } else { "" },
             created = esc(&time(action.created_at)),
@@ -796,7 +800,7 @@ async fn device_page(
                 body,
                 "<tr><td>{}</td><td>{}</td><td>{progress}</td><td>{}</td><td class=\"messages\">{}</td></tr>",
                 esc(&time(entry.reported_at)),
-                badge(&entry.status),
+                badge(entry.status.as_str()),
                 entry.code.map(|c| c.to_string()).unwrap_or_default(),
                 messages.iter().map(|m| esc(m)).collect::<Vec<_>>().join("<br>"),
             );
@@ -1084,7 +1088,7 @@ async fn rollouts_page(state: &AppState, ctx: &Ctx) -> Result<Response, Response
             "<tr><td>{id}</td><td><a href=\"/ui/rollouts/{id}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&rollout.name),
             esc(&set_label(state, ctx.tenant.id, rollout.ds_id).await?),
-            badge(&rollout.status),
+            badge(rollout.status.as_str()),
             progress_bar(&format!("bar-{}", rollout.id), &totals),
             id = rollout.id,
         );
@@ -1155,11 +1159,24 @@ pub async fn create_rollout(State(state): AppState_, ctx: Ctx, body: Bytes) -> R
 }
 
 /// Which operations an operator may start from each rollout status (the API decides in the end).
-const OPERATIONS: [(&str, &str, &str); 4] = [
-    ("start", "Start", "ready"),
-    ("pause", "Pause", "running"),
-    ("resume", "Resume", "paused halted"),
-    ("cancel", "Cancel", "ready running paused halted"),
+const OPERATIONS: [(&str, &str, &[RolloutStatus]); 4] = [
+    ("start", "Start", &[RolloutStatus::Ready]),
+    ("pause", "Pause", &[RolloutStatus::Running]),
+    (
+        "resume",
+        "Resume",
+        &[RolloutStatus::Paused, RolloutStatus::Halted],
+    ),
+    (
+        "cancel",
+        "Cancel",
+        &[
+            RolloutStatus::Ready,
+            RolloutStatus::Running,
+            RolloutStatus::Paused,
+            RolloutStatus::Halted,
+        ],
+    ),
 ];
 
 async fn progress_json(state: &AppState, ctx: &Ctx, id: i64) -> Result<Option<Value>, Response> {
@@ -1245,8 +1262,8 @@ async fn rollout_page(state: &AppState, ctx: &Ctx, id: i64) -> Result<Response, 
          <p class=\"meta\">Distribution set <b>{set}</b> · type {kind} · success threshold {success}% · error threshold {error}% · created {created}\
          <span id=\"live\" class=\"live\"></span></p>",
         name = esc(&rollout.name),
-        status_attr = esc(&rollout.status),
-        status = badge(&rollout.status),
+        status_attr = esc(rollout.status.as_str()),
+        status = badge(rollout.status.as_str()),
         reason = esc(rollout.status_reason.as_deref().unwrap_or("")),
         set = esc(&set_label(state, ctx.tenant.id, rollout.ds_id).await?),
         kind = esc(&rollout.action_type),
@@ -1257,7 +1274,7 @@ async fn rollout_page(state: &AppState, ctx: &Ctx, id: i64) -> Result<Response, 
     if ctx.can_operate() {
         body.push_str("<div class=\"operations\" id=\"operations\">");
         for (operation, label, when) in OPERATIONS {
-            let hidden = if when.split(' ').any(|s| s == rollout.status) {
+            let hidden = if when.contains(&rollout.status) {
                 ""
             } else {
                 " hidden"
@@ -1266,7 +1283,8 @@ async fn rollout_page(state: &AppState, ctx: &Ctx, id: i64) -> Result<Response, 
                 body,
                 "<form method=\"post\" action=\"/ui/rollouts/{id}/{operation}\" data-show-when=\"{when}\"{hidden}>{}\
                  <button type=\"submit\" id=\"op-{operation}\" class=\"op-{operation}\">{label}</button></form>",
-                csrf_field(ctx)
+                csrf_field(ctx),
+                when = when.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" "),
             );
         }
         body.push_str("</div>");

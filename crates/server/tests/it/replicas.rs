@@ -13,7 +13,7 @@ use crate::common;
 
 use common::replica::Replica;
 use common::TestServer;
-use keel_server::store::{NewAction, Store};
+use keel_server::store::{ActionStatus, GroupStatus, NewAction, Store};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -311,7 +311,8 @@ async fn concurrent_schedulers_never_double_create_actions() {
     assert_eq!(groups.len(), 12);
     for group in &groups {
         assert_ne!(
-            group.status, "scheduled",
+            group.status,
+            GroupStatus::Scheduled,
             "group {} never started",
             group.name
         );
@@ -337,7 +338,7 @@ async fn concurrent_schedulers_never_double_create_actions() {
         assert_eq!(of_rollout.len(), 1, "{id}: {actions:?}");
         let open_not_canceling = actions
             .iter()
-            .filter(|x| x.active == 1 && x.status != "canceling")
+            .filter(|x| x.active == 1 && x.status != ActionStatus::Canceling)
             .count();
         assert_eq!(open_not_canceling, 1, "{id}: {actions:?}");
     }
@@ -354,7 +355,7 @@ async fn concurrent_schedulers_never_double_create_actions() {
             let (store, target, new) = (store.clone(), target.clone(), new.clone());
             async move {
                 let mut tx = store.begin().await?;
-                Store::create_action_in(&mut tx, &target, old_set, None, &new).await?;
+                Store::create_action_in(&mut tx, &target, old_set, &new).await?;
                 tx.commit().await
             }
         };
@@ -364,7 +365,7 @@ async fn concurrent_schedulers_never_double_create_actions() {
     let actions = a.target_actions(target.id).await.unwrap();
     let open: Vec<_> = actions
         .iter()
-        .filter(|x| x.active == 1 && x.status != "canceling")
+        .filter(|x| x.active == 1 && x.status != ActionStatus::Canceling)
         .collect();
     assert_eq!(open.len(), 1, "{actions:#?}");
     assert_eq!(open[0].id, actions.last().unwrap().id, "the newest one");
@@ -384,7 +385,7 @@ async fn the_scheduler_lease_has_one_holder() {
         store.acquire_lease(lease, "a", 60_000).await.unwrap(),
         "renewal"
     );
-    assert_eq!(store.lease(lease).await.unwrap().unwrap().0, "a");
+    assert_eq!(store.lease(lease).await.unwrap().unwrap().holder, "a");
     // A lease that expired (its holder stopped renewing) is taken over.
     assert!(store.acquire_lease(lease, "a", -1).await.unwrap());
     assert!(store.acquire_lease(lease, "b", 60_000).await.unwrap());
@@ -392,7 +393,7 @@ async fn the_scheduler_lease_has_one_holder() {
     // Released: the next one takes it at once.
     store.release_lease(lease, "a").await.unwrap();
     assert_eq!(
-        store.lease(lease).await.unwrap().unwrap().0,
+        store.lease(lease).await.unwrap().unwrap().holder,
         "b",
         "only its holder releases it"
     );
