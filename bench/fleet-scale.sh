@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fleet-scale benchmark of keel-server (not a test): simulated DDI devices from keel-fleet
-# (crates/sim/src/fleet.rs) against one release keel-server, on SQLite and on PostgreSQL.
+# (crates/fleet/src/lib.rs) against one release keel-server, on SQLite and on PostgreSQL.
 #
 #   bench/fleet-scale.sh [sqlite|postgres|both] [OFFERED_POLLS_PER_S] [ROLLOUT_DEVICES] [PHASES]
 #
@@ -22,7 +22,7 @@ PHASES=${4:-steady rollout}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 command -v sqlite3 >/dev/null || { echo "sqlite3 is required (apt-get install sqlite3)" >&2; exit 1; }
 
-cargo build --release -p keel-server -p keel-sim --bin keel-server --bin keel-fleet \
+cargo build --release -p keel-server -p keel-fleet --bin keel-server --bin keel-fleet \
     --manifest-path "$ROOT/Cargo.toml" >&2
 SERVER="$ROOT/target/release/keel-server"
 FLEET="$ROOT/target/release/keel-fleet"

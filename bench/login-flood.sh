@@ -21,7 +21,7 @@ done
 
 # PROFILE=dev uses the test build instead (dependencies at opt-level 2, keel's own code unoptimised).
 PROFILE=${PROFILE:-release}
-cargo build --profile "$PROFILE" -p keel-server -p keel-sim --bin keel-server --bin keel-fleet \
+cargo build --profile "$PROFILE" -p keel-server -p keel-fleet --bin keel-server --bin keel-fleet \
     --manifest-path "$ROOT/Cargo.toml" >&2
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 OUT=$PROFILE; [ "$PROFILE" = dev ] && OUT=debug

@@ -11,6 +11,7 @@ bash scripts/setup-debian.sh; phase setup
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings; phase clippy
 bash scripts/msrv.sh; phase msrv
+bash scripts/deny.sh; phase "cargo deny"
 cargo test --workspace --no-fail-fast 2>&1; phase "workspace tests"
 # The shipping agent: static (musl) build, installs and confirms on a simulated EBG device.
 bash scripts/agent-static.sh; phase agent-static

@@ -2,7 +2,7 @@
 //!
 //! - `two_replicas_roll_out_to_10000_devices_through_a_kill`: two real `keel-server` processes on
 //!   one PostgreSQL database and one S3 artifact store (s3s-fs); 10 000 simulated devices
-//!   (`keel_sim::fleet`) split over both; the replica holding the scheduler lease is killed with
+//!   (`keel_fleet`) split over both; the replica holding the scheduler lease is killed with
 //!   SIGKILL mid-rollout, its devices fail over, the other replica takes the lease over and the
 //!   rollout completes; SQL then proves one action per device, each finished exactly once.
 //! - `concurrent_schedulers_never_double_create_actions`: two store handles tick the scheduler
@@ -46,7 +46,7 @@ async fn two_replicas_roll_out_to_10000_devices_through_a_kill() {
     // 10 000 devices, registered directly in the database with their derived tokens.
     let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
     let seed = "replicas-test";
-    let sql = keel_sim::fleet::registration_sql("default", "dev", 0, DEVICES, seed, "fleet", 1);
+    let sql = keel_fleet::registration_sql("default", "dev", 0, DEVICES, seed, "fleet", 1);
     sqlx::raw_sql(&sql).execute(&pool).await.unwrap();
 
     let mgmt = common::Mgmt {
@@ -70,17 +70,17 @@ async fn two_replicas_roll_out_to_10000_devices_through_a_kill() {
     let rollout_id = rollout["id"].as_i64().unwrap();
 
     let (stop_fleet, stop) = tokio::sync::watch::channel(false);
-    let fleet = tokio::spawn(keel_sim::fleet::run(
-        keel_sim::fleet::FleetConfig {
+    let fleet = tokio::spawn(keel_fleet::run(
+        keel_fleet::FleetConfig {
             servers: replicas.iter().map(|r| r.base.clone()).collect(),
             tenant: "default".into(),
             prefix: "dev".into(),
             first: 0,
             devices: DEVICES,
-            auth: keel_sim::fleet::Auth::TargetTokens { seed: seed.into() },
+            auth: keel_fleet::Auth::TargetTokens { seed: seed.into() },
             interval: Some(Duration::from_secs(8)),
             jitter: 0.2,
-            download: keel_sim::fleet::Download::Range(1024),
+            download: keel_fleet::Download::Range(1024),
             failure_ratio: 0.0,
             progress_steps: 1,
             max_in_flight: 128,

@@ -13,6 +13,8 @@
 //! (derived from a seed, so registering and running need not exchange token lists) or with the
 //! tenant's `GatewayToken`. [`registration_sql`] pre-registers N such devices directly in the
 //! database (one statement per 1000 devices, fast enough for 100 000).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

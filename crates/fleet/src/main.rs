@@ -1,5 +1,5 @@
 //! `keel-fleet`: many simulated hawkBit DDI devices in one process, against one or several
-//! keel-server replicas (crate docs of `keel_sim::fleet`; docs/scale-out.md, docs/benchmarks.md).
+//! keel-server replicas (crate docs of `keel_fleet`; docs/scale-out.md, docs/benchmarks.md).
 //!
 //! ```text
 //! keel-fleet register-sql --devices 100000 --tag fleet | sqlite3 DATA/keel.db   (or | psql URL)
@@ -10,7 +10,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use keel_sim::fleet::{registration_sql, Auth, FleetConfig};
+use keel_fleet::{registration_sql, Auth, FleetConfig};
 
 const USAGE: &str = "\
 usage: keel-fleet run --server URL [--server URL ...] --devices N [--first N] [--prefix P]
@@ -138,7 +138,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
                     }
                     let _ = stop_tx.send(true);
                 });
-                keel_sim::fleet::run(config, stop).await
+                keel_fleet::run(config, stop).await
             })?;
             let text = serde_json::to_string_pretty(&report)
                 .map_err(|e| format!("writing the report: {e}"))?;
