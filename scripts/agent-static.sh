@@ -85,14 +85,17 @@ agent() { "$agent_bin" -c "$dev/agent.toml" "$@"; }
 cp "$W/v2.swu" "$W/bad.swu"
 printf 'X' | dd of="$W/bad.swu" bs=1 seek=$(( $(stat -c %s "$W/bad.swu") - 5000 )) conv=notrunc status=none
 if agent install - < "$W/bad.swu" > "$W/bad.log" 2>&1; then fail "a tampered bundle was installed"; fi
-agent status --json | grep -q '"booted_slot": *"A"' || fail "status after refused install: $(agent status --json)"
+# (Captured first: with pipefail, `grep -q` closing the pipe early would fail the writer.)
+status=$(agent status --json)
+grep -q '"booted_slot": *"A"' <<<"$status" || fail "status after refused install: $status"
 
 # The real thing: stream from stdin into slot B, boot it on trial, confirm.
 agent install - < "$W/v2.swu"
 "$sim" boot -c "$dev/agent.toml" >/dev/null
 agent confirm
 status=$(agent status --json)
-echo "$status" | grep -q '"booted_slot": *"B"' || fail "slot B not booted: $status"
+grep -q '"booted_slot": *"B"' <<<"$status" || fail "slot B not booted: $status"
 cmp "$dev/rootfs-B.img" "$W/v2.img" || fail "slot B differs from v2.img"
-bg_printenv -f "$dev/BOOT1/BGENV.DAT" | grep -q "OK" || fail "EBG copy of slot B not OK: $(bg_printenv -f "$dev/BOOT1/BGENV.DAT")"
+env=$(bg_printenv -f "$dev/BOOT1/BGENV.DAT")
+grep -q "OK" <<<"$env" || fail "EBG copy of slot B not OK: $env"
 echo "agent-static: static keel-agent refused a tampered bundle, installed v2 from stdin, booted and confirmed slot B"
