@@ -98,8 +98,9 @@ async fn two_replicas_roll_out_to_10000_devices_through_a_kill() {
     .await;
 
     // Mid-rollout (the first group finished, the second started): kill the lease holder.
-    // Generous: on 2 shared cores this takes 120–150 s; the deadline only stops a stuck rollout.
-    let deadline = Instant::now() + Duration::from_secs(300);
+    // Generous: on 2 quiet cores this takes 120–150 s, longer while the suite's other tests share
+    // the process and the cores; the deadline only stops a stuck rollout.
+    let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let finished_groups = count(
             &pool,
