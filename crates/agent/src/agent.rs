@@ -14,16 +14,29 @@ use crate::state::{
     AgentState, InterruptedAction, LastResult, Outcome, Phase, StateError, Transaction,
 };
 
+/// Why a status, confirm or install could not go ahead.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
+    /// Reading or writing the bootloader environment failed.
     #[error(transparent)]
     Boot(#[from] BootError),
+    /// The state file could not be read or written.
     #[error(transparent)]
     State(#[from] StateError),
+    /// Neither the kernel command line nor the bootloader environment tells which slot runs, or
+    /// the command line names both.
     #[error("cannot tell which slot is booted: {0}")]
     Detect(String),
+    /// The health check could not be started or exited non-zero; the slot stays in TESTING.
     #[error("health check `{command}` failed: {reason}")]
-    HealthCheck { command: String, reason: String },
+    HealthCheck {
+        /// The command, as given to `sh -c`.
+        command: String,
+        /// The spawn error or the exit status.
+        reason: String,
+    },
+    /// The command is refused in the current state (booted slot on trial or marked failed, an
+    /// install in progress in this boot, the lock file cannot be opened); the text says why.
     #[error("{0}")]
     Refused(String),
     /// Another agent process holds the lock.
@@ -48,28 +61,38 @@ impl Drop for AgentLock {
 
 /// The agent, bound to one configuration and one storage.
 pub struct Agent {
+    /// The parsed configuration.
     pub config: Config,
+    /// Where slots, environments and the state file are read and written.
     pub storage: SharedStorage,
     /// The real system or the storage layer alone (the simulator).
     pub env: Environment,
+    /// The backend named by `[bootloader]`.
     pub bootloader: Box<dyn Bootloader>,
 }
 
 /// What `keel-agent status` prints.
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
+    /// The slot that runs.
     pub booted_slot: SlotId,
+    /// The slot an install would write.
     pub other_slot: SlotId,
+    /// `ebg`, `uboot` or `grub`.
     pub bootloader: &'static str,
     /// `OK`, `INSTALLED` (reboot to test), `TESTING` (needs confirm), `FAILED` (rolled back).
     pub ustate: UState,
+    /// The slot the bootloader will start next, when the environment tells.
     pub next_boot: Option<SlotId>,
     /// `idle`, `installing`, `installed` (awaiting reboot), `testing` (awaiting confirm).
     pub state: &'static str,
+    /// The transaction in flight, if any.
     pub pending: Option<Transaction>,
+    /// The result of the last finished transaction.
     pub last_result: Option<LastResult>,
     /// A DDI action whose install was interrupted before activation and is installed again.
     pub interrupted: Option<InterruptedAction>,
+    /// Backend-specific lines (EBG: one per config copy; U-Boot and GRUB: the relevant variables).
     pub bootloader_details: std::collections::BTreeMap<String, String>,
 }
 
@@ -83,6 +106,8 @@ pub enum ConfirmOutcome {
 }
 
 impl Agent {
+    /// An agent over `storage`, with the bootloader backend `config` names. Fails when the
+    /// backend cannot be set up (such as an unreadable `fw_env.config`).
     pub fn new(
         config: Config,
         storage: SharedStorage,
@@ -151,6 +176,7 @@ impl Agent {
         matches!(self.try_flock(), Ok(None))
     }
 
+    /// Reads the state file; a missing file is the empty state.
     pub fn load_state(&self) -> Result<AgentState, AgentError> {
         Ok(AgentState::load(
             self.storage.as_ref(),
@@ -158,6 +184,7 @@ impl Agent {
         )?)
     }
 
+    /// Replaces the state file atomically, creating the state directory first where needed.
     pub fn store_state(&self, state: &AgentState) -> Result<(), AgentError> {
         self.ensure_state_dir();
         Ok(state.store(self.storage.as_ref(), &self.config.state_file())?)
@@ -171,6 +198,7 @@ impl Agent {
         }
     }
 
+    /// This boot's id (`boot_id_path`), if readable.
     pub fn boot_id(&self) -> Option<String> {
         read_text(self.storage.as_ref(), &self.config.boot_id_path).map(|s| s.trim().to_string())
     }
@@ -269,6 +297,8 @@ impl Agent {
         Ok((state, booted, view, verdict))
     }
 
+    /// Reconciles, then reports booted slot, bootloader state and the update in flight
+    /// (`keel-agent status`).
     pub fn status(&mut self) -> Result<Status, AgentError> {
         let (state, booted, view, verdict) = self.reconcile()?;
         let phase = state.transaction.as_ref().map(|t| t.phase);

@@ -44,7 +44,9 @@ pub enum PackSource {
     UrlBase(String),
     /// From a DDI deployment: pack file name → download URL; sent with the DDI credentials.
     Named {
+        /// Pack file name (the image's `pack` property) → its artifact's download URL.
         urls: BTreeMap<String, String>,
+        /// Headers sent with every pack request (the DDI `Authorization`).
         headers: Vec<(String, String)>,
     },
 }
@@ -285,6 +287,9 @@ enum SlotInner {
 }
 
 impl SlotFile {
+    /// Opens the target at `path` for reading and writing; its length is fixed at open. Reads
+    /// and writes go through the file descriptor where the environment allows direct slot I/O,
+    /// else through `storage`.
     pub fn open(storage: &SharedStorage, env: Environment, path: &Path) -> io::Result<SlotFile> {
         let len = storage.metadata(path)?.len;
         let inner = if env.direct_slot_io() {
@@ -305,6 +310,7 @@ impl SlotFile {
         })
     }
 
+    /// Flushes the target to stable storage (fsync).
     pub fn sync(&mut self) -> io::Result<()> {
         match &mut self.inner {
             SlotInner::Os(f) => f.sync_all(),
@@ -375,6 +381,7 @@ pub struct SlotStream {
 }
 
 impl SlotStream {
+    /// Opens `path` for sequential reads from its start; fails if its size cannot be read.
     pub fn open(storage: SharedStorage, path: &Path) -> io::Result<SlotStream> {
         let len = storage.metadata(path)?.len;
         Ok(SlotStream {

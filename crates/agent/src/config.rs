@@ -13,11 +13,14 @@ use serde::Deserialize;
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, Deserialize,
 )]
 pub enum SlotId {
+    /// The first slot (index 0): U-Boot `slot_values[0]`, GRUB `A_OK`/`A_TRY`.
     A,
+    /// The second slot (index 1): U-Boot `slot_values[1]`, GRUB `B_OK`/`B_TRY`.
     B,
 }
 
 impl SlotId {
+    /// The other slot of the pair: the install target when `self` is booted.
     pub fn other(self) -> SlotId {
         match self {
             SlotId::A => SlotId::B,
@@ -33,6 +36,7 @@ impl SlotId {
         }
     }
 
+    /// Parses `A`/`B` (either case); `None` for anything else.
     pub fn parse(text: &str) -> Option<SlotId> {
         match text {
             "A" | "a" => Some(SlotId::A),
@@ -41,6 +45,7 @@ impl SlotId {
         }
     }
 
+    /// `"A"` or `"B"`, as written in the state file and reported to the server.
     pub fn as_str(self) -> &'static str {
         match self {
             SlotId::A => "A",
@@ -55,15 +60,28 @@ impl fmt::Display for SlotId {
     }
 }
 
+/// Why the configuration file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("reading config {path}: {source}")]
     Read {
+        /// The configuration file.
         path: PathBuf,
+        /// The underlying I/O error.
         source: std::io::Error,
     },
+    /// The text is not valid TOML or does not match the schema (unknown key, wrong type,
+    /// missing required key).
     #[error("parsing config {path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    Parse {
+        /// The configuration file; empty when [`Config::parse`] was given text.
+        path: PathBuf,
+        /// The TOML parser's message.
+        message: String,
+    },
+    /// The TOML parsed but violates a rule (slots with different targets, a path shared by both
+    /// slots, equal `cmdline_token`s or U-Boot `slot_values`, ...); the text says which.
     #[error("config: {0}")]
     Invalid(String),
 }
@@ -99,7 +117,9 @@ pub struct Config {
     /// How the booted slot is found: `cmdline`, `bootenv`, or `auto` (cmdline, then bootenv).
     #[serde(default)]
     pub detect: Detect,
+    /// `[bootloader]`: which environment to drive and where it lives (required).
     pub bootloader: BootloaderConfig,
+    /// `[slots.A]` and `[slots.B]`: the targets of each slot (required).
     pub slots: Slots,
     /// hawkBit DDI client settings for `keel-agent run`.
     #[serde(default)]
@@ -119,6 +139,7 @@ pub struct Config {
     pub max_interrupted_attempts: u32,
 }
 
+/// Default of `max_interrupted_attempts`.
 pub const DEFAULT_MAX_INTERRUPTED_ATTEMPTS: u32 = 3;
 
 fn default_max_interrupted_attempts() -> u32 {
@@ -137,25 +158,34 @@ fn default_cmdline() -> PathBuf {
     PathBuf::from("/proc/cmdline")
 }
 
+/// `detect`: how the booted slot is found (docs/agent.md, "Booted slot").
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Detect {
+    /// Exactly one slot's `cmdline_token` in the command line, else the bootloader environment
+    /// (default).
     #[default]
     Auto,
+    /// Only the kernel command line.
     Cmdline,
+    /// Only the bootloader environment (GRUB cannot answer; use `cmdline` or `auto` there).
     Bootenv,
 }
 
+/// `[slots.A]` and `[slots.B]`; [`Config::parse`] checks they name the same targets.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Slots {
+    /// `[slots.A]`.
     #[serde(rename = "A")]
     pub a: SlotConfig,
+    /// `[slots.B]`.
     #[serde(rename = "B")]
     pub b: SlotConfig,
 }
 
 impl Slots {
+    /// The configuration of slot `id`.
     pub fn get(&self, id: SlotId) -> &SlotConfig {
         match id {
             SlotId::A => &self.a,
@@ -186,6 +216,8 @@ pub struct SlotConfig {
 }
 
 impl SlotConfig {
+    /// The kernel command-line token that is present only while slot `id` runs: `cmdline_token`,
+    /// or `keel.slot=A` / `keel.slot=B` when unset.
     pub fn cmdline_token(&self, id: SlotId) -> String {
         self.cmdline_token
             .clone()
@@ -193,11 +225,13 @@ impl SlotConfig {
     }
 }
 
+/// `[bootloader]`: the boot environment the agent drives; `type` selects the variant.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum BootloaderConfig {
     /// EFI Boot Guard: one BGENV.DAT per config partition; `env[0]` belongs to slot A, `env[1]` to B.
     Ebg {
+        /// `env`: paths of the two `BGENV.DAT` files (required; mount the partitions `-o sync`).
         env: [PathBuf; 2],
         /// Watchdog timeout written into the new environment (seconds); 0 keeps the current one.
         #[serde(default)]
@@ -205,6 +239,7 @@ pub enum BootloaderConfig {
     },
     /// U-Boot: environment located by a `fw_env.config` (one line, or two for redundant).
     Uboot {
+        /// `fw_env_config`: default `/etc/fw_env.config`.
         #[serde(default = "default_fw_env_config")]
         fw_env_config: PathBuf,
         /// Variable naming the slot to boot (values `A`/`B`, see `slot_values`).
@@ -218,7 +253,10 @@ pub enum BootloaderConfig {
         bootlimit: u32,
     },
     /// GRUB: a grubenv block driven with RAUC's scheme (`ORDER`, `A_OK`/`A_TRY`, `B_OK`/`B_TRY`).
-    Grub { grubenv: PathBuf },
+    Grub {
+        /// `grubenv`: path of the GRUB environment block (required).
+        grubenv: PathBuf,
+    },
 }
 
 fn default_fw_env_config() -> PathBuf {
@@ -237,13 +275,16 @@ fn default_bootlimit() -> u32 {
     1
 }
 
+/// `[ddi]`: the hawkBit DDI server `keel-agent run` talks to.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DdiConfig {
     /// Server base URL, e.g. `https://hawkbit.example.com`.
     pub url: String,
+    /// `tenant`: hawkBit tenant in the DDI URL path; default `DEFAULT`.
     #[serde(default = "default_tenant")]
     pub tenant: String,
+    /// `controller_id`: this device's controller id on the server (required).
     pub controller_id: String,
     /// Target security token (`Authorization: TargetToken ...`).
     #[serde(default)]
@@ -265,6 +306,7 @@ fn default_poll_secs() -> u64 {
 }
 
 impl Config {
+    /// Reads and validates the configuration file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
@@ -279,6 +321,7 @@ impl Config {
         })
     }
 
+    /// Parses and validates configuration text (no file name in errors).
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: PathBuf::new(),
@@ -345,6 +388,7 @@ impl Config {
         Ok(())
     }
 
+    /// `<state_dir>/state.json`.
     pub fn state_file(&self) -> PathBuf {
         self.state_dir.join("state.json")
     }

@@ -75,14 +75,18 @@ impl SlotWriter {
         })
     }
 
+    /// The slot being written.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// Bytes written so far (the offset of the next write).
     pub fn written(&self) -> u64 {
         self.written
     }
 
+    /// Appends `bytes` at the current offset. Fails with `StorageFull`, writing nothing, when they
+    /// would run past the end of a block device.
     pub fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
         let end = self
             .written
@@ -148,6 +152,7 @@ pub struct ChunkedSlot<'a> {
 }
 
 impl<'a> ChunkedSlot<'a> {
+    /// Buffers writes to `slot` into writes of `chunk` bytes (at least 1).
     pub fn new(slot: &'a mut SlotWriter, chunk: usize) -> ChunkedSlot<'a> {
         ChunkedSlot {
             slot,
@@ -191,6 +196,7 @@ pub struct SlotReader {
 }
 
 impl SlotReader {
+    /// A reader of the slot at `path` (nothing is opened until the first read).
     pub fn new(storage: SharedStorage, path: &Path) -> SlotReader {
         SlotReader {
             storage,

@@ -7,6 +7,7 @@
 //!
 //! docs/agent.md describes the configuration, commands, state machine and state file.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod agent;
 pub mod bootloader;

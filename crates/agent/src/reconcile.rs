@@ -7,6 +7,7 @@ use crate::bootloader::{BootView, UState};
 use crate::config::SlotId;
 use crate::state::{Phase, Transaction};
 
+/// What became of a recorded transaction, as [`reconcile`] finds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// An install is running in this very boot (another agent process): leave it alone.

@@ -8,12 +8,26 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::time::Duration;
 
+/// Why a bundle source could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    /// The bundle file could not be opened.
     #[error("opening {path}: {source}")]
-    File { path: String, source: io::Error },
+    File {
+        /// The file as given.
+        path: String,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The first request failed or was not answered `200`. (Failures after the body started,
+    /// such as a resume that cannot continue, surface as I/O errors of the reader.)
     #[error("HTTP GET {url}: {message}")]
-    Http { url: String, message: String },
+    Http {
+        /// The URL requested.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// Open a bundle source: `-` is stdin, `http://`/`https://` a URL, anything else a file path.
@@ -50,6 +64,7 @@ pub struct ResumePolicy {
     pub max_attempts: u32,
     /// First back-off; doubled per consecutive failure, capped at `max_backoff`.
     pub initial_backoff: Duration,
+    /// Cap of the doubling back-off between resume attempts.
     pub max_backoff: Duration,
 }
 

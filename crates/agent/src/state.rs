@@ -13,10 +13,14 @@ use serde::{Deserialize, Serialize};
 use crate::config::SlotId;
 use crate::io::{replace_atomic, Storage};
 
+/// `format` of the state file this agent writes; [`AgentState::load`] refuses any other.
 pub const STATE_FORMAT: u32 = 1;
 
+/// The contents of `state.json`: the transaction in flight, the last result, what each slot
+/// holds, and an interrupted DDI action.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentState {
+    /// File format version, [`STATE_FORMAT`].
     pub format: u32,
     /// The update in flight, if any.
     #[serde(default)]
@@ -37,15 +41,18 @@ pub struct AgentState {
 /// An install of a DDI action that was cut off before the bootloader was switched.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InterruptedAction {
+    /// The DDI action whose install was interrupted.
     pub action_id: String,
     /// Interrupted attempts of this action so far (1, 2, ...).
     pub attempts: u32,
     /// The slot that was being written (never activated; the booted slot is unchanged).
     pub target_slot: SlotId,
+    /// sw-description `software.version` of the bundle being installed.
     #[serde(default)]
     pub version: Option<String>,
     /// Why the last attempt counts as interrupted.
     pub message: String,
+    /// When the last attempt was found interrupted (seconds since the Unix epoch).
     pub interrupted_at: u64,
     /// Set once the server accepted the `proceeding` feedback about the last interruption.
     #[serde(default)]
@@ -58,9 +65,17 @@ pub enum Interruption {
     /// No DDI action: recorded as a failed result (a manual install).
     Failed,
     /// Attempt `attempt` of at most `limit` was interrupted; the action stays open.
-    Retry { attempt: u32, limit: u32 },
+    Retry {
+        /// The interrupted attempt's number (1, 2, ...).
+        attempt: u32,
+        /// `max_interrupted_attempts`.
+        limit: u32,
+    },
     /// The action's `limit`-th attempt was interrupted: recorded as a failed result.
-    GaveUp { attempts: u32 },
+    GaveUp {
+        /// Interrupted attempts in all (the limit).
+        attempts: u32,
+    },
 }
 
 /// An image the agent wrote and verified.
@@ -105,16 +120,22 @@ impl std::fmt::Display for Phase {
     }
 }
 
+/// An update in flight, from the first write to its final result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transaction {
+    /// How far it got; written before the step it names starts.
     pub phase: Phase,
+    /// The slot that was booted when the install started.
     pub from_slot: SlotId,
+    /// The slot being written and activated.
     pub target_slot: SlotId,
+    /// sw-description `software.version` of the bundle.
     #[serde(default)]
     pub version: Option<String>,
     /// The server's action id (DDI), reported after the reboot.
     #[serde(default)]
     pub action_id: Option<String>,
+    /// When the install started (seconds since the Unix epoch).
     pub started_at: u64,
     /// `/proc/sys/kernel/random/boot_id` when the transaction started: tells "not rebooted
     /// yet" from "rebooted".
@@ -122,6 +143,7 @@ pub struct Transaction {
     pub boot_id: Option<String>,
 }
 
+/// The final result of a transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
@@ -150,38 +172,61 @@ impl std::fmt::Display for Outcome {
     }
 }
 
+/// The final result of the last transaction, kept until the next one finishes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LastResult {
+    /// How it ended.
     pub outcome: Outcome,
+    /// The slot that was written.
     pub target_slot: SlotId,
+    /// sw-description `software.version` of the bundle.
     #[serde(default)]
     pub version: Option<String>,
+    /// The DDI action it belonged to, if any; its result is sent as `closed` feedback.
     #[serde(default)]
     pub action_id: Option<String>,
+    /// What happened, for people (`status`, the DDI feedback details).
     pub message: String,
+    /// When it ended (seconds since the Unix epoch).
     pub finished_at: u64,
     /// Set once the result was sent to the server (DDI feedback).
     #[serde(default)]
     pub reported: bool,
 }
 
+/// Why the state file could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
+    /// The file exists but could not be read.
     #[error("reading state file {path}: {source}")]
     Read {
+        /// The state file.
         path: String,
+        /// The underlying I/O error.
         source: std::io::Error,
     },
+    /// The file is not valid JSON of the expected shape.
     #[error("state file {path} is corrupt: {source}")]
     Corrupt {
+        /// The state file.
         path: String,
+        /// The JSON error.
         source: serde_json::Error,
     },
+    /// The file was written by an agent with another [`STATE_FORMAT`].
     #[error("state file {path} has unsupported format {format}")]
-    Format { path: String, format: u32 },
+    Format {
+        /// The state file.
+        path: String,
+        /// The `format` found in it.
+        format: u32,
+    },
+    /// Replacing the file atomically failed (write, fsync, rename or directory fsync).
     #[error("writing state file {path}: {source}")]
     Write {
+        /// The state file.
         path: String,
+        /// The underlying I/O error.
         source: std::io::Error,
     },
 }
@@ -218,6 +263,8 @@ impl AgentState {
         Ok(state)
     }
 
+    /// Replaces the file at `path` atomically with this state (temp file, fsync, rename,
+    /// directory fsync), with `format` set to [`STATE_FORMAT`].
     pub fn store(&self, storage: &dyn Storage, path: &Path) -> Result<(), StateError> {
         let mut copy = self.clone();
         copy.format = STATE_FORMAT;
@@ -300,6 +347,7 @@ impl AgentState {
     }
 }
 
+/// Seconds since the Unix epoch (0 if the clock is before 1970).
 pub fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

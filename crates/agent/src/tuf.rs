@@ -38,18 +38,28 @@ pub struct TufConfig {
 /// Why an artifact was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum TufError {
+    /// keel-tuf refused: storing the initial root, refreshing the metadata (fetch, signature,
+    /// expiry, rollback), or the target is not in the repository.
     #[error("TUF: {0}")]
     Tuf(#[from] keel_tuf::Error),
+    /// The initial `root.json` could not be read.
     #[error("TUF: initial root {path}: {source}")]
     Root {
+        /// The `root` file.
         path: String,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// The deployment's size or sha256 of the artifact differs from the TUF target.
     #[error("TUF: target {name}: {what} in the deployment ({announced}) differs from the TUF record ({recorded})")]
     Mismatch {
+        /// The TUF target path (`<module name>/<module version>/<filename>`).
         name: String,
+        /// `size` or `sha256`.
         what: &'static str,
+        /// The value in the deployment.
         announced: String,
+        /// The value in the TUF record.
         recorded: String,
     },
 }
@@ -61,6 +71,7 @@ pub struct AgentFetcher {
 }
 
 impl AgentFetcher {
+    /// A fetcher that sends `headers` (the DDI `Authorization`) with every request through `http`.
     pub fn new(http: ureq::Agent, headers: Vec<(String, String)>) -> Self {
         AgentFetcher { http, headers }
     }

@@ -14,6 +14,7 @@ use super::{BootError, BootView, Bootloader, UState};
 use crate::config::SlotId;
 use crate::io::SharedStorage;
 
+/// EFI Boot Guard: two `BGENV.DAT` config copies, each naming the kernel of one slot.
 pub struct EbgBootloader {
     storage: SharedStorage,
     env: [PathBuf; 2],
@@ -48,6 +49,9 @@ fn booted_index(copies: &[CopyState]) -> Option<usize> {
 }
 
 impl EbgBootloader {
+    /// `env[0]`/`env[1]`: the copies of slot A and B; `watchdog_sec` goes into a new copy (0 keeps
+    /// the current value); `slots`: (`kernelfile`, `kernelparams`) of slot A and B. Nothing is read
+    /// until first use.
     pub fn new(
         storage: SharedStorage,
         env: [PathBuf; 2],

@@ -14,6 +14,7 @@ use super::{BootError, BootView, Bootloader, UState};
 use crate::config::SlotId;
 use crate::io::SharedStorage;
 
+/// GRUB: a grubenv file driven with RAUC's `ORDER` / `<slot>_OK` / `<slot>_TRY` variables.
 pub struct GrubBootloader {
     storage: SharedStorage,
     path: PathBuf,
@@ -32,6 +33,7 @@ fn order(env: &GrubEnvFile) -> Vec<SlotId> {
 }
 
 impl GrubBootloader {
+    /// The backend over the grubenv at `path` (read on use).
     pub fn new(storage: SharedStorage, path: PathBuf) -> GrubBootloader {
         GrubBootloader { storage, path }
     }

@@ -33,14 +33,20 @@ pub use uboot::{parse_count as parse_uboot_count, UbootBootloader};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum UState {
+    /// Running in its good state; no trial pending.
     Ok,
+    /// A new slot is activated and waits for its first (test) boot.
     Installed,
+    /// The new slot is on its test boot and needs `confirm`, else the bootloader falls back.
     Testing,
+    /// The bootloader fell back from an unconfirmed test boot.
     Failed,
+    /// The environment does not say (an unrecognised EFI Boot Guard `ustate` value).
     Unknown,
 }
 
 impl UState {
+    /// The upper-case word SWUpdate and `bg_printenv` use: `OK`, `INSTALLED`, ...
     pub fn as_str(self) -> &'static str {
         match self {
             UState::Ok => "OK",
@@ -74,17 +80,24 @@ pub struct BootView {
     pub details: BTreeMap<String, String>,
 }
 
+/// Reading, parsing or writing a bootloader environment failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
+    /// An environment cannot be read or written (I/O, CRC, format, `fw_env.config`).
     #[error("bootloader environment: {0}")]
     Env(#[from] keel_bootenv::EnvError),
+    /// The environment is readable but not in a state the agent can work with (no EFI Boot Guard
+    /// copy names the booted slot, an update would overwrite the booted copy, `activate` without
+    /// `begin_install`).
     #[error("bootloader environment: {0}")]
     Invalid(String),
 }
 
 /// One bootloader backend.
 pub trait Bootloader: Send {
+    /// `ebg`, `uboot` or `grub` (as in `status`).
     fn kind(&self) -> &'static str;
+    /// Reads the environment as it is now.
     fn view(&self) -> Result<BootView, BootError>;
     /// Refine a view once the booted slot is known (GRUB's variables alone cannot tell
     /// INSTALLED from OK).

@@ -16,6 +16,7 @@ use super::{BootError, BootView, Bootloader, UState};
 use crate::config::SlotId;
 use crate::io::SharedStorage;
 
+/// U-Boot: the environment `fw_env.config` locates, with the bootcount scheme.
 pub struct UbootBootloader {
     storage: SharedStorage,
     config_path: PathBuf,
@@ -37,6 +38,9 @@ pub fn parse_count(text: Option<String>) -> u32 {
 }
 
 impl UbootBootloader {
+    /// Loads `config_path` (`fw_env.config`); `slot_var` names the slot to boot, with
+    /// `slot_values` for A and B; `bootlimit` is written on activation. Fails if the
+    /// `fw_env.config` cannot be read or parsed.
     pub fn open(
         storage: SharedStorage,
         config_path: &Path,

@@ -20,6 +20,8 @@ pub struct DdiClient {
 }
 
 impl DdiClient {
+    /// A client for `config`'s server, tenant and controller id, with its target token (or
+    /// gateway token) as `Authorization`. Sends nothing until used.
     pub fn new(config: &DdiConfig) -> DdiClient {
         let auth = match (&config.target_token, &config.gateway_token) {
             (Some(t), _) => Some(format!("TargetToken {t}")),
@@ -125,6 +127,10 @@ impl DdiClient {
         }
     }
 
+    /// Sends deployment feedback for `action_id`: `execution` (`proceeding`, `closed`, ...),
+    /// `finished` (`none`, `success`, `failure`), optional progress (`cnt` of `of`) and one line
+    /// of details. `Ok(true)` when the server accepted it (2xx), `Ok(false)` when the action is
+    /// already closed (410); any other status is an error.
     pub fn feedback(
         &self,
         action_id: &str,

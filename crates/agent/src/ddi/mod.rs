@@ -37,20 +37,35 @@ use crate::agent::{Agent, AgentError};
 use crate::source::SourceError;
 use crate::state::Outcome;
 
+/// Why a DDI cycle failed. `run` logs it and polls again (after at most a minute); `run --once`
+/// returns it.
 #[derive(Debug, thiserror::Error)]
 pub enum DdiError {
+    /// `run` without a `[ddi]` section.
     #[error("no [ddi] section in the configuration")]
     NotConfigured,
+    /// A request could not be sent or was answered with an unexpected status.
     #[error("DDI {method} {url}: {message}")]
     Http {
+        /// `GET` or `POST`.
         method: &'static str,
+        /// The URL requested.
         url: String,
+        /// The transport error or the status.
         message: String,
     },
+    /// A response body is not the JSON expected, or lacks what the cycle needs.
     #[error("DDI response from {url}: {message}")]
-    Response { url: String, message: String },
+    Response {
+        /// The URL that answered (empty when no request is to blame).
+        url: String,
+        /// What is wrong with the response.
+        message: String,
+    },
+    /// Reconcile, confirm or the agent lock failed.
     #[error(transparent)]
     Agent(#[from] AgentError),
+    /// The artifact download could not be started.
     #[error(transparent)]
     Source(#[from] SourceError),
 }
@@ -58,30 +73,46 @@ pub enum DdiError {
 /// What one cycle did (for logs and tests).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CycleEvent {
+    /// The test boot of the slot (named) passed the health check and was confirmed.
     Confirmed(String),
+    /// The final result of an action that was open before the reboot was accepted by the server.
     Reported {
+        /// The action.
         action_id: String,
+        /// Its result.
         outcome: Outcome,
     },
+    /// The action's bundle was installed and activated; `reboot_command` runs next.
     Installed {
+        /// The action.
         action_id: String,
     },
+    /// The action's install failed and was reported `closed`/`failure`.
     InstallFailed {
+        /// The action.
         action_id: String,
+        /// The install error.
         message: String,
     },
+    /// The cancellation of the action (named) was acknowledged.
     CancelAcknowledged(String),
+    /// The health check of the test boot failed (reason given); the slot stays on trial and the
+    /// next boot rolls back.
     HealthCheckFailed(String),
     /// The `attempt`-th install of the action was interrupted before activation; it was
     /// reported as `proceeding` and is installed again when offered (at most `limit` attempts).
     Interrupted {
+        /// The action.
         action_id: String,
+        /// This attempt's number (1, 2, ...).
         attempt: u32,
+        /// `max_interrupted_attempts`.
         limit: u32,
     },
     /// The server no longer offers the action whose install was interrupted (cancelled or
     /// replaced): the interrupted attempt is forgotten.
     InterruptedDropped(String),
+    /// The server had nothing for this device.
     Idle,
 }
 

@@ -65,9 +65,13 @@ pub struct InstallOptions<'a> {
 /// What an install did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstallReport {
+    /// The slot that ran during the install.
     pub booted: SlotId,
+    /// The slot written and activated; it boots next.
     pub target: SlotId,
+    /// sw-description `software.version`.
     pub version: Option<String>,
+    /// Subject of the certificate that signed sw-description (RFC 4514).
     pub signer: String,
     /// (image file name, target path, bytes written) in bundle order.
     pub images: Vec<(String, PathBuf, u64)>,
@@ -84,7 +88,9 @@ pub struct ChunkedStats {
     pub fetched_bytes: u64,
     /// Reads / HTTP Range requests made on packs.
     pub requests: u64,
+    /// Chunks fetched from packs.
     pub fetched_chunks: u64,
+    /// Chunks copied from the booted slot (the seed).
     pub seed_chunks: u64,
     /// Images whose seed chunks came from the kept index of the booted slot (no seed scan).
     pub kept_indexes: u64,

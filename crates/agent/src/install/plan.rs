@@ -28,6 +28,7 @@ pub enum ImageKind {
 pub struct Decode {
     /// AES-256-CBC; `Some(ivt)` overrides the key file's IV (checked when the member is read).
     pub encrypted: Option<Option<String>>,
+    /// zstd-compressed (`compressed = "zstd"`); decompressed after decryption.
     pub zstd: bool,
 }
 
@@ -38,14 +39,18 @@ impl Decode {
     }
 }
 
+/// One image of the description, resolved to a target of the inactive slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedImage {
     /// The bundle member.
     pub name: String,
+    /// How the member becomes the target's content.
     pub kind: ImageKind,
+    /// Decryption and decompression on the way in.
     pub decode: Decode,
     /// Target name in the slot configuration (`rootfs`).
     pub target_name: String,
+    /// Path of that target in the inactive slot.
     pub target: PathBuf,
     /// For deltas and chunked images: the same target of the booted slot.
     pub seed: Option<PathBuf>,
@@ -66,11 +71,14 @@ impl PlannedImage {
     }
 }
 
+/// When a script of the description runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScriptKind {
     /// SWUpdate `shellscript`: run with `preinst` before and `postinst` after the images.
     Shell,
+    /// SWUpdate `preinstall`: before the first image byte is written.
     Pre,
+    /// SWUpdate `postinstall`: after every image is written and verified, before activation.
     Post,
 }
 
@@ -85,28 +93,40 @@ impl ScriptKind {
     }
 }
 
+/// One script of the description, run as `sh -s <preinst|postinst>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedScript {
+    /// The bundle member holding it.
     pub name: String,
+    /// When it runs.
     pub kind: ScriptKind,
+    /// sha256 of the member (signed).
     pub sha256: [u8; 32],
 }
 
+/// What an install of one description on this device does, decided before anything is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
+    /// sw-description `software.version`.
     pub version: Option<String>,
+    /// The images of the selected description (at least one), in description order.
     pub images: Vec<PlannedImage>,
+    /// Scripts, in description order.
     pub scripts: Vec<PlannedScript>,
+    /// `bootenv` variables, written in the activation commit.
     pub bootenv: Vec<(String, String)>,
 }
 
 /// What the plan depends on besides the description.
 #[derive(Debug, Clone, Copy)]
 pub struct PlanContext<'a> {
+    /// The configured slots.
     pub slots: &'a Slots,
+    /// The slot that runs.
     pub booted: SlotId,
     /// The inactive slot, written by the install.
     pub target: SlotId,
+    /// `hardware_revision` of the configuration; when set, the description must list it.
     pub hardware_revision: Option<&'a str>,
 }
 
@@ -115,6 +135,9 @@ fn unsupported(message: String) -> PlanError {
 }
 
 impl Plan {
+    /// Resolves `desc` for `cx.target`: the slot's selection (or the plain `software`),
+    /// hardware compatibility, every image mapped to a distinct target of the inactive slot, every
+    /// entry hashed. Fails on the first rule broken; nothing has been written.
     pub fn new(desc: &SwDescription, cx: PlanContext<'_>) -> Result<Plan, PlanError> {
         let target_slot = cx.slots.get(cx.target);
         let software = match &target_slot.selection {

@@ -38,30 +38,67 @@ pub enum State {
     Describing,
     /// GET of the controller resource.
     Polling {
+        /// The attributes of the booted slot, sent after the poll (if changed or requested).
         attributes: BTreeMap<String, String>,
     },
     /// The server asks to cancel an action; its stop id is fetched.
     FetchingCancel,
     /// The cancellation of `stop_id` is acknowledged.
-    AckingCancel { stop_id: String },
+    AckingCancel {
+        /// The action being cancelled.
+        stop_id: String,
+    },
     /// The offered deployment is fetched.
     FetchingDeployment,
     /// The server is told that the last install of the offered action was interrupted.
-    ReportingInterruption { offer: Offer },
+    ReportingInterruption {
+        /// The offered deployment, considered once the feedback is answered.
+        offer: Offer,
+    },
     /// The artifact is checked against TUF metadata (accepted without a `[tuf]` section).
-    CheckingTuf { offer: Offer, retry: String },
+    CheckingTuf {
+        /// The offered deployment.
+        offer: Offer,
+        /// Appended to the 0 % message: which attempt this is after interruptions (empty on
+        /// the first).
+        retry: String,
+    },
     /// An offer that cannot be installed is closed as failed (`message` goes to the log).
-    Refusing { action_id: String, message: String },
+    Refusing {
+        /// The action.
+        action_id: String,
+        /// Why it is refused.
+        message: String,
+    },
     /// `proceeding` 0 % goes out before the download.
-    Announcing { action_id: String },
+    Announcing {
+        /// The action.
+        action_id: String,
+    },
     /// The artifact is downloaded and installed.
-    Installing { action_id: String },
+    Installing {
+        /// The action.
+        action_id: String,
+    },
     /// `proceeding` 100 % ("rebooting") goes out.
-    ReportingInstalled { action_id: String },
+    ReportingInstalled {
+        /// The action.
+        action_id: String,
+    },
     /// After a failed install, the failure it recorded goes out (best effort).
-    ReportingFailure { action_id: String, message: String },
+    ReportingFailure {
+        /// The action.
+        action_id: String,
+        /// The install error.
+        message: String,
+    },
     /// The failure is closed from the error itself (it was not recorded, or not accepted).
-    ClosingFailure { action_id: String, message: String },
+    ClosingFailure {
+        /// The action.
+        action_id: String,
+        /// The install error, sent as the feedback details.
+        message: String,
+    },
     /// The cycle is over.
     Done,
 }
@@ -107,38 +144,52 @@ impl std::fmt::Display for State {
 /// The answer to a [`Request`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
+    /// The state file and bootloader were reconciled.
     Reconciled {
+        /// The state file after reconciling.
         record: AgentState,
+        /// The slot that runs.
         booted: SlotId,
         /// The booted slot is on trial (reconciled as testing, or the loader says TESTING).
         testing: bool,
     },
     /// Confirmed; the state file as confirm left it.
     Confirmed {
+        /// The state file after confirming.
         record: AgentState,
     },
+    /// The health check failed (reason given); the slot stays on trial.
     HealthCheckFailed(String),
     /// Feedback sent: accepted (`true`), action already closed (`false`, 410), or failed
     /// (`None`, only for [`Request::TryFeedback`]).
     Feedback(Option<bool>),
     /// Records of the booted slot's factory images, hashed just now.
     FactoryImages(BTreeMap<String, SlotImage>),
+    /// The controller resource was read.
     Polled(Poll),
+    /// The cancellation was fetched.
     CancelFetched {
+        /// The action to cancel.
         stop_id: String,
     },
+    /// The `deploymentBase` was fetched.
     Offered(Offer),
     /// `Err`: why the artifact is refused.
     TufChecked(Result<(), String>),
+    /// The action's bundle was installed and activated.
     Installed {
+        /// The slot it was written to.
         target: SlotId,
+        /// What `keel-chunked` images took from where (empty without such images).
         summary: String,
     },
     /// Another agent process holds the lock: not this action's failure.
     InstallBusy(String),
     /// The install failed; the state file as it left it.
     InstallFailed {
+        /// The install error.
         message: String,
+        /// The state file after the failed install.
         record: AgentState,
     },
 }
@@ -150,13 +201,16 @@ pub struct Poll {
     pub sleep: Option<Duration>,
     /// The server asks for the attributes (`configData` link).
     pub attributes_requested: bool,
+    /// Link of the `cancelAction` resource, if offered.
     pub cancel: Option<String>,
+    /// Link of the `deploymentBase` resource, if offered.
     pub deployment: Option<String>,
 }
 
 /// A `deploymentBase`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Offer {
+    /// The DDI action id.
     pub action_id: String,
     /// `deployment.update = skip`.
     pub skip: bool,
@@ -167,12 +221,15 @@ pub struct Offer {
 /// A `deploymentBase` feedback.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Feedback {
+    /// The action.
     pub action_id: String,
     /// `proceeding` or `closed`.
     pub execution: &'static str,
     /// `none`, `success` or `failure`.
     pub finished: &'static str,
+    /// `(cnt, of)`: progress as a fraction, in percent for installs (`of` = 100).
     pub progress: Option<(u64, u64)>,
+    /// One line for the server's action history.
     pub details: String,
 }
 
@@ -205,20 +262,29 @@ impl Feedback {
 /// I/O whose answer is the next [`Event`]; an error of it ends the cycle.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
+    /// Reconcile the state file with the bootloader.
     Reconcile,
     /// Health check; if it passes, confirm the booted slot.
     Confirm,
+    /// Feedback whose failure ends the cycle.
     Feedback(Feedback),
     /// Feedback whose failure is an answer, not an error.
     TryFeedback(Feedback),
     /// Hash the booted slot's factory images the record has no record of.
     FactoryImages,
+    /// GET the controller resource.
     Poll,
+    /// GET the `cancelAction` link.
     FetchCancel(String),
+    /// Acknowledge the cancellation of the action (stop id) with `closed`/`success`.
     AckCancel(String),
+    /// GET the `deploymentBase` link.
     FetchDeployment(String),
+    /// Check the offered artifact against TUF metadata.
     CheckTuf,
+    /// Download and install the offered artifact.
     Install {
+        /// The action it belongs to.
         action_id: String,
     },
 }
@@ -232,7 +298,9 @@ pub enum Effect {
     Notify(Feedback),
     /// `PUT configData` if the attributes changed since last accepted, or `requested`.
     SendAttributes {
+        /// The attributes of the booted slot.
         attributes: BTreeMap<String, String>,
+        /// The server asked for them (`configData` link): sent even if unchanged.
         requested: bool,
     },
     /// Run `reboot_command` (if configured).
@@ -248,23 +316,31 @@ pub struct Output {
     pub request: Option<Request>,
 }
 
+/// What a cycle takes from the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
+    /// `max_interrupted_attempts`.
     pub max_interrupted_attempts: u32,
     /// Sleep after the cycle unless the server says otherwise.
     pub poll: Duration,
 }
 
+/// One cycle in progress: its state and what it has learnt so far.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Machine {
+    /// Where the cycle is.
     pub state: State,
+    /// What it was started with.
     pub settings: Settings,
     /// The state file as the cycle knows it.
     pub record: AgentState,
+    /// The slot that runs (known after reconciling).
     pub booted: SlotId,
     /// The action of the transaction found at the start (installed, awaiting reboot or test).
     pub pending_action: Option<String>,
+    /// How long to sleep after the cycle: `poll`, or the server's `config.polling.sleep`.
     pub sleep: Duration,
+    /// What the cycle did so far, for the log.
     pub events: Vec<CycleEvent>,
 }
 
