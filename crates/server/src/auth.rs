@@ -40,7 +40,7 @@ pub enum Role {
 }
 
 impl Role {
-    /// The role named `viewer`, `operator` or `admin` (exact, lower case); `None` for anything else.
+    /// The role named `viewer`, `operator` or `admin` (exact, lower case); else `None`.
     pub fn parse(text: &str) -> Option<Role> {
         match text {
             "viewer" => Some(Role::Viewer),

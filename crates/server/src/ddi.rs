@@ -23,7 +23,7 @@ pub const DDI_BODY_LIMIT: usize = 64 * 1024;
 const MAX_ATTRIBUTES: usize = 100;
 
 /// The DDI device API under `/{tenant}/controller/v1/{controllerId}` (docs/ddi.md): poll,
-/// deployment, feedback, cancel, configData, installedBase and artifacts (TUF metadata: `tuf::routes`).
+/// deployment, feedback, cancel, configData, installedBase and artifacts (TUF: `tuf::routes`).
 pub fn routes() -> Router<Arc<AppState>> {
     let base = "/{tenant}/controller/v1/{controller_id}";
     Router::new()
@@ -464,7 +464,7 @@ pub enum Execution {
     Canceled,
     /// Waiting to start (e.g. for its maintenance window): the action stays `running`.
     Scheduled,
-    /// The device refuses the update (`warning`, still open), or refuses a cancel (back to `running`).
+    /// The device refuses the update (`warning`, still open), or a cancel (back to `running`).
     Rejected,
     /// Working on it again after an interruption: the action stays `running`.
     Resumed,

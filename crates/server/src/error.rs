@@ -24,7 +24,7 @@ pub enum ApiError {
     /// not being canceled).
     #[error("{0}")]
     MethodNotAllowed(String),
-    /// 409: the resource already exists, or its state forbids the change (e.g. canceling a closed action).
+    /// 409: the resource already exists, or its state forbids the change (e.g. cancel when closed).
     #[error("{0}")]
     Conflict(String),
     /// 410: the DDI action is closed; the device should poll again.

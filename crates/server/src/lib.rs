@@ -10,6 +10,7 @@
 //!   PostgreSQL (`--database-url postgres://...`) with the same schema and behaviour, and artifacts
 //!   on S3-compatible object storage (`--object-store-url s3://bucket/prefix`) (docs/scale-out.md).
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 // The OpenAPI document (openapi.rs) is one large `json!` literal per schema table.
 #![recursion_limit = "256"]
 

@@ -191,7 +191,8 @@ pub struct Guard {
     pub refusal_hold: Duration,
     /// Dashboard accounts (user names), from every address together ([`PASSWORD_ACCOUNT`]).
     pub password_accounts: Table,
-    /// Client addresses on the human side: dashboard logins and Bearer tokens ([`MANAGEMENT_ADDRESS`]).
+    /// Client addresses on the human side: dashboard logins and Bearer tokens
+    /// ([`MANAGEMENT_ADDRESS`]).
     pub management_addresses: Table,
     /// Devices (tenant and controller id) per client address ([`DEVICE_ACCOUNT`]).
     pub device_accounts: Table,

@@ -204,7 +204,7 @@ impl Store {
         tx.commit().await
     }
 
-    /// The session whose id hashes to `id_hash`, if it exists (expired ones too: the caller checks).
+    /// The session whose id hashes to `id_hash`, expired or not (the caller checks).
     pub async fn dashboard_session(
         &self,
         id_hash: &str,

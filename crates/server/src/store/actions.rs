@@ -40,7 +40,7 @@ pub struct Action {
     pub mw_timezone: Option<String>,
     /// The current status: the latest transition, not every history entry.
     pub status: ActionStatus,
-    /// 1 while the action is open (the device must still handle it), 0 once closed; JSON `true`/`false`.
+    /// 1 while open (the device must still handle it), 0 once closed; JSON `true`/`false`.
     #[serde(serialize_with = "as_bool")]
     pub active: i64,
     /// When the action was created (ms since 1970).

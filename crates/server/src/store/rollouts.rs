@@ -18,7 +18,8 @@ pub struct Rollout {
     /// The distribution set every target gets.
     #[serde(rename = "distributionSetId")]
     pub ds_id: i64,
-    /// The action type of every action it creates: `soft`, `forced`, `timeforced` or `downloadonly`.
+    /// The action type of every action it creates: `soft`, `forced`, `timeforced` or
+    /// `downloadonly`.
     #[serde(rename = "type")]
     pub action_type: String,
     /// Where the rollout is.
@@ -215,7 +216,8 @@ impl Store {
         Ok(counts)
     }
 
-    /// Moves the rollout to `to` if its status is one of `from`, with `reason` as its status reason.
+    /// Moves the rollout to `to` if its status is one of `from`, with `reason` as its status
+    /// reason.
     /// Returns whether it changed: `false` if the rollout is missing or in another status.
     pub async fn set_rollout_status(
         &self,
@@ -336,7 +338,8 @@ impl Store {
         Ok(true)
     }
 
-    /// Moves the group from `from` to `to`; returns `false` (and changes nothing) if it was not in `from`.
+    /// Moves the group from `from` to `to`; returns `false` (and changes nothing) if it was not in
+    /// `from`.
     pub async fn set_group_status(
         &self,
         group_id: i64,

@@ -168,7 +168,8 @@ impl Store {
         .await
     }
 
-    /// Creates a set holding `module_ids` (callers check they are the tenant's), in one transaction;
+    /// Creates a set holding `module_ids` (callers check they are the tenant's), in one
+    /// transaction;
     /// fails with a unique-constraint error if name and version are taken.
     pub async fn create_distribution_set(
         &self,

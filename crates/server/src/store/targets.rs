@@ -98,7 +98,8 @@ impl Store {
         }
     }
 
-    /// Creates a target with its tags, in one transaction; fails with a unique-constraint error if the
+    /// Creates a target with its tags, in one transaction; fails with a unique-constraint error if
+    /// the
     /// controller id is taken in the tenant.
     pub async fn create_target(
         &self,
@@ -171,7 +172,8 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes the target with its tags, group memberships, actions and their histories, in one transaction.
+    /// Deletes the target with its tags, group memberships, actions and their histories, in one
+    /// transaction.
     pub async fn delete_target(&self, target_id: i64) -> Result<(), sqlx::Error> {
         let mut tx = self.begin().await?;
         sqlx::query("DELETE FROM target_tags WHERE target_id = $1")
