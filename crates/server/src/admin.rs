@@ -19,6 +19,7 @@ pub enum Command {
         /// viewer, operator or admin.
         #[arg(long, default_value = "admin")]
         role: String,
+        /// Which tenant the token acts on (`--tenant NAME` or `--cross-tenant`).
         #[command(flatten)]
         scope: Scope,
         /// Write the token to this file (mode 0600) instead of printing it.
@@ -27,11 +28,13 @@ pub enum Command {
     },
     /// Create a dashboard account; the password is read from the first line of standard input.
     CreateUser {
+        /// The login name, unique within its tenant.
         #[arg(long)]
         name: String,
         /// viewer, operator or admin.
         #[arg(long, default_value = "admin")]
         role: String,
+        /// Which tenant the account acts on (`--tenant NAME` or `--cross-tenant`).
         #[command(flatten)]
         scope: Scope,
     },

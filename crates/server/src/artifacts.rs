@@ -26,6 +26,8 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 /// A stream of artifact bytes for a response body.
 pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
 
+/// Where artifact files live: the data directory's `artifacts/` or S3-compatible object storage
+/// (docs/scale-out.md). Files are named by their SHA-256, so equal uploads share one file.
 #[derive(Clone)]
 pub struct ArtifactStore {
     backend: Backend,
@@ -40,9 +42,13 @@ enum Backend {
 /// What was stored: the file's identity and hashes.
 #[derive(Debug, Clone)]
 pub struct Stored {
+    /// SHA-256 of the content, lower-case hex: the file's name in the store.
     pub sha256: String,
+    /// SHA-1 of the content, lower-case hex.
     pub sha1: String,
+    /// MD5 of the content, lower-case hex.
     pub md5: String,
+    /// Size in bytes.
     pub size: u64,
 }
 
@@ -55,8 +61,11 @@ pub enum StorageError {
     /// An object the database refers to is not in the storage.
     #[error("object {0} is missing from the artifact storage")]
     Missing(String),
+    /// A key for other objects (TUF, variants) is not `namespace/name` of safe segments, or
+    /// reaches into `artifacts/` or `tmp/`: a bug, answered 500.
     #[error("invalid object key {0:?}: expected namespace/name with [A-Za-z0-9._-] segments, not in artifacts/ or tmp/")]
     InvalidKey(String),
+    /// A local file operation failed: 500.
     #[error("artifact storage: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -422,7 +431,9 @@ impl LocalFiles {
 /// A parsed single-range request, inclusive bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ByteRange {
+    /// First byte, 0-based.
     pub start: u64,
+    /// Last byte, inclusive (`end < size`).
     pub end: u64,
 }
 

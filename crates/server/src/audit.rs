@@ -175,6 +175,7 @@ pub fn note_tenant(tenant_id: i64) {
 #[derive(Clone, Debug)]
 pub struct ClientAddress(pub String);
 
+/// The client address of a request: [`ClientAddress`] if set, else the TCP peer's IP.
 pub fn client_address(extensions: &axum::http::Extensions) -> Option<String> {
     if let Some(ClientAddress(address)) = extensions.get::<ClientAddress>() {
         return Some(address.clone());

@@ -31,12 +31,16 @@ fn hashes_equal(stored: &str, candidate: &str) -> bool {
 /// Management API roles; each includes the ones before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Role {
+    /// Every `GET` except tenants and tokens.
     Viewer,
+    /// Viewer, plus creating software, registering devices, assigning, canceling and rollouts.
     Operator,
+    /// Operator, plus tenants, gateway tokens and API tokens.
     Admin,
 }
 
 impl Role {
+    /// The role named `viewer`, `operator` or `admin` (exact, lower case); else `None`.
     pub fn parse(text: &str) -> Option<Role> {
         match text {
             "viewer" => Some(Role::Viewer),
@@ -46,6 +50,7 @@ impl Role {
         }
     }
 
+    /// The role's name as stored and shown: `viewer`, `operator` or `admin`.
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Viewer => "viewer",
@@ -66,6 +71,7 @@ fn authorization(headers: &HeaderMap) -> Option<(&str, &str)> {
 pub struct Caller {
     /// The token's name (`dashboard-session:<user>` for dashboard logins).
     pub name: String,
+    /// What the token may do.
     pub role: Role,
     /// The one tenant the token may act on; `None` for a cross-tenant token, which only the
     /// command line creates.
@@ -73,6 +79,7 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Whether the token may pick any tenant with `X-Keel-Tenant`.
     pub fn is_cross_tenant(&self) -> bool {
         self.tenant_id.is_none()
     }
@@ -148,7 +155,9 @@ pub async fn management_role(
 
 /// The device a DDI request acts as.
 pub struct Device {
+    /// The tenant named in the URL.
     pub tenant: Tenant,
+    /// The device named in the URL (registered by this poll if it came with the gateway token).
     pub target: Target,
 }
 

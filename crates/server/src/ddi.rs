@@ -22,6 +22,8 @@ pub const DDI_BODY_LIMIT: usize = 64 * 1024;
 /// hawkBit's quota of attributes per target.
 const MAX_ATTRIBUTES: usize = 100;
 
+/// The DDI device API under `/{tenant}/controller/v1/{controllerId}` (docs/ddi.md): poll,
+/// deployment, feedback, cancel, configData, installedBase and artifacts (TUF: `tuf::routes`).
 pub fn routes() -> Router<Arc<AppState>> {
     let base = "/{tenant}/controller/v1/{controller_id}";
     Router::new()
@@ -449,44 +451,69 @@ async fn installed_base(
 
 // ---------- feedback ----------
 
+/// DDI `status.execution`: where the device is with the action (mapped as hawkBit's
+/// `generateUpdateStatus` does, docs/ddi.md).
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Execution {
+    /// Done; `result.finished` says how. Closes the action (`finished`, or `error` on `failure`).
     Closed,
+    /// Working on it: the action stays `running`.
     Proceeding,
+    /// The device canceled it: closes the action `canceled` (on a cancel, only a `warning` entry).
     Canceled,
+    /// Waiting to start (e.g. for its maintenance window): the action stays `running`.
     Scheduled,
+    /// The device refuses the update (`warning`, still open), or a cancel (back to `running`).
     Rejected,
+    /// Working on it again after an interruption: the action stays `running`.
     Resumed,
+    /// Downloading: the action becomes `download`.
     Download,
+    /// Download complete: the action becomes `downloaded`.
     Downloaded,
 }
 
+/// DDI `status.result.finished`: the outcome, meaningful with `closed`.
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Finished {
+    /// Installed (or canceled) successfully.
     Success,
+    /// Failed: the action closes `error`.
     Failure,
+    /// No outcome yet; with `closed`, taken as success.
     None,
 }
 
+/// DDI `status.result.progress`: how far the device is, in steps of its own choosing.
 #[derive(Debug, Deserialize)]
 pub struct Progress {
+    /// Steps done.
     pub cnt: Option<i64>,
+    /// Steps in all.
     pub of: Option<i64>,
 }
 
+/// DDI `status.result`.
 #[derive(Debug, Deserialize)]
 pub struct FeedbackResult {
+    /// The outcome (required).
     pub finished: Finished,
+    /// Optional progress, stored in the history entry.
     pub progress: Option<Progress>,
 }
 
+/// DDI `status`: what the device reports.
 #[derive(Debug, Deserialize)]
 pub struct FeedbackStatus {
+    /// Where the device is (required).
     pub execution: Execution,
+    /// Outcome and progress (required).
     pub result: FeedbackResult,
+    /// The device's own result code, stored in the history.
     pub code: Option<i64>,
+    /// Free-text lines, stored in the history (may be empty).
     #[serde(default)]
     pub details: Vec<String>,
 }
@@ -494,7 +521,9 @@ pub struct FeedbackStatus {
 /// `DdiActionFeedback`; unknown fields (SWUpdate's `id`, `time`) are ignored.
 #[derive(Debug, Deserialize)]
 pub struct Feedback {
+    /// When it happened on the device (ms since 1970); `None`: the server's time of receipt.
     pub timestamp: Option<i64>,
+    /// The report.
     pub status: FeedbackStatus,
 }
 

@@ -10,6 +10,7 @@
 //!   PostgreSQL (`--database-url postgres://...`) with the same schema and behaviour, and artifacts
 //!   on S3-compatible object storage (`--object-store-url s3://bucket/prefix`) (docs/scale-out.md).
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 // The OpenAPI document (openapi.rs) is one large `json!` literal per schema table.
 #![recursion_limit = "256"]
 
@@ -199,6 +200,7 @@ pub fn parse_poll_interval(text: &str) -> Result<u32, String> {
     Ok(secs)
 }
 
+/// Formats seconds as `HH:MM:SS` (DDI `sleep`), capped at 23:59:59.
 pub fn format_poll_interval(secs: u32) -> String {
     let secs = secs.min(23 * 3600 + 59 * 60 + 59);
     format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
@@ -206,8 +208,11 @@ pub fn format_poll_interval(secs: u32) -> String {
 
 /// Shared state of all handlers.
 pub struct AppState {
+    /// The database.
     pub store: store::Store,
+    /// Where artifact files are stored.
     pub files: artifacts::ArtifactStore,
+    /// The command-line configuration the server started with.
     pub config: Config,
     /// Last poll time and address per target, flushed to the database in batches (hawkBit does the
     /// same): losing a few seconds of "last seen" on a crash is harmless, an fsync per poll is not.
@@ -288,10 +293,12 @@ impl Server {
         })
     }
 
+    /// The address the listener is bound to (with the real port when `--listen` asked for port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
+    /// The state every handler shares (tests use it to reach the store).
     pub fn state(&self) -> Arc<AppState> {
         self.state.clone()
     }
@@ -332,6 +339,7 @@ pub(crate) fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Resu
     Ok(())
 }
 
+/// Every route the server serves (DDI, management API, TUF, dashboard) behind the throttle guard.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(

@@ -25,8 +25,10 @@ use std::sync::Arc;
 
 /// JSON bodies of the management API (artifact uploads are streamed separately).
 pub const MGMT_BODY_LIMIT: usize = 4 * 1024 * 1024;
+/// Header with which a cross-tenant token picks the tenant to act on (default `default`).
 pub const TENANT_HEADER: &str = "x-keel-tenant";
 
+/// The management API routes under `/rest/v1`, without the audit layer (see [`api`]).
 pub fn routes() -> Router<Arc<AppState>> {
     let upload = Router::new()
         .route(

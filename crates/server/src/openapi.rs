@@ -511,6 +511,8 @@ fn path_parameter(name: &str) -> Value {
     json!({ "name": name, "in": "path", "required": true, "schema": schema })
 }
 
+/// The OpenAPI 3.0 document served at `GET /rest/v1/openapi.json`: every route of the
+/// management and DDI APIs with its parameters, bodies and status codes.
 pub fn document() -> Value {
     let mut paths = Map::new();
     for op in operations_table() {

@@ -11,7 +11,9 @@
 use crate::error::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
+/// Items per page when the request gives no `limit`.
 pub const DEFAULT_LIMIT: i64 = 50;
+/// Largest `limit` accepted; above it the request is a 400 (never clamped).
 pub const MAX_LIMIT: i64 = 500;
 /// Longest `q` accepted, and most comparisons in it.
 const MAX_Q_BYTES: usize = 2048;
@@ -34,13 +36,18 @@ pub enum Kind {
 /// One field of a listed resource: its API name and the SQL expression behind it.
 #[derive(Debug)]
 pub struct Field {
+    /// The field's name in the API: in `sort`, in `q` and in the answer's JSON.
     pub name: &'static str,
+    /// The whitelisted SQL expression behind it (a column, or a subquery); never request text.
     pub sql: &'static str,
+    /// What it holds, and so which `q` comparisons it accepts.
     pub kind: Kind,
+    /// Whether it can be NULL; NULLs sort last either way.
     pub nullable: bool,
 }
 
 impl Field {
+    /// A text field, not nullable.
     pub const fn text(name: &'static str, sql: &'static str) -> Field {
         Field {
             name,
@@ -49,6 +56,7 @@ impl Field {
             nullable: false,
         }
     }
+    /// An integer field, not nullable.
     pub const fn int(name: &'static str, sql: &'static str) -> Field {
         Field {
             name,
@@ -57,6 +65,7 @@ impl Field {
             nullable: false,
         }
     }
+    /// The same field, nullable.
     pub const fn nullable(self) -> Field {
         Field {
             nullable: true,
@@ -72,13 +81,16 @@ impl Field {
 /// endpoint-specific query parameters it accepts besides the paging ones.
 #[derive(Debug)]
 pub struct Listing {
+    /// Every field of the resource, in the order error messages list them.
     pub fields: &'static [Field],
     /// A unique column appended to every ORDER BY so pages never overlap or skip rows.
     pub tie: &'static str,
+    /// Query parameters the endpoint takes besides `offset`, `limit`, `sort` and `q` (e.g. `tag`).
     pub extra_params: &'static [&'static str],
 }
 
 impl Listing {
+    /// The names `sort` accepts (every field but the `Exists` ones).
     pub fn sort_fields(&self) -> Vec<&'static str> {
         self.fields
             .iter()
@@ -86,6 +98,7 @@ impl Listing {
             .map(|f| f.name)
             .collect()
     }
+    /// The names `q` accepts (every field).
     pub fn filter_fields(&self) -> Vec<&'static str> {
         self.fields.iter().map(|f| f.name).collect()
     }
@@ -97,7 +110,9 @@ impl Listing {
 /// A value bound to a `$N` placeholder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Bind {
+    /// An integer, or a boolean as 0/1.
     Int(i64),
+    /// A text value (from `q`: wildcards already turned into a `LIKE` pattern).
     Text(String),
 }
 
@@ -130,7 +145,9 @@ struct Condition {
 /// A validated list request.
 #[derive(Debug)]
 pub struct PageRequest {
+    /// Items to skip (`offset`, default 0).
     pub offset: i64,
+    /// Items in the page (`limit`, 0..=[`MAX_LIMIT`], default [`DEFAULT_LIMIT`]).
     pub limit: i64,
     order_by: String,
     /// OR of AND groups (FIQL: `;` binds tighter than `,`).

@@ -43,6 +43,8 @@ pub fn holder_id() -> String {
     )
 }
 
+/// Runs the rollout scheduler until `stop` changes: a tick every `--scheduler-interval-ms` while
+/// this process holds the [`LEASE`]; on the way out it gives the lease up.
 pub async fn run(state: Arc<AppState>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let interval = state.config.scheduler_interval_ms.max(50);
     let period = Duration::from_millis(interval);

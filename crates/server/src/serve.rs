@@ -32,6 +32,7 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// The limits `config` asks for, each at least 1 (ms, or connections).
     pub fn from_config(config: &crate::Config) -> Limits {
         Limits {
             header_read_timeout: Duration::from_millis(config.header_read_timeout_ms.max(1)),

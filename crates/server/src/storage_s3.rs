@@ -44,6 +44,8 @@ pub const MAX_COPY_BYTES: u64 = 5 << 30;
 /// Age after which a leftover temporary upload object is deleted at start-up.
 const STALE_UPLOAD: Duration = Duration::from_secs(24 * 3600);
 
+/// Artifacts and other objects in an S3-compatible bucket under a prefix (`--object-store-url`,
+/// docs/scale-out.md): `prefix/artifacts/<sha256>`, uploads in progress under `prefix/tmp/`.
 pub struct S3Files {
     store: Arc<AmazonS3>,
     /// Signs download URLs; differs from `store` when devices reach S3 at another endpoint.
@@ -194,6 +196,9 @@ impl S3Files {
         Ok(())
     }
 
+    /// Streams an upload to a temporary object while hashing it, then moves it to
+    /// `artifacts/<sha256>` (kept if that already exists). More than `max_bytes` is a 413; the
+    /// storage unreachable is a 503; the temporary object is deleted in every case.
     pub async fn ingest<S, E>(&self, mut body: S, max_bytes: u64) -> Result<Stored, ApiError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
@@ -286,6 +291,7 @@ impl S3Files {
             .map_err(|e| StorageError::Unavailable(format!("completing copy to {target}: {e}")))
     }
 
+    /// Whether `artifacts/<sha256>` exists.
     pub async fn contains(&self, sha256: &str) -> Result<bool, StorageError> {
         match self.store.head(&self.artifact_key(sha256)).await {
             Ok(_) => Ok(true),
@@ -294,6 +300,7 @@ impl S3Files {
         }
     }
 
+    /// `length` bytes of the artifact from byte `start` (a ranged GET).
     pub async fn read(
         &self,
         sha256: &str,
@@ -318,6 +325,8 @@ impl S3Files {
             .boxed())
     }
 
+    /// A pre-signed GET URL for the artifact, valid for `--s3-presign-expiry-secs`; `None` unless
+    /// `--s3-presign-downloads` is set.
     pub async fn presigned_download_url(
         &self,
         sha256: &str,
@@ -336,6 +345,7 @@ impl S3Files {
         Ok(Some(url.to_string()))
     }
 
+    /// Writes the object `key` (under the prefix), replacing it.
     pub async fn put_object(&self, key: &str, bytes: Bytes) -> Result<(), StorageError> {
         self.store
             .put(&self.key(key), PutPayload::from(bytes))
@@ -344,6 +354,7 @@ impl S3Files {
         Ok(())
     }
 
+    /// The object `key` (under the prefix); `None` if it does not exist.
     pub async fn get_object(&self, key: &str) -> Result<Option<Bytes>, StorageError> {
         match self.store.get(&self.key(key)).await {
             Ok(result) => Ok(Some(result.bytes().await.map_err(unavailable)?)),
@@ -352,6 +363,7 @@ impl S3Files {
         }
     }
 
+    /// Deletes the object `key` (under the prefix); a missing object is no error.
     pub async fn delete_object(&self, key: &str) -> Result<(), StorageError> {
         match self.store.delete(&self.key(key)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
@@ -359,6 +371,7 @@ impl S3Files {
         }
     }
 
+    /// The keys below `prefix`, relative to the bucket prefix (as `get_object` takes them).
     pub async fn list_objects(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
         let strip = if self.prefix.is_empty() {
             String::new()

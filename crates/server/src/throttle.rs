@@ -101,10 +101,12 @@ pub struct Table {
 }
 
 impl Table {
+    /// An empty table with [`MAX_KEYS`] keys at most.
     pub fn new(policy: Policy) -> Table {
         Table::with_capacity(policy, MAX_KEYS)
     }
 
+    /// An empty table with `capacity` keys at most (at least 1); tests use small ones.
     pub fn with_capacity(policy: Policy, capacity: usize) -> Table {
         Table {
             policy,
@@ -170,10 +172,12 @@ impl Table {
         }
     }
 
+    /// Keys tracked now (blocked or not).
     pub fn len(&self) -> usize {
         self.entries.lock().map(|e| e.len()).unwrap_or(0)
     }
 
+    /// Whether no key is tracked.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -181,13 +185,20 @@ impl Table {
 
 /// The per-replica throttling state: four tables and the password-hashing limiter.
 pub struct Guard {
+    /// `false` (`--no-auth-throttle`): nothing is counted or refused; hashing stays bounded.
     pub enabled: bool,
     /// How long a refused (`429`) answer is held back at most.
     pub refusal_hold: Duration,
+    /// Dashboard accounts (user names), from every address together ([`PASSWORD_ACCOUNT`]).
     pub password_accounts: Table,
+    /// Client addresses on the human side: dashboard logins and Bearer tokens
+    /// ([`MANAGEMENT_ADDRESS`]).
     pub management_addresses: Table,
+    /// Devices (tenant and controller id) per client address ([`DEVICE_ACCOUNT`]).
     pub device_accounts: Table,
+    /// Client addresses on the device side: DDI and TUF ([`DEVICE_ADDRESS`]).
     pub device_addresses: Table,
+    /// Bounds the argon2 verifications of dashboard logins.
     pub hashing: Hashing,
 }
 
@@ -200,6 +211,7 @@ impl Guard {
         Arc::new(guard)
     }
 
+    /// A guard with the default tables, a 1 s refusal hold and [`hash_concurrency`] hashing slots.
     pub fn new(enabled: bool) -> Guard {
         Guard {
             enabled,
@@ -299,6 +311,7 @@ pub async fn in_process<F: std::future::Future>(future: F) -> F::Output {
 /// A refused request: blocked for `retry_after`.
 #[derive(Debug, Clone, Copy)]
 pub struct Throttled {
+    /// How long the key stays blocked from now (sent rounded up, [`Throttled::retry_after_secs`]).
     pub retry_after: Duration,
 }
 
@@ -473,6 +486,7 @@ pub struct Hashing {
 }
 
 impl Hashing {
+    /// `slots` verifications at a time (give at least 1), `QUEUE_PER_SLOT × slots` waiting at most.
     pub fn new(slots: usize) -> Hashing {
         Hashing {
             slots: Arc::new(tokio::sync::Semaphore::new(slots)),

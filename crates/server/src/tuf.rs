@@ -807,6 +807,7 @@ fn time_left(timestamp: &[u8]) -> i64 {
 /// than half its lifetime left: a burst of device fetches then runs one refresh, not one each.
 const EXPIRING_REFRESH: Duration = Duration::from_secs(1);
 
+/// The route serving a tenant's TUF metadata files to devices (docs/tuf.md).
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new().route(
         "/{tenant}/controller/v1/{controller_id}/tuf/{file}",

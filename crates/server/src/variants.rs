@@ -42,6 +42,7 @@ pub struct Variant {
 }
 
 impl Variant {
+    /// A full bundle: needs nothing from the device.
     pub fn full() -> Variant {
         Variant {
             variant: "full".into(),

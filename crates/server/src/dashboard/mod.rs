@@ -272,19 +272,25 @@ fn equal_secret(a: &str, b: &str) -> bool {
 pub struct Ctx {
     session_id: String,
     token: String,
+    /// The session's CSRF token; every POST must carry it.
     pub csrf: String,
+    /// The session's token name (`dashboard-session:<user>` for password logins).
     pub name: String,
+    /// The session token's role: decides which controls the pages show.
     pub role: Role,
+    /// The tenant the session acts on.
     pub tenant: Tenant,
     /// The client's address, for the audit log.
     pub address: Option<String>,
 }
 
 impl Ctx {
+    /// Whether the user may change things (operator or admin).
     pub fn can_operate(&self) -> bool {
         self.role >= Role::Operator
     }
 
+    /// Whether the user may manage tenants, tokens and accounts.
     pub fn is_admin(&self) -> bool {
         self.role >= Role::Admin
     }
@@ -407,11 +413,14 @@ pub fn error_page(ctx: Option<&Ctx>, status: StatusCode, message: &str) -> Respo
 
 /// A management API response seen from the dashboard.
 pub struct ApiReply {
+    /// The API's HTTP status.
     pub status: StatusCode,
+    /// The API's JSON body (`Null` if it was not JSON).
     pub body: serde_json::Value,
 }
 
 impl ApiReply {
+    /// The API's error `message`, or the status text when the body has none.
     pub fn message(&self) -> String {
         self.body
             .get("message")
@@ -468,6 +477,7 @@ pub fn api_failure(ctx: &Ctx, reply: &ApiReply) -> Response {
 pub struct FormFields(pub Vec<(String, String)>);
 
 impl FormFields {
+    /// Decodes the body; malformed pairs are decoded leniently, never refused.
     pub fn parse(body: &[u8]) -> FormFields {
         FormFields(
             form_urlencoded::parse(body)
@@ -476,6 +486,7 @@ impl FormFields {
         )
     }
 
+    /// The first value of the field `name`, untrimmed.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
@@ -488,6 +499,7 @@ impl FormFields {
         self.get(name).unwrap_or("").trim().to_string()
     }
 
+    /// Every value of the field `name` (checkboxes, multi-selects), in order.
     pub fn all(&self, name: &str) -> Vec<&str> {
         self.0
             .iter()

@@ -13,8 +13,11 @@ pub struct DashboardSession {
     pub token_hash: String,
     /// The token was minted for a password login (deleted at logout or when pruned).
     pub minted: bool,
+    /// The session's CSRF token, required on every POST (form field `csrf` or `X-CSRF-Token`).
     pub csrf: String,
+    /// Name of the tenant the session acts on.
     pub tenant: String,
+    /// When the session was last used (ms since 1970); idle sessions are pruned.
     pub last_used_at: i64,
 }
 
@@ -38,11 +41,17 @@ impl DashboardSession {
 /// A dashboard account (`tenant_id = None`: cross-tenant).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DashboardUser {
+    /// Row id.
     pub id: i64,
+    /// The tenant the account belongs to; `None` for a cross-tenant account (command line only).
     pub tenant_id: Option<i64>,
+    /// Login name, unique per tenant.
     pub name: String,
+    /// argon2id PHC string (`dashboard::hash_password`); never the password.
     pub password_hash: String,
+    /// `viewer`, `operator` or `admin`: the role of the tokens minted for its logins.
     pub role: String,
+    /// When the account was created (ms since 1970).
     pub created_at: i64,
 }
 
@@ -51,7 +60,9 @@ pub struct DashboardUser {
 pub struct MintedToken<'a> {
     /// `DASHBOARD_SESSION_TOKEN_PREFIX` and the user's name.
     pub name: &'a str,
+    /// The user's role (`viewer`, `operator` or `admin`).
     pub role: &'a str,
+    /// The tenant the token acts on.
     pub tenant_id: i64,
 }
 
@@ -193,6 +204,7 @@ impl Store {
         tx.commit().await
     }
 
+    /// The session whose id hashes to `id_hash`, expired or not (the caller checks).
     pub async fn dashboard_session(
         &self,
         id_hash: &str,
@@ -207,6 +219,7 @@ impl Store {
         Ok(row.map(DashboardSession::from_row))
     }
 
+    /// Records a use of the session at `at` (ms since 1970); never moves `last_used_at` backwards.
     pub async fn touch_dashboard_session(&self, id_hash: &str, at: i64) -> Result<(), sqlx::Error> {
         sqlx::query("UPDATE dashboard_sessions SET last_used_at = $1 WHERE id_hash = $2 AND last_used_at < $1")
             .bind(at)
@@ -250,6 +263,7 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    /// Deletes the API token with this sha256 hex hash; no error if there is none.
     pub async fn delete_api_token_by_hash(&self, token_hash: &str) -> Result<(), sqlx::Error> {
         sqlx::query("DELETE FROM api_tokens WHERE token_hash = $1")
             .bind(token_hash)

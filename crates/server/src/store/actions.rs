@@ -3,33 +3,50 @@
 use super::{for_update, now_ms, ActionStatus, Store, Target, Tx};
 use serde::Serialize;
 
+/// One assignment of a distribution set to a target: what the device is told to install.
+/// Served as the management API's `Action`.
 #[derive(Debug, Clone, sqlx::FromRow, Serialize)]
 pub struct Action {
+    /// Row id: the `actionId` in DDI and management URLs.
     pub id: i64,
+    /// The tenant the action belongs to.
     #[serde(skip)]
     pub tenant_id: i64,
+    /// The target (device) the set is assigned to.
     #[serde(skip)]
     pub target_id: i64,
+    /// The distribution set to install.
     #[serde(rename = "distributionSetId")]
     pub ds_id: i64,
+    /// The rollout that created the action; `None` for a direct assignment.
     #[serde(rename = "rolloutId")]
     pub rollout_id: Option<i64>,
+    /// The rollout group that created the action; `None` for a direct assignment.
     #[serde(rename = "rolloutGroupId")]
     pub rollout_group_id: Option<i64>,
+    /// `soft`, `forced`, `timeforced` or `downloadonly` (hawkBit's action types).
     #[serde(rename = "type")]
     pub action_type: String,
+    /// For `timeforced`: when the action becomes forced (ms since 1970).
     pub forcetime: Option<i64>,
+    /// Maintenance window: Quartz-style cron of the window starts (see [`MaintenanceWindow`]).
     #[serde(skip)]
     pub mw_schedule: Option<String>,
+    /// Maintenance window: how long each window lasts, in seconds.
     #[serde(skip)]
     pub mw_duration_secs: Option<i64>,
+    /// Maintenance window: the schedule's time zone, `±HH:MM` or `Z`.
     #[serde(skip)]
     pub mw_timezone: Option<String>,
+    /// The current status: the latest transition, not every history entry.
     pub status: ActionStatus,
+    /// 1 while open (the device must still handle it), 0 once closed; JSON `true`/`false`.
     #[serde(serialize_with = "as_bool")]
     pub active: i64,
+    /// When the action was created (ms since 1970).
     #[serde(rename = "createdAt")]
     pub created_at: i64,
+    /// When status or `active` last changed (ms since 1970).
     #[serde(rename = "updatedAt")]
     pub updated_at: i64,
 }
@@ -38,21 +55,31 @@ fn as_bool<S: serde::Serializer>(value: &i64, serializer: S) -> Result<S::Ok, S:
     serializer.serialize_bool(*value != 0)
 }
 
+/// One entry of an action's status history: a device report or a transition of the server's own.
 #[derive(Debug, Clone, sqlx::FromRow, Serialize)]
 pub struct ActionStatusEntry {
+    /// Row id; entries of one action are in id order.
     pub id: i64,
+    /// The action the entry belongs to.
     #[serde(skip)]
     pub action_id: i64,
+    /// The status reported.
     pub status: ActionStatus,
+    /// The messages as a JSON array of strings (the management API decodes it).
     #[serde(skip)]
     pub messages: String,
+    /// The device's result code (DDI feedback `code`), if it sent one.
     pub code: Option<i64>,
+    /// Progress: steps done (DDI `progress.cnt`), if sent.
     #[serde(rename = "progressCnt")]
     pub progress_cnt: Option<i64>,
+    /// Progress: steps in all (DDI `progress.of`), if sent.
     #[serde(rename = "progressOf")]
     pub progress_of: Option<i64>,
+    /// When the device says it happened (its `timestamp`, ms since 1970), else when it was stored.
     #[serde(rename = "reportedAt")]
     pub reported_at: i64,
+    /// When the server stored the entry (ms since 1970, server clock).
     #[serde(rename = "createdAt")]
     pub created_at: i64,
 }
@@ -60,27 +87,39 @@ pub struct ActionStatusEntry {
 /// What an action's maintenance window is, as given by the operator (hawkBit's format).
 #[derive(Debug, Clone)]
 pub struct MaintenanceWindow {
+    /// Quartz-style cron of the window starts (seconds first, `?` allowed, 1 = Sunday).
     pub schedule: String,
+    /// How long each window lasts, in seconds.
     pub duration_secs: i64,
+    /// The schedule's time zone: `±HH:MM` or `Z`.
     pub timezone: String,
 }
 
 /// A new action to create.
 #[derive(Debug, Clone)]
 pub struct NewAction {
+    /// `soft`, `forced`, `timeforced` or `downloadonly`.
     pub action_type: String,
+    /// For `timeforced`: when the action becomes forced (ms since 1970).
     pub forcetime: Option<i64>,
+    /// When the device may install; `None`: at any time.
     pub maintenance: Option<MaintenanceWindow>,
 }
 
 /// A status entry to append to an action's history.
 #[derive(Debug, Clone)]
 pub struct NewStatus {
+    /// The status to record (and, depending on the [`Transition`], to move the action to).
     pub status: ActionStatus,
+    /// Free-text lines (DDI `status.details`), stored as a JSON array.
     pub messages: Vec<String>,
+    /// The device's result code, if any.
     pub code: Option<i64>,
+    /// Progress: steps done, if any.
     pub progress_cnt: Option<i64>,
+    /// Progress: steps in all, if any.
     pub progress_of: Option<i64>,
+    /// When the device says it happened (ms since 1970); `None`: now.
     pub reported_at: Option<i64>,
 }
 
@@ -110,7 +149,9 @@ pub enum Transition {
     Force(ActionStatus),
     /// The action closes with this status; `installed` marks the target as running the set.
     Close {
+        /// The status the action closes with.
         status: ActionStatus,
+        /// Whether the target now runs the action's distribution set.
         installed: bool,
     },
 }
@@ -120,6 +161,7 @@ pub(super) const ACTION_COLUMNS: &str =
      mw_schedule, mw_duration_secs, mw_timezone, status, active, created_at, updated_at";
 
 impl Store {
+    /// The action with this id, of any tenant (callers check the tenant).
     pub async fn action(&self, id: i64) -> Result<Option<Action>, sqlx::Error> {
         sqlx::query_as(&format!(
             "SELECT {ACTION_COLUMNS} FROM actions WHERE id = $1"
@@ -139,6 +181,7 @@ impl Store {
         .await
     }
 
+    /// Every action of the target, oldest first.
     pub async fn target_actions(&self, target_id: i64) -> Result<Vec<Action>, sqlx::Error> {
         sqlx::query_as(&format!(
             "SELECT {ACTION_COLUMNS} FROM actions WHERE target_id = $1 ORDER BY id"
@@ -148,6 +191,7 @@ impl Store {
         .await
     }
 
+    /// The action's status history, oldest first.
     pub async fn action_history(
         &self,
         action_id: i64,

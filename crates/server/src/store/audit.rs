@@ -6,17 +6,24 @@ use serde::Serialize;
 /// One audit record.
 #[derive(Debug, Clone, sqlx::FromRow, Serialize)]
 pub struct AuditRecord {
+    /// Row id; later records have higher ids.
     pub id: i64,
     /// Milliseconds since the Unix epoch.
     pub at: i64,
+    /// The tenant acted on; `None` when none could be resolved (e.g. an unknown token).
     #[serde(rename = "tenantId")]
     pub tenant_id: Option<i64>,
+    /// Who acted: a token's name, `user "alice"`, `(no valid token)` or `(device)`; never a secret.
     pub actor: String,
+    /// What was done: method and route (`POST /rest/v1/targets`), `login`, `token rejected: …`, ….
     pub action: String,
+    /// What it was done to: the request path, or what a dashboard action touched.
     pub object: String,
     /// The HTTP status the request was answered with.
     pub status: i64,
+    /// The client's IP address: the TCP peer (behind a reverse proxy, the proxy's address).
     pub address: Option<String>,
+    /// More about the event, e.g. why a login failed.
     pub detail: Option<String>,
 }
 
@@ -25,10 +32,13 @@ pub struct AuditRecord {
 pub struct AuditFilter {
     /// `Some(id)`: that tenant's records; `None`: every record (cross-tenant callers only).
     pub tenant_id: Option<i64>,
+    /// Only records of this actor (exact match).
     pub actor: Option<String>,
     /// A prefix of the action, e.g. `login` or `POST /rest/v1/targets`.
     pub action: Option<String>,
+    /// Only records at or after this time (ms since 1970).
     pub since: Option<i64>,
+    /// Only records before this time (ms since 1970).
     pub until: Option<i64>,
     /// Only records with an HTTP status of 400 or above (refusals and failures).
     pub failed_only: bool,

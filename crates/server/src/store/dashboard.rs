@@ -6,9 +6,13 @@ use super::{Action, Page, Store, UpdateStatus};
 /// A device row of the dashboard's fleet list.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DeviceRow {
+    /// The device's controller id.
     pub controller_id: String,
+    /// Display name.
     pub name: String,
+    /// When it last polled (ms since 1970); `None`: never.
     pub last_poll_at: Option<i64>,
+    /// Its update state, computed from its actions (`DEVICE_STATE_SQL`).
     pub state: UpdateStatus,
     /// `<set name> <set version>` of the installed distribution set.
     pub installed: Option<String>,
@@ -19,7 +23,9 @@ pub struct DeviceRow {
 pub struct DeviceFilter {
     /// Substring of the controller id or name.
     pub search: String,
+    /// Only devices with this tag (exact match).
     pub tag: String,
+    /// Only devices with this attribute value.
     pub attribute: Option<AttributeFilter>,
     /// An update state's text (`UpdateStatus::as_str`); any other text matches no device.
     pub state: String,
@@ -28,7 +34,9 @@ pub struct DeviceFilter {
 /// The device attribute `key` equals `value`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttributeFilter {
+    /// Attribute name, as the device sent it in `configData`.
     pub key: String,
+    /// The value it must have (exact match).
     pub value: String,
 }
 
@@ -207,20 +215,26 @@ impl Store {
 /// What the dashboard's fleet overview shows.
 #[derive(Debug, Clone, Default)]
 pub struct FleetCounts {
+    /// Devices of the tenant.
     pub total: i64,
     /// By update state, in the order of the state's name.
     pub by_state: Vec<StateCount>,
     /// By installed set, the most common first.
     pub by_version: Vec<VersionCount>,
+    /// Devices that polled within the last hour.
     pub seen_last_hour: i64,
+    /// Devices that polled within the last 24 hours.
     pub seen_last_day: i64,
+    /// Devices that never polled.
     pub never_seen: i64,
 }
 
 /// How many devices are in one update state.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct StateCount {
+    /// The update state.
     pub state: UpdateStatus,
+    /// Devices in it.
     pub count: i64,
 }
 
@@ -229,5 +243,6 @@ pub struct StateCount {
 pub struct VersionCount {
     /// `<set name> <set version>`; `None`: nothing installed through keel yet.
     pub installed: Option<String>,
+    /// Devices running it.
     pub count: i64,
 }

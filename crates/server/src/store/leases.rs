@@ -5,7 +5,9 @@ use super::{now_ms, Store};
 /// Who holds a lease, and until when (ms since 1970, the holder's clock).
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Lease {
+    /// Who holds it: a name unique to one process (`scheduler::holder_id`: host, pid, random part).
     pub holder: String,
+    /// When the lease ends unless renewed (ms since 1970, the holder's clock).
     pub expires_at: i64,
 }
 

@@ -37,6 +37,7 @@ pub const TARGET_LISTING: Listing = Listing {
     extra_params: &["tag"],
 };
 
+/// `GET /rest/v1/softwaremodules`: the fields it sorts and filters on.
 pub const MODULE_LISTING: Listing = Listing {
     fields: &[
         Field::int("id", "id"),
@@ -49,6 +50,7 @@ pub const MODULE_LISTING: Listing = Listing {
     extra_params: &[],
 };
 
+/// `GET /rest/v1/distributionsets`: the fields it sorts and filters on.
 pub const SET_LISTING: Listing = Listing {
     fields: &[
         Field::int("id", "id"),
@@ -60,6 +62,7 @@ pub const SET_LISTING: Listing = Listing {
     extra_params: &[],
 };
 
+/// `GET /rest/v1/softwaremodules/{id}/artifacts`: the fields it sorts and filters on.
 pub const ARTIFACT_LISTING: Listing = Listing {
     fields: &[
         Field::int("id", "id"),
@@ -72,6 +75,7 @@ pub const ARTIFACT_LISTING: Listing = Listing {
     extra_params: &[],
 };
 
+/// `GET /rest/v1/targets/{id}/actions`: the fields it sorts and filters on.
 pub const ACTION_LISTING: Listing = Listing {
     fields: &[
         Field::int("id", "id"),
@@ -92,6 +96,7 @@ pub const ACTION_LISTING: Listing = Listing {
     extra_params: &[],
 };
 
+/// `GET /rest/v1/rollouts`: the fields it sorts and filters on.
 pub const ROLLOUT_LISTING: Listing = Listing {
     fields: &[
         Field::int("id", "id"),
@@ -106,6 +111,7 @@ pub const ROLLOUT_LISTING: Listing = Listing {
     extra_params: &[],
 };
 
+/// `GET /rest/v1/tokens`: the fields it sorts and filters on.
 pub const TOKEN_LISTING: Listing = Listing {
     fields: &[
         Field::int("id", "id"),
@@ -117,6 +123,7 @@ pub const TOKEN_LISTING: Listing = Listing {
     extra_params: &[],
 };
 
+/// `GET /rest/v1/tenants`: the fields it sorts and filters on.
 pub const TENANT_LISTING: Listing = Listing {
     fields: &[Field::int("id", "id"), Field::text("name", "name")],
     tie: "id",
@@ -205,6 +212,7 @@ impl Store {
         }
     }
 
+    /// One page of the tenant's modules ([`MODULE_LISTING`]).
     pub async fn modules_page(
         &self,
         tenant_id: i64,
@@ -219,6 +227,7 @@ impl Store {
         .await
     }
 
+    /// One page of the tenant's distribution sets ([`SET_LISTING`]).
     pub async fn distribution_sets_page(
         &self,
         tenant_id: i64,
@@ -233,6 +242,7 @@ impl Store {
         .await
     }
 
+    /// One page of the module's artifacts ([`ARTIFACT_LISTING`]).
     pub async fn artifacts_page(
         &self,
         module_id: i64,
@@ -247,6 +257,7 @@ impl Store {
         .await
     }
 
+    /// One page of the target's actions ([`ACTION_LISTING`]).
     pub async fn target_actions_page(
         &self,
         target_id: i64,
@@ -261,6 +272,7 @@ impl Store {
         .await
     }
 
+    /// One page of the tenant's rollouts ([`ROLLOUT_LISTING`]).
     pub async fn rollouts_page(
         &self,
         tenant_id: i64,

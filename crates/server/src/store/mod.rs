@@ -59,15 +59,20 @@ use sqlx::{Any, AnyPool, Executor, Transaction};
 use std::path::Path;
 use std::time::Duration;
 
+/// A write transaction on either backend (`Store::begin`).
 pub type Tx<'a> = Transaction<'a, Any>;
 
 /// One page of a list and how many rows match in all (for the pager).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page<T> {
+    /// The rows of this page, in the requested order.
     pub rows: Vec<T>,
+    /// How many rows match the filter, over all pages.
     pub total: i64,
 }
 
+/// The database (SQLite or PostgreSQL, one schema): every query of keel-server goes through it.
+/// Cheap to clone; reads and writes use separate pools.
 #[derive(Clone)]
 pub struct Store {
     read: AnyPool,
@@ -88,6 +93,7 @@ fn for_update(conn: &sqlx::AnyConnection) -> &'static str {
     }
 }
 
+/// Now, in milliseconds since 1970: the unit of every timestamp column.
 pub fn now_ms() -> i64 {
     let since_epoch = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -187,11 +193,13 @@ impl Store {
         }
     }
 
+    /// Closes both pools, waiting for connections in use to be returned.
     pub async fn close(&self) {
         self.read.close().await;
         self.write.close().await;
     }
 
+    /// Starts a transaction on the write pool.
     pub async fn begin(&self) -> Result<Tx<'static>, sqlx::Error> {
         self.write.begin().await
     }

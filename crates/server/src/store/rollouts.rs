@@ -4,55 +4,84 @@ use super::{for_update, now_ms, ActionStatus, GroupStatus, NewStatus, RolloutSta
 use serde::Serialize;
 use sqlx::Any;
 
+/// A rollout: one distribution set assigned to many targets, group after group, under the
+/// scheduler's threshold rules. Served as the management API's `Rollout`.
 #[derive(Debug, Clone, sqlx::FromRow, Serialize)]
 pub struct Rollout {
+    /// Row id.
     pub id: i64,
+    /// The tenant the rollout belongs to.
     #[serde(skip)]
     pub tenant_id: i64,
+    /// Operator-given name (not unique).
     pub name: String,
+    /// The distribution set every target gets.
     #[serde(rename = "distributionSetId")]
     pub ds_id: i64,
+    /// The action type of every action it creates: `soft`, `forced`, `timeforced` or
+    /// `downloadonly`.
     #[serde(rename = "type")]
     pub action_type: String,
+    /// Where the rollout is.
     pub status: RolloutStatus,
+    /// Percent of the latest group that must finish before the next group starts.
     #[serde(rename = "successThreshold")]
     pub success_threshold: i64,
+    /// Percent of a group that may fail; above it the rollout halts.
     #[serde(rename = "errorThreshold")]
     pub error_threshold: i64,
+    /// Why it was halted or canceled (and by whom); `None` otherwise.
     #[serde(rename = "statusReason")]
     pub status_reason: Option<String>,
+    /// When it was created (ms since 1970).
     #[serde(rename = "createdAt")]
     pub created_at: i64,
+    /// When its status last changed (ms since 1970).
     #[serde(rename = "updatedAt")]
     pub updated_at: i64,
 }
 
+/// One group of a rollout: a fixed set of targets started together.
 #[derive(Debug, Clone, sqlx::FromRow, Serialize)]
 pub struct RolloutGroup {
+    /// Row id (actions point to it as `rollout_group_id`).
     pub id: i64,
+    /// The rollout it belongs to.
     #[serde(skip)]
     pub rollout_id: i64,
+    /// 0-based order within the rollout: groups start in this order.
     pub position: i64,
+    /// Operator-given name.
     pub name: String,
+    /// Where the group is.
     pub status: GroupStatus,
 }
 
+/// How the targets of one rollout group stand, from their actions (`Store::group_counts`).
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct GroupCounts {
+    /// Targets in the group.
     pub total: i64,
     /// Targets whose action has not been created yet (group not started).
     pub scheduled: i64,
+    /// Targets whose action is open.
     pub running: i64,
+    /// Targets whose action closed `finished`.
     pub finished: i64,
+    /// Targets whose action closed `error`.
     pub error: i64,
+    /// Targets whose action closed any other way (canceled).
     pub canceled: i64,
 }
 
 /// A rollout to create (status `ready`).
 #[derive(Debug, Clone)]
 pub struct NewRollout {
+    /// Operator-given name.
     pub name: String,
+    /// The distribution set to roll out.
     pub ds_id: i64,
+    /// `soft`, `forced`, `timeforced` or `downloadonly`.
     pub action_type: String,
     /// Percent of a group that must succeed before the next group starts.
     pub success_threshold: i64,
@@ -65,7 +94,9 @@ pub struct NewRollout {
 /// One group of a new rollout.
 #[derive(Debug, Clone)]
 pub struct NewGroup {
+    /// Operator-given name.
     pub name: String,
+    /// The group's targets (row ids); a duplicate within the group is stored once.
     pub target_ids: Vec<i64>,
 }
 
@@ -74,6 +105,8 @@ pub(super) const ROLLOUT_COLUMNS: &str =
      status_reason, created_at, updated_at";
 
 impl Store {
+    /// Creates a rollout in `ready` with all its groups `scheduled`, in one transaction.
+    /// Nothing is assigned until it is started.
     pub async fn create_rollout(
         &self,
         tenant_id: i64,
@@ -116,6 +149,7 @@ impl Store {
         Ok(rollout)
     }
 
+    /// The tenant's rollout with this id.
     pub async fn rollout(&self, tenant_id: i64, id: i64) -> Result<Option<Rollout>, sqlx::Error> {
         sqlx::query_as(&format!(
             "SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE id = $1 AND tenant_id = $2"
@@ -126,6 +160,7 @@ impl Store {
         .await
     }
 
+    /// Every rollout of the tenant, oldest first.
     pub async fn rollouts(&self, tenant_id: i64) -> Result<Vec<Rollout>, sqlx::Error> {
         sqlx::query_as(&format!(
             "SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE tenant_id = $1 ORDER BY id"
@@ -135,6 +170,7 @@ impl Store {
         .await
     }
 
+    /// The rollout's groups, in the order they run.
     pub async fn rollout_groups(&self, rollout_id: i64) -> Result<Vec<RolloutGroup>, sqlx::Error> {
         sqlx::query_as("SELECT id, rollout_id, position, name, status FROM rollout_groups WHERE rollout_id = $1 ORDER BY position")
             .bind(rollout_id)
@@ -142,6 +178,7 @@ impl Store {
             .await
     }
 
+    /// Counts the group's targets by the state of their action.
     pub async fn group_counts(&self, group_id: i64) -> Result<GroupCounts, sqlx::Error> {
         Self::group_counts_on(&self.read, group_id).await
     }
@@ -179,6 +216,9 @@ impl Store {
         Ok(counts)
     }
 
+    /// Moves the rollout to `to` if its status is one of `from`, with `reason` as its status
+    /// reason.
+    /// Returns whether it changed: `false` if the rollout is missing or in another status.
     pub async fn set_rollout_status(
         &self,
         rollout_id: i64,
@@ -298,6 +338,8 @@ impl Store {
         Ok(true)
     }
 
+    /// Moves the group from `from` to `to`; returns `false` (and changes nothing) if it was not in
+    /// `from`.
     pub async fn set_group_status(
         &self,
         group_id: i64,
@@ -389,6 +431,7 @@ impl Store {
         Ok(changed)
     }
 
+    /// Every rollout in `running`, of all tenants: the scheduler's work list.
     pub async fn running_rollouts(&self) -> Result<Vec<Rollout>, sqlx::Error> {
         sqlx::query_as(&format!(
             "SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE status = 'running' ORDER BY id"

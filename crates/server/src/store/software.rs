@@ -3,45 +3,70 @@
 use super::{now_ms, Store, Target};
 use serde::Serialize;
 
+/// A software module: one versioned piece of software (hawkBit's `SoftwareModule`), holding
+/// artifacts. Unique per tenant by type, name and version.
 #[derive(Debug, Clone, sqlx::FromRow, Serialize)]
 pub struct SoftwareModule {
+    /// Row id.
     pub id: i64,
+    /// The tenant the module belongs to.
     #[serde(skip)]
     pub tenant_id: i64,
+    /// hawkBit module type, e.g. `os` or `application`; devices see it as `part`.
     #[serde(rename = "type")]
     pub module_type: String,
+    /// Module name.
     pub name: String,
+    /// Module version (free text).
     pub version: String,
+    /// When it was created (ms since 1970).
     #[serde(rename = "createdAt")]
     pub created_at: i64,
 }
 
+/// A file of a software module, stored content-addressed by its SHA-256.
 #[derive(Debug, Clone, sqlx::FromRow, Serialize)]
 pub struct Artifact {
+    /// Row id.
     pub id: i64,
+    /// The module it belongs to.
     #[serde(rename = "moduleId")]
     pub module_id: i64,
+    /// File name as uploaded; unique within the module, used in download URLs.
     pub filename: String,
+    /// SHA-256 of the content, lower-case hex (also its name in the artifact store).
     pub sha256: String,
+    /// SHA-1 of the content, lower-case hex (hawkBit clients check it).
     pub sha1: String,
+    /// MD5 of the content, lower-case hex (hawkBit clients check it).
     pub md5: String,
+    /// Size in bytes.
     pub size: i64,
+    /// When it was uploaded (ms since 1970).
     #[serde(rename = "createdAt")]
     pub created_at: i64,
 }
 
+/// A distribution set: the modules a device should run, installed together.
+/// Unique per tenant by name and version.
 #[derive(Debug, Clone, sqlx::FromRow, Serialize)]
 pub struct DistributionSet {
+    /// Row id: what assignments and rollouts refer to.
     pub id: i64,
+    /// The tenant the set belongs to.
     #[serde(skip)]
     pub tenant_id: i64,
+    /// Set name.
     pub name: String,
+    /// Set version (free text).
     pub version: String,
+    /// When it was created (ms since 1970).
     #[serde(rename = "createdAt")]
     pub created_at: i64,
 }
 
 impl Store {
+    /// Creates a module; fails with a unique-constraint error if type, name and version are taken.
     pub async fn create_module(
         &self,
         tenant_id: i64,
@@ -62,6 +87,7 @@ impl Store {
         .await
     }
 
+    /// The tenant's module with this id.
     pub async fn module(
         &self,
         tenant_id: i64,
@@ -77,6 +103,7 @@ impl Store {
         .await
     }
 
+    /// Every module of the tenant, oldest first.
     pub async fn modules(&self, tenant_id: i64) -> Result<Vec<SoftwareModule>, sqlx::Error> {
         sqlx::query_as(
             "SELECT id, tenant_id, module_type, name, version, created_at FROM software_modules \
@@ -87,6 +114,8 @@ impl Store {
         .await
     }
 
+    /// Records an artifact whose content is already in the artifact store; fails with a
+    /// unique-constraint error if the module already has a file of that name.
     pub async fn create_artifact(
         &self,
         module_id: i64,
@@ -112,6 +141,7 @@ impl Store {
         .await
     }
 
+    /// The module's artifacts, oldest first.
     pub async fn artifacts(&self, module_id: i64) -> Result<Vec<Artifact>, sqlx::Error> {
         sqlx::query_as(
             "SELECT id, module_id, filename, sha256, sha1, md5, size, created_at FROM artifacts \
@@ -122,6 +152,7 @@ impl Store {
         .await
     }
 
+    /// The module's artifact named `filename`.
     pub async fn artifact_by_name(
         &self,
         module_id: i64,
@@ -137,6 +168,9 @@ impl Store {
         .await
     }
 
+    /// Creates a set holding `module_ids` (callers check they are the tenant's), in one
+    /// transaction;
+    /// fails with a unique-constraint error if name and version are taken.
     pub async fn create_distribution_set(
         &self,
         tenant_id: i64,
@@ -166,6 +200,7 @@ impl Store {
         Ok(set)
     }
 
+    /// The tenant's set with this id.
     pub async fn distribution_set(
         &self,
         tenant_id: i64,
@@ -180,6 +215,7 @@ impl Store {
         .await
     }
 
+    /// Every set of the tenant, oldest first.
     pub async fn distribution_sets(
         &self,
         tenant_id: i64,
@@ -192,6 +228,7 @@ impl Store {
         .await
     }
 
+    /// The set's modules, by id.
     pub async fn set_modules(&self, ds_id: i64) -> Result<Vec<SoftwareModule>, sqlx::Error> {
         sqlx::query_as(
             "SELECT m.id, m.tenant_id, m.module_type, m.name, m.version, m.created_at FROM software_modules m \

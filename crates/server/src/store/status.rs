@@ -43,6 +43,7 @@ macro_rules! text_status {
             /// Every status, in the order they are declared.
             pub const ALL: &'static [$name] = &[$(Self::$variant,)*];
 
+            /// The text stored in the database and shown by the APIs; it never changes.
             pub const fn as_str(self) -> &'static str {
                 match self {
                     $(Self::$variant => $text,)*
@@ -99,6 +100,7 @@ text_status! {
         Running = "running",
         /// The device downloads (feedback `download`, or a full artifact download was logged).
         Download = "download",
+        /// The device reports the download complete (feedback `downloaded`); the action stays open.
         Downloaded = "downloaded",
         /// The device rejected the update; the action stays open.
         Warning = "warning",
@@ -122,12 +124,15 @@ text_status! {
     pub enum RolloutStatus {
         /// Created, not started yet.
         Ready = "ready",
+        /// Started: the scheduler starts its groups one after another.
         Running = "running",
         /// Paused by an operator.
         Paused = "paused",
         /// Stopped by the scheduler: a group crossed the error threshold.
         Halted = "halted",
+        /// Closed: every group ended (finished, or canceled).
         Finished = "finished",
+        /// Canceled by an operator: open actions of its groups are canceled too.
         Canceled = "canceled",
     }
 }
@@ -137,7 +142,9 @@ text_status! {
     pub enum GroupStatus {
         /// Its actions are not created yet.
         Scheduled = "scheduled",
+        /// Its actions exist; it ends when none of them is open any more.
         Running = "running",
+        /// Every action of the group closed without crossing the error threshold.
         Finished = "finished",
         /// Crossed the rollout's error threshold (the rollout halted).
         Error = "error",

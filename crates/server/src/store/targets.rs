@@ -2,24 +2,37 @@
 
 use super::{now_ms, Store};
 
+/// A target: one device, known to the server by its controller id.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Target {
+    /// Row id.
     pub id: i64,
+    /// The tenant the device belongs to.
     pub tenant_id: i64,
+    /// The device's id in DDI URLs (`/{tenant}/controller/v1/{controllerId}`); unique per tenant.
     pub controller_id: String,
+    /// Display name; the controller id unless the operator gave one.
     pub name: String,
+    /// sha256 hex of the device's security token (DDI `TargetToken` auth); `None`: none set.
     pub token_hash: Option<String>,
+    /// The attributes the device sent (DDI `configData`), as JSON object text.
     pub attributes: String,
+    /// 1 if the device is asked to send its attributes (DDI `_links.configData`), else 0.
     pub request_attributes: i64,
+    /// When the device last polled (ms since 1970); `None`: never. Written in batches, so it lags.
     pub last_poll_at: Option<i64>,
+    /// The device's IP address at its last poll, as seen by the server.
     pub address: Option<String>,
+    /// The latest action that finished with the set installed (DDI `installedBase`).
     pub installed_action_id: Option<i64>,
+    /// When it was registered (ms since 1970).
     pub created_at: i64,
 }
 
 /// A target's latest poll (`Store::record_polls`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Poll {
+    /// The target that polled.
     pub target_id: i64,
     /// Milliseconds since 1970.
     pub at: i64,
@@ -32,6 +45,7 @@ pub(super) const TARGET_COLUMNS: &str =
      last_poll_at, address, installed_action_id, created_at";
 
 impl Store {
+    /// The tenant's target with this controller id.
     pub async fn target(
         &self,
         tenant_id: i64,
@@ -46,6 +60,7 @@ impl Store {
         .await
     }
 
+    /// The target with this row id, of any tenant (callers check the tenant).
     pub async fn target_by_id(&self, id: i64) -> Result<Option<Target>, sqlx::Error> {
         sqlx::query_as(&format!(
             "SELECT {TARGET_COLUMNS} FROM targets WHERE id = $1"
@@ -55,6 +70,7 @@ impl Store {
         .await
     }
 
+    /// Every target of the tenant, or only those tagged `tag`, oldest first.
     pub async fn targets(
         &self,
         tenant_id: i64,
@@ -82,6 +98,9 @@ impl Store {
         }
     }
 
+    /// Creates a target with its tags, in one transaction; fails with a unique-constraint error if
+    /// the
+    /// controller id is taken in the tenant.
     pub async fn create_target(
         &self,
         tenant_id: i64,
@@ -139,6 +158,7 @@ impl Store {
         .await
     }
 
+    /// Sets the device's security token, given as its sha256 hex.
     pub async fn set_target_token(
         &self,
         target_id: i64,
@@ -152,6 +172,8 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes the target with its tags, group memberships, actions and their histories, in one
+    /// transaction.
     pub async fn delete_target(&self, target_id: i64) -> Result<(), sqlx::Error> {
         let mut tx = self.begin().await?;
         sqlx::query("DELETE FROM target_tags WHERE target_id = $1")
@@ -177,6 +199,7 @@ impl Store {
         tx.commit().await
     }
 
+    /// The target's tags, sorted.
     pub async fn target_tags(&self, target_id: i64) -> Result<Vec<String>, sqlx::Error> {
         sqlx::query_scalar("SELECT tag FROM target_tags WHERE target_id = $1 ORDER BY tag")
             .bind(target_id)
@@ -184,6 +207,7 @@ impl Store {
             .await
     }
 
+    /// Replaces the target's tags, in one transaction.
     pub async fn set_target_tags(
         &self,
         target_id: i64,
@@ -220,6 +244,7 @@ impl Store {
         Ok(())
     }
 
+    /// Asks the device to send its attributes at its next poll (DDI `_links.configData`).
     pub async fn request_target_attributes(&self, target_id: i64) -> Result<(), sqlx::Error> {
         sqlx::query("UPDATE targets SET request_attributes = 1 WHERE id = $1")
             .bind(target_id)

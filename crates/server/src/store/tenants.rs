@@ -2,10 +2,14 @@
 
 use super::{now_ms, Store};
 
+/// A tenant: a separate set of devices, software, rollouts and tokens.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Tenant {
+    /// Row id, referenced by every tenant-owned row.
     pub id: i64,
+    /// The name in DDI URLs and `X-Keel-Tenant`; unique without regard to case.
     pub name: String,
+    /// sha256 hex of the tenant's gateway token (DDI `GatewayToken` auth); `None`: disabled.
     pub gateway_token_hash: Option<String>,
 }
 
@@ -13,17 +17,24 @@ pub struct Tenant {
 /// cross-tenant token).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TokenIdentity {
+    /// The token's name, as given at creation (shown in the audit log).
     pub name: String,
+    /// `viewer`, `operator` or `admin`.
     pub role: String,
+    /// The tenant the token is bound to; `None` for a cross-tenant token.
     pub tenant_id: Option<i64>,
 }
 
 /// A management API token as listed (never its secret).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ApiTokenRow {
+    /// Row id (the `id` of `DELETE /rest/v1/tokens/{id}`).
     pub id: i64,
+    /// The token's name, as given at creation.
     pub name: String,
+    /// `viewer`, `operator` or `admin`.
     pub role: String,
+    /// When the token was created (ms since 1970).
     pub created_at: i64,
 }
 
@@ -39,6 +50,7 @@ impl Store {
         .await
     }
 
+    /// The tenant with this row id.
     pub async fn tenant_by_id(&self, id: i64) -> Result<Option<Tenant>, sqlx::Error> {
         sqlx::query_as("SELECT id, name, gateway_token_hash FROM tenants WHERE id = $1")
             .bind(id)
@@ -46,12 +58,14 @@ impl Store {
             .await
     }
 
+    /// Every tenant, in creation order.
     pub async fn tenants(&self) -> Result<Vec<Tenant>, sqlx::Error> {
         sqlx::query_as("SELECT id, name, gateway_token_hash FROM tenants ORDER BY id")
             .fetch_all(&self.read)
             .await
     }
 
+    /// Creates a tenant; fails with a unique-constraint error if the name is taken (in any case).
     pub async fn create_tenant(&self, name: &str) -> Result<Tenant, sqlx::Error> {
         sqlx::query_as("INSERT INTO tenants (name, created_at) VALUES ($1, $2) RETURNING id, name, gateway_token_hash")
             .bind(name)
@@ -60,6 +74,7 @@ impl Store {
             .await
     }
 
+    /// Sets or (`None`) removes the tenant's gateway token, given as its sha256 hex.
     pub async fn set_gateway_token(
         &self,
         tenant_id: i64,
@@ -73,6 +88,7 @@ impl Store {
         Ok(())
     }
 
+    /// How many management API tokens exist, over all tenants (0 on the very first start).
     pub async fn api_token_count(&self) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens")
             .fetch_one(&self.read)

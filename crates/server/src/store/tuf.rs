@@ -5,8 +5,11 @@ use super::{for_update, now_ms, Store};
 /// One TUF metadata file to store (`Store::put_tuf_files`).
 #[derive(Debug, Clone)]
 pub struct TufFileWrite {
+    /// File name in the repository, e.g. `root.json`, `3.root.json` or `timestamp.json`.
     pub name: String,
+    /// sha256 hex of `bytes`.
     pub sha256: String,
+    /// The signed metadata file, exactly as served.
     pub bytes: Vec<u8>,
     /// The sha256 the stored copy must still have (`None`: the file must not exist yet, or
     /// already hold exactly these bytes). A writer that lost the lease (stalled past it) and
@@ -17,14 +20,18 @@ pub struct TufFileWrite {
 /// A stored TUF metadata file's name and digest (`Store::tuf_files`).
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct TufFileDigest {
+    /// File name in the repository.
     pub name: String,
+    /// sha256 hex of the stored bytes.
     pub sha256: String,
 }
 
 /// A stored TUF metadata file, without its bytes (`Store::tuf_listing`).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TufFileInfo {
+    /// File name in the repository.
     pub name: String,
+    /// sha256 hex of the stored bytes.
     pub sha256: String,
     /// When this content was stored (ms since 1970, the storing replica's clock).
     pub stored_at: i64,

@@ -4,6 +4,7 @@
 use super::Store;
 
 impl Store {
+    /// Records how the artifact's bundle was classified (one row per artifact).
     pub async fn set_artifact_variant(
         &self,
         artifact_id: i64,
