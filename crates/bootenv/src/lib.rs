@@ -8,6 +8,7 @@
 //! All parsers of on-disk bytes ([`ebg::BgEnv::parse`], [`uboot::decode_copy`],
 //! [`grub::GrubEnv::parse`]) return [`EnvError`] on bad input and never panic.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod crc;
 pub mod ebg;
