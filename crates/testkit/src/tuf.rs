@@ -35,7 +35,8 @@ impl TufRoot {
 
     /// The root's key assignment (the online key alone in each online role).
     pub fn keys(&self) -> RootKeys {
-        online_keys(&self.root_keys, self.threshold, &self.online)
+        let root: Vec<&SigningKey> = self.root_keys.iter().collect();
+        online_keys(&root, self.threshold, &self.online)
     }
 
     /// Writes the first root into `repo` (its `metadata/`), signed by the first `threshold` root
@@ -51,9 +52,9 @@ impl TufRoot {
 }
 
 /// A root key assignment: `root` with `threshold`, `online` alone in each online role.
-pub fn online_keys(root: &[SigningKey], threshold: u64, online: &SigningKey) -> RootKeys {
+pub fn online_keys(root: &[&SigningKey], threshold: u64, online: &SigningKey) -> RootKeys {
     RootKeys {
-        root: root.iter().map(SigningKey::public).collect(),
+        root: root.iter().map(|key| key.public()).collect(),
         root_threshold: threshold,
         targets: vec![online.public()],
         snapshot: vec![online.public()],

@@ -2,6 +2,7 @@
 //! starting and stopping it, and reading the action history it leaves.
 #![allow(dead_code)]
 
+use keel_testkit::pki::{Identity, KeyKind, Pki};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Child, Command};
@@ -20,21 +21,14 @@ pub fn run(cmd: &mut Command) {
 }
 
 /// A throwaway RSA release signer in `dir` (`key.pem`, `cert.pem`: swupdate runs with `-k cert.pem`).
-pub fn make_signer(dir: &Path) {
-    run(Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/O=keel/CN=keel test signer",
-        ])
-        .args(["-keyout", "key.pem", "-out", "cert.pem"])
-        .current_dir(dir));
+pub fn make_signer(dir: &Path) -> Identity {
+    Pki::in_dir(dir)
+        .cert("signer")
+        .key_kind(KeyKind::Rsa2048)
+        .subject("/O=keel/CN=keel test signer")
+        .days(2)
+        .files("cert.pem", "key.pem")
+        .self_signed()
 }
 
 /// Starts `swupdate -u` (suricatta) against `base` as controller `sw1` with target token `token`,
