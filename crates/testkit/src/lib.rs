@@ -2,6 +2,7 @@
 //! crate's `tests/it` suite uses what two or more suites need from here, and keeps its
 //! crate-specific helpers in its own `tests/it/common/`.
 //!
+//! * [`cmd`]: running a real tool, failing the test with its output.
 //! * [`openssl`]: the real `openssl` command line, failing the test with its stderr.
 //! * [`data`]: deterministic test images.
 //! * [`pki`]: signing identities (key + certificate) made with openssl.
@@ -16,6 +17,7 @@
 
 #[cfg(feature = "bundle")]
 pub mod bundle;
+pub mod cmd;
 pub mod data;
 pub mod http;
 pub mod openssl;

@@ -3,30 +3,12 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use keel_bundle::{BundleSpec, CreateOptions};
 use keel_sign::aes::AesKey;
 pub use keel_testkit::pki::{Identity, KeyKind, Pki, EXT_CA, EXT_SIGNER};
 
-/// Runs a command; panics with its output if it cannot be started (the tool must be installed).
-pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| {
-        panic!("cannot run {cmd:?}: {e} (is it installed? scripts/setup-debian.sh)")
-    });
-    out
-}
-
-pub fn run_ok(cmd: &mut Command) -> Output {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+pub use keel_testkit::cmd::{run, run_ok};
 
 /// A self-signed release signer (keyUsage digitalSignature, extendedKeyUsage emailProtection:
 /// what `swupdate -k` accepts by default) for `/CN=name` in `dir`, made by openssl.

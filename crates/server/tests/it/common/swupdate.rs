@@ -8,17 +8,8 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-/// Runs `cmd`; panics with its stderr if it fails or is missing.
-pub fn run(cmd: &mut Command) {
-    let output = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (is it installed?)"));
-    assert!(
-        output.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
+/// Runs a command; panics with its output if it fails or is missing.
+pub use keel_testkit::cmd::run_ok as run;
 
 /// A throwaway RSA release signer in `dir` (`key.pem`, `cert.pem`: swupdate runs with `-k cert.pem`).
 pub fn make_signer(dir: &Path) -> Identity {
