@@ -16,17 +16,9 @@ pub fn test_cert(dir: &Path, name: &str, kind: KeyKind) -> Identity {
     Pki::in_dir(dir).cert(name).key_kind(kind).self_signed()
 }
 
-/// Deterministic pseudo-random bytes.
+/// Deterministic pseudo-random bytes (keel-testkit's test image generator).
 pub fn pattern(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2654435761).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 24) as u8
-        })
-        .collect()
+    keel_testkit::data::image(u64::from(seed), len)
 }
 
 /// A fixed AES key file (`swupdate -K` format) written to `dir`.

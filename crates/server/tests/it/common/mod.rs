@@ -309,17 +309,10 @@ impl Mgmt {
     }
 }
 
+/// Deterministic pseudo-random bytes (keel-testkit's test image generator): content only has
+/// to differ between tests.
 pub fn random_bytes(len: usize, seed: u8) -> Vec<u8> {
-    // A simple deterministic generator is enough: content only has to differ between tests.
-    let mut state: u32 = 0x9e37_79b9 ^ u32::from(seed);
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state.to_le_bytes()[0]
-        })
-        .collect()
+    image(u64::from(seed), len)
 }
 
 /// What a simulated device does with a deployment.
