@@ -39,8 +39,6 @@ fn release(dev: &FileDevice, new: &[u8]) -> (Vec<u8>, Vec<u8>) {
         Ok(())
     })
     .unwrap();
-    let work = tempfile::tempdir_in(dev.dir.path()).unwrap();
-    std::fs::write(work.path().join("rootfs.kidx"), index.to_bytes()).unwrap();
     let manifest = format!(
         "[software]\nversion = \"2.0\"\n[[software.images]]\nfilename = \"rootfs.kidx\"\ndevice = \"rootfs\"\n\
          type = \"keel-chunked\"\n[software.images.properties]\ntarget-sha256 = \"{}\"\n\
@@ -48,18 +46,11 @@ fn release(dev: &FileDevice, new: &[u8]) -> (Vec<u8>, Vec<u8>) {
         keel_delta::hex(&index.image_sha256),
         index.image_size
     );
-    let spec = keel_bundle::BundleSpec::from_manifest_str(&manifest, work.path()).unwrap();
-    let signer = keel_sign::Signer::from_pem(
-        &std::fs::read(&dev.cert).unwrap(),
-        &std::fs::read(&dev.key).unwrap(),
-    )
-    .unwrap();
-    let options = keel_bundle::CreateOptions {
-        signer: Some(signer),
-        ..Default::default()
-    };
-    let mut bundle = Vec::new();
-    keel_bundle::create(&spec, &options, &mut bundle).unwrap();
+    let bundle = keel_testkit::bundle::signed_bundle(
+        &dev.signer,
+        &manifest,
+        &[("rootfs.kidx", &index.to_bytes())],
+    );
     (bundle, pack)
 }
 

@@ -12,15 +12,7 @@ use common::{image, FileDevice};
 use keel_agent::{Agent, Config, InstallOptions};
 
 fn tool(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program}: {e} (install it: scripts/setup-debian.sh)"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = keel_testkit::cmd::run_ok(Command::new(program).args(args));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 

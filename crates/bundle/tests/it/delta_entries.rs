@@ -77,7 +77,7 @@ fn delta_and_chunked_entries_verify_and_rebuild_the_image() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (old, new) = setup(d);
-    let cert = TestCert::new(d, "signer", KeyKind::EcP256);
+    let cert = test_cert(d, "signer", KeyKind::P256);
     let options = CreateOptions {
         signer: Some(cert.signer()),
         ..Default::default()
@@ -225,7 +225,7 @@ fn swupdate_checks_the_signature_and_names_the_missing_handler() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     setup(d);
-    let cert = TestCert::new(d, "signer", KeyKind::Rsa);
+    let cert = test_cert(d, "signer", KeyKind::Rsa2048);
     let options = CreateOptions {
         signer: Some(cert.signer()),
         ..Default::default()
@@ -389,7 +389,7 @@ fn framed_delta_entry_names_its_zstd_version_and_verify_checks_it() {
         device = "/dev/sda2"
         type = "raw"
     "#;
-    let cert = TestCert::new(d, "signer", KeyKind::EcP256);
+    let cert = test_cert(d, "signer", KeyKind::P256);
     let options = CreateOptions {
         signer: Some(cert.signer()),
         ..Default::default()

@@ -17,7 +17,7 @@ fn sha256_hex(data: &[u8]) -> String {
 /// Writes sw-description, signs it with openssl, archives with GNU cpio; returns the bundle.
 fn handmade(
     dir: &Path,
-    cert: &TestCert,
+    cert: &Identity,
     description: &str,
     images: &[&str],
     format: &str,
@@ -71,10 +71,10 @@ fn handmade(
 
 #[test]
 fn verifies_and_extracts_gnu_cpio_crc_bundle() {
-    for (format, kind) in [("crc", KeyKind::Rsa), ("newc", KeyKind::EcP256)] {
+    for (format, kind) in [("crc", KeyKind::Rsa2048), ("newc", KeyKind::P256)] {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let cert = TestCert::new(d, "handmade", kind);
+        let cert = test_cert(d, "handmade", kind);
         let rootfs = pattern(200_003, 7);
         let conf = b"key=value\n".to_vec();
         std::fs::write(d.join("rootfs.ext4"), &rootfs).unwrap();
@@ -121,7 +121,7 @@ fn verifies_and_extracts_gnu_cpio_crc_bundle() {
 fn verifies_handmade_json_description_and_encrypted_image() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let cert = TestCert::new(d, "handmade", KeyKind::Rsa);
+    let cert = test_cert(d, "handmade", KeyKind::Rsa2048);
     let (_, key) = aes_keyfile(d);
     let plain = pattern(33_333, 9);
     std::fs::write(d.join("plain.img"), &plain).unwrap();
@@ -167,7 +167,7 @@ fn verifies_handmade_json_description_and_encrypted_image() {
 fn gnu_cpio_reads_keel_bundles() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let cert = TestCert::new(d, "signer", KeyKind::Rsa);
+    let cert = test_cert(d, "signer", KeyKind::Rsa2048);
     let image = pattern(10_001, 4);
     std::fs::write(d.join("a.img"), &image).unwrap();
     let manifest = "[software]\nversion = \"1\"\n[[software.images]]\nfilename = \"a.img\"\ndevice = \"/dev/null\"\n";

@@ -37,7 +37,7 @@ fn scripts_come_before_images_in_document_order() {
     fs::write(dir.path().join("kernel.efi"), pattern(5_000, 2)).unwrap();
     fs::write(dir.path().join("prepare.sh"), b"#!/bin/sh\nexit 0\n").unwrap();
     fs::write(dir.path().join("check.sh"), b"#!/bin/sh\nexit 0\n").unwrap();
-    let cert = TestCert::new(dir.path(), "order", KeyKind::EcP256);
+    let cert = test_cert(dir.path(), "order", KeyKind::P256);
     let options = CreateOptions {
         signer: Some(cert.signer()),
         aes_key: None,

@@ -51,7 +51,7 @@ fn log(out: &Output) -> String {
 fn install_plain(kind: KeyKind) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let cert = TestCert::new(d, "signer", kind);
+    let cert = test_cert(d, "signer", kind);
     let image = pattern(300_001, 1);
     std::fs::write(d.join("rootfs.img"), &image).unwrap();
     let target = d.join("target.img");
@@ -93,19 +93,19 @@ fn install_plain(kind: KeyKind) {
 
 #[test]
 fn swupdate_installs_rsa_signed_bundle() {
-    install_plain(KeyKind::Rsa);
+    install_plain(KeyKind::Rsa2048);
 }
 
 #[test]
 fn swupdate_installs_ecdsa_signed_bundle() {
-    install_plain(KeyKind::EcP256);
+    install_plain(KeyKind::P256);
 }
 
 #[test]
 fn swupdate_installs_encrypted_bundle_with_selection() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let cert = TestCert::new(d, "signer", KeyKind::Rsa);
+    let cert = test_cert(d, "signer", KeyKind::Rsa2048);
     let (keyfile, key) = aes_keyfile(d);
     let image = pattern(70_000, 2);
     std::fs::write(d.join("rootfs.img"), &image).unwrap();
@@ -164,8 +164,8 @@ fn swupdate_installs_encrypted_bundle_with_selection() {
 fn swupdate_rejects_tampered_keel_bundle() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let cert = TestCert::new(d, "signer", KeyKind::Rsa);
-    let other = TestCert::new(d, "intruder", KeyKind::Rsa);
+    let cert = test_cert(d, "signer", KeyKind::Rsa2048);
+    let other = test_cert(d, "intruder", KeyKind::Rsa2048);
     std::fs::write(d.join("rootfs.img"), pattern(50_000, 3)).unwrap();
     let target = d.join("target.img");
     std::fs::write(&target, b"untouched").unwrap();
@@ -222,7 +222,7 @@ fn swupdate_rejects_tampered_keel_bundle() {
 fn swupdate_installs_bundle_made_from_json_sw_description() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let cert = TestCert::new(d, "signer", KeyKind::Rsa);
+    let cert = test_cert(d, "signer", KeyKind::Rsa2048);
     let images = d.join("images");
     std::fs::create_dir(&images).unwrap();
     let image = pattern(12_345, 5);
@@ -323,7 +323,7 @@ fn swupdate_and_keel_verify_through_a_ca() {
 fn swupdate_installs_compressed_streamed_image() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let cert = TestCert::new(d, "signer", KeyKind::EcP256);
+    let cert = test_cert(d, "signer", KeyKind::P256);
     let image: Vec<u8> = pattern(4096, 6).repeat(64);
     std::fs::write(d.join("rootfs.img"), &image).unwrap();
     run_ok(

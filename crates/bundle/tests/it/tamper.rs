@@ -9,8 +9,8 @@ use keel_formats::swu::SwuWriter;
 
 struct Fixture {
     _dir: tempfile::TempDir,
-    cert: TestCert,
-    other: TestCert,
+    cert: Identity,
+    other: Identity,
     bundle: Vec<u8>,
     other_bundle: Vec<u8>,
 }
@@ -18,8 +18,8 @@ struct Fixture {
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let cert = TestCert::new(d, "release", KeyKind::Rsa);
-    let other = TestCert::new(d, "intruder", KeyKind::EcP256);
+    let cert = test_cert(d, "release", KeyKind::Rsa2048);
+    let other = test_cert(d, "intruder", KeyKind::P256);
     std::fs::write(d.join("rootfs.img"), pattern(40_000, 21)).unwrap();
     std::fs::write(d.join("boot.img"), pattern(5_000, 22)).unwrap();
     let manifest = "[software]\nversion = \"1\"\nhardware-compatibility = [\"1.0\"]\n\
@@ -51,7 +51,7 @@ fn fixture() -> Fixture {
     }
 }
 
-fn verify_err(bundle: &[u8], cert: &TestCert) -> String {
+fn verify_err(bundle: &[u8], cert: &Identity) -> String {
     match keel_bundle::verify(bundle, &cert.verifier()) {
         Ok(r) => panic!("tampered bundle verified: {r:?}"),
         Err(e) => e.to_string(),

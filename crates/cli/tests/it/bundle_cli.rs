@@ -4,6 +4,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use keel_testkit::pki::{KeyKind, Pki, EXT_SIGNER, EXT_SIGNER_CODESIGN};
+
 fn keel(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_keel"))
         .args(args)
@@ -20,36 +22,20 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// A self-signed RSA release signer `name.crt` / `name.key` in `dir`.
 fn openssl_cert(dir: &Path, name: &str) {
-    openssl_cert_for(dir, name, "emailProtection")
+    openssl_cert_for(dir, name, EXT_SIGNER)
 }
 
-fn openssl_cert_for(dir: &Path, name: &str, eku: &str) {
-    let out = Command::new("openssl")
-        .args([
-            "req", "-x509", "-nodes", "-days", "365", "-newkey", "rsa:2048", "-subj",
-        ])
-        .arg(format!("/CN={name}"))
-        .args([
-            "-addext",
-            "keyUsage=digitalSignature",
-            "-addext",
-            &format!("extendedKeyUsage={eku}"),
-        ])
-        .args([
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.crt"),
-        ])
-        .current_dir(dir)
-        .output()
-        .expect("openssl must be installed");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// A self-signed RSA certificate `name.crt` / `name.key` in `dir` with the extensions `ext`.
+fn openssl_cert_for(dir: &Path, name: &str, ext: &str) {
+    Pki::in_dir(dir)
+        .cert(name)
+        .key_kind(KeyKind::Rsa2048)
+        .ext(ext)
+        .days(365)
+        .files(&format!("{name}.crt"), &format!("{name}.key"))
+        .self_signed();
 }
 
 #[test]
@@ -302,7 +288,7 @@ device = "/dev/sda3"
 fn create_refuses_a_signer_its_verifiers_would_reject() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    openssl_cert_for(d, "codesign", "codeSigning");
+    openssl_cert_for(d, "codesign", EXT_SIGNER_CODESIGN);
     std::fs::write(d.join("rootfs.img"), vec![7u8; 10_000]).unwrap();
     std::fs::write(
         d.join("keel.toml"),

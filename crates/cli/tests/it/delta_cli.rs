@@ -3,6 +3,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use keel_testkit::data::image;
+
 fn keel(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_keel"))
         .args(args)
@@ -22,26 +24,14 @@ fn ok(o: Output) -> String {
 }
 
 /// Pseudo-random bytes (incompressible, like compressed filesystem blocks).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect()
-}
-
 #[test]
 fn create_apply_inspect_with_and_without_short_matches() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let old = noise(100_000, 1);
+    let old = image(1, 100_000);
     // New data made of fresh bytes with 12-byte pieces of the old image in between.
     let mut new = Vec::new();
-    for (i, chunk) in noise(60_000, 2).chunks(30).enumerate() {
+    for (i, chunk) in image(2, 60_000).chunks(30).enumerate() {
         new.extend_from_slice(chunk);
         let at = (i * 7919) % (old.len() - 12);
         new.extend_from_slice(&old[at..at + 12]);
@@ -93,7 +83,7 @@ fn create_apply_inspect_with_and_without_short_matches() {
     );
 
     // The wrong seed is refused before anything is written.
-    std::fs::write(d.join("other.img"), noise(100_000, 3)).unwrap();
+    std::fs::write(d.join("other.img"), image(3, 100_000)).unwrap();
     let o = keel(
         &[
             "delta",
@@ -197,9 +187,9 @@ fn fails(o: Output) -> String {
 
 /// old.img, new.img (related, 200 kB) and `d.kd`, a delta of several segments (16 KiB each).
 fn segmented_delta(d: &Path) -> (Vec<u8>, Vec<u8>) {
-    let old = noise(200_000, 7);
+    let old = image(7, 200_000);
     let mut new = old.clone();
-    for (i, b) in noise(40_000, 8).into_iter().enumerate() {
+    for (i, b) in image(8, 40_000).into_iter().enumerate() {
         new[i * 5] = b;
     }
     std::fs::write(d.join("old.img"), &old).unwrap();
@@ -236,7 +226,7 @@ fn apply_refuses_a_truncated_delta_or_a_wrong_seed_before_writing_any_output() {
     assert!(text.contains("delta ends early"), "{text}");
     assert!(!d.join("out.img").exists(), "output written: {text}");
 
-    std::fs::write(d.join("wrong.img"), noise(200_000, 9)).unwrap();
+    std::fs::write(d.join("wrong.img"), image(9, 200_000)).unwrap();
     let text = fails(keel(
         &[
             "delta",

@@ -3,79 +3,11 @@
 //! follow an online key rotation and a root rotation, and the client refuses a tampered target (exit 1, nothing
 //! written). Needs python3 with python-tuf and openssl (scripts/setup-debian.sh installs them).
 
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Output};
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        let unique = format!("keel-tuf-cli-{}-{}", std::process::id(), keel_now_nanos());
-        let path = std::env::temp_dir().join(unique);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn keel_now_nanos() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-}
-
-struct HttpServer {
-    child: Child,
-    base: String,
-}
-
-impl HttpServer {
-    fn start(dir: &Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("python3")
-            .args([
-                "-m",
-                "http.server",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--directory",
-            ])
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 must be installed");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "http.server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        HttpServer {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        }
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use keel_testkit::http::HttpServer;
+use keel_testkit::openssl::openssl;
 
 fn keel(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_keel"))
@@ -94,14 +26,6 @@ fn keel_ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn openssl(args: &[&str]) {
-    let status = Command::new("openssl")
-        .args(args)
-        .status()
-        .expect("openssl must be installed");
-    assert!(status.success(), "openssl {args:?}");
-}
-
 fn s(path: &Path) -> &str {
     path.to_str().unwrap()
 }
@@ -114,8 +38,8 @@ fn root_version(client: &Path) -> u64 {
 
 #[test]
 fn cli_repository_and_conformance_client() {
-    let tmp = TempDir::new();
-    let dir = &tmp.0;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let path = |name: &str| dir.join(name);
     let repo = path("repo");
 
@@ -129,21 +53,27 @@ fn cli_repository_and_conformance_client() {
         "--out",
         s(&path("root2.pem")),
     ]);
-    openssl(&[
-        "genpkey",
-        "-algorithm",
-        "ed25519",
-        "-out",
-        s(&path("online.pem")),
-    ]);
-    openssl(&[
-        "pkey",
-        "-in",
-        s(&path("online.pem")),
-        "-pubout",
-        "-out",
-        s(&path("online.pub")),
-    ]);
+    openssl(
+        dir,
+        &[
+            "genpkey",
+            "-algorithm",
+            "ed25519",
+            "-out",
+            s(&path("online.pem")),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "pkey",
+            "-in",
+            s(&path("online.pem")),
+            "-pubout",
+            "-out",
+            s(&path("online.pub")),
+        ],
+    );
 
     keel_ok(&[
         "tuf",

@@ -519,22 +519,14 @@ async fn upload_through_the_dashboard_needs_csrf_and_reaches_the_artifact_store(
 
 #[tokio::test]
 async fn tuf_page_shows_each_roles_version_and_expiry() {
-    const DAY: i64 = 86_400;
+    use keel_testkit::tuf::{TufRoot, DAY};
     let server = TestServer::start_with(|config| {
         // The offline part of `keel tuf init`: a root (expiring in 3 days, so it is flagged) and
         // the online key the server signs with.
         let repo = config.data_dir.join("tuf/default");
-        let root_key = keel_tuf_repo::SigningKey::generate_ed25519();
-        let online = keel_tuf_repo::SigningKey::generate_ed25519();
-        let keys = keel_tuf_repo::RootKeys {
-            root: vec![root_key.public()],
-            root_threshold: 1,
-            targets: vec![online.public()],
-            snapshot: vec![online.public()],
-            timestamp: vec![online.public()],
-        };
-        let now = keel_tuf::time::system_now();
-        keel_tuf_repo::create_root(&repo, &keys, &[&root_key], now + 3 * DAY).unwrap();
+        let ceremony = TufRoot::single();
+        ceremony.create(&repo, keel_tuf::time::system_now() + 3 * DAY);
+        let online = &ceremony.online;
         std::fs::write(repo.join("online.pem"), online.to_pkcs8_pem().unwrap()).unwrap();
     })
     .await;

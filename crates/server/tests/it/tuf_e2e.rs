@@ -15,13 +15,13 @@ use keel_agent::ddi::{cycle, CycleEvent, DdiClient};
 use keel_agent::tuf::TufConfig;
 use keel_agent::SlotId;
 use keel_sim::{DeviceSpec, Loader, SimDevice};
-use keel_tuf_repo::{RepoError, Repository, RootKeys, SigningKey, TargetEntry};
+use keel_testkit::tuf::{TufRoot, DAY};
+use keel_tuf_repo::{RepoError, Repository, SigningKey, TargetEntry};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 const ROOTFS: u64 = 128 * 1024;
-const DAY: i64 = 86_400;
 
 struct Server {
     api: BlockingServer,
@@ -43,26 +43,15 @@ impl Server {
     fn start() -> Server {
         let dir = tempfile::tempdir().unwrap();
         let repo = dir.path().join("tuf/default");
-        let root_keys = [
-            SigningKey::generate_ed25519(),
-            SigningKey::generate_ecdsa_p256(),
-        ];
-        let online = SigningKey::generate_ed25519();
-        let keys = RootKeys {
-            root: root_keys.iter().map(SigningKey::public).collect(),
-            root_threshold: 2,
-            targets: vec![online.public()],
-            snapshot: vec![online.public()],
-            timestamp: vec![online.public()],
-        };
-        let now = keel_tuf::time::system_now();
-        keel_tuf_repo::create_root(
-            &repo,
-            &keys,
-            &[&root_keys[0], &root_keys[1]],
-            now + 365 * DAY,
-        )
-        .unwrap();
+        let ceremony = TufRoot::new(
+            vec![
+                SigningKey::generate_ed25519(),
+                SigningKey::generate_ecdsa_p256(),
+            ],
+            2,
+        );
+        ceremony.create(&repo, keel_tuf::time::system_now() + 365 * DAY);
+        let online = &ceremony.online;
         std::fs::write(repo.join("online.pem"), online.to_pkcs8_pem().unwrap()).unwrap();
 
         let editor = tempfile::tempdir().unwrap();

@@ -19,13 +19,12 @@ use crate::common;
 
 use common::tuf::{refresh_blocking, versions, DeviceFetcher};
 use common::{Mgmt, TestServer};
-use keel_tuf_repo::{RootKeys, SigningKey};
+use keel_testkit::tuf::{online_keys, TufRoot, DAY};
+use keel_tuf_repo::SigningKey;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-const DAY: i64 = 86_400;
 
 /// A server whose tenant `default` has a TUF repository (root installed in its data directory),
 /// and the offline side that made the root.
@@ -40,16 +39,10 @@ struct Repo {
 impl Repo {
     async fn start() -> Repo {
         let server = TestServer::start().await;
-        let root_key = SigningKey::generate_ed25519();
-        let online = SigningKey::generate_ed25519();
         let offline = tempfile::tempdir().unwrap();
-        keel_tuf_repo::create_root(
-            offline.path(),
-            &keys(&root_key, &online),
-            &[&root_key],
-            keel_tuf::time::system_now() + 365 * DAY,
-        )
-        .unwrap();
+        let ceremony = TufRoot::single();
+        ceremony.create(offline.path(), keel_tuf::time::system_now() + 365 * DAY);
+        let (root_key, online) = (ceremony.root_keys[0].clone(), ceremony.online.clone());
         let tenant = server.dir.path().join("tuf/default");
         std::fs::create_dir_all(tenant.join("metadata")).unwrap();
         std::fs::write(tenant.join("online.pem"), online.to_pkcs8_pem().unwrap()).unwrap();
@@ -127,7 +120,7 @@ impl Repo {
     fn rotate_root(&self) -> Vec<u8> {
         let bytes = keel_tuf_repo::rotate_root(
             self.offline.path(),
-            &keys(&self.root_key, &self.online),
+            &online_keys(&[&self.root_key], 1, &self.online),
             &[&self.root_key],
             keel_tuf::time::system_now() + 365 * DAY,
         )
@@ -143,16 +136,6 @@ impl Repo {
 
     fn metadata_url(&self, device: &str) -> String {
         format!("{}/default/controller/v1/{device}/tuf/", self.server.base)
-    }
-}
-
-fn keys(root_key: &SigningKey, online: &SigningKey) -> RootKeys {
-    RootKeys {
-        root: vec![root_key.public()],
-        root_threshold: 1,
-        targets: vec![online.public()],
-        snapshot: vec![online.public()],
-        timestamp: vec![online.public()],
     }
 }
 

@@ -21,11 +21,10 @@ use crate::common;
 use common::replica::Replica;
 use common::tuf::{refresh_blocking, versions, DeviceFetcher};
 use common::Mgmt;
-use keel_tuf_repo::{RootKeys, SigningKey};
+use keel_testkit::tuf::{online_keys, TufRoot, DAY};
+use keel_tuf_repo::SigningKey;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-const DAY: i64 = 86_400;
 
 /// The offline side: root keys and the repository `keel tuf init` made.
 struct Offline {
@@ -36,30 +35,14 @@ struct Offline {
 
 impl Offline {
     fn init() -> Offline {
-        let root_key = SigningKey::generate_ed25519();
-        let online = SigningKey::generate_ed25519();
         let repo = tempfile::tempdir().unwrap();
-        keel_tuf_repo::create_root(
-            repo.path(),
-            &Self::keys(&root_key, &online),
-            &[&root_key],
-            keel_tuf::time::system_now() + 365 * DAY,
-        )
-        .unwrap();
+        let ceremony = TufRoot::single();
+        ceremony.create(repo.path(), keel_tuf::time::system_now() + 365 * DAY);
+        let (root_key, online) = (ceremony.root_keys[0].clone(), ceremony.online.clone());
         Offline {
             root_key,
             online,
             repo,
-        }
-    }
-
-    fn keys(root_key: &SigningKey, online: &SigningKey) -> RootKeys {
-        RootKeys {
-            root: vec![root_key.public()],
-            root_threshold: 1,
-            targets: vec![online.public()],
-            snapshot: vec![online.public()],
-            timestamp: vec![online.public()],
         }
     }
 
@@ -314,7 +297,7 @@ async fn replicas_with_their_own_data_dirs_sign_one_repository() {
     let new_root_key = SigningKey::generate_ecdsa_p256();
     let rotated = keel_tuf_repo::rotate_root(
         cluster.offline.repo.path(),
-        &Offline::keys(&new_root_key, &cluster.offline.online),
+        &online_keys(&[&new_root_key], 1, &cluster.offline.online),
         &[&cluster.offline.root_key, &new_root_key],
         keel_tuf::time::system_now() + 365 * DAY,
     )

@@ -87,7 +87,7 @@ fn traditional_key_formats_load() {
     let pki = Pki::new();
     let rsa = pki.self_signed("rsa-trad", KeyKind::Rsa2048, EXT_SIGNER, 30);
     openssl(
-        pki.dir.path(),
+        pki.dir(),
         &[
             "rsa",
             "-in",
@@ -101,13 +101,13 @@ fn traditional_key_formats_load() {
     assert!(String::from_utf8_lossy(&pkcs1).contains("BEGIN RSA PRIVATE KEY"));
     let ec = pki.self_signed("ec-trad", KeyKind::P256, EXT_SIGNER, 30);
     openssl(
-        pki.dir.path(),
+        pki.dir(),
         &["ec", "-in", "ec-trad.key", "-out", "ec-sec1.key"],
     );
     let sec1 = std::fs::read(pki.path("ec-sec1.key")).unwrap();
     assert!(String::from_utf8_lossy(&sec1).contains("BEGIN EC PRIVATE KEY"));
     // `openssl ecparam -genkey` style: EC PARAMETERS block then the key.
-    let mut with_params = openssl(pki.dir.path(), &["ecparam", "-name", "prime256v1"]).stdout;
+    let mut with_params = openssl(pki.dir(), &["ecparam", "-name", "prime256v1"]).stdout;
     with_params.extend(&sec1);
 
     for (id, key, tag) in [
@@ -158,7 +158,7 @@ fn openssl_signatures_verify_with_ours() {
                     "openssl.sig",
                 ];
                 args.extend(extra);
-                openssl(pki.dir.path(), &args);
+                openssl(pki.dir(), &args);
                 let sig = std::fs::read(pki.path("openssl.sig")).unwrap();
                 let info = Verifier::from_pem(&trust.cert_pem())
                     .unwrap()
@@ -180,7 +180,7 @@ fn openssl_signatures_verify_with_ours() {
                 );
                 // The serial openssl reports is what we report.
                 let serial = openssl(
-                    pki.dir.path(),
+                    pki.dir(),
                     &[
                         "x509",
                         "-in",
@@ -264,7 +264,7 @@ fn rejections_have_clear_errors() {
     // Same without signed attributes (openssl -noattr): a content flip is a signature mismatch.
     let content_path = pki.write("content", CONTENT);
     openssl(
-        pki.dir.path(),
+        pki.dir(),
         &[
             "cms",
             "-sign",
@@ -487,7 +487,7 @@ fn bad_inputs_to_constructors() {
         .to_string()
         .contains("no private key"));
     openssl(
-        pki.dir.path(),
+        pki.dir(),
         &[
             "pkcs8", "-topk8", "-in", "k.key", "-passout", "pass:x", "-out", "enc.key",
         ],
@@ -521,7 +521,7 @@ fn openssl_sign(pki: &Pki, id: &Identity, extra: &[&str]) -> Vec<u8> {
         "helper.sig",
     ];
     args.extend(extra);
-    openssl(pki.dir.path(), &args);
+    openssl(pki.dir(), &args);
     std::fs::read(pki.path("helper.sig")).unwrap()
 }
 

@@ -147,16 +147,16 @@ fn swupdate_accepts_our_signatures() {
             .unwrap_or_else(|| id.cert.clone());
         for time in [None, Some(now_unix())] {
             let sig = signer.sign_detached(&desc, time).unwrap();
-            let swu = make_swu(pki.dir.path(), name, &desc, &sig);
-            let (ok, log) = swupdate_check(pki.dir.path(), &swu, &trust, &[]);
+            let swu = make_swu(pki.dir(), name, &desc, &sig);
+            let (ok, log) = swupdate_check(pki.dir(), &swu, &trust, &[]);
             assert!(ok, "{name}: swupdate rejected our signature:\n{log}");
         }
         // Sanity: swupdate really checks — a one-byte change of sw-description is refused.
         let sig = signer.sign_detached(&desc, None).unwrap();
         let mut tampered = desc.clone();
         tampered.extend_from_slice(b"\n");
-        let swu = make_swu(pki.dir.path(), &format!("{name}-tampered"), &tampered, &sig);
-        let (ok, log) = swupdate_check(pki.dir.path(), &swu, &trust, &[]);
+        let swu = make_swu(pki.dir(), &format!("{name}-tampered"), &tampered, &sig);
+        let (ok, log) = swupdate_check(pki.dir(), &swu, &trust, &[]);
         assert!(
             !ok && log.contains("Signature verification failed"),
             "{name}: tampered accepted:\n{log}"
@@ -173,9 +173,9 @@ fn swupdate_cert_purpose_matches_ours() {
         .unwrap()
         .sign_detached(&desc, None)
         .unwrap();
-    let swu = make_swu(pki.dir.path(), "code", &desc, &sig);
+    let swu = make_swu(pki.dir(), "code", &desc, &sig);
     // Default purpose (emailProtection): both swupdate and keel refuse a codeSigning-only certificate.
-    let (ok, log) = swupdate_check(pki.dir.path(), &swu, &code.cert, &[]);
+    let (ok, log) = swupdate_check(pki.dir(), &swu, &code.cert, &[]);
     assert!(
         !ok,
         "swupdate accepted a codeSigning cert under emailProtection:\n{log}"
@@ -186,7 +186,7 @@ fn swupdate_cert_purpose_matches_ours() {
     assert!(ours.is_err());
     // --cert-purpose codeSigning: both accept.
     let (ok, log) = swupdate_check(
-        pki.dir.path(),
+        pki.dir(),
         &swu,
         &code.cert,
         &["--cert-purpose", "codeSigning"],
@@ -217,11 +217,11 @@ fn swupdate_decrypts_our_encryption() {
     let cipher = enc.finish().unwrap();
     let desc = sw_description_for(&cipher, "\t\t\tencrypted = true;\n");
     let sig = signer.sign_detached(&desc, None).unwrap();
-    let swu = make_swu_with(pki.dir.path(), "enc", &desc, &sig, &cipher);
+    let swu = make_swu_with(pki.dir(), "enc", &desc, &sig, &cipher);
 
     let keyfile = pki.write("aes.key", key.to_keyfile().as_bytes());
     let keyfile_arg = keyfile.to_str().unwrap();
-    let (ok, log) = swupdate_check(pki.dir.path(), &swu, &id.cert, &["-K", keyfile_arg]);
+    let (ok, log) = swupdate_check(pki.dir(), &swu, &id.cert, &["-K", keyfile_arg]);
     assert!(ok, "swupdate could not decrypt our image:\n{log}");
 
     // With another key swupdate's decryption fails on the padding: it really decrypts in check mode.
@@ -229,7 +229,7 @@ fn swupdate_decrypts_our_encryption() {
     wrong.key[7] ^= 1;
     let wrong_file = pki.write("wrong.key", wrong.to_keyfile().as_bytes());
     let (ok, log) = swupdate_check(
-        pki.dir.path(),
+        pki.dir(),
         &swu,
         &id.cert,
         &["-K", wrong_file.to_str().unwrap()],
@@ -249,18 +249,13 @@ fn forced_signer_name_matches_swupdate() {
         .unwrap()
         .sign_detached(&desc, None)
         .unwrap();
-    let swu = make_swu(pki.dir.path(), "named", &desc, &sig);
+    let swu = make_swu(pki.dir(), "named", &desc, &sig);
     for (name, expect_ok) in [
         ("release-signer", true),
         ("release", false),
         ("other", false),
     ] {
-        let (ok, log) = swupdate_check(
-            pki.dir.path(),
-            &swu,
-            &id.cert,
-            &["--forced-signer-name", name],
-        );
+        let (ok, log) = swupdate_check(pki.dir(), &swu, &id.cert, &["--forced-signer-name", name]);
         assert_eq!(
             ok, expect_ok,
             "swupdate --forced-signer-name {name}:\n{log}"

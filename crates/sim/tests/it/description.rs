@@ -20,13 +20,8 @@ fn bundle_from_description(fx: &Fixture, description: &str, files: &[(&str, &[u8
         work.path(),
     )
     .unwrap();
-    let signer = keel_sign::Signer::from_pem(
-        &std::fs::read(&fx.cert).unwrap(),
-        &std::fs::read(&fx.key).unwrap(),
-    )
-    .unwrap();
     let options = keel_bundle::CreateOptions {
-        signer: Some(signer),
+        signer: Some(fx.signer.signer()),
         aes_key: None,
         source_date_epoch: None,
     };

@@ -2,7 +2,7 @@
 //! by a local `python3 -m http.server`), before and after a root rotation and an online key rotation, and after
 //! automatic re-signing. keel's own client follows the same repository.
 
-use crate::common;
+use keel_testkit::http::HttpServer;
 
 use std::path::Path;
 use std::process::Command;
@@ -14,7 +14,7 @@ use keel_tuf_repo::{
 
 const DAY: i64 = 86_400;
 
-fn ngclient(server: &common::HttpServer, client: &Path, targets: &Path, names: &[&str]) {
+fn ngclient(server: &HttpServer, client: &Path, targets: &Path, names: &[&str]) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/ngclient_download.py");
     let output = Command::new("python3")
         .arg(script)
@@ -92,7 +92,7 @@ fn python_ngclient_reads_keel_repository() {
         "{written:?}"
     );
 
-    let server = common::HttpServer::start(&repo_dir);
+    let server = HttpServer::start(&repo_dir);
     let py_client = work.path().join("py-client");
     let py_targets = work.path().join("py-targets");
     std::fs::create_dir_all(&py_targets).unwrap();

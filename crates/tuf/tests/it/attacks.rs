@@ -6,15 +6,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use keel_testkit::tuf::{TufRoot, DAY};
 use keel_tuf::{init_trusted_root, Error, FileFetcher, TimePolicy, Updater, UpdaterConfig};
 use keel_tuf_repo::{
-    create_root, rotate_root, sign_metadata, OnlineKeys, RepoConfig, Repository, RootKeys,
-    SigningKey,
+    rotate_root, sign_metadata, OnlineKeys, RepoConfig, Repository, RootKeys, SigningKey,
 };
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-const DAY: i64 = 86_400;
 const FIRMWARE: &[u8] = b"genuine firmware image v1";
 
 struct Fixture {
@@ -45,22 +44,11 @@ impl Fixture {
         let repo = work.path().join("repo");
         let client = work.path().join("client");
         let now = keel_tuf::time::system_now();
-        let root_keys: Vec<SigningKey> = (0..3).map(|_| SigningKey::generate_ed25519()).collect();
-        let online = SigningKey::generate_ed25519();
-        let keys = RootKeys {
-            root: root_keys.iter().map(SigningKey::public).collect(),
-            root_threshold: 2,
-            targets: vec![online.public()],
-            snapshot: vec![online.public()],
-            timestamp: vec![online.public()],
-        };
-        let root = create_root(
-            &repo,
-            &keys,
-            &[&root_keys[0], &root_keys[1]],
-            now + 365 * DAY,
-        )
-        .unwrap();
+        let ceremony = TufRoot::new((0..3).map(|_| SigningKey::generate_ed25519()).collect(), 2);
+        let root = ceremony.create(&repo, now + 365 * DAY);
+        let TufRoot {
+            root_keys, online, ..
+        } = ceremony;
         let fixture = Fixture {
             work,
             repo,

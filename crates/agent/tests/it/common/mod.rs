@@ -1,5 +1,5 @@
 //! A device on real files in a temporary directory: slot files, two BGENV.DAT copies, a
-//! kernel command line file, trust anchors made with openssl, bundles made with keel-bundle.
+//! kernel command line file, a release signer and bundles from keel-testkit.
 
 #![allow(dead_code)]
 
@@ -8,39 +8,17 @@ use std::process::Command;
 
 use keel_bootenv::ebg::{BgEnv, BgEnvSet, EnvLocation};
 use keel_bootenv::storage::FsStorage;
+use keel_testkit::bundle::signed_bundle;
+pub use keel_testkit::data::image;
+use keel_testkit::pki::{Identity, Pki};
 
 pub const SLOT_SIZE: usize = 256 * 1024;
 
 pub struct FileDevice {
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
-
-pub fn image(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl must be installed (scripts/setup-debian.sh)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    /// The release signer (`cert.pem`, `key.pem` in the device directory; the agent trusts it).
+    pub signer: Identity,
 }
 
 impl FileDevice {
@@ -57,26 +35,11 @@ impl FileDevice {
     pub fn with_bootloader(bootloader: &str, setup: impl FnOnce(&Path)) -> FileDevice {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path();
-        openssl(
-            p,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-subj",
-                "/CN=keel-release",
-                "-days",
-                "3650",
-                "-keyout",
-                "key.pem",
-                "-out",
-                "cert.pem",
-            ],
-        );
+        let signer = Pki::in_dir(p)
+            .cert("release")
+            .subject("/CN=keel-release")
+            .files("cert.pem", "key.pem")
+            .self_signed();
         for slot in ["a", "b"] {
             std::fs::write(p.join(format!("rootfs-{slot}.img")), vec![0u8; SLOT_SIZE]).unwrap();
         }
@@ -124,8 +87,7 @@ kernelparams = "root=/dev/sda5 keel.slot=B"
         std::fs::write(&config_path, config).unwrap();
         FileDevice {
             config_path,
-            cert: p.join("cert.pem"),
-            key: p.join("key.pem"),
+            signer,
             dir,
         }
     }
@@ -136,24 +98,10 @@ kernelparams = "root=/dev/sda5 keel.slot=B"
 
     /// A signed bundle with one rootfs image (`size` bytes).
     pub fn bundle(&self, version: &str, data: &[u8]) -> Vec<u8> {
-        let work = tempfile::tempdir_in(self.dir.path()).unwrap();
-        std::fs::write(work.path().join("rootfs.img"), data).unwrap();
         let manifest = format!(
             "[software]\nversion = \"{version}\"\n[[software.images]]\nfilename = \"rootfs.img\"\ndevice = \"rootfs\"\ntype = \"raw\"\n"
         );
-        let spec = keel_bundle::BundleSpec::from_manifest_str(&manifest, work.path()).unwrap();
-        let signer = keel_sign::Signer::from_pem(
-            &std::fs::read(&self.cert).unwrap(),
-            &std::fs::read(&self.key).unwrap(),
-        )
-        .unwrap();
-        let options = keel_bundle::CreateOptions {
-            signer: Some(signer),
-            ..Default::default()
-        };
-        let mut out = Vec::new();
-        keel_bundle::create(&spec, &options, &mut out).unwrap();
-        out
+        signed_bundle(&self.signer, &manifest, &[("rootfs.img", data)])
     }
 
     /// Power-on with the EFI Boot Guard loader model on the real files; the "kernel" gets the

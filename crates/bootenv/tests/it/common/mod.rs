@@ -5,20 +5,9 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-/// Runs `tool args…`; panics with the tool's stderr if it cannot be started or fails.
+/// Runs `tool args…`; panics with the tool's output if it cannot be started or fails.
 pub fn run(tool: &str, args: &[&str]) -> Output {
-    let out = Command::new(tool)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {tool} (install it: scripts/setup-debian.sh): {e}"));
-    assert!(
-        out.status.success(),
-        "{tool} {args:?} failed with {}: stdout={} stderr={}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    keel_testkit::cmd::run_ok(Command::new(tool).args(args))
 }
 
 /// Stdout of a successful run, as text.

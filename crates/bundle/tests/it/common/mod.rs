@@ -1,94 +1,24 @@
-//! Helpers shared by the bundle integration tests: certificates from the real `openssl`,
+//! Helpers shared by the bundle integration tests: certificates from the real `openssl` (keel-testkit),
 //! bundles built through the library, and byte surgery on cpio archives.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use keel_bundle::{BundleSpec, CreateOptions};
 use keel_sign::aes::AesKey;
-use keel_sign::Signer;
+pub use keel_testkit::pki::{Identity, KeyKind, Pki, EXT_CA, EXT_SIGNER};
 
-/// Runs a command; panics with its output if it cannot be started (the tool must be installed).
-pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| {
-        panic!("cannot run {cmd:?}: {e} (is it installed? scripts/setup-debian.sh)")
-    });
-    out
+pub use keel_testkit::cmd::{run, run_ok};
+
+/// A self-signed release signer (keyUsage digitalSignature, extendedKeyUsage emailProtection:
+/// what `swupdate -k` accepts by default) for `/CN=name` in `dir`, made by openssl.
+pub fn test_cert(dir: &Path, name: &str, kind: KeyKind) -> Identity {
+    Pki::in_dir(dir).cert(name).key_kind(kind).self_signed()
 }
 
-pub fn run_ok(cmd: &mut Command) -> Output {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-#[derive(Clone, Copy, Debug)]
-pub enum KeyKind {
-    Rsa,
-    EcP256,
-}
-
-/// A self-signed signer certificate with keyUsage digitalSignature and extendedKeyUsage
-/// emailProtection (what `swupdate -k` accepts by default), made by openssl.
-pub struct TestCert {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
-
-impl TestCert {
-    pub fn new(dir: &Path, name: &str, kind: KeyKind) -> TestCert {
-        let cert = dir.join(format!("{name}.crt.pem"));
-        let key = dir.join(format!("{name}.key.pem"));
-        let mut cmd = Command::new("openssl");
-        cmd.args(["req", "-x509", "-nodes", "-days", "3650", "-subj"])
-            .arg(format!("/CN={name}"));
-        match kind {
-            KeyKind::Rsa => cmd.args(["-newkey", "rsa:2048"]),
-            KeyKind::EcP256 => {
-                cmd.args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
-            }
-        };
-        cmd.args([
-            "-addext",
-            "keyUsage=critical,digitalSignature",
-            "-addext",
-            "extendedKeyUsage=emailProtection",
-        ]);
-        cmd.arg("-keyout").arg(&key).arg("-out").arg(&cert);
-        run_ok(&mut cmd);
-        TestCert { cert, key }
-    }
-
-    pub fn signer(&self) -> Signer {
-        Signer::from_pem(
-            &std::fs::read(&self.cert).unwrap(),
-            &std::fs::read(&self.key).unwrap(),
-        )
-        .unwrap()
-    }
-
-    pub fn verifier(&self) -> keel_sign::Verifier {
-        keel_sign::Verifier::from_pem(&std::fs::read(&self.cert).unwrap()).unwrap()
-    }
-}
-
-/// Deterministic pseudo-random bytes.
+/// Deterministic pseudo-random bytes (keel-testkit's test image generator).
 pub fn pattern(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2654435761).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 24) as u8
-        })
-        .collect()
+    keel_testkit::data::image(u64::from(seed), len)
 }
 
 /// A fixed AES key file (`swupdate -K` format) written to `dir`.
@@ -159,71 +89,24 @@ pub fn fix_checksum(bundle: &mut [u8], loc: &MemberLoc) {
 /// A CA (EC P-256) and a leaf signer (RSA) it issued, made by openssl.
 pub struct TestChain {
     pub ca: PathBuf,
-    pub leaf: TestCert,
+    pub leaf: Identity,
 }
 
 impl TestChain {
     pub fn new(dir: &Path) -> TestChain {
-        let ca = dir.join("ca.pem");
-        let ca_key = dir.join("ca.key");
-        run_ok(
-            Command::new("openssl")
-                .args([
-                    "req",
-                    "-x509",
-                    "-nodes",
-                    "-days",
-                    "3650",
-                    "-subj",
-                    "/CN=keel test CA",
-                ])
-                .args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
-                .args([
-                    "-addext",
-                    "basicConstraints=critical,CA:TRUE",
-                    "-addext",
-                    "keyUsage=critical,keyCertSign,cRLSign",
-                ])
-                .arg("-keyout")
-                .arg(&ca_key)
-                .arg("-out")
-                .arg(&ca),
-        );
-        let leaf = TestCert {
-            cert: dir.join("leaf.pem"),
-            key: dir.join("leaf.key"),
-        };
-        let csr = dir.join("leaf.csr");
-        run_ok(
-            Command::new("openssl")
-                .args([
-                    "req",
-                    "-nodes",
-                    "-newkey",
-                    "rsa:2048",
-                    "-subj",
-                    "/CN=release signer",
-                ])
-                .arg("-keyout")
-                .arg(&leaf.key)
-                .arg("-out")
-                .arg(&csr),
-        );
-        let ext = dir.join("leaf.ext");
-        std::fs::write(&ext, "keyUsage=critical,digitalSignature\nextendedKeyUsage=emailProtection\nbasicConstraints=CA:FALSE\n").unwrap();
-        run_ok(
-            Command::new("openssl")
-                .args(["x509", "-req", "-days", "365", "-set_serial", "7", "-in"])
-                .arg(&csr)
-                .arg("-CA")
-                .arg(&ca)
-                .arg("-CAkey")
-                .arg(&ca_key)
-                .arg("-extfile")
-                .arg(&ext)
-                .arg("-out")
-                .arg(&leaf.cert),
-        );
-        TestChain { ca, leaf }
+        let pki = Pki::in_dir(dir);
+        let ca = pki
+            .cert("ca")
+            .subject("/CN=keel test CA")
+            .ext(EXT_CA)
+            .self_signed();
+        let leaf = pki
+            .cert("leaf")
+            .key_kind(KeyKind::Rsa2048)
+            .subject("/CN=release signer")
+            .ext(&format!("{EXT_SIGNER}basicConstraints = CA:FALSE\n"))
+            .days(365)
+            .issued_by(&ca);
+        TestChain { ca: ca.cert, leaf }
     }
 }

@@ -309,17 +309,10 @@ impl Mgmt {
     }
 }
 
+/// Deterministic pseudo-random bytes (keel-testkit's test image generator): content only has
+/// to differ between tests.
 pub fn random_bytes(len: usize, seed: u8) -> Vec<u8> {
-    // A simple deterministic generator is enough: content only has to differ between tests.
-    let mut state: u32 = 0x9e37_79b9 ^ u32::from(seed);
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state.to_le_bytes()[0]
-        })
-        .collect()
+    image(u64::from(seed), len)
 }
 
 /// What a simulated device does with a deployment.
@@ -747,83 +740,36 @@ mod postgres {
     }
 }
 
-/// Deterministic pseudo-random image bytes (xorshift), so failures reproduce.
-pub fn image(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
+pub use keel_testkit::data::image;
 
-/// A throwaway release signer: self-signed P-256 certificate with the key usages swupdate and
-/// keel-agent require.
+/// A throwaway release signer (keel-testkit: self-signed P-256 certificate with the key usages
+/// swupdate and keel-agent require) and its reproducible bundles.
 pub struct Pki {
-    pub dir: tempfile::TempDir,
+    pub signer: keel_testkit::pki::Identity,
+    /// The certificate devices trust.
     pub cert: std::path::PathBuf,
-    pub key: std::path::PathBuf,
+    _pki: keel_testkit::pki::Pki,
 }
 
 impl Pki {
     /// A bundle (keel-bundle) from a TOML `manifest` whose image sources are `files`, signed by
     /// this signer, reproducible (SOURCE_DATE_EPOCH fixed).
     pub fn bundle(&self, manifest: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
-        let work = tempfile::tempdir_in(self.dir.path()).unwrap();
-        for (name, data) in files {
-            std::fs::write(work.path().join(name), data).unwrap();
-        }
-        let spec = keel_bundle::BundleSpec::from_manifest_str(manifest, work.path()).unwrap();
-        let signer = keel_sign::Signer::from_pem(
-            &std::fs::read(&self.cert).unwrap(),
-            &std::fs::read(&self.key).unwrap(),
-        )
-        .unwrap();
-        let options = keel_bundle::CreateOptions {
-            signer: Some(signer),
-            aes_key: None,
-            source_date_epoch: Some(1_700_000_000),
-        };
-        let mut out = Vec::new();
-        keel_bundle::create(&spec, &options, &mut out).unwrap();
-        out
+        keel_testkit::bundle::BundleBuilder::new(manifest)
+            .files(files)
+            .source_date_epoch(1_700_000_000)
+            .sign(&self.signer)
     }
 }
 
 pub fn pki() -> Pki {
-    let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            "/CN=keel-release",
-        ])
-        .args(["-days", "30", "-keyout", "key.pem", "-out", "cert.pem"])
-        .args([
-            "-addext",
-            "extendedKeyUsage=emailProtection",
-            "-addext",
-            "keyUsage=digitalSignature",
-        ])
-        .current_dir(dir.path())
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    Pki { dir, cert, key }
+    let pki = keel_testkit::pki::Pki::new();
+    let signer = pki.cert("keel-release").days(30).self_signed();
+    Pki {
+        cert: signer.cert.clone(),
+        signer,
+        _pki: pki,
+    }
 }
 
 /// keel-server on a runtime of its own, driven synchronously: for tests whose devices run the

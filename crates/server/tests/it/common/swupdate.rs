@@ -2,39 +2,24 @@
 //! starting and stopping it, and reading the action history it leaves.
 #![allow(dead_code)]
 
+use keel_testkit::pki::{Identity, KeyKind, Pki};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-/// Runs `cmd`; panics with its stderr if it fails or is missing.
-pub fn run(cmd: &mut Command) {
-    let output = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (is it installed?)"));
-    assert!(
-        output.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
+/// Runs a command; panics with its output if it fails or is missing.
+pub use keel_testkit::cmd::run_ok as run;
 
 /// A throwaway RSA release signer in `dir` (`key.pem`, `cert.pem`: swupdate runs with `-k cert.pem`).
-pub fn make_signer(dir: &Path) {
-    run(Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/O=keel/CN=keel test signer",
-        ])
-        .args(["-keyout", "key.pem", "-out", "cert.pem"])
-        .current_dir(dir));
+pub fn make_signer(dir: &Path) -> Identity {
+    Pki::in_dir(dir)
+        .cert("signer")
+        .key_kind(KeyKind::Rsa2048)
+        .subject("/O=keel/CN=keel test signer")
+        .days(2)
+        .files("cert.pem", "key.pem")
+        .self_signed()
 }
 
 /// Starts `swupdate -u` (suricatta) against `base` as controller `sw1` with target token `token`,

@@ -1,81 +1,27 @@
-//! Test fixtures: a signing PKI made with openssl, an AES key, bundles made with keel-bundle,
-//! and simulated devices.
+//! Test fixtures: a release signer and a rogue one, an AES key, bundles (keel-testkit), and
+//! simulated devices.
 
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use keel_agent::config::Detect;
 use keel_sim::{DeviceSpec, Loader, SimDevice};
+use keel_testkit::bundle::{signed_bundle, BundleBuilder};
+pub use keel_testkit::data::image;
+use keel_testkit::pki::{Identity, Pki};
 
 pub const ROOTFS_SIZE: u64 = 256 * 1024;
 pub const KERNEL_SIZE: u64 = 64 * 1024;
 
 pub struct Fixture {
     pub dir: tempfile::TempDir,
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    pub rogue_cert: PathBuf,
-    pub rogue_key: PathBuf,
+    /// The release signer the devices trust.
+    pub signer: Identity,
+    /// A well-formed signer the devices do not trust.
+    pub rogue: Identity,
     pub aes_key: PathBuf,
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl must be installed (scripts/setup-debian.sh)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn make_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let key = format!("{name}.key.pem");
-    let cert = format!("{name}.cert.pem");
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            &format!("/CN={name}"),
-            "-days",
-            "3650",
-            "-keyout",
-            &key,
-            "-out",
-            &cert,
-            "-addext",
-            "extendedKeyUsage=emailProtection",
-            "-addext",
-            "keyUsage=digitalSignature",
-        ],
-    );
-    (dir.join(cert), dir.join(key))
-}
-
-/// Deterministic pseudo-random bytes (an "image").
-pub fn image(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 /// One image of a bundle.
@@ -89,8 +35,9 @@ pub struct Img<'a> {
 impl Fixture {
     pub fn new() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let (cert, key) = make_cert(dir.path(), "keel-release");
-        let (rogue_cert, rogue_key) = make_cert(dir.path(), "rogue");
+        let pki = Pki::in_dir(dir.path());
+        let signer = pki.signer("keel-release");
+        let rogue = pki.signer("rogue");
         let aes_key = dir.path().join("aes.key");
         std::fs::write(
             &aes_key,
@@ -99,10 +46,8 @@ impl Fixture {
         .unwrap();
         Fixture {
             dir,
-            cert,
-            key,
-            rogue_cert,
-            rogue_key,
+            signer,
+            rogue,
             aes_key,
         }
     }
@@ -118,7 +63,7 @@ impl Fixture {
                 ("kernel".into(), KERNEL_SIZE),
             ],
             factory,
-            trusted_certs: self.cert.clone(),
+            trusted_certs: self.signer.cert.clone(),
             aes_key: Some(self.aes_key.clone()),
             hardware_revision: None,
             detect: Detect::Auto,
@@ -143,10 +88,8 @@ impl Fixture {
         extra: &str,
         rogue: bool,
     ) -> Vec<u8> {
-        let work = tempfile::tempdir_in(self.dir.path()).unwrap();
         let mut manifest = format!("[software]\nversion = \"{version}\"\n{extra}\n");
         for img in images {
-            std::fs::write(work.path().join(img.name), img.data).unwrap();
             manifest.push_str(&format!(
                 "[[software.images]]\nfilename = \"{}\"\ndevice = \"{}\"\ntype = \"raw\"\n{}\n",
                 img.name,
@@ -158,50 +101,20 @@ impl Fixture {
                 }
             ));
         }
-        let spec = keel_bundle::BundleSpec::from_manifest_str(&manifest, work.path()).unwrap();
-        let (cert, key) = if rogue {
-            (&self.rogue_cert, &self.rogue_key)
-        } else {
-            (&self.cert, &self.key)
-        };
-        let signer = keel_sign::Signer::from_pem(
-            &std::fs::read(cert).unwrap(),
-            &std::fs::read(key).unwrap(),
-        )
-        .unwrap();
         let aes =
             keel_sign::aes::AesKey::parse_keyfile(&std::fs::read_to_string(&self.aes_key).unwrap())
                 .unwrap();
-        let options = keel_bundle::CreateOptions {
-            signer: Some(signer),
-            aes_key: Some(aes),
-            source_date_epoch: Some(1_700_000_000),
-        };
-        let mut out = Vec::new();
-        keel_bundle::create(&spec, &options, &mut out).unwrap();
-        out
+        let files: Vec<(&str, &[u8])> = images.iter().map(|img| (img.name, img.data)).collect();
+        BundleBuilder::new(&manifest)
+            .files(&files)
+            .aes_key(aes)
+            .source_date_epoch(1_700_000_000)
+            .sign(if rogue { &self.rogue } else { &self.signer })
     }
 
     /// A signed bundle from raw manifest text (entries written by the caller) and member files.
     pub fn bundle_manifest(&self, manifest: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
-        let work = tempfile::tempdir_in(self.dir.path()).unwrap();
-        for (name, data) in files {
-            std::fs::write(work.path().join(name), data).unwrap();
-        }
-        let spec = keel_bundle::BundleSpec::from_manifest_str(manifest, work.path()).unwrap();
-        let signer = keel_sign::Signer::from_pem(
-            &std::fs::read(&self.cert).unwrap(),
-            &std::fs::read(&self.key).unwrap(),
-        )
-        .unwrap();
-        let options = keel_bundle::CreateOptions {
-            signer: Some(signer),
-            aes_key: None,
-            source_date_epoch: None,
-        };
-        let mut out = Vec::new();
-        keel_bundle::create(&spec, &options, &mut out).unwrap();
-        out
+        signed_bundle(&self.signer, manifest, files)
     }
 
     /// The standard update: new rootfs and kernel for slot targets.
