@@ -6,7 +6,9 @@
 //! the body parser, the seed expansion and the segments are reached. (Whole deltas as they are:
 //! the delta_apply target.)
 //!
-//! Target frame levels 16..=22 in the body are lowered by 10 before use: zstd-sys 2.0.9 builds
+//! Target frame levels 11..=22 in the body are mapped to 1..=10 before use (btopt, the strategy
+//! at issue, starts at level 11 for frames up to 16 KiB; the first version of this target lowered
+//! only 16..=22 and the 2026-12-08 campaign hit the report below at level 11): zstd-sys 2.0.9 builds
 //! zstd with `-fmerge-all-constants`, which makes AddressSanitizer report a false
 //! stack-use-after-scope in zstd's btopt match finder (`ZSTD_selectBtGetAllMatches`, a constant
 //! table merged into a global; zstd-sys dropped the flag for this reason, its issue #398). The
@@ -101,8 +103,9 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-/// The body with target levels 16..=22 (zigzag 32..=44) lowered by 10; bytes that do not decode
-/// are kept as they are.
+/// The body with target levels 11..=22 (zigzag 22..=44) mapped to 1..=10: for frames of at most
+/// 16 KiB (all of this target's), zstd picks its btopt strategy from level 11 on; bytes that do
+/// not decode are kept as they are.
 fn without_btopt_levels(body: &[u8], seed_entries: u8) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len());
     let mut pos = 0;
@@ -115,7 +118,12 @@ fn without_btopt_levels(body: &[u8], seed_entries: u8) -> Vec<u8> {
             break;
         };
         let is_level = index >= seed_varints && (index - seed_varints) % 4 == 1;
-        put_varint(&mut out, if is_level && (32..=44).contains(&v) { v - 20 } else { v });
+        let lowered = if is_level && (22..=44).contains(&v) && v % 2 == 0 {
+            2 * ((v / 2 - 11) % 10 + 1)
+        } else {
+            v
+        };
+        put_varint(&mut out, lowered);
         index += 1;
     }
     out
