@@ -5,6 +5,7 @@
 mod bundle;
 mod delta;
 mod fleet;
+mod image;
 mod tuf;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +29,9 @@ enum Command {
     /// Create, apply and inspect delta payloads between two images.
     #[command(subcommand)]
     Delta(delta::Command),
+    /// Work on filesystem images at build time (dm-verity hash trees).
+    #[command(subcommand)]
+    Image(image::Command),
     /// Offline TUF repository tasks (root creation, key rotation) and a conformance client.
     #[command(subcommand)]
     Tuf(tuf::Command),
@@ -48,6 +52,7 @@ fn main() {
     let result = match cli.command {
         Command::Bundle(c) => bundle::run(c),
         Command::Delta(c) => delta::run(c),
+        Command::Image(c) => image::run(c),
         Command::Tuf(c) => tuf::run(c),
         Command::Fleet(c) => fleet::run(c),
     };
