@@ -29,6 +29,9 @@ pub enum Command {
         data_block_size: u32,
         #[arg(long, default_value_t = DEFAULT_BLOCK_SIZE)]
         hash_block_size: u32,
+        /// Threads hashing data blocks (default: one per CPU).
+        #[arg(long)]
+        threads: Option<usize>,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
@@ -106,9 +109,13 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             uuid,
             data_block_size,
             hash_block_size,
+            threads,
             json,
         } => {
             let mut params = Params::random();
+            if let Some(threads) = threads {
+                params.threads = threads.max(1);
+            }
             params.data_block_size = data_block_size;
             params.hash_block_size = hash_block_size;
             match salt.as_deref() {
