@@ -38,6 +38,9 @@ enum Command {
     /// Fleet management against keel-server (upload, assign, rollouts).
     #[command(flatten)]
     Fleet(fleet::Command),
+    /// Print the shell completion script for SHELL (bash, zsh, fish, ...).
+    #[command(hide = true)]
+    Completions { shell: clap_complete::Shell },
 }
 
 fn main() {
@@ -55,6 +58,13 @@ fn main() {
         Command::Image(c) => image::run(c),
         Command::Tuf(c) => tuf::run(c),
         Command::Fleet(c) => fleet::run(c),
+        Command::Completions { shell } => {
+            let mut cli = <Cli as clap::CommandFactory>::command();
+            // Into a buffer first: clap_complete panics on a failed write.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cli, "keel", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script).map_err(anyhow::Error::from)
+        }
     };
     if let Err(err) = result {
         eprintln!("keel: error: {}", error_message(&err));

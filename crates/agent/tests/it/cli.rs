@@ -237,3 +237,11 @@ fn version_and_help_print_and_exit_zero() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("-V, --version"));
 }
+
+/// The configuration the Debian package installs as /etc/keel/agent.toml is a valid one.
+#[test]
+fn packaged_example_configuration_parses() {
+    let text = include_str!("../../../../packaging/etc/agent.toml");
+    let config = keel_agent::Config::parse(text).expect("packaging/etc/agent.toml parses");
+    assert_eq!(config.state_dir, std::path::PathBuf::from("/var/lib/keel"));
+}
