@@ -50,6 +50,12 @@ pub trait Storage: Debug + Send + Sync {
     fn remove(&self, path: &Path) -> io::Result<()>;
     /// Size and kind of a file or device.
     fn metadata(&self, path: &Path) -> io::Result<FileInfo>;
+    /// Drops the cached pages of `path` (after [`Storage::sync`]), so that the next read comes
+    /// from the device rather than from memory: the read-back of `verify_after_write`.
+    /// Storages without a page cache of their own keep the default, which does nothing.
+    fn drop_cache(&self, _path: &Path) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Shared handle to a storage backend, as held by the environment types.
@@ -109,16 +115,38 @@ impl Storage for FsStorage {
         } else {
             dir
         };
-        match std::fs::File::open(dir).and_then(|d| d.sync_all()) {
-            // Some filesystems (e.g. vfat on older kernels) refuse fsync on directories;
-            // there is nothing better to do there.
-            Err(e) if e.kind() == io::ErrorKind::InvalidInput => Ok(()),
+        let handle = std::fs::File::open(dir)?;
+        match handle.sync_all() {
+            // Some filesystems (vfat before Linux 2.6.x's dir fsync, some FUSE and network
+            // filesystems) answer EINVAL to fsync on a directory. Treating that as success
+            // would claim a rename is durable when nothing was flushed, so fall back to
+            // syncfs(2) on the filesystem holding the directory: it writes back every dirty
+            // inode and the directory blocks with them (Linux fs/sync.c, sync_filesystem).
+            // Only if that fails too is the error reported, naming the directory.
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                rustix::fs::syncfs(&handle).map_err(|errno| {
+                    io::Error::new(
+                        io::Error::from(errno).kind(),
+                        format!(
+                            "{}: the filesystem refuses fsync on directories (EINVAL) and syncfs failed too ({errno}); mount it with -o dirsync",
+                            dir.display()
+                        ),
+                    )
+                })
+            }
             other => other,
         }
     }
 
     fn remove(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_file(path)
+    }
+
+    fn drop_cache(&self, path: &Path) -> io::Result<()> {
+        // POSIX_FADV_DONTNEED drops the clean cached pages of the file or block device
+        // (the caller fsynced it first, so every page is clean), through rustix: no unsafe.
+        let file = std::fs::File::open(path)?;
+        rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).map_err(io::Error::from)
     }
 
     fn metadata(&self, path: &Path) -> io::Result<FileInfo> {
