@@ -241,6 +241,7 @@ impl SimDevice {
             tuf: None,
             factory_image_sizes: Default::default(),
             max_interrupted_attempts: keel_agent::config::DEFAULT_MAX_INTERRUPTED_ATTEMPTS,
+            verify_after_write: false,
         };
         let mut device = SimDevice {
             storage,
