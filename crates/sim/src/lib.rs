@@ -119,6 +119,11 @@ pub struct SimDevice {
     boots: u64,
     /// Every boot so far, in order.
     pub history: Vec<BootRecord>,
+    /// EFI Boot Guard: the order in which the firmware enumerates the config partitions, as
+    /// indices into [`EBG_ENV`] (default `[0, 1]`). The loader numbers the copies in this order
+    /// (env_api_fat.c `load_config`: `env[i]` is the i-th config volume found), so it decides
+    /// revision ties and the default `pre_latest` index 0.
+    pub ebg_volume_order: [usize; 2],
 }
 
 /// Device path of `target` in `slot` on the simulated disk: `/dev/slot<A|B>-<target>`.
@@ -254,6 +259,7 @@ impl SimDevice {
             config,
             boots: 0,
             history: Vec::new(),
+            ebg_volume_order: [0, 1],
         };
         device.boot()?;
         Ok(device)
@@ -287,8 +293,10 @@ impl SimDevice {
     }
 
     fn boot_ebg(&mut self) -> Result<(SlotId, String, String), SimError> {
-        let locations = EBG_ENV
+        let locations = self
+            .ebg_volume_order
             .iter()
+            .filter_map(|&i| EBG_ENV.get(i))
             .map(|p| EnvLocation::File(PathBuf::from(p)))
             .collect();
         let mut set = BgEnvSet::open(self.storage.clone(), locations)?;

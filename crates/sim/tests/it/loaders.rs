@@ -615,3 +615,47 @@ fn verify_after_write_reads_back_and_refuses_a_lost_write() {
         .unwrap();
     assert!(flash.dropped.lock().unwrap().is_empty());
 }
+
+/// EFI Boot Guard numbers the config copies in the order the firmware enumerates the volumes.
+/// With BOOT1 enumerated first, install, test boot, confirm and rollback behave the same, and
+/// after a repair that ties the revisions (both copies identical) the same slot boots.
+#[test]
+fn ebg_volume_order_does_not_change_the_outcome() {
+    let fx = Fixture::new();
+    let (bundle, rootfs, _) = fx.update("2.0", 100, false);
+    for order in [[0, 1], [1, 0]] {
+        let what = format!("volume order {order:?}");
+        // Update, test boot, confirm.
+        let mut device = fx.device(Loader::Ebg);
+        device.ebg_volume_order = order;
+        install(&device, &bundle).unwrap();
+        let boot = device.boot().unwrap();
+        assert_eq!(boot.slot, SlotId::B, "{what}: {}", boot.action);
+        assert!(starts_with(
+            &device.slot_contents(SlotId::B, "rootfs"),
+            &rootfs
+        ));
+        device.agent().unwrap().confirm(None).unwrap();
+        assert_eq!(device.boot().unwrap().slot, SlotId::B, "{what}");
+        // Unconfirmed: rolled back whatever the order.
+        let mut device = fx.device(Loader::Ebg);
+        device.ebg_volume_order = order;
+        install(&device, &bundle).unwrap();
+        assert_eq!(device.boot().unwrap().slot, SlotId::B, "{what}");
+        let back = device.boot().unwrap();
+        assert_eq!(back.slot, SlotId::A, "{what}: {}", back.action);
+        // A garbage copy 1 at revision 1 vs copy 0 at revision 2: the repair writes a clone
+        // with revision 1 (one below); with copy 0 at revision 1 it would tie, identical.
+        let mut device = fx.device(Loader::Ebg);
+        device.ebg_volume_order = order;
+        device.storage.insert_file(EBG_ENV[1], &[0xA5; 4096]);
+        assert_eq!(device.boot().unwrap().slot, SlotId::A, "{what}");
+        device.agent().unwrap().confirm(None).unwrap();
+        let copies = device.ebg_copies();
+        assert!(
+            copies.iter().all(Option::is_some),
+            "{what}: repaired: {copies:?}"
+        );
+        assert_eq!(device.boot().unwrap().slot, SlotId::A, "{what}");
+    }
+}
