@@ -104,8 +104,9 @@ fn assert_complete(
 
 /// The double-fault sweep of one loader and one starting point (`from_b`: the install runs on
 /// slot B, after a confirmed update, so its target is the factory slot A). Returns the number
-/// of (install cut, mode, boot cut, fault) combinations.
-fn double_fault_sweep(loader: Loader, from_b: bool) -> usize {
+/// of (install cut, mode, boot cut, fault) combinations and how many of them booted from
+/// GRUB's second copy (grubenv.keel) at least once.
+fn double_fault_sweep(loader: Loader, from_b: bool) -> (usize, usize) {
     let fx = Fixture::new();
     let (first, _, _) = fx.update("2.0", 100, false);
     let (second, rootfs2, kernel2) = fx.update("2.1", 200, true);
@@ -132,6 +133,7 @@ fn double_fault_sweep(loader: Loader, from_b: bool) -> usize {
     let (result, install_ops) = reference.count_ops(|| install(&reference, &second));
     result.unwrap();
     let mut tried = 0;
+    let mut from_backup = 0;
     for n in 0..=install_ops {
         for mode in CutMode::ALL {
             let mut device = setup();
@@ -160,13 +162,20 @@ fn double_fault_sweep(loader: Loader, from_b: bool) -> usize {
                         if from_b { "B" } else { "A" }
                     );
                     device.storage = clone_disk(&after_install);
+                    let boots = device.history.len();
                     double_fault_case(&mut device, m, fault, &before, &new, &latest, &third, &what);
                     tried += 1;
+                    if device.history[boots..]
+                        .iter()
+                        .any(|b| b.action.contains("grubenv.keel"))
+                    {
+                        from_backup += 1;
+                    }
                 }
             }
         }
     }
-    tried
+    (tried, from_backup)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -271,28 +280,36 @@ fn garble_sector(disk: &SimStorage, op: &str) {
 
 #[test]
 fn grub_double_fault_install_from_b() {
-    let tried = double_fault_sweep(Loader::Grub, true);
-    println!("GRUB, install from B: {tried} double-fault combinations, every boot a complete slot, every device updated again");
+    let (tried, from_backup) = double_fault_sweep(Loader::Grub, true);
+    println!("GRUB, install from B: {tried} double-fault combinations ({from_backup} booted from grubenv.keel), every boot a complete slot, every device updated again");
     assert!(tried > 500, "{tried}");
+    assert!(
+        from_backup > 0,
+        "the garbage sectors must have sent some boots to grubenv.keel"
+    );
 }
 
 #[test]
 fn grub_double_fault_install_from_a() {
-    let tried = double_fault_sweep(Loader::Grub, false);
-    println!("GRUB, install from A: {tried} double-fault combinations, every boot a complete slot, every device updated again");
+    let (tried, from_backup) = double_fault_sweep(Loader::Grub, false);
+    println!("GRUB, install from A: {tried} double-fault combinations ({from_backup} booted from grubenv.keel), every boot a complete slot, every device updated again");
     assert!(tried > 500, "{tried}");
+    assert!(
+        from_backup > 0,
+        "the garbage sectors must have sent some boots to grubenv.keel"
+    );
 }
 
 #[test]
 fn uboot_double_fault_install_from_b() {
-    let tried = double_fault_sweep(Loader::Uboot, true);
+    let (tried, _) = double_fault_sweep(Loader::Uboot, true);
     println!("U-Boot, install from B: {tried} double-fault combinations, every boot a complete slot, every device updated again");
     assert!(tried > 300, "{tried}");
 }
 
 #[test]
 fn ebg_double_fault_install_from_b() {
-    let tried = double_fault_sweep(Loader::Ebg, true);
+    let (tried, _) = double_fault_sweep(Loader::Ebg, true);
     println!("EFI Boot Guard, install from B: {tried} double-fault combinations, every boot a complete slot, every device updated again");
     assert!(tried > 300, "{tried}");
 }
