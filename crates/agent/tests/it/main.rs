@@ -6,3 +6,4 @@ mod cli;
 mod common;
 mod http;
 mod peers;
+mod state_dir;

@@ -213,3 +213,42 @@ pub fn temp_path(path: &Path) -> PathBuf {
 mod sim;
 #[cfg(feature = "sim")]
 pub use sim::{CutMode, SimStorage};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// procfs answers EINVAL to fsync on a directory, as vfat did on old kernels: `sync_dir`
+    /// must not take that as durable but fall back to syncfs(2), which procfs accepts.
+    #[test]
+    fn sync_dir_falls_back_to_syncfs_on_einval() {
+        let dir = Path::new("/proc/self");
+        let Ok(handle) = std::fs::File::open(dir) else {
+            return; // no procfs here
+        };
+        let plain = handle.sync_all().unwrap_err();
+        assert_eq!(plain.kind(), io::ErrorKind::InvalidInput, "{plain}");
+        FsStorage.sync_dir(dir).unwrap();
+        // A regular directory takes the ordinary path.
+        let tmp = std::env::temp_dir();
+        FsStorage.sync_dir(&tmp).unwrap();
+        // Errors other than EINVAL are reported.
+        let missing = FsStorage
+            .sync_dir(Path::new("/nonexistent-keel-dir"))
+            .unwrap_err();
+        assert_eq!(missing.kind(), io::ErrorKind::NotFound);
+    }
+
+    /// `drop_cache` works on a fsynced regular file and leaves its content alone.
+    #[test]
+    fn drop_cache_keeps_the_content() {
+        let dir = std::env::temp_dir().join(format!("keel-drop-cache-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("slot");
+        FsStorage.write_file(&file, b"written").unwrap();
+        FsStorage.sync(&file).unwrap();
+        FsStorage.drop_cache(&file).unwrap();
+        assert_eq!(FsStorage.read(&file).unwrap(), b"written");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
