@@ -266,8 +266,10 @@ pub fn backup_path(path: &Path) -> PathBuf {
 /// `ORDER` has `<slot>_OK=1`. Every environment keel writes satisfies it (the running slot
 /// stays OK), so an environment that does not is damaged or was never provisioned; keel's
 /// grub.cfg and [`GrubEnvFile::open_redundant`] then take the other copy.
+///
+/// A block without `ORDER` is read with grub.cfg's default, `A B`.
 pub fn names_bootable_slot(env: &GrubEnv) -> bool {
-    let order = env.get_bytes(b"ORDER").unwrap_or_default().to_vec();
+    let order = env.get_bytes(b"ORDER").unwrap_or(b"A B").to_vec();
     String::from_utf8_lossy(&order)
         .split_whitespace()
         .any(|slot| env.get_bytes(format!("{slot}_OK").as_bytes()) == Some(b"1".as_slice()))

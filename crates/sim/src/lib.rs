@@ -419,7 +419,11 @@ impl SimDevice {
             .split_whitespace()
             .filter_map(SlotId::parse)
             .collect();
-        let mut tries = [SlotId::A, SlotId::B].map(|s| var(format!("{s}_TRY")));
+        // `[ "$A_TRY" = 0 ]`: only the value 0 (the default when absent) counts as untried.
+        let mut tries = [SlotId::A, SlotId::B].map(|s| {
+            env.get_bytes(format!("{s}_TRY").as_bytes())
+                .is_some_and(|v| v != b"0")
+        });
         let ok = [SlotId::A, SlotId::B].map(|s| var(format!("{s}_OK")));
         let mut action = "boot".to_string();
         let mut chosen = order
