@@ -7,3 +7,4 @@ mod common;
 mod http;
 mod peers;
 mod state_dir;
+mod verify;
