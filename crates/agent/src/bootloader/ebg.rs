@@ -221,8 +221,14 @@ impl Bootloader for EbgBootloader {
         let mut set = self.open()?;
         set.confirm()?;
         // A copy that was unreadable or failed its CRC becomes a fallback clone of the running
-        // one (never written over a valid copy; nothing while an update is on trial).
-        set.repair()?;
+        // one (never written over a valid copy; nothing while an update is on trial). The slot
+        // is confirmed either way: a repair that fails (e.g. the config partition is not
+        // mounted) is reported, not turned into a failed confirm.
+        if let Err(e) = set.repair() {
+            eprintln!(
+                "keel-agent: warning: could not repair a damaged EFI Boot Guard config copy: {e}; the running copy is fine, `status` shows the damaged one"
+            );
+        }
         Ok(())
     }
 }

@@ -197,8 +197,13 @@ impl Bootloader for UbootBootloader {
             env.commit()?;
         }
         // A copy that was unreadable or failed its CRC when loaded is rewritten from the
-        // current one (the commit above, if any, already went to it).
-        env.repair()?;
+        // current one (the commit above, if any, already went to it). A failed repair is
+        // reported, not turned into a failed confirm.
+        if let Err(e) = env.repair() {
+            eprintln!(
+                "keel-agent: warning: could not repair a damaged U-Boot environment copy: {e}; the current copy is fine, `status` shows the damaged one"
+            );
+        }
         Ok(())
     }
 }
