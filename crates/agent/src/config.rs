@@ -137,6 +137,12 @@ pub struct Config {
     /// action stays open and is installed again.
     #[serde(default = "default_max_interrupted_attempts")]
     pub max_interrupted_attempts: u32,
+    /// After each image is written and fsynced, drop its cached pages and read the written
+    /// region back from the device, hashing it again; a mismatch fails the install before
+    /// activation. For flash that acknowledges fsync before the data is really stored. Costs
+    /// one read of every image (docs/benchmarks.md). Default off.
+    #[serde(default)]
+    pub verify_after_write: bool,
 }
 
 /// Default of `max_interrupted_attempts`.
@@ -373,9 +379,21 @@ impl Config {
                 "slots A and B have the same cmdline_token".into(),
             ));
         }
-        if let BootloaderConfig::Uboot { slot_values, .. } = &self.bootloader {
+        if let BootloaderConfig::Uboot {
+            slot_values,
+            bootlimit,
+            ..
+        } = &self.bootloader
+        {
             if slot_values[0] == slot_values[1] {
                 return Err(ConfigError::Invalid("uboot slot_values must differ".into()));
+            }
+            // U-Boot runs altbootcmd only when `bootlimit && bootcount > bootlimit`
+            // (common/autoboot.c): 0 turns the fallback off, a failed update would never roll back.
+            if *bootlimit == 0 {
+                return Err(ConfigError::Invalid(
+                    "uboot bootlimit = 0 disables U-Boot's fallback (altbootcmd runs only when bootlimit is non-zero); use 1 or more".into(),
+                ));
             }
         }
         if let BootloaderConfig::Ebg { env, .. } = &self.bootloader {
@@ -442,6 +460,28 @@ kernelfile = "C:BOOT1:linux.efi"
         assert!(matches!(
             Config::parse(&format!("max_interrupted_attempts = 0\n{EXAMPLE}")),
             Err(ConfigError::Invalid(m)) if m.contains("max_interrupted_attempts")
+        ));
+        assert!(!config.verify_after_write, "off by default");
+        let verify = Config::parse(&format!("verify_after_write = true\n{EXAMPLE}")).unwrap();
+        assert!(verify.verify_after_write);
+    }
+
+    #[test]
+    fn rejects_uboot_bootlimit_zero() {
+        let uboot = |limit: u32| {
+            EXAMPLE.replace(
+                "type = \"ebg\"\nenv = [\"/boot/BOOT0/BGENV.DAT\", \"/boot/BOOT1/BGENV.DAT\"]\nwatchdog_sec = 60",
+                &format!("type = \"uboot\"\nbootlimit = {limit}"),
+            )
+        };
+        let one = Config::parse(&uboot(1)).unwrap();
+        assert!(matches!(
+            one.bootloader,
+            BootloaderConfig::Uboot { bootlimit: 1, .. }
+        ));
+        assert!(matches!(
+            Config::parse(&uboot(0)),
+            Err(ConfigError::Invalid(m)) if m.contains("bootlimit = 0 disables")
         ));
     }
 
