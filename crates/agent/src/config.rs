@@ -127,6 +127,10 @@ pub struct Config {
     /// TUF enforcement for DDI installs (docs/tuf.md).
     #[serde(default)]
     pub tuf: Option<crate::tuf::TufConfig>,
+    /// `[tls]`: how HTTPS servers are trusted and how the device proves itself to them (DDI,
+    /// `install URL`, packs).
+    #[serde(default)]
+    pub tls: TlsConfig,
     /// Target name → size of the image flashed at the factory. For a booted target the state
     /// file has no record of (never written by the agent), `run` hashes that many bytes once,
     /// records the result and reports it, so the server can offer a delta for it.
@@ -303,6 +307,23 @@ pub struct DdiConfig {
     pub poll_secs: u64,
 }
 
+/// `[tls]` of agent.toml.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file of the CA certificate(s) a server must chain to. Default: the Mozilla roots
+    /// built into the agent (webpki-roots).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (then its intermediates) presented to servers that ask for one
+    /// (keel-server `--tls-client-ca`: CN = controller id, O = tenant).
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `client_cert`.
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
+}
+
 fn default_tenant() -> String {
     "DEFAULT".to_string()
 }
@@ -338,6 +359,11 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if self.tls.client_cert.is_some() != self.tls.client_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "[tls] client_cert and client_key go together: give both or neither".into(),
+            ));
+        }
         let a = &self.slots.a;
         let b = &self.slots.b;
         if a.targets.is_empty() {

@@ -135,7 +135,7 @@ fn run() -> Result<(), String> {
     let mut agent = Agent::open_os(config).map_err(|e| e.to_string())?;
     match command {
         Command::Install { source, packs } => {
-            let reader = source::open(&source).map_err(|e| e.to_string())?;
+            let reader = source::open(&source, &agent.config.tls).map_err(|e| e.to_string())?;
             let report = agent
                 .install(
                     reader,
