@@ -249,6 +249,7 @@ impl SimDevice {
             },
             ddi: None,
             tuf: None,
+            tls: Default::default(),
             factory_image_sizes: Default::default(),
             max_interrupted_attempts: keel_agent::config::DEFAULT_MAX_INTERRUPTED_ATTEMPTS,
             verify_after_write: false,
