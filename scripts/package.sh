@@ -216,8 +216,10 @@ lintian --fail-on error,warning --suppress-tags non-standard-file-perm \
 # system's units (boot-complete.target, network-online.target, ...).
 say "systemd-analyze verify"
 vroot=$work/verify-root
-mkdir -p "$vroot/usr/lib/systemd"
+mkdir -p "$vroot/usr/lib/systemd" "$vroot/usr/bin"
 cp -a /usr/lib/systemd/system "$vroot/usr/lib/systemd/"
+ln -s usr/bin "$vroot/bin"               # merged /usr, as on Debian 12
+X
 for pkg in keel-agent keel-server; do dpkg-deb -x "$out/${pkg}_${version}_${arch}.deb" "$vroot"; done
 cp "$vroot"/lib/systemd/system/keel-*.service "$vroot/usr/lib/systemd/system/"
 systemd-analyze verify --man=no --root="$vroot" keel-agent.service keel-confirm.service keel-server.service
