@@ -219,7 +219,7 @@ vroot=$work/verify-root
 mkdir -p "$vroot/usr/lib/systemd" "$vroot/usr/bin"
 cp -a /usr/lib/systemd/system "$vroot/usr/lib/systemd/"
 ln -s usr/bin "$vroot/bin"               # merged /usr, as on Debian 12
-X
+cp /usr/bin/kill "$vroot/usr/bin/kill"  # for keel-server.service's ExecReload (package procps)
 for pkg in keel-agent keel-server; do dpkg-deb -x "$out/${pkg}_${version}_${arch}.deb" "$vroot"; done
 cp "$vroot"/lib/systemd/system/keel-*.service "$vroot/usr/lib/systemd/system/"
 systemd-analyze verify --man=no --root="$vroot" keel-agent.service keel-confirm.service keel-server.service
