@@ -22,6 +22,7 @@ pub mod dashboard;
 pub mod ddi;
 pub mod error;
 pub mod extract;
+pub mod metrics;
 pub mod mgmt;
 pub mod openapi;
 pub mod paging;
@@ -235,6 +236,8 @@ pub struct AppState {
     pub polls: Mutex<HashMap<i64, (i64, String)>>,
     /// The audit log's writer (audit.rs).
     pub audit: audit::AuditLog,
+    /// Counters and histograms for `/metrics` (metrics.rs).
+    pub metrics: metrics::Metrics,
 }
 
 impl AppState {
@@ -302,6 +305,7 @@ impl Server {
         let audit = audit::AuditLog::start(store.clone());
         let state = Arc::new(AppState {
             audit,
+            metrics: metrics::Metrics::default(),
             store,
             files,
             config,
@@ -400,6 +404,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(mgmt::api(&state))
         .merge(tuf::routes())
         .merge(dashboard::router())
+        .route("/metrics", axum::routing::get(metrics::export))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             throttle::Guard::for_config(&state.config),
             throttle::scope,

@@ -169,6 +169,8 @@ fn operations_table() -> Vec<Op> {
             .query("until", integer(), "only records before (ms since the epoch)")
             .query("failed", json!({ "type": "boolean", "default": false }), "only refusals and failures (status 400 or above)")
             .query("all", json!({ "type": "boolean", "default": false }), "every tenant's records and those of no tenant (cross-tenant tokens only)"),
+        op("get", "/metrics", Viewer, "Prometheus metrics: HTTP requests and latency by route class, DDI polls, artifact bytes served, actions and rollouts by status (cross-tenant tokens only; docs/management-api.md)")
+            .ok_schema(200, string()),
         op("post", "/rest/v1/softwaremodules", Operator, "Create a software module")
             .body("NewModule")
             .ok(201, "SoftwareModule")
@@ -535,6 +537,8 @@ pub fn document() -> Value {
             ok["content"] = if op.path.ends_with("/artifacts/{fileName}") {
                 // The file, or with .MD5SUM its md5sum line.
                 json!({ "application/octet-stream": { "schema": schema }, "text/plain": { "schema": string() } })
+            } else if op.path == "/metrics" {
+                json!({ "application/openmetrics-text": { "schema": schema } })
             } else if op.who == Who::Device {
                 json!({ "application/hal+json": { "schema": schema } })
             } else {
@@ -563,7 +567,7 @@ pub fn document() -> Value {
         let mut operation = json!({
             "operationId": operation_id(op.method, op.path),
             "summary": op.summary,
-            "tags": [if management { "management" } else { "ddi" }],
+            "tags": [if management || op.path == "/metrics" { "management" } else { "ddi" }],
             "parameters": parameters,
             "responses": responses,
         });

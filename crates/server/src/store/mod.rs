@@ -26,6 +26,7 @@ mod audit;
 mod dashboard;
 mod leases;
 mod listings;
+mod metrics;
 mod reports;
 mod rollouts;
 mod software;

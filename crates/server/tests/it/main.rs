@@ -11,6 +11,7 @@ mod dashboard_e2e;
 mod ddi;
 mod delta_e2e;
 mod delta_swupdate;
+mod metrics;
 mod mgmt;
 mod migrations;
 mod replicas;
