@@ -997,7 +997,16 @@ fn read_location(storage: &dyn crate::storage::Storage, loc: &EnvLocation) -> Re
                 loc.path().display()
             )))
         }
-        Err(e) => return Err(EnvError::io("read", loc.path(), e)),
+        // An unreadable copy (EIO: a sector lost when the power failed while it was being
+        // written) is what the loader skips too: the other copy decides, and the next update
+        // rewrites this one whole. Only if no copy is valid does the caller fail (NoValidCopy,
+        // naming this error).
+        Err(e) => {
+            return Ok(CopyState::Invalid(format!(
+                "{}: unreadable: {e}",
+                loc.path().display()
+            )))
+        }
     };
     Ok(match BgEnv::parse(&bytes) {
         Ok(env) => CopyState::Valid(env),

@@ -472,11 +472,14 @@ impl UbootEnv {
                     copies.push(CopyStatus::Valid { flags: d.flags });
                     decoded.push(Some(d));
                 }
+                // Redundant: an unreadable copy (EIO after a power cut mid-write) is invalid,
+                // as U-Boot's env_import_redund treats a failed read; the other one decides.
                 Err(EnvError::Io { op, path, source })
-                    if !matches!(
-                        source.kind(),
-                        std::io::ErrorKind::NotFound | std::io::ErrorKind::UnexpectedEof
-                    ) =>
+                    if !redundant
+                        && !matches!(
+                            source.kind(),
+                            std::io::ErrorKind::NotFound | std::io::ErrorKind::UnexpectedEof
+                        ) =>
                 {
                     return Err(EnvError::Io { op, path, source })
                 }

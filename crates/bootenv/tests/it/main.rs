@@ -7,4 +7,5 @@ mod interop_ebg;
 mod interop_grub;
 mod interop_uboot;
 mod power_cut;
+mod sim_model;
 mod vectors;
