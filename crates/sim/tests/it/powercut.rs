@@ -272,7 +272,19 @@ fn check_recovery(
             "{what}: the completed operation's agent state did not survive"
         );
     }
-    if status.state == "testing" || status.ustate == UState::Testing {
+    // The system marks the booted slot good when the loader has it on trial: GRUB (RAUC's
+    // grub.cfg) puts every boot on trial. `status` reports the view from before its own
+    // reconcile marked a rolled-back slot failed, so ask again.
+    let on_trial = d
+        .agent()
+        .and_then(|mut a| a.status())
+        .unwrap_or_else(|e| panic!("{what}: second agent status: {e}"));
+    assert_eq!(
+        (on_trial.state, &on_trial.pending),
+        (status.state, &status.pending),
+        "{what}: the second status differs"
+    );
+    if status.state == "testing" || on_trial.ustate == UState::Testing {
         let outcome = d
             .agent()
             .and_then(|mut a| a.confirm(None))
@@ -285,8 +297,13 @@ fn check_recovery(
     // Install again: must succeed, boot the other slot with exactly that update, confirm.
     let target = slot.other();
     let prior = snapshot(d);
-    install(d, &again.bundle)
-        .unwrap_or_else(|e| panic!("{what}: the install after the recovery failed: {e}"));
+    install(d, &again.bundle).unwrap_or_else(|e| {
+        panic!(
+            "{what}: the install after the recovery failed: {e} (agent status after the reboot: \
+             {} ustate {:?}, {:?})",
+            status.state, status.ustate, status.bootloader_details
+        )
+    });
     let next = d
         .boot()
         .unwrap_or_else(|e| panic!("{what}: no boot after the new install: {e}"));
