@@ -243,7 +243,7 @@ impl SimInode {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct SimState {
     inodes: Vec<SimInode>,
     names: BTreeMap<PathBuf, usize>,
@@ -297,6 +297,15 @@ impl SimStorage {
         // A panic while holding the lock cannot leave the state half-updated in a way that
         // matters for a simulator; keep going.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An independent copy of this disk in its current state (durable and volatile state,
+    /// bad sectors, operation count, an armed cut): sweeps prepare a device once and fork it
+    /// for every cut.
+    pub fn fork(&self) -> SimStorage {
+        SimStorage {
+            state: Mutex::new(self.lock().clone()),
+        }
     }
 
     /// Creates (or replaces) a regular file whose content and name are already durable.

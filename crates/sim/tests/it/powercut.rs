@@ -427,7 +427,7 @@ fn sweep(case: &Case) -> Counts {
                     let what2 =
                         format!("{what}, then cut after {k}/{r} ops of the recovery, {mode2:?}");
                     let mut second = device.fork();
-                    let (result, cut) = second.with_power_cut(k, mode2, |d| recovery(d));
+                    let (result, cut) = second.with_power_cut(k, mode2, recovery);
                     assert!(
                         cut && result.is_err(),
                         "{what2}: no second cut ({result:?})"
