@@ -486,7 +486,7 @@ fn every_env_update_survives_every_power_cut() {
     uboot_single_env_on_device_is_never_read_torn();
     grubenv_updates_survive_every_cut();
     let total = POINTS.load(Ordering::Relaxed);
-    println!("power-cut points tried in total: {total}");
+    println!("power-cut runs (cut point x mode) in total: {total}");
     assert!(total >= 250, "fewer cut points than expected: {total}");
 }
 

@@ -23,9 +23,10 @@
 //! * a damaged or unreadable sector in one environment copy (EFI Boot Guard, U-Boot) after a
 //!   cut: the device still boots a complete slot and installs again.
 //!
-//! The default run uses one seed per seeded mode and samples the double faults; with
-//! `KEEL_POWERCUT_FULL=1` it takes 8 seeds and every second cut point of the recovery in
-//! every deterministic mode. Each test prints its counts; a failure names loader, operation,
+//! The default run uses one seed per seeded mode and one second cut (point and mode drawn
+//! from the first cut) per first cut in a deterministic mode; with `KEEL_POWERCUT_FULL=1` it
+//! takes seeds 1..=8 and a second cut at every point of the recovery of every first cut in a
+//! deterministic mode (the second cut's mode rotating through the deterministic ones). Each test prints its counts; a failure names loader, operation,
 //! cut point, mode and seed.
 
 use crate::common;
@@ -412,7 +413,7 @@ fn sweep(case: &Case) -> Counts {
             if m < CutMode::ALL.len() {
                 let (_, r) = device.fork().count_ops_mut(recovery);
                 let points: Vec<u64> = if full() {
-                    (0..r).step_by(2).collect()
+                    (0..r).collect()
                 } else if r > 0 {
                     vec![pick(n * 16 + m as u64, r)]
                 } else {
