@@ -556,7 +556,15 @@ fn scenarios(loader: Loader) -> Counts {
 
     let install_first = |d: &mut SimDevice| install(d, &first.bundle);
     let install_second = |d: &mut SimDevice| install(d, &second.bundle);
-    let boot = |d: &mut SimDevice| d.boot().map(|_| ()).map_err(|e| e.to_string());
+    // A boot that must start `slot` (the test boot: B; the fallback: A).
+    let boot_into = |slot: SlotId| {
+        move |d: &mut SimDevice| match d.boot() {
+            Ok(b) if b.slot == slot => Ok(()),
+            other => Err(format!("expected a boot of slot {slot}, got {other:?}")),
+        }
+    };
+    let test_boot = boot_into(SlotId::B);
+    let fallback_boot = boot_into(SlotId::A);
     let confirm = |d: &mut SimDevice| match d.agent().and_then(|mut a| a.confirm(None)) {
         Ok(ConfirmOutcome::Confirmed(SlotId::B)) => Ok(()),
         other => Err(format!("{other:?}")),
@@ -593,11 +601,11 @@ fn scenarios(loader: Loader) -> Counts {
             &install_first as &dyn Fn(&mut SimDevice) -> Result<(), String>,
         ),
         // 2. The loader's env write on the first boot of the new slot (INSTALLED -> TESTING / bootcount).
-        ("test boot", &installed, &boot),
+        ("test boot", &installed, &test_boot),
         // 3. Confirm after the test boot.
         ("confirm", &testing, &confirm),
         // 4. The loader's fallback after an unconfirmed test boot (TESTING -> FAILED / altbootcmd).
-        ("fallback boot", &testing, &boot),
+        ("fallback boot", &testing, &fallback_boot),
         // 5. A second install before rebooting: rewrites the already activated slot B.
         ("second install before reboot", &installed, &install_second),
         // 6. An install while running the updated slot B (target A, the factory slot).
