@@ -411,7 +411,11 @@ fn sweep(case: &Case) -> Counts {
             );
             // Double faults: a second cut during the recovery of this first cut.
             if m < CutMode::ALL.len() {
-                let (_, r) = device.fork().count_ops_mut(recovery);
+                let mut probe = device.fork();
+                let ops0 = probe.storage.ops_done();
+                recovery(&mut probe)
+                    .unwrap_or_else(|e| panic!("{what}: the uncut recovery failed: {e}"));
+                let r = probe.storage.ops_done() - ops0;
                 let points: Vec<u64> = if full() {
                     (0..r).collect()
                 } else if r > 0 {
@@ -521,18 +525,6 @@ fn media_faults(case: &Case, copies: &[&str], single_copy: &mut usize) -> usize 
         }
     }
     runs
-}
-
-trait CountOpsMut {
-    fn count_ops_mut<T>(self, f: impl FnOnce(&mut SimDevice) -> T) -> (T, u64);
-}
-
-impl CountOpsMut for SimDevice {
-    fn count_ops_mut<T>(mut self, f: impl FnOnce(&mut SimDevice) -> T) -> (T, u64) {
-        let before = self.storage.ops_done();
-        let out = f(&mut self);
-        (out, self.storage.ops_done() - before)
-    }
 }
 
 fn scenarios(loader: Loader) -> Counts {
