@@ -999,8 +999,8 @@ fn read_location(storage: &dyn crate::storage::Storage, loc: &EnvLocation) -> Re
         }
         // An unreadable copy (EIO: a sector lost when the power failed while it was being
         // written) is what the loader skips too: the other copy decides, and the next update
-        // rewrites this one whole. Only if no copy is valid does the caller fail (NoValidCopy,
-        // naming this error).
+        // rewrites this one whole. The copy's state keeps this error for whoever reports that
+        // no copy is valid.
         Err(e) => {
             return Ok(CopyState::Invalid(format!(
                 "{}: unreadable: {e}",
