@@ -276,3 +276,21 @@ fn seeded_modes_are_listed_with_their_seed() {
     assert_eq!(modes[9].seed(), Some(9));
     assert_eq!(CutMode::LoseUnsynced.seed(), None);
 }
+
+#[test]
+fn a_fork_is_independent_and_keeps_the_volatile_state() {
+    let sim = SimStorage::new();
+    let path = Path::new("/d/f");
+    sim.insert_file(path, b"old");
+    sim.write_file(path, b"new").unwrap();
+    sim.inject_read_error(Path::new("/d/f"), 0, 1).unwrap();
+    let fork = sim.fork();
+    assert_eq!(fork.ops_done(), sim.ops_done());
+    assert_eq!(fork.bad_sectors(path), vec![0]);
+    // The fork's unsynced write is still volatile there, and only there.
+    fork.power_cycle(CutMode::LoseUnsynced);
+    assert_eq!(fork.contents(path).unwrap(), b"old");
+    assert_eq!(sim.contents(path).unwrap(), b"new");
+    sim.sync(path).unwrap();
+    assert_eq!(fork.ops_done() + 1, sim.ops_done());
+}
