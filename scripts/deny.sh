@@ -6,7 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 version=0.20.2
 if ! cargo deny --version 2>/dev/null | grep -q "$version"; then
-  cargo install --locked --quiet cargo-deny --version "$version"
+  # cargo-deny's own release profile (fat LTO, one codegen unit) makes its install the slowest
+  # step of CI; a tool run once per CI needs none of it.
+  CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
+    cargo install --locked --quiet cargo-deny --version "$version"
 fi
 cargo deny --log-level error check licenses bans sources
 if cargo deny --log-level error fetch db >/dev/null 2>&1; then

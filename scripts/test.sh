@@ -15,6 +15,9 @@ bash scripts/deny.sh; phase "cargo deny"
 cargo test --workspace --no-fail-fast 2>&1; phase "workspace tests"
 # The shipping agent: static (musl) build, installs and confirms on a simulated EBG device.
 bash scripts/agent-static.sh; phase agent-static
+# The Debian packages, from the test build's binaries (scripts/package.sh without the profile
+# variable builds the release ones): lintian and systemd-analyze verify must pass.
+KEEL_PACKAGE_PROFILE=debug KEEL_PACKAGE_NO_BUILD=1 bash scripts/package.sh; phase "Debian packages"
 # The server suite again on PostgreSQL (a private cluster started by the tests themselves).
 KEEL_TEST_DATABASE=postgres cargo test -p keel-server --no-fail-fast 2>&1
 KEEL_TEST_STORAGE=s3 cargo test -p keel-server --no-fail-fast --test it -- agent_ddi:: auth:: dashboard:: ddi:: delta_e2e:: delta_swupdate:: rollout:: swupdate_suricatta:: tuf_e2e:: 2>&1  # artifacts on S3 (s3s-fs)

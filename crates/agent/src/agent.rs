@@ -147,7 +147,7 @@ impl Agent {
     }
 
     fn try_flock(&self) -> Result<Option<std::fs::File>, AgentError> {
-        let _ = std::fs::create_dir_all(&self.config.state_dir);
+        self.ensure_state_dir();
         let path = self.config.state_dir.join("lock");
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -190,11 +190,34 @@ impl Agent {
         Ok(state.store(self.storage.as_ref(), &self.config.state_file())?)
     }
 
-    /// Create the state directory where there is one to create (ignoring errors: the write
-    /// that follows reports them).
+    /// Create the state directory where there is one to create (ignoring creation errors: the
+    /// write that follows reports them). Every directory it creates is made durable by an
+    /// fsync of its parent, so a state file written into it cannot vanish with the directory
+    /// entry after a power cut.
     pub(crate) fn ensure_state_dir(&self) {
-        if self.env.creates_state_dir() {
-            let _ = std::fs::create_dir_all(&self.config.state_dir);
+        if !self.env.creates_state_dir() {
+            return;
+        }
+        let missing: Vec<std::path::PathBuf> = self
+            .config
+            .state_dir
+            .ancestors()
+            .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
+            .map(std::path::Path::to_path_buf)
+            .collect();
+        if missing.is_empty() || std::fs::create_dir_all(&self.config.state_dir).is_err() {
+            return;
+        }
+        // Outermost first: each new directory's entry lives in its parent.
+        for dir in missing.iter().rev() {
+            let parent = crate::io::parent_dir(dir);
+            if let Err(e) = self.storage.sync_dir(&parent) {
+                eprintln!(
+                    "keel-agent: warning: created {} but could not fsync {}: {e}; the state directory may not survive a power cut",
+                    dir.display(),
+                    parent.display()
+                );
+            }
         }
     }
 

@@ -127,6 +127,10 @@ pub struct Config {
     /// TUF enforcement for DDI installs (docs/tuf.md).
     #[serde(default)]
     pub tuf: Option<crate::tuf::TufConfig>,
+    /// `[tls]`: how HTTPS servers are trusted and how the device proves itself to them (DDI,
+    /// `install URL`, packs).
+    #[serde(default)]
+    pub tls: TlsConfig,
     /// Target name → size of the image flashed at the factory. For a booted target the state
     /// file has no record of (never written by the agent), `run` hashes that many bytes once,
     /// records the result and reports it, so the server can offer a delta for it.
@@ -137,6 +141,12 @@ pub struct Config {
     /// action stays open and is installed again.
     #[serde(default = "default_max_interrupted_attempts")]
     pub max_interrupted_attempts: u32,
+    /// After each image is written and fsynced, drop its cached pages and read the written
+    /// region back from the device, hashing it again; a mismatch fails the install before
+    /// activation. For flash that acknowledges fsync before the data is really stored. Costs
+    /// one read of every image (docs/benchmarks.md). Default off.
+    #[serde(default)]
+    pub verify_after_write: bool,
 }
 
 /// Default of `max_interrupted_attempts`.
@@ -297,6 +307,23 @@ pub struct DdiConfig {
     pub poll_secs: u64,
 }
 
+/// `[tls]` of agent.toml.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file of the CA certificate(s) a server must chain to. Default: the Mozilla roots
+    /// built into the agent (webpki-roots).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (then its intermediates) presented to servers that ask for one
+    /// (keel-server `--tls-client-ca`: CN = controller id, O = tenant).
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `client_cert`.
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
+}
+
 fn default_tenant() -> String {
     "DEFAULT".to_string()
 }
@@ -332,6 +359,11 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if self.tls.client_cert.is_some() != self.tls.client_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "[tls] client_cert and client_key go together: give both or neither".into(),
+            ));
+        }
         let a = &self.slots.a;
         let b = &self.slots.b;
         if a.targets.is_empty() {
@@ -373,9 +405,21 @@ impl Config {
                 "slots A and B have the same cmdline_token".into(),
             ));
         }
-        if let BootloaderConfig::Uboot { slot_values, .. } = &self.bootloader {
+        if let BootloaderConfig::Uboot {
+            slot_values,
+            bootlimit,
+            ..
+        } = &self.bootloader
+        {
             if slot_values[0] == slot_values[1] {
                 return Err(ConfigError::Invalid("uboot slot_values must differ".into()));
+            }
+            // U-Boot runs altbootcmd only when `bootlimit && bootcount > bootlimit`
+            // (common/autoboot.c): 0 turns the fallback off, a failed update would never roll back.
+            if *bootlimit == 0 {
+                return Err(ConfigError::Invalid(
+                    "uboot bootlimit = 0 disables U-Boot's fallback (altbootcmd runs only when bootlimit is non-zero); use 1 or more".into(),
+                ));
             }
         }
         if let BootloaderConfig::Ebg { env, .. } = &self.bootloader {
@@ -442,6 +486,28 @@ kernelfile = "C:BOOT1:linux.efi"
         assert!(matches!(
             Config::parse(&format!("max_interrupted_attempts = 0\n{EXAMPLE}")),
             Err(ConfigError::Invalid(m)) if m.contains("max_interrupted_attempts")
+        ));
+        assert!(!config.verify_after_write, "off by default");
+        let verify = Config::parse(&format!("verify_after_write = true\n{EXAMPLE}")).unwrap();
+        assert!(verify.verify_after_write);
+    }
+
+    #[test]
+    fn rejects_uboot_bootlimit_zero() {
+        let uboot = |limit: u32| {
+            EXAMPLE.replace(
+                "type = \"ebg\"\nenv = [\"/boot/BOOT0/BGENV.DAT\", \"/boot/BOOT1/BGENV.DAT\"]\nwatchdog_sec = 60",
+                &format!("type = \"uboot\"\nbootlimit = {limit}"),
+            )
+        };
+        let one = Config::parse(&uboot(1)).unwrap();
+        assert!(matches!(
+            one.bootloader,
+            BootloaderConfig::Uboot { bootlimit: 1, .. }
+        ));
+        assert!(matches!(
+            Config::parse(&uboot(0)),
+            Err(ConfigError::Invalid(m)) if m.contains("bootlimit = 0 disables")
         ));
     }
 

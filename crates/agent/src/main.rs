@@ -20,6 +20,8 @@ commands:
 
 options:
   -c, --config PATH        configuration file (default $KEEL_AGENT_CONFIG or /etc/keel/agent.toml)
+  -h, --help               this help
+  -V, --version            the agent's version
 ";
 
 enum Command {
@@ -51,6 +53,10 @@ fn parse_args() -> Result<(PathBuf, Command), lexopt::Error> {
             Long("pack-url") => packs = Some(PackSource::Url(parser.value()?.string()?)),
             Short('h') | Long("help") => {
                 print!("{USAGE}");
+                std::process::exit(0);
+            }
+            Short('V') | Long("version") => {
+                println!("keel-agent {}", env!("CARGO_PKG_VERSION"));
                 std::process::exit(0);
             }
             Value(v) if command.is_none() => command = Some(v.string()?),
@@ -129,7 +135,7 @@ fn run() -> Result<(), String> {
     let mut agent = Agent::open_os(config).map_err(|e| e.to_string())?;
     match command {
         Command::Install { source, packs } => {
-            let reader = source::open(&source).map_err(|e| e.to_string())?;
+            let reader = source::open(&source, &agent.config.tls).map_err(|e| e.to_string())?;
             let report = agent
                 .install(
                     reader,

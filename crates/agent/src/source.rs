@@ -31,12 +31,19 @@ pub enum SourceError {
 }
 
 /// Open a bundle source: `-` is stdin, `http://`/`https://` a URL, anything else a file path.
-pub fn open(spec: &str) -> Result<Box<dyn Read + Send>, SourceError> {
+pub fn open(
+    spec: &str,
+    tls: &crate::config::TlsConfig,
+) -> Result<Box<dyn Read + Send>, SourceError> {
     if spec == "-" {
         return Ok(Box::new(io::stdin()));
     }
     if spec.starts_with("http://") || spec.starts_with("https://") {
-        let reader = HttpReader::open(http_agent(), spec, Vec::new(), ResumePolicy::default())?;
+        let http = http_agent(tls).map_err(|message| SourceError::Http {
+            url: spec.to_string(),
+            message,
+        })?;
+        let reader = HttpReader::open(http, spec, Vec::new(), ResumePolicy::default())?;
         return Ok(Box::new(reader));
     }
     let file = File::open(spec).map_err(|source| SourceError::File {
@@ -46,15 +53,58 @@ pub fn open(spec: &str) -> Result<Box<dyn Read + Send>, SourceError> {
     Ok(Box::new(file))
 }
 
-/// A blocking HTTP agent with connect/read timeouts suited to slow field links.
-pub fn http_agent() -> ureq::Agent {
+/// A blocking HTTP agent with connect/read timeouts suited to slow field links, trusting the
+/// servers and presenting the client certificate `[tls]` names. Fails, naming the file, when a
+/// PEM file cannot be read or holds nothing usable.
+pub fn http_agent(tls: &crate::config::TlsConfig) -> Result<ureq::Agent, String> {
+    use ureq::tls::{ClientCert, PrivateKey, RootCerts};
+    let mut builder = ureq::tls::TlsConfig::builder();
+    if let Some(path) = &tls.ca_file {
+        let certs = pem_certificates(path)?;
+        builder = builder.root_certs(RootCerts::new_with_certs(&certs));
+    }
+    if let (Some(cert), Some(key)) = (&tls.client_cert, &tls.client_key) {
+        let chain = pem_certificates(cert)?;
+        let pem = std::fs::read(key)
+            .map_err(|e| format!("reading [tls] client_key {}: {e}", key.display()))?;
+        let key = PrivateKey::from_pem(&pem).map_err(|e| {
+            format!(
+                "[tls] client_key {}: no usable PEM private key ({e})",
+                key.display()
+            )
+        })?;
+        builder = builder.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
+    }
     let config = ureq::Agent::config_builder()
+        .tls_config(builder.build())
         .timeout_connect(Some(Duration::from_secs(30)))
         // A stalled connection counts as broken and is resumed.
         .timeout_recv_body(Some(Duration::from_secs(60)))
         .timeout_recv_response(Some(Duration::from_secs(60)))
         .build();
-    config.into()
+    Ok(config.into())
+}
+
+fn pem_certificates(
+    path: &std::path::Path,
+) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
+    use ureq::tls::PemItem;
+    let pem = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(PemItem::Certificate(cert)) => certs.push(cert),
+            Ok(_) => {}
+            Err(e) => return Err(format!("{}: not a PEM file ({e})", path.display())),
+        }
+    }
+    if certs.is_empty() {
+        return Err(format!(
+            "{}: no certificate in it (expected PEM `BEGIN CERTIFICATE` blocks)",
+            path.display()
+        ));
+    }
+    Ok(certs)
 }
 
 /// How hard [`HttpReader`] tries to resume.

@@ -696,8 +696,8 @@ pub struct BgEnvSet {
 }
 
 impl BgEnvSet {
-    /// Loads every copy. Invalid or missing copies are recorded, not fatal; only I/O
-    /// errors other than "not found" fail.
+    /// Loads every copy. Invalid, unreadable (I/O error) or missing copies are recorded as
+    /// [`CopyState::Invalid`] / [`CopyState::Missing`], not fatal.
     pub fn open(storage: SharedStorage, locations: Vec<EnvLocation>) -> Result<BgEnvSet> {
         let mut set = BgEnvSet {
             storage,
@@ -960,6 +960,33 @@ impl BgEnvSet {
         Ok(changed)
     }
 
+    /// Rewrites every invalid or missing copy from the running configuration, never touching a
+    /// valid copy: only when no update is in flight and the current copy is OK (not in
+    /// progress, INSTALLED, TESTING or FAILED), so the repaired copy is a plain fallback to the
+    /// same slot. Its revision is one below the current copy's (the same when that is 1: the
+    /// content is identical, so the loader's tie rule picks the same kernel). Returns the
+    /// indices written.
+    pub fn repair(&mut self) -> Result<Vec<usize>> {
+        if self.pending.is_some() {
+            return Ok(Vec::new());
+        }
+        let Some(latest) = self.latest().cloned() else {
+            return Ok(Vec::new());
+        };
+        if latest.in_progress != 0 || latest.ustate != UState::OK || latest.revision == 0 {
+            return Ok(Vec::new());
+        }
+        let broken: Vec<usize> = (0..self.copies.len())
+            .filter(|&i| !matches!(self.copies[i], CopyState::Valid(_)))
+            .collect();
+        let mut copy = latest.clone();
+        copy.revision = latest.revision.saturating_sub(1).max(1);
+        for &i in &broken {
+            self.write_copy(i, &copy)?;
+        }
+        Ok(broken)
+    }
+
     /// Runs the loader model ([`select_boot`]) on the loaded copies and performs its
     /// write-back on storage, exactly as the EFI loader would at power-on. For simulators.
     pub fn simulate_boot(&mut self) -> Result<BootDecision> {
@@ -997,13 +1024,13 @@ fn read_location(storage: &dyn crate::storage::Storage, loc: &EnvLocation) -> Re
                 loc.path().display()
             )))
         }
-        // An unreadable copy (EIO: a sector lost when the power failed while it was being
-        // written) is what the loader skips too: the other copy decides, and the next update
-        // rewrites this one whole. The copy's state keeps this error for whoever reports that
-        // no copy is valid.
+        // An unreadable copy (EIO from a bad sector, a flaky card) is one bad copy among two,
+        // as the loader treats it: efibootguard's probe_config_file/read_config skips a
+        // partition whose BGENV.DAT cannot be read and boots from the others
+        // (env/env_api_fat.c, "Could not read ..."). Recorded, not fatal.
         Err(e) => {
             return Ok(CopyState::Invalid(format!(
-                "{}: unreadable: {e}",
+                "{}: read failed: {e}",
                 loc.path().display()
             )))
         }

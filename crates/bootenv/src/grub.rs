@@ -7,6 +7,15 @@
 //! starting with `#` are comments. There is no checksum and no second copy, so keel writes a
 //! new block to a temporary file, fsyncs it, renames it over the old one and fsyncs the
 //! directory ([`GrubEnvFile::commit`]).
+//!
+//! GRUB itself (`save_env`, grub-core/commands/loadenv.c) rewrites the block *in place*
+//! through the blocklist of the existing file, all 1024 bytes, without a checksum, on every
+//! boot that saves a variable; a power cut there can leave a garbage sector, after which
+//! `load_env` fails ("invalid environment block") or stops at the first broken line
+//! (grub-core/lib/envblk.c, `grub_envblk_iterate`). [`GrubEnvFile::open_redundant`] therefore
+//! keeps a second copy, [`backup_path`] (`grubenv.keel`), written by keel before the main block
+//! on every commit; keel's documented grub.cfg (docs/bootenv.md) loads it when the main block
+//! is unreadable or names no bootable slot, and the next commit repairs the main block.
 
 use std::path::{Path, PathBuf};
 
@@ -55,6 +64,19 @@ impl GrubEnv {
     /// signature or a size outside 26..=[`MAX_SIZE`] is an error. If a name occurs twice the
     /// last value wins (as with `load_env`).
     pub fn parse(bytes: &[u8]) -> Result<GrubEnv> {
+        Self::parse_inner(bytes, false).map(|(env, _)| env)
+    }
+
+    /// Reads a block the way GRUB's `load_env` does (grub-core/commands/loadenv.c and
+    /// grub-core/lib/envblk.c): a wrong size or a missing signature fails (GRUB: "invalid
+    /// environment block"), but a broken line only ends the iteration, keeping the variables
+    /// before it. Returns the variables and, for a block GRUB reads only in part, what is
+    /// broken.
+    pub fn parse_like_grub(bytes: &[u8]) -> Result<(GrubEnv, Option<String>)> {
+        Self::parse_inner(bytes, true)
+    }
+
+    fn parse_inner(bytes: &[u8], lenient: bool) -> Result<(GrubEnv, Option<String>)> {
         if bytes.len() > MAX_SIZE || bytes.len() <= SIGNATURE.len() {
             return Err(EnvError::WrongSize {
                 format: FORMAT,
@@ -75,6 +97,13 @@ impl GrubEnv {
             size: end,
         };
         let mut p = SIGNATURE.len();
+        let broken = |env: GrubEnv, e: EnvError| {
+            if lenient {
+                Ok((env, Some(e.to_string())))
+            } else {
+                Err(e)
+            }
+        };
         while p < end {
             if bytes[p] != b'#' {
                 let name_start = p;
@@ -82,11 +111,10 @@ impl GrubEnv {
                     p += 1;
                 }
                 if p == end {
-                    return Err(EnvError::malformed(
-                        FORMAT,
-                        name_start,
-                        "variable line without '='",
-                    ));
+                    return broken(
+                        env,
+                        EnvError::malformed(FORMAT, name_start, "variable line without '='"),
+                    );
                 }
                 let name = c_string(&bytes[name_start..p]);
                 p += 1;
@@ -94,17 +122,27 @@ impl GrubEnv {
                 loop {
                     match bytes.get(p) {
                         None => {
-                            return Err(EnvError::malformed(
-                                FORMAT,
-                                name_start,
-                                "variable line not terminated by a newline",
-                            ))
+                            return broken(
+                                env,
+                                EnvError::malformed(
+                                    FORMAT,
+                                    name_start,
+                                    "variable line not terminated by a newline",
+                                ),
+                            )
                         }
                         Some(b'\n') => break,
                         Some(b'\\') => {
-                            let escaped = *bytes.get(p + 1).ok_or_else(|| {
-                                EnvError::malformed(FORMAT, p, "backslash at the end of the block")
-                            })?;
+                            let Some(&escaped) = bytes.get(p + 1) else {
+                                return broken(
+                                    env,
+                                    EnvError::malformed(
+                                        FORMAT,
+                                        p,
+                                        "backslash at the end of the block",
+                                    ),
+                                );
+                            };
                             value.push(escaped);
                             p += 2;
                         }
@@ -126,7 +164,7 @@ impl GrubEnv {
             }
             p += 1;
         }
-        Ok(env)
+        Ok((env, None))
     }
 
     /// Encodes the block at its size (that of the parsed file, or [`DEFAULT_SIZE`]).
@@ -214,13 +252,61 @@ fn validate(name: &[u8], value: &[u8]) -> Result<()> {
     })
 }
 
-/// A `grubenv` file with staged changes.
+/// The second copy keel keeps of `grubenv`: `<grubenv>.keel` in the same directory.
+pub fn backup_path(path: &Path) -> PathBuf {
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".keel");
+    path.with_file_name(name)
+}
+
+/// True when the RAUC variables of `env` let the loader boot some slot: a slot named in
+/// `ORDER` has `<slot>_OK=1`. Every environment keel writes satisfies it (the running slot
+/// stays OK), so an environment that does not is damaged or was never provisioned; keel's
+/// grub.cfg and [`GrubEnvFile::open_redundant`] then take the other copy.
+///
+/// A block without `ORDER` is read with grub.cfg's default, `A B`.
+pub fn names_bootable_slot(env: &GrubEnv) -> bool {
+    let order = env.get_bytes(b"ORDER").unwrap_or(b"A B").to_vec();
+    String::from_utf8_lossy(&order)
+        .split_whitespace()
+        .any(|slot| env.get_bytes(format!("{slot}_OK").as_bytes()) == Some(b"1".as_slice()))
+}
+
+/// One copy as read: missing, unusable (why), or what GRUB's `load_env` reads from it.
+#[derive(Debug)]
+enum Copy {
+    Missing,
+    Unusable(String),
+    Loaded(GrubEnv, Option<String>),
+}
+
+fn load_copy(storage: &dyn crate::storage::Storage, path: &Path) -> Copy {
+    match storage.read(path) {
+        Ok(bytes) => match GrubEnv::parse_like_grub(&bytes) {
+            Ok((env, damage)) => Copy::Loaded(env, damage),
+            Err(e) => Copy::Unusable(format!("{}: {e}", path.display())),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Copy::Missing,
+        Err(e) => Copy::Unusable(format!("{}: read: {e}", path.display())),
+    }
+}
+
+/// A `grubenv` file with staged changes (and, with [`GrubEnvFile::open_redundant`], its
+/// second copy).
 #[derive(Debug)]
 pub struct GrubEnvFile {
     storage: SharedStorage,
     path: PathBuf,
+    backup: Option<PathBuf>,
     env: GrubEnv,
     dirty: bool,
+    /// A copy is damaged or missing: the next commit rewrites both even without changes.
+    repair: bool,
+    problems: Vec<String>,
+    from_backup: bool,
 }
 
 impl GrubEnvFile {
@@ -236,9 +322,104 @@ impl GrubEnvFile {
         Ok(GrubEnvFile {
             storage,
             path,
+            backup: None,
             env,
             dirty: false,
+            repair: false,
+            problems: Vec::new(),
+            from_backup: false,
         })
+    }
+
+    /// Loads `path` with its second copy [`backup_path`], choosing the copy exactly as keel's
+    /// grub.cfg does: the main block if GRUB's `load_env` reads it and it
+    /// [names a bootable slot](names_bootable_slot), else the backup under the same rule.
+    /// A damaged, unreadable (I/O error) or missing copy is recorded in
+    /// [`GrubEnvFile::problems`], and the next [`BootEnv::commit`] rewrites both copies, backup
+    /// first, from the good one. Both missing: an empty environment. Neither usable:
+    /// [`EnvError::NoValidCopy`].
+    pub fn open_redundant(storage: SharedStorage, path: impl Into<PathBuf>) -> Result<GrubEnvFile> {
+        let path = path.into();
+        let backup = backup_path(&path);
+        let main = load_copy(storage.as_ref(), &path);
+        let second = load_copy(storage.as_ref(), &backup);
+        let mut problems = Vec::new();
+        let usable = |c: &Copy| matches!(c, Copy::Loaded(env, _) if names_bootable_slot(env));
+        let describe = |c: &Copy, p: &Path| match c {
+            Copy::Missing => format!("{}: missing", p.display()),
+            Copy::Unusable(why) => why.clone(),
+            Copy::Loaded(_, Some(damage)) => {
+                format!("{}: GRUB reads it only in part: {damage}", p.display())
+            }
+            Copy::Loaded(..) => format!("{}: names no bootable slot", p.display()),
+        };
+        let (env, from_backup) = match (main, second) {
+            (Copy::Missing, Copy::Missing) => (GrubEnv::new(), false),
+            (main, second) if usable(&main) => {
+                if !matches!(second, Copy::Loaded(_, None)) {
+                    problems.push(describe(&second, &backup));
+                }
+                let Copy::Loaded(env, damage) = main else {
+                    unreachable!("usable() holds only for a loaded copy")
+                };
+                if let Some(damage) = damage {
+                    problems.push(format!(
+                        "{}: GRUB reads it only in part: {damage}",
+                        path.display()
+                    ));
+                }
+                (env, false)
+            }
+            (main, second) if usable(&second) => {
+                problems.push(describe(&main, &path));
+                let Copy::Loaded(env, _) = second else {
+                    unreachable!("usable() holds only for a loaded copy")
+                };
+                (env, true)
+            }
+            // Neither names a bootable slot: a loaded main block still beats nothing (e.g. a
+            // grubenv created by grub-editenv before keel provisioned its variables).
+            (Copy::Loaded(env, damage), second) => {
+                if let Some(damage) = damage {
+                    problems.push(format!("{}: {damage}", path.display()));
+                }
+                if !matches!(second, Copy::Loaded(..)) {
+                    problems.push(describe(&second, &backup));
+                }
+                (env, false)
+            }
+            (main, second) => {
+                return Err(EnvError::NoValidCopy {
+                    format: FORMAT,
+                    errors: vec![describe(&main, &path), describe(&second, &backup)],
+                })
+            }
+        };
+        Ok(GrubEnvFile {
+            storage,
+            path,
+            backup: Some(backup),
+            env,
+            dirty: false,
+            repair: !problems.is_empty(),
+            problems,
+            from_backup,
+        })
+    }
+
+    /// What was wrong with a copy when it was loaded (empty when both were fine).
+    pub fn problems(&self) -> &[String] {
+        &self.problems
+    }
+
+    /// True if the variables came from the second copy because the main block was unusable.
+    pub fn from_backup(&self) -> bool {
+        self.from_backup
+    }
+
+    /// The second copy's path, if this file keeps one.
+    pub fn backup(&self) -> Option<&Path> {
+        self.backup.as_deref()
     }
 
     /// [`GrubEnvFile::open`] on the real filesystem.
@@ -264,7 +445,7 @@ impl GrubEnvFile {
 }
 
 /// [`BootEnv`] over a grubenv file; `commit` replaces the file atomically (temp + fsync +
-/// rename + directory fsync).
+/// rename + directory fsync); with a second copy, the backup first, then the main block.
 impl BootEnv for GrubEnvFile {
     fn get(&self, key: &str) -> Option<String> {
         self.env
@@ -287,12 +468,19 @@ impl BootEnv for GrubEnvFile {
     }
 
     fn commit(&mut self) -> Result<()> {
-        if !self.dirty {
+        if !self.dirty && !self.repair {
             return Ok(());
         }
         let bytes = self.env.to_bytes()?;
+        // Backup first: until the main block is replaced the loader keeps reading the main
+        // block (old or new, never torn by a rename); if the main block is damaged later by
+        // the loader's own in-place save_env, the backup holds this state.
+        if let Some(backup) = &self.backup {
+            replace_file(self.storage.as_ref(), backup, &bytes)?;
+        }
         replace_file(self.storage.as_ref(), &self.path, &bytes)?;
         self.dirty = false;
+        self.repair = false;
         Ok(())
     }
 

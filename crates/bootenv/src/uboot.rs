@@ -472,17 +472,10 @@ impl UbootEnv {
                     copies.push(CopyStatus::Valid { flags: d.flags });
                     decoded.push(Some(d));
                 }
-                // Redundant: an unreadable copy (EIO after a power cut mid-write) is invalid,
-                // as U-Boot's env_import_redund treats a failed read; the other one decides.
-                Err(EnvError::Io { op, path, source })
-                    if !redundant
-                        && !matches!(
-                            source.kind(),
-                            std::io::ErrorKind::NotFound | std::io::ErrorKind::UnexpectedEof
-                        ) =>
-                {
-                    return Err(EnvError::Io { op, path, source })
-                }
+                // An unreadable copy (EIO) is one bad copy, as for a CRC error: libubootenv's
+                // fw_env_load reads both copies and uses the valid one (libuboot.c,
+                // libuboot_load: "if (!crc0_ok && !crc1_ok) ... default"); so does U-Boot
+                // (env_import_redund). Recorded, not fatal; the next commit overwrites it.
                 Err(e) => {
                     copies.push(CopyStatus::Invalid(format!("{}: {e}", dev.path.display())));
                     decoded.push(None);
@@ -556,6 +549,24 @@ impl UbootEnv {
     /// True if there are uncommitted changes.
     pub fn is_dirty(&self) -> bool {
         self.dirty
+    }
+
+    /// Rewrites a damaged redundant copy (bad CRC, unreadable, truncated) from the current
+    /// one: a [`BootEnv::commit`] of the unchanged variables, which goes to the non-current
+    /// copy, i.e. the damaged one, with `flags + 1`; the good copy is not touched. Returns
+    /// whether a copy was rewritten (never for a single environment, or when both are fine).
+    pub fn repair(&mut self) -> Result<bool> {
+        let damaged = self.config.is_redundant()
+            && self
+                .copies
+                .iter()
+                .any(|c| matches!(c, CopyStatus::Invalid(_)));
+        if !damaged {
+            return Ok(false);
+        }
+        self.dirty = true;
+        self.commit()?;
+        Ok(true)
     }
 }
 

@@ -5,6 +5,7 @@
 mod bundle;
 mod delta;
 mod fleet;
+mod image;
 mod tuf;
 
 use clap::{Parser, Subcommand};
@@ -28,12 +29,18 @@ enum Command {
     /// Create, apply and inspect delta payloads between two images.
     #[command(subcommand)]
     Delta(delta::Command),
+    /// Work on filesystem images at build time (dm-verity hash trees).
+    #[command(subcommand)]
+    Image(image::Command),
     /// Offline TUF repository tasks (root creation, key rotation) and a conformance client.
     #[command(subcommand)]
     Tuf(tuf::Command),
     /// Fleet management against keel-server (upload, assign, rollouts).
     #[command(flatten)]
     Fleet(fleet::Command),
+    /// Print the shell completion script for SHELL (bash, zsh, fish, ...).
+    #[command(hide = true)]
+    Completions { shell: clap_complete::Shell },
 }
 
 fn main() {
@@ -48,8 +55,16 @@ fn main() {
     let result = match cli.command {
         Command::Bundle(c) => bundle::run(c),
         Command::Delta(c) => delta::run(c),
+        Command::Image(c) => image::run(c),
         Command::Tuf(c) => tuf::run(c),
         Command::Fleet(c) => fleet::run(c),
+        Command::Completions { shell } => {
+            let mut cli = <Cli as clap::CommandFactory>::command();
+            // Into a buffer first: clap_complete panics on a failed write.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cli, "keel", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script).map_err(anyhow::Error::from)
+        }
     };
     if let Err(err) = result {
         eprintln!("keel: error: {}", error_message(&err));

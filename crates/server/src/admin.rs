@@ -38,6 +38,13 @@ pub enum Command {
         #[command(flatten)]
         scope: Scope,
     },
+    /// Print the shell completion script for SHELL (packaging; `KEEL_DATA_DIR` may point
+    /// anywhere, nothing is opened).
+    #[command(hide = true)]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Which tenant a credential belongs to: exactly one of the two.
@@ -68,6 +75,14 @@ fn role(text: &str) -> anyhow::Result<Role> {
 
 /// Runs one administration command against the configured database.
 pub async fn run(config: &crate::Config, command: &Command) -> anyhow::Result<()> {
+    if let Command::Completions { shell } = command {
+        let mut cli = <crate::Config as clap::CommandFactory>::command();
+        // Into a buffer first: clap_complete panics on a failed write (e.g. a closed pipe).
+        let mut script = Vec::new();
+        clap_complete::generate(*shell, &mut cli, "keel-server", &mut script);
+        return std::io::Write::write_all(&mut std::io::stdout(), &script)
+            .context("writing the completion script");
+    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let store = Store::open(&config.data_dir, config.database_url.as_deref())
@@ -80,6 +95,8 @@ pub async fn run(config: &crate::Config, command: &Command) -> anyhow::Result<()
 
 async fn run_on(store: &Store, command: &Command) -> anyhow::Result<()> {
     match command {
+        // Printed by `run` before any database is opened.
+        Command::Completions { .. } => Ok(()),
         Command::CreateToken {
             name,
             role: role_text,

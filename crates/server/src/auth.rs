@@ -174,7 +174,9 @@ pub async fn device(
     register: bool,
 ) -> Result<Device, ApiError> {
     let denied = || ApiError::Unauthorized("authentication failed".into());
-    let (scheme, token) = authorization(headers).ok_or_else(denied)?;
+    let Some((scheme, token)) = authorization(headers) else {
+        return device_by_certificate(store, tenant_name, controller_id, register).await;
+    };
     if token.is_empty() {
         return Err(denied());
     }
@@ -216,6 +218,43 @@ pub async fn device(
     } else {
         Err(denied())
     }
+}
+
+/// A DDI request without an `Authorization` header, on a TLS connection whose client
+/// certificate (verified against `--tls-client-ca` during the handshake) names this device:
+/// CN = controller id and O = tenant. Registers an unknown device on its poll, as the gateway
+/// token does: the CA vouches for it.
+async fn device_by_certificate(
+    store: &Store,
+    tenant_name: &str,
+    controller_id: &str,
+    register: bool,
+) -> Result<Device, ApiError> {
+    let denied = || ApiError::Unauthorized("authentication failed".into());
+    let identity = crate::tls::client_identity().ok_or_else(denied)?;
+    if identity.common_name != controller_id
+        || identity.organization.as_deref() != Some(tenant_name)
+    {
+        tracing::info!(
+            "client certificate CN={:?} O={:?} does not name controller {controller_id:?} of tenant {tenant_name:?}",
+            identity.common_name,
+            identity.organization
+        );
+        return Err(denied());
+    }
+    let tenant = store
+        .tenant_by_name(tenant_name)
+        .await?
+        .ok_or_else(denied)?;
+    crate::audit::note_tenant(tenant.id);
+    let target = match store.target(tenant.id, controller_id).await? {
+        Some(target) => target,
+        None if register && valid_controller_id(controller_id) => {
+            store.register_target(tenant.id, controller_id).await?
+        }
+        None => return Err(ApiError::not_found("controller")),
+    };
+    Ok(Device { tenant, target })
 }
 
 /// hawkBit allows controller ids up to 256 characters; keel also refuses control characters and '/'.

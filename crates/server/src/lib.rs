@@ -30,6 +30,7 @@ pub mod serve;
 pub mod storage_s3;
 pub mod store;
 pub mod throttle;
+pub mod tls;
 pub mod tuf;
 pub mod variants;
 
@@ -138,6 +139,18 @@ pub struct Config {
     /// (`429`) is held before it is answered; 0 answers at once.
     #[arg(long, env = "KEEL_THROTTLE_HOLD_MS", default_value_t = 1000)]
     pub throttle_hold_ms: u64,
+    /// Serve HTTPS with this PEM certificate chain (server certificate first); re-read on
+    /// SIGHUP. Needs `--tls-key`.
+    #[arg(long, env = "KEEL_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `--tls-cert`; re-read on SIGHUP.
+    #[arg(long, env = "KEEL_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Ask devices for a client certificate issued by a CA in this PEM file: a device whose
+    /// certificate's subject has CN = its controller id and O = its tenant is authenticated
+    /// without a token (docs/security.md, "TLS"). Needs `--tls-cert`.
+    #[arg(long, env = "KEEL_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Turns off the throttling of failed logins and bad tokens (benchmarks only).
     #[arg(long, env = "KEEL_NO_AUTH_THROTTLE", hide = true)]
     pub no_auth_throttle: bool,
@@ -174,6 +187,9 @@ impl Config {
             max_connections: 4096,
             throttle_hold_ms: 1000,
             no_auth_throttle: false,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
         }
     }
 }
@@ -233,7 +249,12 @@ impl AppState {
             .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_graphic()))
             .map(str::to_string)
             .unwrap_or_else(|| self.config.listen.to_string());
-        format!("http://{host}")
+        let scheme = if self.config.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{host}")
     }
 }
 
@@ -314,13 +335,41 @@ impl Server {
         let flusher = tokio::spawn(flush_polls_loop(state.clone(), stop_rx));
         let app = router(state.clone());
         let limits = serve::Limits::from_config(&state.config);
-        serve::serve(self.listener, app, limits, shutdown).await?;
+        let tls = match (&state.config.tls_cert, &state.config.tls_key) {
+            (Some(cert), Some(key)) => Some(Arc::new(tls::Tls::load(tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: state.config.tls_client_ca.clone(),
+            })?)),
+            _ => None,
+        };
+        if let Some(tls) = &tls {
+            tokio::spawn(reload_on_sighup(tls.clone()));
+        }
+        serve::serve(self.listener, app, limits, tls, shutdown).await?;
         let _ = stop_tx.send(true);
         let _ = scheduler.await;
         let _ = flusher.await;
         flush_polls(&state).await;
         state.store.close().await;
         Ok(())
+    }
+}
+
+/// Re-reads the TLS files on every SIGHUP (certificate renewal without a restart).
+async fn reload_on_sighup(tls: Arc<tls::Tls>) {
+    let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    else {
+        tracing::warn!("cannot listen for SIGHUP: TLS files are read at start only");
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        match tls.reload() {
+            Ok(()) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
+            Err(err) => tracing::error!(
+                "SIGHUP: TLS files not reloaded, the previous ones stay in use: {err:#}"
+            ),
+        }
     }
 }
 

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use keel_agent::config::{BootloaderConfig, Config, Detect, SlotConfig, Slots};
 use keel_agent::{Agent, AgentError, Environment, SlotId};
 use keel_bootenv::ebg::{BgEnv, BgEnvSet, BootAction, EnvLocation, UState};
-use keel_bootenv::grub::GrubEnvFile;
-use keel_bootenv::storage::{SharedStorage, SimStorage, Storage};
+use keel_bootenv::grub::{backup_path, names_bootable_slot, GrubEnv, GrubEnvFile};
+use keel_bootenv::storage::{write_in_place, SharedStorage, SimStorage, Storage};
 use keel_bootenv::uboot::{FwEnvConfig, UbootEnv, Vars};
 use keel_bootenv::BootEnv;
 
@@ -32,8 +32,9 @@ pub enum Loader {
     Ebg,
     /// U-Boot with a redundant environment and `bootlimit` boot counting.
     Uboot,
-    /// GRUB with a grubenv and RAUC's `contrib/grub.conf` logic (`ORDER`, `<slot>_OK`,
-    /// `<slot>_TRY`).
+    /// GRUB with keel's documented grub.cfg (docs/bootenv.md): RAUC's variables (`ORDER`,
+    /// `<slot>_OK`, `<slot>_TRY`), grubenv with its second copy `grubenv.keel`, `save_env` in
+    /// place, a rescue entry when neither copy names a bootable slot.
     Grub,
 }
 
@@ -89,6 +90,10 @@ pub enum SimError {
     /// Starting the agent failed.
     #[error("agent: {0}")]
     Agent(#[from] AgentError),
+    /// The loader booted its rescue entry, not a slot (GRUB: neither grubenv nor grubenv.keel
+    /// is readable and names a bootable slot); carries why.
+    #[error("the bootloader started its rescue entry, not a slot: {0}")]
+    Rescue(String),
 }
 
 /// One power-on.
@@ -114,6 +119,11 @@ pub struct SimDevice {
     boots: u64,
     /// Every boot so far, in order.
     pub history: Vec<BootRecord>,
+    /// EFI Boot Guard: the order in which the firmware enumerates the config partitions, as
+    /// indices into [`EBG_ENV`] (default `[0, 1]`). The loader numbers the copies in this order
+    /// (env_api_fat.c `load_config`: `env[i]` is the i-th config volume found), so it decides
+    /// revision ties and the default `pre_latest` index 0.
+    pub ebg_volume_order: [usize; 2],
 }
 
 /// Device path of `target` in `slot` on the simulated disk: `/dev/slot<A|B>-<target>`.
@@ -195,7 +205,7 @@ impl SimDevice {
                 }
             }
             Loader::Grub => {
-                let mut env = GrubEnvFile::open(shared.clone(), GRUBENV)?;
+                let mut env = GrubEnvFile::open_redundant(shared.clone(), GRUBENV)?;
                 for (k, v) in [
                     ("ORDER", "A B"),
                     ("A_OK", "1"),
@@ -241,6 +251,8 @@ impl SimDevice {
             tuf: None,
             factory_image_sizes: Default::default(),
             max_interrupted_attempts: keel_agent::config::DEFAULT_MAX_INTERRUPTED_ATTEMPTS,
+            verify_after_write: false,
+            tls: Default::default(),
         };
         let mut device = SimDevice {
             storage,
@@ -248,6 +260,7 @@ impl SimDevice {
             config,
             boots: 0,
             history: Vec::new(),
+            ebg_volume_order: [0, 1],
         };
         device.boot()?;
         Ok(device)
@@ -262,6 +275,7 @@ impl SimDevice {
             config: self.config.clone(),
             boots: self.boots,
             history: self.history.clone(),
+            ebg_volume_order: self.ebg_volume_order,
         }
     }
 
@@ -293,8 +307,10 @@ impl SimDevice {
     }
 
     fn boot_ebg(&mut self) -> Result<(SlotId, String, String), SimError> {
-        let locations = EBG_ENV
+        let locations = self
+            .ebg_volume_order
             .iter()
+            .filter_map(|&i| EBG_ENV.get(i))
             .map(|p| EnvLocation::File(PathBuf::from(p)))
             .collect();
         let mut set = BgEnvSet::open(self.storage.clone(), locations)?;
@@ -343,10 +359,14 @@ impl SimDevice {
             let count = keel_agent::bootloader::parse_uboot_count(env.get("bootcount")) + 1;
             env.set("bootcount", &format!("{count:x}"))?;
             env.commit()?;
+            // `bootlimit = env_get_ulong("bootlimit", 10, 0)`; altbootcmd only
+            // `if (bootlimit && bootcount > bootlimit)` (common/autoboot.c): 0, unset or not a
+            // number never falls back.
             let limit = env
                 .get("bootlimit")
-                .and_then(|v| v.trim().parse::<u32>().ok());
-            if limit.is_some_and(|limit| count > limit) {
+                .and_then(|v| v.trim().parse::<u32>().ok())
+                .unwrap_or(0);
+            if limit != 0 && count > limit {
                 // altbootcmd: switch slot, end the trial, record the failure, saveenv.
                 let other = match env.get("keel_slot").as_deref() {
                     Some("A") => "B",
@@ -369,52 +389,106 @@ impl SimDevice {
         Ok((slot, action, format!("console=ttyS0 keel.slot={slot}")))
     }
 
-    /// RAUC's `contrib/grub.conf`: boot the first slot of ORDER with `_OK=1` and `_TRY=0`,
-    /// setting `_TRY=1` (save_env) first; if none, reset every `_TRY` to 0 (save_env) and
-    /// start over. A missing or unparsable grubenv leaves grub.cfg's default: slot A.
+    /// keel's documented grub.cfg (docs/bootenv.md, "grub.cfg"), step by step:
+    ///
+    /// 1. For grubenv, then grubenv.keel: defaults `ORDER="A B"`, `A_OK=0`, `B_OK=0`,
+    ///    `A_TRY=0`, `B_TRY=0`, then `load_env -f <file>` (GRUB's reader: fails on an unreadable
+    ///    block or a bad signature, stops at a broken line). The first file that loads and names
+    ///    a slot of ORDER with `_OK=1` is used (`keel_env`); none: the rescue entry.
+    /// 2. The first slot of ORDER with `_OK=1` and `_TRY=0` boots, `<slot>_TRY=1`.
+    /// 3. None: every `_TRY` of an OK slot is reset to 0 (RAUC's "reset booted flags"), and the
+    ///    first OK slot of ORDER boots with `<slot>_TRY=1` (RAUC's cfg boots its rescue entry
+    ///    here once and the slot on the next boot; keel boots the slot at once).
+    /// 4. `save_env -f $keel_env A_TRY B_TRY`: GRUB re-reads the block, sets the variables and
+    ///    writes all of it back *in place* through the file's blocklist
+    ///    (grub-core/commands/loadenv.c, `write_blocklists`), without fsync or rename; if the
+    ///    block no longer reads, save_env fails and the boot goes on.
+    ///
+    /// Deviation: for a block GRUB reads only in part, GRUB edits the raw buffer; the model
+    /// writes a clean block with the variables it read.
     fn boot_grub(&mut self) -> Result<(SlotId, String, String), SimError> {
-        let mut env = match GrubEnvFile::open(self.storage.clone(), GRUBENV) {
-            Ok(env) => env,
-            Err(_) => {
-                return Ok((
-                    SlotId::A,
-                    "default (no grubenv)".into(),
-                    "keel.slot=A".into(),
-                ))
+        let candidates = [PathBuf::from(GRUBENV), backup_path(Path::new(GRUBENV))];
+        let mut loaded = None;
+        let mut why = Vec::new();
+        for file in &candidates {
+            match self
+                .storage
+                .read(file)
+                .map(|b| GrubEnv::parse_like_grub(&b))
+            {
+                Ok(Ok((env, _))) if names_bootable_slot(&env) => {
+                    loaded = Some((file.clone(), env));
+                    break;
+                }
+                Ok(Ok(_)) => why.push(format!("{}: no bootable slot", file.display())),
+                Ok(Err(e)) => why.push(format!("{}: {e}", file.display())),
+                Err(e) => why.push(format!("{}: {e}", file.display())),
             }
+        }
+        let Some((file, env)) = loaded else {
+            return Err(SimError::Rescue(why.join("; ")));
         };
-        let order: Vec<SlotId> = env
-            .get("ORDER")
-            .unwrap_or_default()
+        let var = |name: String| env.get_bytes(name.as_bytes()) == Some(b"1".as_slice());
+        let order: Vec<SlotId> = String::from_utf8_lossy(env.get_bytes(b"ORDER").unwrap_or(b"A B"))
             .split_whitespace()
             .filter_map(SlotId::parse)
             .collect();
-        let flag = |env: &GrubEnvFile, s: SlotId, what: &str| {
-            env.get(&format!("{s}_{what}")).as_deref() == Some("1")
-        };
+        // `[ "$A_TRY" = 0 ]`: only the value 0 (the default when absent) counts as untried.
+        let mut tries = [SlotId::A, SlotId::B].map(|s| {
+            env.get_bytes(format!("{s}_TRY").as_bytes())
+                .is_some_and(|v| v != b"0")
+        });
+        let ok = [SlotId::A, SlotId::B].map(|s| var(format!("{s}_OK")));
         let mut action = "boot".to_string();
         let mut chosen = order
             .iter()
             .copied()
-            .find(|&s| flag(&env, s, "OK") && !flag(&env, s, "TRY"));
+            .find(|s| ok[s.index()] && !tries[s.index()]);
         if chosen.is_none() {
             for s in [SlotId::A, SlotId::B] {
-                env.set(&format!("{s}_TRY"), "0")?;
+                if ok[s.index()] {
+                    tries[s.index()] = false;
+                }
             }
-            env.commit()?;
             action = "reset tries".into();
-            chosen = order.iter().copied().find(|&s| flag(&env, s, "OK"));
+            chosen = order.iter().copied().find(|s| ok[s.index()]);
         }
-        let slot =
-            chosen.ok_or_else(|| SimError::NoBootableSlot(format!("grubenv: {:?}", env.vars())))?;
-        env.set(&format!("{slot}_TRY"), "1")?;
-        env.commit()?;
+        let slot = chosen.ok_or_else(|| {
+            SimError::Rescue(format!("{}: no slot of ORDER is OK", file.display()))
+        })?;
+        tries[slot.index()] = true;
+        self.grub_save_env(&file, &tries)?;
+        if file != candidates[0] {
+            action.push_str(" (grubenv.keel)");
+        }
         Ok((slot, action, format!("console=ttyS0 keel.slot={slot}")))
     }
 
-    /// A grubenv variable.
+    /// GRUB's `save_env -f file A_TRY B_TRY`: re-read, set, write the whole block in place and
+    /// nothing else (no fsync: the firmware's block I/O is write-through, modelled as the
+    /// storage's write + sync pair of `write_in_place`). A block that no longer reads is
+    /// left alone, as GRUB's save_env fails on it.
+    fn grub_save_env(&self, file: &Path, tries: &[bool; 2]) -> Result<(), SimError> {
+        let Ok(bytes) = self.storage.read(file) else {
+            return Ok(());
+        };
+        let Ok((mut env, _)) = GrubEnv::parse_like_grub(&bytes) else {
+            return Ok(());
+        };
+        for s in [SlotId::A, SlotId::B] {
+            let value: &[u8] = if tries[s.index()] { b"1" } else { b"0" };
+            env.set_bytes(format!("{s}_TRY").as_bytes(), value);
+        }
+        let Ok(block) = env.to_bytes() else {
+            return Ok(()); // "environment block too small": nothing written
+        };
+        write_in_place(self.storage.as_ref(), file, 0, &block)?;
+        Ok(())
+    }
+
+    /// A grubenv variable (from the copy the agent and the loader use).
     pub fn grub_var(&self, key: &str) -> Option<String> {
-        GrubEnvFile::open(self.storage.clone(), GRUBENV)
+        GrubEnvFile::open_redundant(self.storage.clone(), GRUBENV)
             .ok()?
             .get(key)
     }

@@ -137,7 +137,9 @@ impl Bootloader for EbgBootloader {
                     e.kernelfile,
                     self.slot_of(e).map_or("?", |s| s.as_str())
                 ),
-                CopyState::Invalid(why) => format!("invalid: {why}"),
+                CopyState::Invalid(why) => {
+                    format!("invalid: {why} (rewritten from the running copy at the next confirm or install)")
+                }
                 CopyState::Missing => "missing".to_string(),
             };
             details.insert(format!("config{i}"), text);
@@ -218,6 +220,15 @@ impl Bootloader for EbgBootloader {
     fn confirm(&mut self, _booted: SlotId) -> Result<(), BootError> {
         let mut set = self.open()?;
         set.confirm()?;
+        // A copy that was unreadable or failed its CRC becomes a fallback clone of the running
+        // one (never written over a valid copy; nothing while an update is on trial). The slot
+        // is confirmed either way: a repair that fails (e.g. the config partition is not
+        // mounted) is reported, not turned into a failed confirm.
+        if let Err(e) = set.repair() {
+            eprintln!(
+                "keel-agent: warning: could not repair a damaged EFI Boot Guard config copy: {e}; the running copy is fine, `status` shows the damaged one"
+            );
+        }
         Ok(())
     }
 }

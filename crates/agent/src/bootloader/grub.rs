@@ -2,7 +2,11 @@
 //! `contrib/grub.conf` logic works unchanged: `ORDER="B A"`, `<slot>_OK`, `<slot>_TRY`. The
 //! loader boots the first slot of `ORDER` with `_OK=1` and `_TRY=0`, setting `_TRY=1` first;
 //! confirming (RAUC's mark-good, needed after every boot) resets `_TRY=0`, and after a fallback
-//! marks the failed slot bad. grubenv has no redundancy: writes are temp + fsync + rename.
+//! marks the failed slot bad. Every commit writes the second copy `grubenv.keel` and then
+//! grubenv (each temp + fsync + rename + directory fsync); the copy in use is chosen as keel's
+//! grub.cfg chooses it (docs/bootenv.md): grubenv unless GRUB cannot read it or it names no
+//! bootable slot (the loader's own in-place `save_env` tore it), then `grubenv.keel`. A damaged
+//! copy is reported by `status` and repaired at the next commit (every confirm).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -39,7 +43,10 @@ impl GrubBootloader {
     }
 
     fn env(&self) -> Result<GrubEnvFile, BootError> {
-        Ok(GrubEnvFile::open(self.storage.clone(), self.path.clone())?)
+        Ok(GrubEnvFile::open_redundant(
+            self.storage.clone(),
+            self.path.clone(),
+        )?)
     }
 }
 
@@ -55,7 +62,21 @@ impl Bootloader for GrubBootloader {
             .iter()
             .copied()
             .find(|&s| flag(&env, s, "OK") && !flag(&env, s, "TRY"));
-        let details: BTreeMap<String, String> = env.vars().into_iter().collect();
+        let mut details: BTreeMap<String, String> = env.vars().into_iter().collect();
+        if !env.problems().is_empty() {
+            details.insert(
+                "grubenv_damaged".into(),
+                format!(
+                    "{}; {}; repaired at the next confirm or install",
+                    env.problems().join("; "),
+                    if env.from_backup() {
+                        "using grubenv.keel"
+                    } else {
+                        "using grubenv"
+                    }
+                ),
+            );
+        }
         Ok(BootView {
             next_boot,
             booted: None,
@@ -117,12 +138,10 @@ impl Bootloader for GrubBootloader {
 
     fn confirm(&mut self, booted: SlotId) -> Result<(), BootError> {
         let mut env = self.env()?;
-        let mut changed = false;
         // RAUC's mark-good: the loader sets `<slot>_TRY=1` on every boot.
         if !flag(&env, booted, "OK") || flag(&env, booted, "TRY") {
             env.set(&format!("{booted}_OK"), "1")?;
             env.set(&format!("{booted}_TRY"), "0")?;
-            changed = true;
         }
         // After a fallback, mark the slot that failed its trial bad (RAUC's mark-bad), so
         // the loader's "no slot left, reset all tries" path cannot retry it.
@@ -130,11 +149,9 @@ impl Bootloader for GrubBootloader {
         if order(&env).first() == Some(&other) && flag(&env, other, "TRY") {
             env.set(&format!("{other}_OK"), "0")?;
             env.set("ORDER", &format!("{booted} {other}"))?;
-            changed = true;
         }
-        if changed {
-            env.commit()?;
-        }
+        // Commits the changes, and rewrites a damaged copy even without changes.
+        env.commit()?;
         Ok(())
     }
 

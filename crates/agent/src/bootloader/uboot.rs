@@ -99,9 +99,11 @@ impl Bootloader for UbootBootloader {
             (false, _) if rolled_back => (UState::Failed, slot),
             (false, _) => (UState::Ok, slot),
         };
-        // On the next boot U-Boot increments bootcount and runs altbootcmd past the limit.
-        let falls_back =
-            upgrade && bootlimit.is_some_and(|limit| bootcount.saturating_add(1) > limit);
+        // On the next boot U-Boot increments bootcount and runs altbootcmd past the limit;
+        // `bootlimit` 0 or unset never falls back (`if (bootlimit && bootcount > bootlimit)`,
+        // common/autoboot.c).
+        let falls_back = upgrade
+            && bootlimit.is_some_and(|limit| limit != 0 && bootcount.saturating_add(1) > limit);
         let next_boot = if falls_back {
             slot.map(SlotId::other)
         } else {
@@ -126,7 +128,10 @@ impl Bootloader for UbootBootloader {
         details.insert("current_copy".into(), env.current_index().to_string());
         for (i, c) in env.copies().iter().enumerate() {
             if let CopyStatus::Invalid(why) = c {
-                details.insert(format!("copy{i}"), format!("invalid: {why}"));
+                details.insert(
+                    format!("copy{i}"),
+                    format!("invalid: {why} (rewritten from the good copy at the next confirm or install)"),
+                );
             }
         }
         Ok(BootView {
@@ -188,7 +193,17 @@ impl Bootloader for UbootBootloader {
         env.set("upgrade_available", "0")?;
         env.set("bootcount", "0")?;
         env.set("ustate", "0")?;
-        env.commit()?;
+        if env.is_dirty() {
+            env.commit()?;
+        }
+        // A copy that was unreadable or failed its CRC when loaded is rewritten from the
+        // current one (the commit above, if any, already went to it). A failed repair is
+        // reported, not turned into a failed confirm.
+        if let Err(e) = env.repair() {
+            eprintln!(
+                "keel-agent: warning: could not repair a damaged U-Boot environment copy: {e}; the current copy is fine, `status` shows the damaged one"
+            );
+        }
         Ok(())
     }
 }

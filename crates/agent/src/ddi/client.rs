@@ -22,14 +22,19 @@ pub struct DdiClient {
 impl DdiClient {
     /// A client for `config`'s server, tenant and controller id, with its target token (or
     /// gateway token) as `Authorization`. Sends nothing until used.
-    pub fn new(config: &DdiConfig) -> DdiClient {
+    pub fn new(config: &DdiConfig, tls: &crate::config::TlsConfig) -> Result<DdiClient, DdiError> {
         let auth = match (&config.target_token, &config.gateway_token) {
             (Some(t), _) => Some(format!("TargetToken {t}")),
             (None, Some(g)) => Some(format!("GatewayToken {g}")),
             (None, None) => None,
         };
-        DdiClient {
-            http: http_agent(),
+        let http = http_agent(tls).map_err(|message| DdiError::Http {
+            method: "GET",
+            url: config.url.clone(),
+            message,
+        })?;
+        Ok(DdiClient {
+            http,
             base: format!(
                 "{}/{}/controller/v1/{}",
                 config.url.trim_end_matches('/'),
@@ -38,7 +43,7 @@ impl DdiClient {
             ),
             auth,
             sent_attributes: RefCell::new(None),
-        }
+        })
     }
 
     /// `PUT configData` (merge): the booted slot's attributes.

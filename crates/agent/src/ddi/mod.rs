@@ -170,7 +170,7 @@ impl Agent {
 /// `keel-agent run`: cycles until an error-free `once` cycle, or forever.
 pub fn run(agent: &mut Agent, once: bool) -> Result<(), DdiError> {
     let config = agent.config.ddi.clone().ok_or(DdiError::NotConfigured)?;
-    let client = DdiClient::new(&config);
+    let client = DdiClient::new(&config, &agent.config.tls)?;
     loop {
         let sleep = match cycle(agent, &client) {
             Ok((events, sleep)) => {

@@ -118,9 +118,11 @@ impl Writer<'_, '_> {
         drop(kept);
         let download = plan(&index, &seed_chunks);
         drop(seed_chunks);
+        let http = crate::source::http_agent(&agent.config.tls)
+            .map_err(|e| image_err(ImageError::Pack(e)))?;
         let mut pack = self
             .packs
-            .open(pack_name, &crate::source::http_agent())
+            .open(pack_name, &http)
             .map_err(|e| image_err(ImageError::Pack(e)))?;
         let mut out = SlotFile::open(storage, agent.env, &image.target).map_err(write_err)?;
         let mut seed = SlotReader::new(storage.clone(), seed_path);

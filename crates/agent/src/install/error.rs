@@ -83,6 +83,25 @@ pub enum InstallError {
         /// The I/O error.
         source: io::Error,
     },
+    /// `verify_after_write`: the target read back from the device (cache dropped) after its
+    /// fsync does not hash to the image written; the slot is not activated.
+    #[error("verify_after_write: {path} read back after fsync has sha256 {actual}, but {expected} was written: the storage did not keep what it acknowledged; the slot was not activated (check the flash device, then install again)")]
+    ReadBackMismatch {
+        /// The target.
+        path: String,
+        /// The sha256 of the image written (hex).
+        expected: String,
+        /// The sha256 of the bytes read back (hex).
+        actual: String,
+    },
+    /// `verify_after_write`: reading the target back failed.
+    #[error("verify_after_write: reading {path} back after fsync: {source}")]
+    ReadBack {
+        /// The target.
+        path: String,
+        /// The I/O error.
+        source: io::Error,
+    },
     /// Images of sw-description that no member of the bundle carried (comma-separated names).
     #[error("image(s) listed in sw-description but missing from the bundle: {0}")]
     Missing(String),

@@ -7,7 +7,8 @@
 //!
 //! and the one [`Progress`] path all three writers report through.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
+use std::path::Path;
 
 use keel_formats::swdesc::hex;
 use keel_sign::aes::{AesKey, DecryptReader};
@@ -47,6 +48,19 @@ impl<'a> Progress<'a> {
         if let Some(report) = self.report.as_mut() {
             report(self.done, self.total);
         }
+    }
+}
+
+/// `io::Write` into a hasher (for `io::copy`).
+struct HashWriter<'h>(&'h mut Sha256);
+
+impl Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -180,15 +194,52 @@ impl Writer<'_, '_> {
             Pending::Slot(mut slot, record) => {
                 slot.sync()
                     .map_err(|e| InstallError::write(&image.target, e))?;
+                self.verify_after_write(&image.target, &record)?;
                 Ok((record, slot.written()))
             }
             Pending::Index(index) => {
                 let record = self.write_chunked(image, &index)?;
+                self.verify_after_write(&image.target, &record)?;
                 self.progress.advance(record.size);
                 let size = record.size;
                 Ok((record, size))
             }
         }
+    }
+
+    /// With `verify_after_write`: drop the target's cached pages (it was just fsynced) and hash
+    /// the `record.size` bytes written, read back from the device; they must hash to
+    /// `record.sha256`. Off: nothing.
+    fn verify_after_write(&self, target: &Path, record: &SlotImage) -> Result<(), InstallError> {
+        if !self.agent.config.verify_after_write {
+            return Ok(());
+        }
+        let read_err = |source| InstallError::ReadBack {
+            path: target.display().to_string(),
+            source,
+        };
+        self.agent.storage.drop_cache(target).map_err(read_err)?;
+        let stream = crate::chunks::SlotStream::open(self.agent.storage.clone(), target)
+            .map_err(read_err)?;
+        let mut limited = stream.take(record.size);
+        let mut hasher = Sha256::new();
+        let copied = io::copy(&mut limited, &mut HashWriter(&mut hasher)).map_err(read_err)?;
+        if copied != record.size {
+            return Err(read_err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{copied} of {} bytes", record.size),
+            )));
+        }
+        let digest: [u8; 32] = hasher.finalize().into();
+        let actual = hex(&digest);
+        if actual != record.sha256 {
+            return Err(InstallError::ReadBackMismatch {
+                path: target.display().to_string(),
+                expected: record.sha256.clone(),
+                actual,
+            });
+        }
+        Ok(())
     }
 
     fn open_slot(&self, image: &PlannedImage) -> Result<SlotWriter, InstallError> {

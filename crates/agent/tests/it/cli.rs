@@ -216,3 +216,32 @@ fn interrupted_ddi_install_is_counted_not_failed() {
         .unwrap()
         .contains("install interrupted once"));
 }
+
+#[test]
+fn version_and_help_print_and_exit_zero() {
+    let run = |arg: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_keel-agent"))
+            .arg(arg)
+            .output()
+            .unwrap()
+    };
+    for arg in ["--version", "-V"] {
+        let out = run(arg);
+        assert!(out.status.success(), "{arg}: {out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("keel-agent {}\n", env!("CARGO_PKG_VERSION"))
+        );
+    }
+    let out = run("--help");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("-V, --version"));
+}
+
+/// The configuration the Debian package installs as /etc/keel/agent.toml is a valid one.
+#[test]
+fn packaged_example_configuration_parses() {
+    let text = include_str!("../../../../packaging/etc/agent.toml");
+    let config = keel_agent::Config::parse(text).expect("packaging/etc/agent.toml parses");
+    assert_eq!(config.state_dir, std::path::PathBuf::from("/var/lib/keel"));
+}

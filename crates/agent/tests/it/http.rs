@@ -93,7 +93,13 @@ fn broken_connections_are_resumed() {
 
     let config = Config::load(&device.config_path).unwrap();
     let mut agent = Agent::open_os(config).unwrap();
-    let mut reader = HttpReader::open(http_agent(), &server.url, Vec::new(), policy()).unwrap();
+    let mut reader = HttpReader::open(
+        http_agent(&Default::default()).unwrap(),
+        &server.url,
+        Vec::new(),
+        policy(),
+    )
+    .unwrap();
     let report = agent
         .install(&mut reader, InstallOptions::default())
         .unwrap();
@@ -118,7 +124,13 @@ fn resume_without_range_support_fails_and_is_not_activated() {
 
     let config = Config::load(&device.config_path).unwrap();
     let mut agent = Agent::open_os(config).unwrap();
-    let reader = HttpReader::open(http_agent(), &server.url, Vec::new(), policy()).unwrap();
+    let reader = HttpReader::open(
+        http_agent(&Default::default()).unwrap(),
+        &server.url,
+        Vec::new(),
+        policy(),
+    )
+    .unwrap();
     let err = agent
         .install(reader, InstallOptions::default())
         .unwrap_err();

@@ -6,3 +6,5 @@ mod cli;
 mod common;
 mod http;
 mod peers;
+mod state_dir;
+mod verify;

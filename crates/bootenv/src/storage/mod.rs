@@ -53,6 +53,12 @@ pub trait Storage: Debug + Send + Sync {
     fn remove(&self, path: &Path) -> io::Result<()>;
     /// Size and kind of a file or device.
     fn metadata(&self, path: &Path) -> io::Result<FileInfo>;
+    /// Drops the cached pages of `path` (after [`Storage::sync`]), so that the next read comes
+    /// from the device rather than from memory: the read-back of `verify_after_write`.
+    /// Storages without a page cache of their own keep the default, which does nothing.
+    fn drop_cache(&self, _path: &Path) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Shared handle to a storage backend, as held by the environment types.
@@ -112,16 +118,38 @@ impl Storage for FsStorage {
         } else {
             dir
         };
-        match std::fs::File::open(dir).and_then(|d| d.sync_all()) {
-            // Some filesystems (e.g. vfat on older kernels) refuse fsync on directories;
-            // there is nothing better to do there.
-            Err(e) if e.kind() == io::ErrorKind::InvalidInput => Ok(()),
+        let handle = std::fs::File::open(dir)?;
+        match handle.sync_all() {
+            // Some filesystems (vfat before Linux 2.6.x's dir fsync, some FUSE and network
+            // filesystems) answer EINVAL to fsync on a directory. Treating that as success
+            // would claim a rename is durable when nothing was flushed, so fall back to
+            // syncfs(2) on the filesystem holding the directory: it writes back every dirty
+            // inode and the directory blocks with them (Linux fs/sync.c, sync_filesystem).
+            // Only if that fails too is the error reported, naming the directory.
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                rustix::fs::syncfs(&handle).map_err(|errno| {
+                    io::Error::new(
+                        io::Error::from(errno).kind(),
+                        format!(
+                            "{}: the filesystem refuses fsync on directories (EINVAL) and syncfs failed too ({errno}); mount it with -o dirsync",
+                            dir.display()
+                        ),
+                    )
+                })
+            }
             other => other,
         }
     }
 
     fn remove(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_file(path)
+    }
+
+    fn drop_cache(&self, path: &Path) -> io::Result<()> {
+        // POSIX_FADV_DONTNEED drops the clean cached pages of the file or block device
+        // (the caller fsynced it first, so every page is clean), through rustix: no unsafe.
+        let file = std::fs::File::open(path)?;
+        rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).map_err(io::Error::from)
     }
 
     fn metadata(&self, path: &Path) -> io::Result<FileInfo> {
@@ -188,3 +216,42 @@ pub fn temp_path(path: &Path) -> PathBuf {
 mod sim;
 #[cfg(feature = "sim")]
 pub use sim::{CutMode, SimStorage, SECTOR};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// procfs answers EINVAL to fsync on a directory, as vfat did on old kernels: `sync_dir`
+    /// must not take that as durable but fall back to syncfs(2), which procfs accepts.
+    #[test]
+    fn sync_dir_falls_back_to_syncfs_on_einval() {
+        let dir = Path::new("/proc/self");
+        let Ok(handle) = std::fs::File::open(dir) else {
+            return; // no procfs here
+        };
+        let plain = handle.sync_all().unwrap_err();
+        assert_eq!(plain.kind(), io::ErrorKind::InvalidInput, "{plain}");
+        FsStorage.sync_dir(dir).unwrap();
+        // A regular directory takes the ordinary path.
+        let tmp = std::env::temp_dir();
+        FsStorage.sync_dir(&tmp).unwrap();
+        // Errors other than EINVAL are reported.
+        let missing = FsStorage
+            .sync_dir(Path::new("/nonexistent-keel-dir"))
+            .unwrap_err();
+        assert_eq!(missing.kind(), io::ErrorKind::NotFound);
+    }
+
+    /// `drop_cache` works on a fsynced regular file and leaves its content alone.
+    #[test]
+    fn drop_cache_keeps_the_content() {
+        let dir = std::env::temp_dir().join(format!("keel-drop-cache-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("slot");
+        FsStorage.write_file(&file, b"written").unwrap();
+        FsStorage.sync(&file).unwrap();
+        FsStorage.drop_cache(&file).unwrap();
+        assert_eq!(FsStorage.read(&file).unwrap(), b"written");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -7,5 +7,6 @@ mod interop_ebg;
 mod interop_grub;
 mod interop_uboot;
 mod power_cut;
+mod repair;
 mod sim_model;
 mod vectors;

@@ -4,4 +4,5 @@
 mod bundle_cli;
 mod delta_cli;
 mod fleet_cli;
+mod image_cli;
 mod tuf_cli;

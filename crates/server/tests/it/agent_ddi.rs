@@ -115,7 +115,7 @@ fn ddi_config(server: &Server, id: &str, token: &str) -> DdiConfig {
 fn agent_cycle(device: &SimDevice, config: &DdiConfig) -> Vec<CycleEvent> {
     let mut agent = device.agent().unwrap();
     agent.config.ddi = Some(config.clone());
-    let client = DdiClient::new(config);
+    let client = DdiClient::new(config, &Default::default()).unwrap();
     cycle(&mut agent, &client).unwrap().0
 }
 
@@ -358,7 +358,7 @@ fn keel_agent_acknowledges_a_cancel() {
 fn try_agent_cycle(device: &SimDevice, config: &DdiConfig) -> Result<Vec<CycleEvent>, String> {
     let mut agent = device.agent().map_err(|e| e.to_string())?;
     agent.config.ddi = Some(config.clone());
-    let client = DdiClient::new(config);
+    let client = DdiClient::new(config, &Default::default()).unwrap();
     cycle(&mut agent, &client)
         .map(|(events, _)| events)
         .map_err(|e| e.to_string())
@@ -572,7 +572,10 @@ fn keel_agent_closes_the_action_as_failed_after_three_interrupted_installs() {
             .agent_cut_while_writing(SlotId::B, "rootfs", ROOTFS / 2)
             .unwrap();
         agent.config.ddi = Some(config.clone());
-        let result = cycle(&mut agent, &DdiClient::new(&config));
+        let result = cycle(
+            &mut agent,
+            &DdiClient::new(&config, &Default::default()).unwrap(),
+        );
         assert!(
             device.power_cycle_if_cut(keel_sim::CutMode::LoseUnsynced),
             "attempt {attempt}: the install never reached the middle of slot B ({result:?})"
@@ -712,7 +715,10 @@ fn interrupted_chunked_install_keeps_the_chunks_already_in_place() {
         .agent_cut_while_writing(SlotId::B, "rootfs", v2.len() as u64 - 8 * 1024)
         .unwrap();
     agent.config.ddi = Some(config.clone());
-    let result = cycle(&mut agent, &DdiClient::new(&config));
+    let result = cycle(
+        &mut agent,
+        &DdiClient::new(&config, &Default::default()).unwrap(),
+    );
     assert!(
         device.power_cycle_if_cut(keel_sim::CutMode::KeepUnsynced),
         "{result:?}"
@@ -761,7 +767,10 @@ fn interrupt(device: &mut SimDevice, config: &DdiConfig, action: i64) {
         .agent_cut_while_writing(SlotId::B, "rootfs", ROOTFS / 2)
         .unwrap();
     agent.config.ddi = Some(config.clone());
-    let _ = cycle(&mut agent, &DdiClient::new(config));
+    let _ = cycle(
+        &mut agent,
+        &DdiClient::new(config, &Default::default()).unwrap(),
+    );
     assert!(device.power_cycle_if_cut(keel_sim::CutMode::LoseUnsynced));
     assert_eq!(device.boot().unwrap().slot, SlotId::A);
     let state = device.agent().unwrap().load_state().unwrap();

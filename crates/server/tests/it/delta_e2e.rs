@@ -192,7 +192,12 @@ impl Device {
                 .factory_image_sizes
                 .insert("rootfs".into(), size);
         }
-        cycle(&mut agent, &DdiClient::new(&self.ddi)).unwrap().0
+        cycle(
+            &mut agent,
+            &DdiClient::new(&self.ddi, &Default::default()).unwrap(),
+        )
+        .unwrap()
+        .0
     }
 }
 

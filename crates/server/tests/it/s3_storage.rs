@@ -303,7 +303,7 @@ async fn presigned_downloads_redirect_authenticated_devices_only() {
     let (url, auth) = (download.clone(), device.auth.clone());
     let fetched = tokio::task::spawn_blocking(move || {
         let mut reader = keel_agent::source::HttpReader::open(
-            keel_agent::source::http_agent(),
+            keel_agent::source::http_agent(&Default::default()).unwrap(),
             &url,
             vec![("Authorization".into(), auth)],
             keel_agent::source::ResumePolicy::default(),

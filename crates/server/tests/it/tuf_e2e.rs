@@ -197,7 +197,7 @@ fn agent_cycle(device: &Device) -> Vec<CycleEvent> {
     let mut agent = device.sim.agent().unwrap();
     agent.config.ddi = Some(device.ddi.clone());
     agent.config.tuf = Some(device.tuf.clone());
-    let client = DdiClient::new(&device.ddi);
+    let client = DdiClient::new(&device.ddi, &Default::default()).unwrap();
     cycle(&mut agent, &client).unwrap().0
 }
 

@@ -6,4 +6,5 @@ mod common;
 mod delta;
 mod description;
 mod e2e;
+mod loaders;
 mod powercut;

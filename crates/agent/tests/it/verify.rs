@@ -1,0 +1,43 @@
+//! `verify_after_write = true` on real files with the real binary: the install reads the slot
+//! back after its fsync (page cache dropped with posix_fadvise) and activates; `status` and a
+//! reboot show the new slot.
+
+use crate::common;
+
+use std::io::Write;
+use std::process::Stdio;
+
+use common::{image, FileDevice};
+
+#[test]
+fn install_with_verify_after_write_reads_back_and_activates() {
+    let device = FileDevice::new();
+    let config = std::fs::read_to_string(&device.config_path).unwrap();
+    std::fs::write(
+        &device.config_path,
+        format!("verify_after_write = true\n{config}"),
+    )
+    .unwrap();
+    let data = image(7, 200 * 1024);
+    let bundle = device.bundle("2.0", &data);
+    let mut child = device
+        .agent_cmd()
+        .args(["install", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&bundle).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "install: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let slot = std::fs::read(device.path("rootfs-b.img")).unwrap();
+    assert_eq!(&slot[..data.len()], &data[..]);
+    assert_eq!(device.status_json()["state"], "installed");
+    assert!(device.reboot(2).contains("keel.slot=B"));
+    assert_eq!(device.status_json()["booted_slot"], "B");
+}

@@ -1,0 +1,2 @@
+//! keel-verity's integration tests: one binary (see docs/ARCHITECTURE.md).
+mod veritysetup;
