@@ -36,7 +36,7 @@ use std::collections::BTreeMap;
 use common::{Fixture, Img};
 use keel_agent::bootloader::UState;
 use keel_agent::{ConfirmOutcome, InstallOptions, SlotId};
-use keel_sim::{slot_path, BootRecord, CutMode, Loader, SimDevice, EBG_ENV, UBOOT_ENV};
+use keel_sim::{slot_path, BootRecord, CutMode, Loader, SimDevice, EBG_ENV, GRUBENV, UBOOT_ENV};
 
 const TARGETS: [&str; 2] = ["rootfs", "kernel"];
 
@@ -621,13 +621,15 @@ fn scenarios(loader: Loader) -> Counts {
         );
         counts += c;
     }
-    // A damaged or unreadable env copy after a cut of the install (redundant envs only: a
-    // single grubenv has no second copy to fall back on).
-    let copies: &[&str] = match loader {
-        Loader::Ebg => &EBG_ENV,
-        Loader::Uboot => &UBOOT_ENV,
-        Loader::Grub => &[],
+    // A damaged or unreadable env copy after a cut of the install: EBG's two config files,
+    // U-Boot's redundant copies, grubenv and its second copy grubenv.keel.
+    let grub_copies = [GRUBENV.to_string(), format!("{GRUBENV}.keel")];
+    let copies: Vec<&str> = match loader {
+        Loader::Ebg => EBG_ENV.to_vec(),
+        Loader::Uboot => UBOOT_ENV.to_vec(),
+        Loader::Grub => grub_copies.iter().map(String::as_str).collect(),
     };
+    let copies = &copies[..];
     if !copies.is_empty() {
         let case = Case {
             name: "install, env copy damaged",
