@@ -20,8 +20,9 @@
 //! * double faults: a second cut during that recovery (the loader's env writes at the next
 //!   boot and the restarted agent's first run) at every point of it for a sample of the first
 //!   cuts, then the same checks;
-//! * a damaged or unreadable sector in one environment copy (EFI Boot Guard, U-Boot) after a
-//!   cut: the device still boots a complete slot and installs again.
+//! * a damaged or unreadable sector in one environment copy (EFI Boot Guard, U-Boot, GRUB's
+//!   grubenv and grubenv.keel) after a cut: the device still boots a complete slot and installs
+//!   again.
 //!
 //! The default run uses one seed per seeded mode and one second cut (point and mode drawn
 //! from the first cut) per first cut in a deterministic mode; with `KEEL_POWERCUT_FULL=1` it
