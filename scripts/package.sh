@@ -2,7 +2,8 @@
 # Builds the Debian packages keel-agent, keel-server and keel (the CLI) into target/debian/:
 #
 #   keel-agent   /usr/bin/keel-agent (profile `agent`, as shipped), keel-agent.service,
-#                keel-confirm.service, /etc/keel/agent.toml (conffile), state in /var/lib/keel
+#                keel-confirm.service, keel-media@.service + its udev rule (updates from USB
+#                sticks and SD cards), /etc/keel/agent.toml (conffile), state in /var/lib/keel
 #   keel-server  /usr/bin/keel-server, keel-server.service (system user keel-server, created by
 #                systemd-sysusers), /etc/keel/server.env (conffile), state in /var/lib/keel-server
 #   keel         /usr/bin/keel
@@ -158,6 +159,8 @@ stage keel-agent keel-agent "install signed SWUpdate bundles into the inactive A
 root=$work/keel-agent
 install -D -m 0644 packaging/systemd/keel-agent.service "$root/lib/systemd/system/keel-agent.service"
 install -D -m 0644 packaging/systemd/keel-confirm.service "$root/lib/systemd/system/keel-confirm.service"
+install -D -m 0644 packaging/systemd/keel-media@.service "$root/lib/systemd/system/keel-media@.service"
+install -D -m 0644 packaging/udev/90-keel-media.rules "$root/lib/udev/rules.d/90-keel-media.rules"
 install -D -m 0644 packaging/etc/agent.toml "$root/etc/keel/agent.toml"
 echo /etc/keel/agent.toml > "$root/DEBIAN/conffiles"
 units_scripts "$root" keel-confirm.service keel-agent.service
@@ -216,11 +219,15 @@ lintian --fail-on error,warning --suppress-tags non-standard-file-perm \
 # system's units (boot-complete.target, network-online.target, ...).
 say "systemd-analyze verify"
 vroot=$work/verify-root
-mkdir -p "$vroot/usr/lib/systemd"
+mkdir -p "$vroot/usr/lib/systemd" "$vroot/usr/bin"
 cp -a /usr/lib/systemd/system "$vroot/usr/lib/systemd/"
+ln -s usr/bin "$vroot/bin"               # merged /usr, as on Debian 12
+cp /usr/bin/kill "$vroot/usr/bin/kill"  # for keel-server.service's ExecReload (package procps)
+cp /usr/bin/mount /usr/bin/umount "$vroot/usr/bin/"   # keel-media@.service
 for pkg in keel-agent keel-server; do dpkg-deb -x "$out/${pkg}_${version}_${arch}.deb" "$vroot"; done
 cp "$vroot"/lib/systemd/system/keel-*.service "$vroot/usr/lib/systemd/system/"
-systemd-analyze verify --man=no --root="$vroot" keel-agent.service keel-confirm.service keel-server.service
+systemd-analyze verify --man=no --root="$vroot" keel-agent.service keel-confirm.service keel-server.service \
+    keel-media@sdb1.service
 
 ls -l "$out"
 say "packages in target/debian/"

@@ -7,7 +7,7 @@ DEBIAN_PKGS=(
   # real peers our formats are cross-checked against
   swupdate efibootguard libubootenv-tool u-boot-tools grub-common openssl cpio cryptsetup-bin
   # Debian packages of keel (scripts/package.sh): man pages, policy checks, unit checks
-  help2man lintian systemd
+  help2man lintian systemd procps
   # delta peers for benchmarks and cross-checks
   casync xdelta3 bsdiff zstd
   # delta tests (mkfs.ext4 -d) and delta benchmark image pairs (bench/make-image-pair.sh)

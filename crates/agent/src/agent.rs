@@ -92,6 +92,8 @@ pub struct Status {
     pub last_result: Option<LastResult>,
     /// A DDI action whose install was interrupted before activation and is installed again.
     pub interrupted: Option<InterruptedAction>,
+    /// The outcome of the last update from removable media (`keel-agent media`).
+    pub last_media: Option<crate::media::MediaResult>,
     /// Backend-specific lines (EBG: one per config copy; U-Boot and GRUB: the relevant variables).
     pub bootloader_details: std::collections::BTreeMap<String, String>,
 }
@@ -342,6 +344,7 @@ impl Agent {
             pending: state.transaction.clone(),
             last_result: state.last_result.clone(),
             interrupted: state.interrupted.clone(),
+            last_media: state.last_media.clone(),
             bootloader_details: view.details.clone(),
         })
     }

@@ -16,6 +16,7 @@ pub mod config;
 pub mod ddi;
 pub mod install;
 pub mod io;
+pub mod media;
 pub mod reconcile;
 pub mod source;
 pub mod state;

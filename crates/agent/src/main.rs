@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use keel_agent::chunks::PackSource;
+use keel_agent::media::MediaOutcome;
 use keel_agent::{source, Agent, Config, ConfirmOutcome, InstallOptions, Status};
 
 const USAGE: &str = "\
@@ -17,6 +18,8 @@ commands:
   confirm [--health-check CMD]
                            mark the booted slot good (after CMD succeeds, if given)
   run [--once]             hawkBit DDI client: poll, install, report (incl. after reboot)
+  media <MOUNTPOINT>       install the newest valid, compatible, not yet installed bundle
+                           of MOUNTPOINT/keel-updates/*.swu, then run reboot_command
 
 options:
   -c, --config PATH        configuration file (default $KEEL_AGENT_CONFIG or /etc/keel/agent.toml)
@@ -29,6 +32,7 @@ enum Command {
     Status { json: bool },
     Confirm { health_check: Option<String> },
     Run { once: bool },
+    Media { mountpoint: PathBuf },
 }
 
 fn parse_args() -> Result<(PathBuf, Command), lexopt::Error> {
@@ -75,6 +79,13 @@ fn parse_args() -> Result<(PathBuf, Command), lexopt::Error> {
         Some("status") => Command::Status { json },
         Some("confirm") => Command::Confirm { health_check },
         Some("run") => Command::Run { once },
+        Some("media") => {
+            let [mountpoint] = <[String; 1]>::try_from(positional)
+                .map_err(|_| lexopt::Error::from("media takes exactly one mount point"))?;
+            Command::Media {
+                mountpoint: mountpoint.into(),
+            }
+        }
         Some(other) => return Err(format!("unknown command {other:?}").into()),
         None => return Err("missing command".into()),
     };
@@ -117,6 +128,16 @@ fn print_status(status: &Status, max_attempts: u32) {
             r.message
         ),
         None => println!("last result:  none"),
+    }
+    if let Some(m) = &status.last_media {
+        println!(
+            "last media:   {}{}: {}",
+            m.outcome,
+            m.version
+                .as_ref()
+                .map_or(String::new(), |v| format!(" (version {v})")),
+            m.message
+        );
     }
     if let Some(i) = &status.interrupted {
         println!(
@@ -189,6 +210,23 @@ fn run() -> Result<(), String> {
         }
         Command::Run { once } => {
             keel_agent::ddi::run(&mut agent, once).map_err(|e| e.to_string())?;
+        }
+        Command::Media { mountpoint } => {
+            let result = agent
+                .update_from_media(&mountpoint, InstallOptions::default())
+                .map_err(|e| format!("media update refused: {e}"))?;
+            eprintln!("keel-agent: media {}: {}", result.outcome, result.message);
+            match result.outcome {
+                MediaOutcome::Installed => {
+                    if let Some(reboot) = &agent.config.reboot_command {
+                        eprintln!("keel-agent: rebooting into the new slot ({reboot})");
+                        keel_agent::agent::run_health_check(reboot)
+                            .map_err(|e| format!("reboot_command: {e}"))?;
+                    }
+                }
+                MediaOutcome::NothingNew => {}
+                MediaOutcome::Failed => return Err("media update failed".into()),
+            }
         }
     }
     Ok(())

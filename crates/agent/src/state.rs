@@ -36,6 +36,13 @@ pub struct AgentState {
     /// kill). The action stays open on the server and is installed again when offered again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interrupted: Option<InterruptedAction>,
+    /// sha256 of the signed sw-description of every release installed from removable media
+    /// (newest last, at most [`crate::media::MEDIA_HISTORY`]): never installed twice.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub media_installed: Vec<String>,
+    /// The outcome of the last `media` run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_media: Option<crate::media::MediaResult>,
 }
 
 /// An install of a DDI action that was cut off before the bootloader was switched.

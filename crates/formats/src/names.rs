@@ -12,6 +12,8 @@ pub mod attributes {
     pub const SLOT: &str = "keel.slot";
     /// `software.version` of the bundle that wrote the booted slot.
     pub const VERSION: &str = "keel.version";
+    /// The last update from removable media: `<outcome> <version> <bundle file> <unix time>`.
+    pub const MEDIA: &str = "keel.media";
     /// `ZSTD_versionNumber()` of the zstd library the agent recompresses frames with.
     pub const DELTA_ZSTD: &str = "keel.delta.zstd";
     /// Field of [`slot_target`]: sha256 (lower-case hex) of the image in the target.

@@ -249,10 +249,10 @@ impl SimDevice {
             },
             ddi: None,
             tuf: None,
+            tls: Default::default(),
             factory_image_sizes: Default::default(),
             max_interrupted_attempts: keel_agent::config::DEFAULT_MAX_INTERRUPTED_ATTEMPTS,
             verify_after_write: false,
-            tls: Default::default(),
         };
         let mut device = SimDevice {
             storage,

@@ -15,8 +15,9 @@ use crate::state::{AgentState, SlotImage};
 pub const ZSTD_VERSION_ATTRIBUTE: &str = names::DELTA_ZSTD;
 
 /// The booted slot as DDI attributes (docs/agent.md): `keel.slot`, `keel.version`,
-/// `keel.delta.zstd` (the zstd version for framed deltas), and per
-/// target `keel.slot.<target>.sha256` / `.size` of the image it holds. Targets the state file
+/// `keel.delta.zstd` (the zstd version for framed deltas), per
+/// target `keel.slot.<target>.sha256` / `.size` of the image it holds, and `keel.media` (the last
+/// update from removable media). Targets the state file
 /// has no record of are hashed once up to `factory_image_sizes` (when configured) and recorded.
 pub fn slot_attributes(
     agent: &Agent,
@@ -92,6 +93,25 @@ pub(crate) fn attributes(booted: SlotId, state: &AgentState) -> BTreeMap<String,
         if let Some(version) = records.values().find_map(|r| r.version.clone()) {
             attributes.insert(names::VERSION.to_string(), version);
         }
+    }
+    // A local update is reported at the next contact (hawkBit has no action for it).
+    if let Some(m) = &state.last_media {
+        let file = m
+            .bundle
+            .as_deref()
+            .and_then(|b| std::path::Path::new(b).file_name())
+            .map_or("-".into(), |f| f.to_string_lossy().into_owned());
+        let mut value = format!(
+            "{} {} {file} {}",
+            m.outcome,
+            m.version.as_deref().unwrap_or("-"),
+            m.at
+        );
+        // hawkBit limits attribute values to 128 characters.
+        while value.len() > 128 {
+            value.pop();
+        }
+        attributes.insert(names::MEDIA.to_string(), value);
     }
     attributes
 }

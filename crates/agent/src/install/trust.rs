@@ -17,6 +17,16 @@ impl Agent {
         &self,
         swu: &mut SwuReader<R>,
     ) -> Result<(SwDescription, SignerInfo), InstallError> {
+        self.verified_description_bytes(swu)
+            .map(|(desc, signer, _)| (desc, signer))
+    }
+
+    /// As `verified_description`, also returning the signed sw-description's bytes (the
+    /// identity of a release: `media` never installs the same one twice).
+    pub(crate) fn verified_description_bytes<R: Read>(
+        &self,
+        swu: &mut SwuReader<R>,
+    ) -> Result<(SwDescription, SignerInfo, Vec<u8>), InstallError> {
         let members = swu.read_description()?;
         let signature = members.signature.as_deref().ok_or(InstallError::Unsigned)?;
         let signer = self
@@ -24,7 +34,7 @@ impl Agent {
             .verify_detached(&members.description, signature)
             .map_err(InstallError::Signature)?;
         let desc = SwDescription::parse(&members.description)?;
-        Ok((desc, signer))
+        Ok((desc, signer, members.description))
     }
 
     fn verifier(&self) -> Result<Verifier, InstallError> {

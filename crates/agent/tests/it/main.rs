@@ -5,6 +5,7 @@ mod chunked_cli;
 mod cli;
 mod common;
 mod http;
+mod media;
 mod peers;
 mod state_dir;
 mod verify;

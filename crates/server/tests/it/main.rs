@@ -18,6 +18,7 @@ mod rollout;
 mod s3_storage;
 mod security;
 mod swupdate_suricatta;
+mod tls;
 mod tuf_e2e;
 mod tuf_prune;
 mod tuf_replicas;
