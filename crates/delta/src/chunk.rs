@@ -666,18 +666,17 @@ pub fn assemble<O: Read + Write + Seek>(
     Ok(report)
 }
 
-/// Reads `buf.len()` bytes at `offset` if `out` is that long; `false` if it is shorter.
+/// Reads `buf.len()` bytes at `offset` if `out` is that long and readable; `false` if it is
+/// shorter or the read fails. The caller then writes the chunk: a sector left unreadable (EIO)
+/// by a power cut in the middle of the previous attempt is rewritten instead of failing this
+/// attempt and every later one; a target that cannot be written fails at that write.
 fn read_at_opt<O: Read + Seek>(
     out: &mut O,
     offset: u64,
     buf: &mut [u8],
 ) -> Result<bool, DeltaError> {
     out.seek(SeekFrom::Start(offset))?;
-    match out.read_exact(buf) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
-        Err(e) => Err(e.into()),
-    }
+    Ok(out.read_exact(buf).is_ok())
 }
 
 fn write_at<O: Write + Seek>(out: &mut O, offset: u64, data: &[u8]) -> Result<(), DeltaError> {
@@ -724,4 +723,39 @@ pub fn write_pack(
 /// Convenience: path of a chunk in a store rooted at `root`.
 pub fn store_path(root: &Path, id: &[u8; 32]) -> PathBuf {
     DirStore::new(root).chunk_path(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A target whose bytes 512..1024 are unreadable (EIO), as a sector a power cut left
+    /// half-programmed.
+    struct BadSector(io::Cursor<Vec<u8>>);
+
+    impl Read for BadSector {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let pos = self.0.position();
+            if pos < 1024 && pos + buf.len() as u64 > 512 {
+                return Err(io::Error::other("EIO"));
+            }
+            self.0.read(buf)
+        }
+    }
+
+    impl Seek for BadSector {
+        fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+            self.0.seek(to)
+        }
+    }
+
+    #[test]
+    fn an_unreadable_target_range_is_not_kept_but_rewritten() {
+        let mut target = BadSector(io::Cursor::new(vec![7u8; 2048]));
+        let mut buf = [0u8; 256];
+        assert!(read_at_opt(&mut target, 0, &mut buf).unwrap());
+        assert!(!read_at_opt(&mut target, 600, &mut buf).unwrap());
+        // Past the end: shorter target.
+        assert!(!read_at_opt(&mut target, 1900, &mut buf).unwrap());
+    }
 }

@@ -266,6 +266,19 @@ impl SimDevice {
         Ok(device)
     }
 
+    /// An independent copy of this device (its disk forked with `SimStorage::fork`, boot
+    /// count and history): a sweep prepares a state once and forks it for every cut.
+    pub fn fork(&self) -> SimDevice {
+        SimDevice {
+            storage: Arc::new(self.storage.fork()),
+            spec: self.spec.clone(),
+            config: self.config.clone(),
+            boots: self.boots,
+            history: self.history.clone(),
+            ebg_volume_order: self.ebg_volume_order,
+        }
+    }
+
     /// The agent as started after this boot (fresh process, reading everything from disk).
     pub fn agent(&self) -> Result<Agent, AgentError> {
         Agent::new(

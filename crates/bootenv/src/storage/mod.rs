@@ -7,7 +7,10 @@
 //!   volatile until [`Storage::sync`], renames and creations stay volatile until
 //!   [`Storage::sync_dir`]. `SimStorage::arm_power_cut` makes the n+1-th mutating operation fail
 //!   and the disk go dark; `SimStorage::power_cycle` then decides what of the volatile state
-//!   survived (`CutMode`).
+//!   survived (`CutMode`: all, none, names only, a torn last write, or — seeded — an arbitrary
+//!   subset of writes in an arbitrary order with per-entry name loss, arbitrary torn sectors
+//!   with garbage, an unreadable sector). `SimStorage::inject_read_error` and
+//!   `SimStorage::corrupt_synced` add media faults (EIO on read, damaged synced sectors).
 //!
 //! Every mutating call (`write_file`, `write_at`, `sync`, `rename`, `sync_dir`, `remove`)
 //! is one "boundary" where power may be cut.
@@ -212,7 +215,7 @@ pub fn temp_path(path: &Path) -> PathBuf {
 #[cfg(feature = "sim")]
 mod sim;
 #[cfg(feature = "sim")]
-pub use sim::{CutMode, SimStorage};
+pub use sim::{CutMode, SimStorage, SECTOR};
 
 #[cfg(test)]
 mod tests {

@@ -368,3 +368,70 @@ fn grubenv_rejects_damage_like_grub_editenv() {
     env.set_bytes(b"big", &[b'v'; 1000]);
     assert!(matches!(env.to_bytes(), Err(EnvError::TooLarge { .. })));
 }
+
+/// A copy whose read fails (EIO: a sector lost when the power failed mid-write) is an invalid
+/// copy, not a failed load: EFI Boot Guard and a redundant U-Boot env use the other one, and
+/// an update rewrites the unreadable one whole. A single U-Boot copy reports the read error.
+#[test]
+fn an_unreadable_copy_is_invalid_and_the_other_one_is_used() {
+    use keel_bootenv::ebg::EnvLocation;
+    use keel_bootenv::storage::{SimStorage, Storage};
+    use std::path::Path;
+    use std::sync::Arc;
+
+    let sim = SimStorage::shared();
+    let locations = vec![
+        EnvLocation::in_dir("/config0"),
+        EnvLocation::in_dir("/config1"),
+    ];
+    sim.insert_file("/config0/BGENV.DAT", &env(5, "a").to_bytes().unwrap());
+    sim.insert_file("/config1/BGENV.DAT", &env(4, "b").to_bytes().unwrap());
+    sim.inject_read_error(Path::new("/config0/BGENV.DAT"), 4096, 1)
+        .unwrap();
+    let storage: Arc<dyn Storage> = sim.clone();
+    let mut set = BgEnvSet::open(storage.clone(), locations.clone()).unwrap();
+    match &set.copies()[0] {
+        CopyState::Invalid(why) => {
+            assert!(why.contains("EIO"), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(set.latest().unwrap().kernelfile, "b");
+    // The update writes the unreadable copy whole, which makes it readable again.
+    set.begin_update().unwrap();
+    set.pending_mut().unwrap().kernelfile = "c".into();
+    set.finalize_update().unwrap();
+    let set = BgEnvSet::open(storage, locations).unwrap();
+    assert_eq!(set.latest().unwrap().kernelfile, "c");
+    assert!(matches!(set.copies()[0], CopyState::Valid(_)));
+
+    // U-Boot, redundant: the readable copy decides.
+    let sim = SimStorage::shared();
+    let size = 0x2000;
+    let config = FwEnvConfig::redundant(("/dev/env0", 0), ("/dev/env1", 0), size);
+    sim.insert_device(
+        "/dev/env0",
+        &encode_copy(&vars("new"), size, Some(2)).unwrap(),
+    );
+    sim.insert_device(
+        "/dev/env1",
+        &encode_copy(&vars("old"), size, Some(1)).unwrap(),
+    );
+    sim.inject_read_error(Path::new("/dev/env0"), 0, 1).unwrap();
+    let storage: Arc<dyn Storage> = sim.clone();
+    let uboot = UbootEnv::open(storage, config).unwrap();
+    assert_eq!(uboot.raw_vars(), &vars("old"));
+
+    // U-Boot, single copy: nothing to fall back on, the read error is reported.
+    let sim = SimStorage::shared();
+    let config = FwEnvConfig::single("/dev/env0", 0, size);
+    sim.insert_device(
+        "/dev/env0",
+        &encode_copy(&vars("only"), size, None).unwrap(),
+    );
+    sim.inject_read_error(Path::new("/dev/env0"), 512, 1)
+        .unwrap();
+    let storage: Arc<dyn Storage> = sim.clone();
+    let err = UbootEnv::open(storage, config).unwrap_err();
+    assert!(err.to_string().contains("EIO"), "{err}");
+}

@@ -8,4 +8,5 @@ mod interop_grub;
 mod interop_uboot;
 mod power_cut;
 mod repair;
+mod sim_model;
 mod vectors;
