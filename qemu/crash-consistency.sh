@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Crash-consistency replay of the real stack (docs/crash-consistency.md).
+#
+# 1. Builds the qemu test disk (qemu/build-disk.sh) with a one-entry scenario queue
+#    (update-1.swu).
+# 2. Records two phases with the guest disk behind QEMU's blklogwrites driver (every guest write
+#    and flush, and every write EFI Boot Guard makes through the firmware, in dm-log-writes
+#    format), each against a saved copy of the disk it starts from:
+#      install  boot slot A; the real keel-agent installs update-1.swu (rootfs v2) into slot B
+#               and activates it; the guest reboots (QEMU exits: -no-reboot)
+#      boot     EFI Boot Guard writes BOOT1's env INSTALLED -> TESTING and starts slot B;
+#               keel-agent confirm; the guest powers off
+# 3. keel-crashcheck replays each log onto its base image: every flush point, random subsets and
+#    orders of the writes pending between two flushes, torn and garbage sectors; for every
+#    replayed disk state: fsck.vfat -n of both BOOT partitions, both BGENV.DAT copies (keel's
+#    parser + Debian's bg_printenv), EFI Boot Guard's selection, and the selected slot complete
+#    (UKI file hash, root filesystem sectors). A sample of the states is also checked with a
+#    restarted keel-agent (status, then an install into the inactive slot) on the host.
+# 4. Boots a sample of the loader-phase states in QEMU (snapshot mode) and checks that the real
+#    EFI Boot Guard starts the slot the model selected.
+# Prints `replayed N disk states, 0 unbootable` and exits 0, or names every failed state.
+#
+# usage: bash qemu/crash-consistency.sh [--ci] [--no-build] [--no-record]
+#   --ci         bounded sample (fewer random states per flush interval, fewer agent and
+#                loader samples) for CI (< 5 minutes on 2 cores without KVM)
+#   --no-build   reuse target/agent/keel-agent, target/debug/keel and target/release/keel-crashcheck
+#   --no-record  reuse the recordings in qemu/out-crash/ (replay and checks only)
+# env: CRASH_SEED        seed of the state generator (default: random, printed)
+#      CRASH_RANDOM      random states per flush interval (default 40, --ci 4)
+#      CRASH_AGENT_EVERY run the restarted agent on every k-th state (default 150, --ci 2000)
+#      CRASH_LOADER_BOOTS  loader-phase states booted in QEMU (default 6, --ci 2)
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(dirname "$here")
+out=$here/out-crash
+build=1
+record=1
+ci=0
+for arg in "$@"; do
+    case "$arg" in
+        --ci) ci=1 ;;
+        --no-build) build=0 ;;
+        --no-record) record=0 ;;
+        *) echo "usage: $0 [--ci] [--no-build] [--no-record]" >&2; exit 2 ;;
+    esac
+done
+if [ "$ci" = 1 ]; then
+    random_per_interval=${CRASH_RANDOM:-4}
+    agent_every=${CRASH_AGENT_EVERY:-2000}
+    loader_boots=${CRASH_LOADER_BOOTS:-2}
+else
+    random_per_interval=${CRASH_RANDOM:-40}
+    agent_every=${CRASH_AGENT_EVERY:-150}
+    loader_boots=${CRASH_LOADER_BOOTS:-6}
+fi
+seed=${CRASH_SEED:-$(od -An -N8 -tu8 /dev/urandom | tr -d ' ')}
+
+say() { echo "crash-consistency: $*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+for tool in qemu-system-x86_64 bg_printenv fsck.vfat mcopy debugfs timeout; do
+    command -v "$tool" >/dev/null || die "$tool not found (run scripts/setup-debian.sh)"
+done
+ovmf_code=/usr/share/OVMF/OVMF_CODE_4M.fd
+ovmf_vars=/usr/share/OVMF/OVMF_VARS_4M.fd
+[ -f "$ovmf_code" ] || die "$ovmf_code missing (package ovmf)"
+
+agent_bin=${KEEL_AGENT_BIN:-$repo/target/agent/keel-agent}
+keel_bin=${KEEL_BIN:-$repo/target/debug/keel}
+check_bin=${KEEL_CRASHCHECK_BIN:-$repo/target/release/keel-crashcheck}
+started=$(date +%s)
+if [ "$build" = 1 ]; then
+    say "building keel-agent (profile agent), keel and keel-crashcheck"
+    (cd "$repo" && cargo build --quiet --profile agent -p keel-agent \
+        && cargo build --quiet -p keel-cli && cargo build --quiet --release -p keel-crashcheck)
+fi
+[ -x "$agent_bin" ] && [ -x "$keel_bin" ] && [ -x "$check_bin" ] \
+    || die "missing $agent_bin, $keel_bin or $check_bin (run without --no-build)"
+
+# qemu_cmd DISK VARS SERIAL [extra args]: the machine of run-scenario.sh, one boot per QEMU run.
+qemu_base() {
+    echo qemu-system-x86_64 -M q35 -m 512 -smp 1 -no-user-config -nodefaults -display none \
+        -global ICH9-LPC.noreboot=false -no-reboot
+}
+
+# record PHASE TIMEOUT: runs QEMU on $out/disk.img behind blklogwrites until the guest reboots or
+# powers off; the disk before the phase is kept as $out/PHASE-base.img, the log as PHASE.wlog.
+record() {
+    local phase=$1 limit=$2 rc
+    cp --sparse=always "$out/disk.img" "$out/$phase-base.img"
+    rm -f "$out/$phase.wlog"
+    : > "$out/$phase.wlog"
+    : > "$out/serial-$phase.log"
+    say "recording phase $phase (timeout ${limit}s)"
+    set +e
+    # shellcheck disable=SC2046
+    timeout "$limit" $(qemu_base) \
+        -drive if=pflash,format=raw,readonly=on,file="$ovmf_code" \
+        -drive if=pflash,format=raw,file="$out/OVMF_VARS.fd" \
+        -blockdev driver=file,node-name=disk-file,filename="$out/disk.img" \
+        -blockdev driver=file,node-name=log-file,filename="$out/$phase.wlog" \
+        -blockdev driver=blklogwrites,node-name=disk-log,file=disk-file,log=log-file,log-sector-size=512,log-super-update-interval=1 \
+        -device virtio-blk-pci,drive=disk-log,write-cache=on \
+        -serial file:"$out/serial-$phase.log" </dev/null 2>"$out/qemu-$phase.stderr"
+    rc=$?
+    set -e
+    [ "$rc" = 0 ] || die "QEMU of phase $phase exited with $rc (serial log $out/serial-$phase.log)"
+}
+
+if [ "$record" = 1 ]; then
+    [ -z "${KEEL_BIN:-}" ] && export KEEL_BIN=$keel_bin
+    export KEEL_AGENT_BIN=$agent_bin
+    SCENARIO_QUEUE=update-1.swu bash "$here/build-disk.sh" "$out"
+    cp "$ovmf_vars" "$out/OVMF_VARS.fd"
+    record install 400
+    grep -q 'KEEL-TEST: install of update-1.swu exited with 0' "$out/serial-install.log" \
+        || die "phase install: the guest's install did not succeed (serial log $out/serial-install.log)"
+    grep -q 'KEEL-TEST: rebooting into the new slot' "$out/serial-install.log" \
+        || die "phase install: the guest did not reboot"
+    record boot 300
+    grep -q 'Starting C:BOOT1:linux.efi' "$out/serial-boot.log" \
+        || die "phase boot: EFI Boot Guard did not start slot B (serial log $out/serial-boot.log)"
+    grep -q 'KEEL-TEST: confirm exited with 0' "$out/serial-boot.log" \
+        || die "phase boot: keel-agent confirm did not succeed"
+    grep -q 'KEEL-TEST: powering off' "$out/serial-boot.log" \
+        || die "phase boot: the guest did not power off"
+fi
+recorded=$(date +%s)
+say "recordings ready ($((recorded - started))s): $(du -h --apparent-size "$out/install.wlog" | cut -f1) install log, $(du -h --apparent-size "$out/boot.wlog" | cut -f1) boot log"
