@@ -128,3 +128,62 @@ if [ "$record" = 1 ]; then
 fi
 recorded=$(date +%s)
 say "recordings ready ($((recorded - started))s): $(du -h --apparent-size "$out/install.wlog" | cut -f1) install log, $(du -h --apparent-size "$out/boot.wlog" | cut -f1) boot log"
+
+# --- Replay and check -----------------------------------------------------------------------------
+say "replaying (seed $seed, $random_per_interval random states per flush interval, restarted agent on every ${agent_every}th state)"
+scratch=$(mktemp -d /dev/shm/keel-crashcheck.XXXXXX 2>/dev/null || mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+set +e
+"$check_bin" --out-dir "$out" --phase install --phase boot --seed "$seed" \
+    --random "$random_per_interval" --agent-every "$agent_every" --agent-bin "$agent_bin" \
+    --loader-exports "$loader_boots" --scratch "$scratch" | tee "$out/report.txt"
+check_rc=${PIPESTATUS[0]}
+set -e
+replayed=$(date +%s)
+
+# --- The real loader on loader-phase states -------------------------------------------------------
+# Each exported state (a cut while EFI Boot Guard wrote its env at power-on) is booted in QEMU
+# (-snapshot: the image stays as it was); the kernel EFI Boot Guard starts must be the one the
+# model selected.
+loader_failures=0
+loader_checked=0
+while IFS=$'\t' read -r image expect id; do
+    [ -n "$image" ] || continue
+    serial=$out/serial-$(basename "$image" .img).log
+    : > "$serial"
+    rm -f "$out/loader-qemu.pid"
+    cp "$ovmf_vars" "$out/OVMF_VARS-loader.fd"
+    # shellcheck disable=SC2046
+    $(qemu_base) -snapshot \
+        -drive if=pflash,format=raw,readonly=on,file="$ovmf_code" \
+        -drive if=pflash,format=raw,file="$out/OVMF_VARS-loader.fd" \
+        -drive file="$image",format=raw,if=virtio \
+        -serial file:"$serial" -pidfile "$out/loader-qemu.pid" </dev/null 2>/dev/null &
+    qemu_pid=$!
+    started_line=""
+    for _ in $(seq 1 1200); do
+        started_line=$(grep -a -o 'Starting [^ ]* with watchdog' "$serial" | head -n 1 || true)
+        [ -n "$started_line" ] && break
+        kill -0 "$qemu_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill "$qemu_pid" 2>/dev/null || true
+    wait "$qemu_pid" 2>/dev/null || true
+    got=$(echo "$started_line" | awk '{ print $2 }')
+    loader_checked=$((loader_checked + 1))
+    if [ "$got" = "$expect" ]; then
+        say "loader state $id: EFI Boot Guard starts $got, as the model says"
+    else
+        say "LOADER MISMATCH: state $id: EFI Boot Guard started '${got:-nothing}', the model says $expect (serial log $serial)"
+        loader_failures=$((loader_failures + 1))
+    fi
+    rm -f "$image"
+done < "$out/loader-states.txt"
+finished=$(date +%s)
+say "real EFI Boot Guard on $loader_checked loader-phase states: $loader_failures mismatches"
+say "time: build+record $((recorded - started))s, replay $((replayed - recorded))s, loader boots $((finished - replayed))s, total $((finished - started))s"
+if [ "$check_rc" != 0 ] || [ "$loader_failures" != 0 ]; then
+    say "FAILED (report: $out/report.txt)"
+    exit 1
+fi
+grep '^replayed ' "$out/report.txt"
