@@ -18,6 +18,9 @@ use keel_crashcheck::replay::{self, Info, Options, StateId};
 use keel_crashcheck::wlog::Log;
 use sha2::{Digest, Sha256};
 
+/// Seconds fsck.vfat may take on one partition image.
+const FSCK_TIMEOUT: &str = "3";
+
 /// Replays blklogwrites recordings and checks every crash state.
 #[derive(Parser, Debug)]
 #[command(name = "keel-crashcheck")]
@@ -199,8 +202,18 @@ fn parse_printenv(text: &str) -> Option<(u8, u32, u8)> {
 
 impl Ctx {
     fn inspect(&self, index: usize, image: &Path) -> Result<BootView> {
-        let (rc, out, err) = run(Command::new("fsck.vfat").arg("-n").arg(image))?;
-        let fsck = classify_fsck(rc, &format!("{}{err}", String::from_utf8_lossy(&out)));
+        // fsck.vfat can take minutes on a directory sector full of garbage (it renames every
+        // bad entry); give up after FSCK_TIMEOUT and record that as a finding.
+        let (rc, out, err) = run(Command::new("timeout")
+            .arg(FSCK_TIMEOUT)
+            .arg("fsck.vfat")
+            .arg("-n")
+            .arg(image))?;
+        let fsck = if rc == 124 {
+            FsckClass::Findings(format!("fsck.vfat -n did not finish in {FSCK_TIMEOUT}s"))
+        } else {
+            classify_fsck(rc, &format!("{}{err}", String::from_utf8_lossy(&out)))
+        };
         let dir = self.scratch.join(format!("env{index}"));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir)?;
@@ -358,6 +371,14 @@ impl Ctx {
             return Ok(());
         }
         let n: usize = self.states.values().sum();
+        if n % 1000 == 0 {
+            eprintln!(
+                "keel-crashcheck: {n} states checked ({} distinct BOOT images, {} unbootable, {} agent runs)",
+                self.cache.len(),
+                self.unbootable.len(),
+                self.agent_runs
+            );
+        }
         if self.args.agent_every > 0 && n % self.args.agent_every == 0 {
             if let Some(s) = slot {
                 self.agent_runs += 1;
