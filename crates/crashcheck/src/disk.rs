@@ -242,7 +242,7 @@ impl Disk {
 
     /// Writes `data` (whole sectors) at `sector` (undoable while speculative).
     pub fn write(&mut self, sector: u64, data: &[u8]) -> Result<()> {
-        if data.len() % SECTOR != 0 {
+        if !data.len().is_multiple_of(SECTOR) {
             bail!("a write of {} bytes is not whole sectors", data.len());
         }
         let n = (data.len() / SECTOR) as u64;

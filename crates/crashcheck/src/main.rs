@@ -371,7 +371,7 @@ impl Ctx {
             return Ok(());
         }
         let n: usize = self.states.values().sum();
-        if n % 1000 == 0 {
+        if n.is_multiple_of(1000) {
             eprintln!(
                 "keel-crashcheck: {n} states checked ({} distinct BOOT images, {} unbootable, {} agent runs)",
                 self.cache.len(),
@@ -379,7 +379,7 @@ impl Ctx {
                 self.agent_runs
             );
         }
-        if self.args.agent_every > 0 && n % self.args.agent_every == 0 {
+        if self.args.agent_every > 0 && n.is_multiple_of(self.args.agent_every) {
             if let Some(s) = slot {
                 self.agent_runs += 1;
                 if let Err(e) = self.agent_check(disk, &views, s) {

@@ -18,7 +18,7 @@
 use std::fmt;
 
 /// Superblock magic.
-pub const MAGIC: u64 = 0x6a73_6677_7368_72;
+pub const MAGIC: u64 = 0x006a_7366_7773_6872;
 /// The only version there is.
 pub const VERSION: u64 = 1;
 /// Entry flag: a flush (cache barrier); everything logged before it is durable.

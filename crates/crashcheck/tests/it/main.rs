@@ -85,11 +85,17 @@ fn overlay_tracks_slots_mirrors_and_rolls_back() {
     let new = [sector(7), sector(7), sector(7), sector(7)].concat();
     disk.track_slot(
         Region::from_bytes("slot", 4 * 512, 4 * 512),
-        vec![("old".into(), vec![0; 4 * SECTOR]), ("new".into(), new.clone())],
+        vec![
+            ("old".into(), vec![0; 4 * SECTOR]),
+            ("new".into(), new.clone()),
+        ],
     )
     .expect("track");
-    disk.mirror(Region::from_bytes("boot", 0, 4 * 512), &dir.path().join("m.img"))
-        .expect("mirror");
+    disk.mirror(
+        Region::from_bytes("boot", 0, 4 * 512),
+        &dir.path().join("m.img"),
+    )
+    .expect("mirror");
     assert_eq!(disk.slots[0].matching(), Some("old"));
     assert_eq!(disk.mirrors[0].key(), 0);
 
@@ -114,7 +120,10 @@ fn overlay_tracks_slots_mirrors_and_rolls_back() {
     disk.write(1, &sector(5)).expect("write");
     assert_eq!(disk.mirrors[0].key(), changed);
 
-    assert!(disk.write(15, &[sector(1), sector(1)].concat()).is_err(), "past the end");
+    assert!(
+        disk.write(15, &[sector(1), sector(1)].concat()).is_err(),
+        "past the end"
+    );
     assert!(disk.write(0, &[1, 2, 3]).is_err(), "not whole sectors");
 }
 
