@@ -26,9 +26,12 @@
 #   --no-build   reuse target/agent/keel-agent, target/debug/keel and target/release/keel-crashcheck
 #   --no-record  reuse the recordings in qemu/out-crash/ (replay and checks only)
 # env: CRASH_SEED        seed of the state generator (default: random, printed)
-#      CRASH_RANDOM      random states per flush interval (default 40, --ci 4)
+#      CRASH_RANDOM      random states per flush interval (default 200, --ci 4)
+#      CRASH_OMIT        at most this many omit-one-write states per interval (default 64, --ci 16)
 #      CRASH_AGENT_EVERY run the restarted agent on every k-th state (default 150, --ci 2000)
 #      CRASH_LOADER_BOOTS  loader-phase states booted in QEMU (default 6, --ci 2)
+#      CRASH_GARBAGE_FATAL=1  unbootable states that contain a garbage sector fail the run too
+#                        (by default they are listed and counted separately; see the doc)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -47,10 +50,12 @@ for arg in "$@"; do
 done
 if [ "$ci" = 1 ]; then
     random_per_interval=${CRASH_RANDOM:-4}
+    omit_cap=${CRASH_OMIT:-16}
     agent_every=${CRASH_AGENT_EVERY:-2000}
     loader_boots=${CRASH_LOADER_BOOTS:-2}
 else
-    random_per_interval=${CRASH_RANDOM:-40}
+    random_per_interval=${CRASH_RANDOM:-200}
+    omit_cap=${CRASH_OMIT:-64}
     agent_every=${CRASH_AGENT_EVERY:-150}
     loader_boots=${CRASH_LOADER_BOOTS:-6}
 fi
@@ -130,13 +135,14 @@ recorded=$(date +%s)
 say "recordings ready ($((recorded - started))s): $(du -h --apparent-size "$out/install.wlog" | cut -f1) install log, $(du -h --apparent-size "$out/boot.wlog" | cut -f1) boot log"
 
 # --- Replay and check -----------------------------------------------------------------------------
-say "replaying (seed $seed, $random_per_interval random states per flush interval, restarted agent on every ${agent_every}th state)"
+say "replaying (seed $seed, $random_per_interval random and up to $omit_cap omit-one states per flush interval, restarted agent on every ${agent_every}th state)"
 scratch=$(mktemp -d /dev/shm/keel-crashcheck.XXXXXX 2>/dev/null || mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 set +e
 "$check_bin" --out-dir "$out" --phase install --phase boot --seed "$seed" \
-    --random "$random_per_interval" --agent-every "$agent_every" --agent-bin "$agent_bin" \
-    --loader-exports "$loader_boots" --scratch "$scratch" | tee "$out/report.txt"
+    --random "$random_per_interval" --omit-cap "$omit_cap" --agent-every "$agent_every" --agent-bin "$agent_bin" \
+    --loader-exports "$loader_boots" --scratch "$scratch" \
+    ${CRASH_GARBAGE_FATAL:+--garbage-fatal} | tee "$out/report.txt"
 check_rc=${PIPESTATUS[0]}
 set -e
 replayed=$(date +%s)

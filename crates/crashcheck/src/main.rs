@@ -52,6 +52,9 @@ struct Args {
     /// Scratch directory (tmpfs is best).
     #[arg(long, default_value = "/dev/shm/keel-crashcheck")]
     scratch: PathBuf,
+    /// Count unbootable states that contain a garbage sector as failures too.
+    #[arg(long)]
+    garbage_fatal: bool,
     /// Only regenerate the state with this id and write it to --export (no checks).
     #[arg(long, requires = "export")]
     only: Option<String>,
@@ -95,8 +98,14 @@ struct Ctx {
     // results
     states: BTreeMap<String, usize>,
     unbootable: Vec<String>,
+    /// Unbootable states that contain a garbage sector (a separate fault model).
+    unbootable_garbage: Vec<String>,
+    /// States that contain a garbage sector.
+    garbage_states: usize,
     fsck_states: BTreeMap<FsckClass, usize>,
     fsck_images: HashSet<(usize, u128)>,
+    /// The first state showing each kind of fsck result.
+    fsck_examples: BTreeMap<FsckClass, String>,
     actions: BTreeMap<String, usize>,
     agent_runs: usize,
     agent_failures: Vec<String>,
@@ -277,11 +286,17 @@ impl Ctx {
     /// The oracle: problems that make this state unbootable (or the model inconsistent).
     fn check(&mut self, phase: &str, id: &StateId, info: &Info, disk: &mut Disk) -> Result<()> {
         let class = self.class_of(phase, info);
+        if info.detail.contains("garbage") {
+            self.garbage_states += 1;
+        }
         *self.states.entry(class.clone()).or_default() += 1;
         let views = [self.view(disk, 0)?, self.view(disk, 1)?];
         let mut problems = Vec::new();
         for (i, v) in views.iter().enumerate() {
             *self.fsck_states.entry(v.fsck.clone()).or_default() += 1;
+            self.fsck_examples
+                .entry(v.fsck.clone())
+                .or_insert_with(|| format!("{id} BOOT{i}"));
             if !matches!(v.fsck, FsckClass::Clean) {
                 self.fsck_images.insert((i, disk.mirrors[i].key()));
             }
@@ -358,7 +373,12 @@ impl Ctx {
             }
         }
         if !problems.is_empty() {
-            self.unbootable.push(format!(
+            let list = if info.detail.contains("garbage") {
+                &mut self.unbootable_garbage
+            } else {
+                &mut self.unbootable
+            };
+            list.push(format!(
                 "{id} (seed {}; {}): {}",
                 self.args.seed,
                 if info.detail.is_empty() {
@@ -603,8 +623,11 @@ fn real_main() -> Result<bool> {
         rootfs3_sha: sha256(&v3),
         states: BTreeMap::new(),
         unbootable: Vec::new(),
+        unbootable_garbage: Vec::new(),
+        garbage_states: 0,
         fsck_states: BTreeMap::new(),
         fsck_images: HashSet::new(),
+        fsck_examples: BTreeMap::new(),
         actions: BTreeMap::new(),
         agent_runs: 0,
         agent_failures: Vec::new(),
@@ -717,7 +740,15 @@ fn real_main() -> Result<bool> {
         ctx.cache.len()
     );
     for (k, v) in &ctx.fsck_states {
-        println!("  fsck.vfat -n {k:?}: {v} partition states");
+        let what = match k {
+            FsckClass::Clean => "clean".to_string(),
+            FsckClass::Dirty => "dirty bit only".to_string(),
+            FsckClass::Findings(f) => f.clone(),
+        };
+        println!(
+            "  fsck.vfat -n: {what}: {v} partition states (first: {})",
+            ctx.fsck_examples.get(k).map(String::as_str).unwrap_or("-")
+        );
     }
     println!(
         "restarted agent (status, confirm if testing, install into the other slot): {} runs, {} failed",
@@ -730,11 +761,22 @@ fn real_main() -> Result<bool> {
     for u in ctx.unbootable.iter().take(50) {
         println!("  UNBOOTABLE {u}");
     }
+    for u in ctx.unbootable_garbage.iter().take(20) {
+        println!("  UNBOOTABLE (garbage sector) {u}");
+    }
+    println!(
+        "garbage-sector fault model: {} of the {} states with a random-bytes sector are unbootable{}",
+        ctx.unbootable_garbage.len(),
+        ctx.garbage_states,
+        if ctx.args.garbage_fatal { "" } else { " (reported, not fatal: docs/crash-consistency.md)" }
+    );
     println!(
         "replayed {total} disk states, {} unbootable (seed {}, {:.0}s)",
-        ctx.unbootable.len(),
+        ctx.unbootable.len() + if ctx.args.garbage_fatal { ctx.unbootable_garbage.len() } else { 0 },
         ctx.args.seed,
         started.elapsed().as_secs_f64()
     );
-    Ok(ctx.unbootable.is_empty() && ctx.agent_failures.is_empty())
+    Ok(ctx.unbootable.is_empty()
+        && ctx.agent_failures.is_empty()
+        && (!ctx.args.garbage_fatal || ctx.unbootable_garbage.is_empty()))
 }
