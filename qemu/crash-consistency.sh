@@ -28,8 +28,9 @@
 # env: CRASH_SEED        seed of the state generator (default: random, printed)
 #      CRASH_RANDOM      random states per flush interval (default 200, --ci 4)
 #      CRASH_OMIT        at most this many omit-one-write states per interval (default 64, --ci 16)
-#      CRASH_AGENT_EVERY run the restarted agent on every k-th state (default 150, --ci 2000)
-#      CRASH_LOADER_BOOTS  loader-phase states booted in QEMU (default 6, --ci 2)
+#      CRASH_AGENT_EVERY run the restarted agent on every k-th state (default 150, --ci 300)
+#      CRASH_LOADER_BOOTS  loader-phase states booted in QEMU, one per distinct loader outcome
+#                        (default 6, --ci 3)
 #      CRASH_GARBAGE_FATAL=1  unbootable states that contain a garbage sector fail the run too
 #                        (by default they are listed and counted separately; see the doc)
 set -euo pipefail
@@ -51,8 +52,8 @@ done
 if [ "$ci" = 1 ]; then
     random_per_interval=${CRASH_RANDOM:-4}
     omit_cap=${CRASH_OMIT:-16}
-    agent_every=${CRASH_AGENT_EVERY:-2000}
-    loader_boots=${CRASH_LOADER_BOOTS:-2}
+    agent_every=${CRASH_AGENT_EVERY:-300}
+    loader_boots=${CRASH_LOADER_BOOTS:-3}
 else
     random_per_interval=${CRASH_RANDOM:-200}
     omit_cap=${CRASH_OMIT:-64}

@@ -110,7 +110,7 @@ struct Ctx {
     agent_runs: usize,
     agent_failures: Vec<String>,
     exports: Vec<(PathBuf, String, String)>,
-    exported_keys: HashSet<(u128, u128)>,
+    exported_keys: HashSet<String>,
     /// Boot phase: index of the first entry that writes outside BOOT0/BOOT1 (the kernel's);
     /// the entries before it are EFI Boot Guard's.
     loader_end: Option<usize>,
@@ -409,8 +409,23 @@ impl Ctx {
             }
         }
         if class == "loader" && self.exports.len() < self.args.loader_exports {
-            let pair = (disk.mirrors[0].key(), disk.mirrors[1].key());
-            if let (Some(s), true) = (slot, self.exported_keys.insert(pair)) {
+            // One state per distinct loader outcome (decision, slot, which copies are valid,
+            // fsck verdicts), so the real-loader boots cover the different cases.
+            let validity = |c: &CopyState| match c {
+                CopyState::Valid(e) => format!("rev{}/{}", e.revision, e.ustate.name()),
+                CopyState::Invalid(_) => "invalid".into(),
+                CopyState::Missing => "missing".into(),
+            };
+            let signature = format!(
+                "{:?} slot {:?} BOOT0 {} BOOT1 {} fsck {:?}/{:?}",
+                decision.action,
+                slot,
+                validity(&copies[0]),
+                validity(&copies[1]),
+                views[0].fsck,
+                views[1].fsck
+            );
+            if let (Some(s), true) = (slot, self.exported_keys.insert(signature.clone())) {
                 let path = self
                     .args
                     .out_dir
