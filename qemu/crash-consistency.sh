@@ -18,6 +18,8 @@
 #    restarted keel-agent (status, then an install into the inactive slot) on the host.
 # 4. Boots a sample of the loader-phase states in QEMU (snapshot mode) and checks that the real
 #    EFI Boot Guard starts the slot the model selected.
+# 5. Powers on a sample of install/confirm states with the real guest until it powers off: the
+#    loader starts the model's slot, the guest's keel-agent recovers, both envs stay valid.
 # Prints `replayed N disk states, 0 unbootable` and exits 0, or names every failed state.
 #
 # usage: bash qemu/crash-consistency.sh [--ci] [--no-build] [--no-record]
@@ -31,6 +33,8 @@
 #      CRASH_AGENT_EVERY run the restarted agent on every k-th state (default 150, --ci 300)
 #      CRASH_LOADER_BOOTS  loader-phase states booted in QEMU, one per distinct loader outcome
 #                        (default 6, --ci 3)
+#      CRASH_GUEST_BOOTS   install/confirm states powered on with the real guest until it powers
+#                        off (default 4, --ci 0)
 #      CRASH_GARBAGE_FATAL=1  unbootable states that contain a garbage sector fail the run too
 #                        (by default they are listed and counted separately; see the doc)
 set -euo pipefail
@@ -54,11 +58,13 @@ if [ "$ci" = 1 ]; then
     omit_cap=${CRASH_OMIT:-16}
     agent_every=${CRASH_AGENT_EVERY:-300}
     loader_boots=${CRASH_LOADER_BOOTS:-3}
+    guest_boots=${CRASH_GUEST_BOOTS:-0}
 else
     random_per_interval=${CRASH_RANDOM:-200}
     omit_cap=${CRASH_OMIT:-64}
     agent_every=${CRASH_AGENT_EVERY:-150}
     loader_boots=${CRASH_LOADER_BOOTS:-6}
+    guest_boots=${CRASH_GUEST_BOOTS:-4}
 fi
 seed=${CRASH_SEED:-$(od -An -N8 -tu8 /dev/urandom | tr -d ' ')}
 
@@ -142,7 +148,7 @@ trap 'rm -rf "$scratch"' EXIT
 set +e
 "$check_bin" --out-dir "$out" --phase install --phase boot --seed "$seed" \
     --random "$random_per_interval" --omit-cap "$omit_cap" --agent-every "$agent_every" --agent-bin "$agent_bin" \
-    --loader-exports "$loader_boots" --scratch "$scratch" \
+    --loader-exports "$loader_boots" --guest-exports "$guest_boots" --scratch "$scratch" \
     ${CRASH_GARBAGE_FATAL:+--garbage-fatal} | tee "$out/report.txt"
 check_rc=${PIPESTATUS[0]}
 set -e
@@ -186,10 +192,63 @@ while IFS=$'\t' read -r image expect id; do
     fi
     rm -f "$image"
 done < "$out/loader-states.txt"
-finished=$(date +%s)
+looked=$(date +%s)
 say "real EFI Boot Guard on $loader_checked loader-phase states: $loader_failures mismatches"
-say "time: build+record $((recorded - started))s, replay $((replayed - recorded))s, loader boots $((finished - replayed))s, total $((finished - started))s"
-if [ "$check_rc" != 0 ] || [ "$loader_failures" != 0 ]; then
+
+# --- The real guest restarted on install/confirm states ------------------------------------------
+# Each exported state is powered on with the real guest until it powers off (at most 3 boots):
+# EFI Boot Guard must start the slot the model chose, the guest's keel-agent must recover
+# (finish or redo the interrupted install, confirm a test boot, report a rollback) with every
+# keel-agent command exiting 0, and both BGENV.DAT copies must be valid at the end.
+guest_failures=0
+guest_checked=0
+while IFS=$'\t' read -r image expect id; do
+    [ -n "$image" ] || continue
+    serial=$out/serial-$(basename "$image" .img).log
+    : > "$serial"
+    cp "$ovmf_vars" "$out/OVMF_VARS-guest.fd"
+    boots=0
+    while [ "$boots" -lt 3 ]; do
+        boots=$((boots + 1))
+        # shellcheck disable=SC2046
+        timeout 300 $(qemu_base) \
+            -drive if=pflash,format=raw,readonly=on,file="$ovmf_code" \
+            -drive if=pflash,format=raw,file="$out/OVMF_VARS-guest.fd" \
+            -drive file="$image",format=raw,if=virtio \
+            -serial file:"$serial.boot" </dev/null 2>/dev/null || true
+        cat "$serial.boot" >> "$serial"
+        grep -aq 'KEEL-TEST: powering off' "$serial.boot" && break
+    done
+    rm -f "$serial.boot"
+    guest_checked=$((guest_checked + 1))
+    problems=""
+    first=$(grep -a -o 'Starting [^ ]* with watchdog' "$serial" | head -n 1 | awk '{ print $2 }')
+    [ "$first" = "$expect" ] || problems+=" first boot started '${first:-nothing}', the model says $expect;"
+    grep -aq 'KEEL-TEST: powering off' "$serial" || problems+=" the guest did not finish in $boots boots;"
+    if grep -a 'exited with [1-9]' "$serial" | grep -aq .; then
+        problems+=" $(grep -a 'exited with [1-9]' "$serial" | head -n 1 | tr -d '\r');"
+    fi
+    grep -aqi 'panicked' "$serial" && problems+=" a panic in the guest;"
+    for n in 0 1; do
+        offset_var=boot${n}_offset
+        rm -f "$out/guest-BGENV$n.DAT"
+        if ! mcopy -n -i "$image@@${!offset_var}" ::/BGENV.DAT "$out/guest-BGENV$n.DAT" 2>/dev/null \
+            || ! bg_printenv -f "$out/guest-BGENV$n.DAT" -r >/dev/null 2>&1; then
+            problems+=" BOOT$n/BGENV.DAT not valid afterwards;"
+        fi
+    done
+    if [ -z "$problems" ]; then
+        say "guest state $id: $boots boots, EFI Boot Guard started $first first, keel-agent recovered"
+    else
+        say "GUEST FAILURE: state $id:$problems (serial log $serial)"
+        guest_failures=$((guest_failures + 1))
+    fi
+    rm -f "$image"
+done < "$out/guest-states.txt"
+finished=$(date +%s)
+say "real guest restarted on $guest_checked install/confirm states: $guest_failures failures"
+say "time: build+record $((recorded - started))s, replay $((replayed - recorded))s, loader boots $((looked - replayed))s, guest boots $((finished - looked))s, total $((finished - started))s"
+if [ "$check_rc" != 0 ] || [ "$loader_failures" != 0 ] || [ "$guest_failures" != 0 ]; then
     say "FAILED (report: $out/report.txt)"
     exit 1
 fi

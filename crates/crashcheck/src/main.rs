@@ -49,6 +49,10 @@ struct Args {
     /// Export up to this many distinct loader-phase states as disk images for QEMU boots.
     #[arg(long, default_value_t = 0)]
     loader_exports: usize,
+    /// Export up to this many install/confirm states (one per distinct loader decision, slot
+    /// and fsck outcome) for boots of the real guest.
+    #[arg(long, default_value_t = 0)]
+    guest_exports: usize,
     /// Scratch directory (tmpfs is best).
     #[arg(long, default_value = "/dev/shm/keel-crashcheck")]
     scratch: PathBuf,
@@ -110,6 +114,8 @@ struct Ctx {
     agent_runs: usize,
     agent_failures: Vec<String>,
     exports: Vec<(PathBuf, String, String)>,
+    /// Install/confirm states exported for a boot of the real guest.
+    guest_exports: Vec<(PathBuf, String, String)>,
     exported_keys: HashSet<String>,
     /// Boot phase: index of the first entry that writes outside BOOT0/BOOT1 (the kernel's);
     /// the entries before it are EFI Boot Guard's.
@@ -431,11 +437,28 @@ impl Ctx {
                     .out_dir
                     .join(format!("loader-state-{}.img", self.exports.len()));
                 disk.export(&self.args.out_dir.join(format!("{phase}-base.img")), &path)?;
-                self.exports.push((
-                    path,
-                    self.kernel[s].clone(),
-                    format!("{id} ({})", info.detail),
-                ));
+                self.exports
+                    .push((path, self.kernel[s].clone(), format!("{id}: {signature}")));
+            }
+        }
+        if class != "loader" && self.guest_exports.len() < self.args.guest_exports {
+            // One state per (phase part, loader decision, booted slot, fsck findings or not).
+            let findings = views
+                .iter()
+                .any(|v| matches!(v.fsck, FsckClass::Findings(_)));
+            let signature = format!(
+                "{class} {:?} slot {} fsck findings {findings}",
+                decision.action,
+                slot.map(slot_name).unwrap_or("-")
+            );
+            if let (Some(s), true) = (slot, self.exported_keys.insert(signature.clone())) {
+                let path = self
+                    .args
+                    .out_dir
+                    .join(format!("guest-state-{}.img", self.guest_exports.len()));
+                disk.export(&self.args.out_dir.join(format!("{phase}-base.img")), &path)?;
+                self.guest_exports
+                    .push((path, self.kernel[s].clone(), format!("{id}: {signature}")));
             }
         }
         Ok(())
@@ -647,6 +670,7 @@ fn real_main() -> Result<bool> {
         agent_runs: 0,
         agent_failures: Vec::new(),
         exports: Vec::new(),
+        guest_exports: Vec::new(),
         exported_keys: HashSet::new(),
         loader_end: None,
         other_incomplete: 0,
@@ -733,6 +757,10 @@ fn real_main() -> Result<bool> {
     }
     let mut f = fs::File::create(ctx.args.out_dir.join("loader-states.txt"))?;
     for (path, kernel, id) in &ctx.exports {
+        writeln!(f, "{}\t{kernel}\t{id}", path.display())?;
+    }
+    let mut f = fs::File::create(ctx.args.out_dir.join("guest-states.txt"))?;
+    for (path, kernel, id) in &ctx.guest_exports {
         writeln!(f, "{}\t{kernel}\t{id}", path.display())?;
     }
     println!(
