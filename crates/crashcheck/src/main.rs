@@ -148,7 +148,7 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
 fn run(cmd: &mut Command) -> Result<(i32, Vec<u8>, String)> {
     let out = cmd
         .output()
-        .with_context(|| format!("cannot run {:?}", cmd.get_program()))?;
+        .with_context(|| format!("cannot run {}", cmd.get_program().to_string_lossy()))?;
     Ok((
         out.status.code().unwrap_or(-1),
         out.stdout,
@@ -178,11 +178,17 @@ fn classify_fsck(rc: i32, text: &str) -> FsckClass {
     if findings.is_empty() {
         FsckClass::Dirty
     } else {
-        // Numbers vary per state (cluster counts, sizes); the class is the kind of finding.
+        // Numbers and garbage names vary per state; the class is the kind of finding.
         let text = findings
             .iter()
             .take(3)
-            .copied()
+            .map(|l| {
+                if l.chars().any(|c| !(' '..='~').contains(&c)) {
+                    "<an entry with a garbage name>"
+                } else {
+                    l
+                }
+            })
             .collect::<Vec<_>>()
             .join(" | ");
         let mut class = String::new();
@@ -312,8 +318,9 @@ impl Ctx {
                 .map(|e| (e.in_progress, e.revision, e.ustate.0));
             if ours != v.printenv && !(ours.is_none() && v.printenv.is_none()) {
                 problems.push(format!(
-                    "BOOT{i}: keel's parser and bg_printenv disagree ({ours:?} vs {:?})",
-                    v.printenv
+                    "BOOT{i}: keel's parser and bg_printenv disagree ({} vs {})",
+                    triple(ours),
+                    triple(v.printenv)
                 ));
             }
         }
@@ -321,7 +328,7 @@ impl Ctx {
         let decision = select_boot(&copies);
         *self
             .actions
-            .entry(format!("{class}: {:?}", decision.action))
+            .entry(format!("{class}: {}", action_name(decision.action)))
             .or_default() += 1;
         let booted = match (&decision.action, &decision.booted) {
             (BootAction::NoValidConfig, _) | (_, None) => {
@@ -338,7 +345,7 @@ impl Ctx {
         if let Some(env) = &booted {
             match self.slot_of(env) {
                 None => problems.push(format!(
-                    "the loader would start {:?}, no slot's kernel",
+                    "the loader would start \"{}\", no slot's kernel",
                     env.kernelfile
                 )),
                 Some(s) => {
@@ -423,13 +430,13 @@ impl Ctx {
                 CopyState::Missing => "missing".into(),
             };
             let signature = format!(
-                "{:?} slot {:?} BOOT0 {} BOOT1 {} fsck {:?}/{:?}",
-                decision.action,
-                slot,
+                "loader {}, slot {}, BOOT0 {}, BOOT1 {}, fsck.vfat {}/{}",
+                action_name(decision.action),
+                slot.map(slot_name).unwrap_or("-"),
                 validity(&copies[0]),
                 validity(&copies[1]),
-                views[0].fsck,
-                views[1].fsck
+                fsck_word(&views[0].fsck),
+                fsck_word(&views[1].fsck)
             );
             if let (Some(s), true) = (slot, self.exported_keys.insert(signature.clone())) {
                 let path = self
@@ -447,9 +454,14 @@ impl Ctx {
                 .iter()
                 .any(|v| matches!(v.fsck, FsckClass::Findings(_)));
             let signature = format!(
-                "{class} {:?} slot {} fsck findings {findings}",
-                decision.action,
-                slot.map(slot_name).unwrap_or("-")
+                "{class}: loader {}, slot {}, fsck.vfat {}",
+                action_name(decision.action),
+                slot.map(slot_name).unwrap_or("-"),
+                if findings {
+                    "findings"
+                } else {
+                    "clean or dirty bit"
+                }
             );
             if let (Some(s), true) = (slot, self.exported_keys.insert(signature.clone())) {
                 let path = self
@@ -457,8 +469,11 @@ impl Ctx {
                     .out_dir
                     .join(format!("guest-state-{}.img", self.guest_exports.len()));
                 disk.export(&self.args.out_dir.join(format!("{phase}-base.img")), &path)?;
-                self.guest_exports
-                    .push((path, self.kernel[s].clone(), format!("{id}: {signature}")));
+                self.guest_exports.push((
+                    path,
+                    self.kernel[s].clone(),
+                    format!("{id}: {signature}"),
+                ));
             }
         }
         Ok(())
@@ -502,7 +517,11 @@ impl Ctx {
             .context("applying the loader's write-back")?;
         let loader_slot = decision.booted.as_ref().and_then(|e| self.slot_of(e));
         if loader_slot != Some(booted) {
-            bail!("the loader model on files boots {loader_slot:?}, on the image {booted}");
+            bail!(
+                "the loader model on the extracted env files boots slot {}, on the image slot {}",
+                loader_slot.map(slot_name).unwrap_or("none"),
+                slot_name(booted)
+            );
         }
         for (i, r) in self.roots.iter().enumerate() {
             let mut f = fs::File::create(dir.join(format!("root{i}.img")))?;
@@ -575,10 +594,10 @@ impl Ctx {
         let next_slot = next.booted.as_ref().and_then(|e| self.slot_of(e));
         if next.action != BootAction::StartedTest || next_slot != Some(other) {
             bail!(
-                "after the install the loader would not test slot {} ({:?}, slot {:?})",
+                "after the install the loader would not test slot {} (it {}, slot {})",
                 slot_name(other),
-                next.action,
-                next_slot
+                action_name(next.action),
+                next_slot.map(slot_name).unwrap_or("none")
             );
         }
         Ok(())
@@ -591,6 +610,31 @@ fn rand_id() -> u128 {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     t ^ ((std::process::id() as u128) << 64)
+}
+
+fn triple(t: Option<(u8, u32, u8)>) -> String {
+    match t {
+        Some((p, r, u)) => format!("in_progress={p} revision={r} ustate={u}"),
+        None => "unreadable".into(),
+    }
+}
+
+fn action_name(action: BootAction) -> &'static str {
+    match action {
+        BootAction::Normal => "boots the latest copy",
+        BootAction::SkippedInProgress => "skips the in-progress copy",
+        BootAction::StartedTest => "starts a test boot (INSTALLED -> TESTING)",
+        BootAction::RolledBack => "rolls back (TESTING -> FAILED)",
+        BootAction::NoValidConfig => "finds no valid copy",
+    }
+}
+
+fn fsck_word(f: &FsckClass) -> &'static str {
+    match f {
+        FsckClass::Clean => "clean",
+        FsckClass::Dirty => "dirty bit",
+        FsckClass::Findings(_) => "findings",
+    }
 }
 
 fn slot_name(i: usize) -> &'static str {
@@ -815,7 +859,12 @@ fn real_main() -> Result<bool> {
     );
     println!(
         "replayed {total} disk states, {} unbootable (seed {}, {:.0}s)",
-        ctx.unbootable.len() + if ctx.args.garbage_fatal { ctx.unbootable_garbage.len() } else { 0 },
+        ctx.unbootable.len()
+            + if ctx.args.garbage_fatal {
+                ctx.unbootable_garbage.len()
+            } else {
+                0
+            },
         ctx.args.seed,
         started.elapsed().as_secs_f64()
     );
