@@ -123,7 +123,9 @@ record() {
 if [ "$record" = 1 ]; then
     [ -z "${KEEL_BIN:-}" ] && export KEEL_BIN=$keel_bin
     export KEEL_AGENT_BIN=$agent_bin
-    SCENARIO_QUEUE=update-1.swu bash "$here/build-disk.sh" "$out"
+    # A 120 s watchdog: this checks power cuts, not watchdog timing, and a test boot of the
+    # restarted guest on a loaded 2-core machine without KVM can take longer than 30 s.
+    SCENARIO_QUEUE=update-1.swu WATCHDOG_SEC=${WATCHDOG_SEC:-120} bash "$here/build-disk.sh" "$out"
     cp "$ovmf_vars" "$out/OVMF_VARS.fd"
     record install 400
     grep -q 'KEEL-TEST: install of update-1.swu exited with 0' "$out/serial-install.log" \
@@ -139,6 +141,9 @@ if [ "$record" = 1 ]; then
         || die "phase boot: the guest did not power off"
 fi
 recorded=$(date +%s)
+[ -f "$out/disk.env" ] || die "$out/disk.env missing (run without --no-record)"
+# shellcheck source=/dev/null
+. "$out/disk.env"
 say "recordings ready ($((recorded - started))s): $(du -h --apparent-size "$out/install.wlog" | cut -f1) install log, $(du -h --apparent-size "$out/boot.wlog" | cut -f1) boot log"
 
 # --- Replay and check -----------------------------------------------------------------------------
