@@ -34,7 +34,7 @@
 #      CRASH_LOADER_BOOTS  loader-phase states booted in QEMU, one per distinct loader outcome
 #                        (default 6, --ci 3)
 #      CRASH_GUEST_BOOTS   install/confirm states powered on with the real guest until it powers
-#                        off (default 4, --ci 0)
+#                        off (default 6, --ci 0)
 #      CRASH_GARBAGE_FATAL=1  unbootable states that contain a garbage sector fail the run too
 #                        (by default they are listed and counted separately; see the doc)
 set -euo pipefail
@@ -64,7 +64,7 @@ else
     omit_cap=${CRASH_OMIT:-64}
     agent_every=${CRASH_AGENT_EVERY:-150}
     loader_boots=${CRASH_LOADER_BOOTS:-6}
-    guest_boots=${CRASH_GUEST_BOOTS:-4}
+    guest_boots=${CRASH_GUEST_BOOTS:-6}
 fi
 seed=${CRASH_SEED:-$(od -An -N8 -tu8 /dev/urandom | tr -d ' ')}
 
@@ -206,6 +206,7 @@ say "real EFI Boot Guard on $loader_checked loader-phase states: $loader_failure
 # (finish or redo the interrupted install, confirm a test boot, report a rollback) with every
 # keel-agent command exiting 0, and both BGENV.DAT copies must be valid at the end.
 guest_failures=0
+guest_garbage=0
 guest_checked=0
 while IFS=$'\t' read -r image expect id; do
     [ -n "$image" ] || continue
@@ -244,6 +245,11 @@ while IFS=$'\t' read -r image expect id; do
     done
     if [ -z "$problems" ]; then
         say "guest state $id: $boots boots, EFI Boot Guard started $first first, keel-agent recovered"
+    elif [[ "$id" == *", garbage sector" ]] && [ -z "${CRASH_GARBAGE_FATAL:-}" ]; then
+        # The garbage-sector fault model (a sector left holding random bytes) is reported on
+        # its own, like in keel-crashcheck's report (docs/crash-consistency.md).
+        say "guest state $id (garbage-sector fault model, not fatal):$problems (serial log $serial)"
+        guest_garbage=$((guest_garbage + 1))
     else
         say "GUEST FAILURE: state $id:$problems (serial log $serial)"
         guest_failures=$((guest_failures + 1))
@@ -251,7 +257,7 @@ while IFS=$'\t' read -r image expect id; do
     rm -f "$image"
 done < "$out/guest-states.txt"
 finished=$(date +%s)
-say "real guest restarted on $guest_checked install/confirm states: $guest_failures failures"
+say "real guest restarted on $guest_checked install/confirm states: $guest_failures failures ($guest_garbage more with a garbage sector, not fatal)"
 say "time: build+record $((recorded - started))s, replay $((replayed - recorded))s, loader boots $((looked - replayed))s, guest boots $((finished - looked))s, total $((finished - started))s"
 if [ "$check_rc" != 0 ] || [ "$loader_failures" != 0 ] || [ "$guest_failures" != 0 ]; then
     say "FAILED (report: $out/report.txt)"

@@ -453,15 +453,17 @@ impl Ctx {
             let findings = views
                 .iter()
                 .any(|v| matches!(v.fsck, FsckClass::Findings(_)));
+            let garbage = info.detail.contains("garbage");
             let signature = format!(
-                "{class}: loader {}, slot {}, fsck.vfat {}",
+                "{class}: loader {}, slot {}, fsck.vfat {}{}",
                 action_name(decision.action),
                 slot.map(slot_name).unwrap_or("-"),
                 if findings {
                     "findings"
                 } else {
                     "clean or dirty bit"
-                }
+                },
+                if garbage { ", garbage sector" } else { "" }
             );
             if let (Some(s), true) = (slot, self.exported_keys.insert(signature.clone())) {
                 let path = self
