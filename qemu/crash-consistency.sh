@@ -244,7 +244,7 @@ while IFS=$'\t' read -r image expect id; do
         fi
     done
     if [ -z "$problems" ]; then
-        say "guest state $id: $boots boots, EFI Boot Guard started $first first, keel-agent recovered"
+        say "guest state $id: $boots boot(s), EFI Boot Guard started $first first, keel-agent recovered"
     elif [[ "$id" == *", garbage sector" ]] && [ -z "${CRASH_GARBAGE_FATAL:-}" ]; then
         # The garbage-sector fault model (a sector left holding random bytes) is reported on
         # its own, like in keel-crashcheck's report (docs/crash-consistency.md).

@@ -448,7 +448,19 @@ impl Ctx {
                     .push((path, self.kernel[s].clone(), format!("{id}: {signature}")));
             }
         }
-        if class != "loader" && self.guest_exports.len() < self.args.guest_exports {
+        // Half of the guest boots for install states, half for confirm states.
+        let per_class = self.args.guest_exports.div_ceil(2);
+        let in_class = self
+            .guest_exports
+            .iter()
+            .filter(|(_, _, id)| {
+                id.starts_with(&format!("{phase}/")) && id.contains(&format!(": {class}:"))
+            })
+            .count();
+        if class != "loader"
+            && self.guest_exports.len() < self.args.guest_exports
+            && in_class < per_class
+        {
             // One state per (phase part, loader decision, booted slot, fsck findings or not).
             let findings = views
                 .iter()
