@@ -28,6 +28,8 @@
 #                        bg_gen_unified_kernel (kernel + initramfs + the slot's command line),
 #                        named C:BOOTn:linux.efi; plain: vmlinuz + initrd.img, L:BOOTn:vmlinuz,
 #                        command line from BGENV.DAT
+#        SCENARIO_QUEUE  if set, the guest's /scenario/queue holds exactly these entries (one per
+#                        line, e.g. "update-1.swu" for a single install; qemu/crash-consistency.sh)
 # Needs: efibootguard mtools dosfstools fdisk e2fsprogs busybox-static cpio kmod openssl, and
 # network access to a Debian mirror once (the kernel package is cached under qemu/cache/).
 set -euo pipefail
@@ -264,6 +266,9 @@ else
     cp "$work/update-2.swu" "$data/updates/"
     printf 'update-1.swu\nupdate-2.swu\n' > "$data/scenario/queue"
 fi
+if [ -n "${SCENARIO_QUEUE:-}" ]; then
+    printf '%s\n' "$SCENARIO_QUEUE" > "$data/scenario/queue"
+fi
 
 # --- FAT partitions ------------------------------------------------------------------------------
 # make_fat IMAGE LABEL MiB
@@ -331,7 +336,13 @@ place data "$work/data.ext4"
 {
     echo "boot0_offset=$((part_start[BOOT0] * 512))"
     echo "boot1_offset=$((part_start[BOOT1] * 512))"
+    echo "rootA_offset=$((part_start[rootA] * 512))"
     echo "rootB_offset=$((part_start[rootB] * 512))"
+    echo "data_offset=$((part_start[data] * 512))"
+    echo "boot_bytes=$((32 * 1024 * 1024))"
+    echo "root_bytes=$((32 * 1024 * 1024))"
+    echo "data_bytes=$((96 * 1024 * 1024))"
+    echo "rootfs_bytes=$((rootfs_mib * 1024 * 1024))"
     echo "kernel=$kernel_pkg"
     echo "watchdog_sec=$watchdog_sec"
     echo "boot_format=$boot_format"
