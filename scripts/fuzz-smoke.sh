@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Builds every fuzz target and runs each for FUZZ_SECONDS (default 10 in CI) to catch crashes early.
+# Builds every fuzz target and runs each for FUZZ_SECONDS (default 6 in CI) to catch crashes early.
 # Longer runs: FUZZ_SECONDS=60 bash scripts/fuzz-smoke.sh (logs of the last long run: docs/fuzzing.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-secs=${FUZZ_SECONDS:-10}
+secs=${FUZZ_SECONDS:-6}
 [ -d fuzz ] || { echo "fuzz-smoke: no fuzz/ directory"; exit 0; }
 if ! command -v cargo-fuzz >/dev/null; then
   cargo install --locked cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz

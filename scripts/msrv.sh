@@ -14,5 +14,6 @@ if ! rustup toolchain install "$msrv" --profile minimal --no-self-update >/dev/n
   echo "msrv.sh: WARNING: could not install Rust $msrv; the MSRV was not checked" >&2
   exit 0
 fi
-cargo +"$msrv" check --workspace --locked --lib --bins --quiet
+# Its own target directory: no lock shared with the stable builds running beside it (test.sh).
+CARGO_TARGET_DIR=${MSRV_TARGET_DIR:-target/msrv} cargo +"$msrv" check --workspace --locked --lib --bins --quiet
 echo "msrv.sh: Rust $msrv builds every library and binary of the workspace"
