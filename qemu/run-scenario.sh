@@ -84,7 +84,8 @@ qemu_cmd=(qemu-system-x86_64
     -drive if=pflash,format=raw,readonly=on,file="$ovmf_code"
     -drive if=pflash,format=raw,file="$out/OVMF_VARS.fd"
     -drive file="$out/disk.img",format=raw,if=virtio
-    -nic user,model=virtio-net-pci -serial stdio -pidfile "$out/qemu.pid")
+    -nic user,model=virtio-net-pci -serial stdio -pidfile "$out/qemu.pid"
+    -qmp unix:"$out/qmp.sock",server=on,wait=off)
 rm -f "$out/qemu.pid"
 # kill_qemu: pulls the plug on the QEMU this script started (pid from its -pidfile, checked).
 kill_qemu() {
@@ -94,6 +95,12 @@ kill_qemu() {
 }
 t0=$(date +%s.%N)
 : > "$log"
+# QMP events of both runs (WATCHDOG, RESET, SHUTDOWN, ...) on the serial log's clock.
+: > "$out/qmp-events.log"
+qmp_logger() {
+    rm -f "$out/qmp.sock"
+    python3 "$here/qmp_events.py" "$out/qmp.sock" "$t0" "$out/qmp-events.log" 2>>"$out/qemu.stderr" &
+}
 : > "$out/qemu.stderr"
 # host_note TEXT: a line of the host's own in the serial log, time-stamped like the console.
 host_note() {
@@ -152,6 +159,7 @@ read_envs() {
 say "run 1: booting; power cut when the first install is in progress; serial console -> $log"
 set +e
 # (The subshell's stderr is dropped: bash would report the kill -9 of QEMU there.)
+qmp_logger
 ("${qemu_cmd[@]}" </dev/null 2>>"$out/qemu.stderr" | python3 -u "$here/timestamp.py" "$t0" >> "$log") 2>/dev/null &
 run1=$!
 power_cut=0
@@ -194,6 +202,7 @@ host_note "$(cat "$out/cut-progress.txt")"
 # Run 2: the same disk and firmware variables, powered on again; runs to the end of the scenario.
 say "run 2: power on again (timeout ${timeout_sec}s)"
 set +e
+qmp_logger
 timeout "$timeout_sec" "${qemu_cmd[@]}" </dev/null 2>>"$out/qemu.stderr" \
     | python3 -u "$here/timestamp.py" "$t0" >> "$log"
 qemu_rc=${PIPESTATUS[0]}
