@@ -236,6 +236,8 @@ if [ "$record" = 1 ]; then
         echo "# qemu/run-scenario.sh, $(date -u +%Y-%m-%dT%H:%M:%SZ), $kernel ($boot_format), EBG watchdog ${watchdog_sec}s"
         echo "# serial console of the whole run, time-stamped (seconds since QEMU start)"
         sed 's/\x1b\[[0-9;=]*[A-Za-z]//g' "$log"
+        echo "# QMP events of both QEMU runs (qemu/qmp_events.py; the judge takes the watchdog reset from here)"
+        cat "$out/qmp-events.log"
         echo "# bg_printenv -r of BOOT0/BGENV.DAT after the run"
         cat "$out/final-BGENV0.txt"
         echo "# bg_printenv -r of BOOT1/BGENV.DAT after the run"
