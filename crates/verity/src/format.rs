@@ -5,8 +5,9 @@ use std::io::{Read, Write};
 use rand::RngCore;
 
 use crate::geometry::Geometry;
+use crate::stream::{hash_stream, DataBlocks};
 use crate::superblock::{block_size_ok, Superblock};
-use crate::{read_full, salted_digest, Error, Result, ALGORITHM, DEFAULT_BLOCK_SIZE, DIGEST_SIZE};
+use crate::{salted_digest, Error, Result, ALGORITHM, DEFAULT_BLOCK_SIZE, DIGEST_SIZE};
 
 /// What `veritysetup format` takes as options.
 #[derive(Debug, Clone)]
@@ -48,10 +49,6 @@ pub struct Formatted {
     /// The tree's shape.
     pub geometry: Geometry,
 }
-
-/// Data read and hashed per step: large enough for cheap thread hand-offs, small enough to
-/// stay in cache-friendly memory.
-pub(crate) const BATCH: usize = 8 << 20;
 
 /// Reads `data_size` bytes of `data` once and writes the superblock and hash tree to `hash`,
 /// byte for byte what `veritysetup format` writes with the same salt and UUID.
@@ -127,66 +124,25 @@ fn hash_data(
     geometry: &Geometry,
     params: &Params,
 ) -> Result<Vec<[u8; DIGEST_SIZE]>> {
-    let block = params.data_block_size as usize;
     let total = usize::try_from(geometry.data_blocks)
         .map_err(|_| Error::Params("too many data blocks for this machine's memory".into()))?;
     let mut digests = vec![[0u8; DIGEST_SIZE]; total];
-    // Buffers no larger than the image (small images, and the fuzzer, stay cheap).
-    let per_batch = (BATCH / block).clamp(1, total);
-    let mut buf = vec![0u8; per_batch * block];
-    let mut done = 0usize;
-    while done < total {
-        let n = per_batch.min(total - done);
-        let bytes = &mut buf[..n * block];
-        let got =
-            read_full(data, bytes).map_err(Error::io(format!("reading data block {done}")))?;
-        if got < bytes.len() {
-            return Err(Error::DataTooShort {
-                have: (done + got / block) as u64,
-                want: geometry.data_blocks,
-                block_size: params.data_block_size,
-            });
-        }
-        hash_blocks(
-            bytes,
-            block,
-            &params.salt,
-            &mut digests[done..done + n],
-            params.threads,
-        );
-        done += n;
-    }
+    let blocks = DataBlocks {
+        count: geometry.data_blocks,
+        size: params.data_block_size,
+    };
+    hash_stream(
+        data,
+        blocks,
+        &params.salt,
+        params.threads,
+        |first, batch| {
+            let first = first as usize;
+            digests[first..first + batch.len()].copy_from_slice(batch);
+            Ok(())
+        },
+    )?;
     Ok(digests)
-}
-
-/// Hashes consecutive `block`-sized pieces of `bytes` into `out`, split across threads.
-pub(crate) fn hash_blocks(
-    bytes: &[u8],
-    block: usize,
-    salt: &[u8],
-    out: &mut [[u8; DIGEST_SIZE]],
-    threads: usize,
-) {
-    let n = out.len();
-    let per_thread = n.div_ceil(threads.clamp(1, 16)).max(1);
-    if per_thread >= n {
-        for (digest, chunk) in out.iter_mut().zip(bytes.chunks_exact(block)) {
-            *digest = salted_digest(salt, chunk);
-        }
-        return;
-    }
-    std::thread::scope(|scope| {
-        for (outs, ins) in out
-            .chunks_mut(per_thread)
-            .zip(bytes.chunks(per_thread * block))
-        {
-            scope.spawn(move || {
-                for (digest, chunk) in outs.iter_mut().zip(ins.chunks_exact(block)) {
-                    *digest = salted_digest(salt, chunk);
-                }
-            });
-        }
-    });
 }
 
 /// Lays digests into hash blocks (zero padded), level by level up to one block. Returns each

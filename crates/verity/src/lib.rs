@@ -16,6 +16,7 @@
 mod error;
 mod format;
 mod geometry;
+mod stream;
 mod superblock;
 mod verify;
 
@@ -40,18 +41,4 @@ fn salted_digest(salt: &[u8], block: &[u8]) -> [u8; DIGEST_SIZE] {
     h.update(salt);
     h.update(block);
     h.finalize().into()
-}
-
-/// Reads until `buf` is full or the stream ends; returns the bytes read (short only at the end).
-fn read_full(data: &mut dyn std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match data.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
 }

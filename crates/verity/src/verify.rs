@@ -2,10 +2,10 @@
 
 use std::io::Read;
 
-use crate::format::{hash_blocks, BATCH};
 use crate::geometry::Geometry;
+use crate::stream::{hash_stream, DataBlocks};
 use crate::superblock::Superblock;
-use crate::{read_full, salted_digest, Error, Result, ALGORITHM, DIGEST_SIZE};
+use crate::{salted_digest, Error, Result, ALGORITHM, DIGEST_SIZE};
 
 /// What [`verify`] checked.
 #[derive(Debug, Clone)]
@@ -75,27 +75,14 @@ pub fn verify(
         }
     }
 
-    let block = superblock.data_block_size as usize;
-    // Buffers no larger than the image (the block count comes from the untrusted superblock).
-    let per_batch =
-        (BATCH / block).clamp(1, geometry.data_blocks.min(u64::from(u32::MAX)) as usize);
-    let mut buf = vec![0u8; per_batch * block];
-    let mut digests = vec![[0u8; DIGEST_SIZE]; per_batch];
-    let mut done = 0u64;
-    while done < geometry.data_blocks {
-        let n = (per_batch as u64).min(geometry.data_blocks - done) as usize;
-        let got = read_full(data, &mut buf[..n * block])
-            .map_err(Error::io(format!("reading data block {done}")))?;
-        if got < n * block {
-            return Err(Error::DataTooShort {
-                have: done + (got / block) as u64,
-                want: geometry.data_blocks,
-                block_size: superblock.data_block_size,
-            });
-        }
-        hash_blocks(&buf[..n * block], block, salt, &mut digests[..n], threads);
-        for (k, digest) in digests[..n].iter().enumerate() {
-            let index = done + k as u64;
+    let block = u64::from(superblock.data_block_size);
+    let blocks = DataBlocks {
+        count: geometry.data_blocks,
+        size: superblock.data_block_size,
+    };
+    hash_stream(data, blocks, salt, threads, |first, batch| {
+        for (k, digest) in batch.iter().enumerate() {
+            let index = first + k as u64;
             let expected: &[u8] = if geometry.levels.is_empty() {
                 root_hash
             } else {
@@ -104,12 +91,12 @@ pub fn verify(
             if digest != expected {
                 return Err(Error::DataBlock {
                     index,
-                    offset: index * block as u64,
+                    offset: index * block,
                 });
             }
         }
-        done += n as u64;
-    }
+        Ok(())
+    })?;
     Ok(Verified {
         superblock,
         geometry,
