@@ -119,7 +119,10 @@ impl Agent {
                     "no bundle directory {} on the medium ({err})",
                     dir.display()
                 );
-                return self.record_media(MediaOutcome::NothingNew, None, None, message);
+                return self.record_media(
+                    media_result(MediaOutcome::NothingNew, None, None, message),
+                    None,
+                );
             }
         };
         files.sort();
@@ -169,7 +172,10 @@ impl Agent {
             } else {
                 format!("no new valid bundle: {}", passed_over.join("; "))
             };
-            return self.record_media(MediaOutcome::NothingNew, None, None, message);
+            return self.record_media(
+                media_result(MediaOutcome::NothingNew, None, None, message),
+                None,
+            );
         };
         let bundle = chosen.path.display().to_string();
         let result = File::open(&chosen.path)
@@ -182,26 +188,23 @@ impl Agent {
         };
         match result {
             Ok(report) => {
-                let mut state = self.load_state()?;
-                state.media_installed.retain(|id| *id != chosen.id);
-                state.media_installed.push(chosen.id);
-                let excess = state.media_installed.len().saturating_sub(MEDIA_HISTORY);
-                state.media_installed.drain(..excess);
-                self.store_state(&state)?;
                 let message = format!(
                     "installed {bundle} into slot {}, which boots next{others}",
                     report.target
                 );
-                self.record_media(
+                let result = media_result(
                     MediaOutcome::Installed,
                     Some(bundle),
                     chosen.version,
                     message,
-                )
+                );
+                self.record_media(result, Some(chosen.id))
             }
             Err(err) => {
                 let message = format!("installing {bundle} failed: {err}{others}");
-                self.record_media(MediaOutcome::Failed, Some(bundle), chosen.version, message)
+                let result =
+                    media_result(MediaOutcome::Failed, Some(bundle), chosen.version, message);
+                self.record_media(result, None)
             }
         }
     }
@@ -236,24 +239,38 @@ impl Agent {
         })
     }
 
+    /// Keeps `result` as the last media run and, for an install, remembers the release
+    /// `installed` (sha256 of its sw-description): one state-file write.
     fn record_media(
         &self,
-        outcome: MediaOutcome,
-        bundle: Option<String>,
-        version: Option<String>,
-        message: String,
+        result: MediaResult,
+        installed: Option<String>,
     ) -> Result<MediaResult, AgentError> {
-        let result = MediaResult {
-            outcome,
-            bundle,
-            version,
-            message,
-            at: crate::state::now(),
-        };
         let mut state = self.load_state()?;
+        if let Some(id) = installed {
+            state.media_installed.retain(|known| *known != id);
+            state.media_installed.push(id);
+            let excess = state.media_installed.len().saturating_sub(MEDIA_HISTORY);
+            state.media_installed.drain(..excess);
+        }
         state.last_media = Some(result.clone());
         self.store_state(&state)?;
         Ok(result)
+    }
+}
+
+fn media_result(
+    outcome: MediaOutcome,
+    bundle: Option<String>,
+    version: Option<String>,
+    message: String,
+) -> MediaResult {
+    MediaResult {
+        outcome,
+        bundle,
+        version,
+        message,
+        at: crate::state::now(),
     }
 }
 
