@@ -4,30 +4,7 @@
 
 use crate::common;
 
-use std::io::Write;
-use std::process::Stdio;
-
 use common::{image, FileDevice};
-
-fn install_stdin(device: &FileDevice, bundle: &[u8]) -> std::process::Output {
-    let mut child = device
-        .agent_cmd()
-        .args(["install", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let data = bundle.to_vec();
-    let writer = std::thread::spawn(move || {
-        // The agent may stop reading early on errors; a broken pipe is fine then.
-        let _ = stdin.write_all(&data);
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    out
-}
 
 #[test]
 fn stdin_install_reboot_confirm_ok() {
@@ -35,7 +12,7 @@ fn stdin_install_reboot_confirm_ok() {
     let rootfs = image(42, 200_000);
     let bundle = device.bundle("2.0", &rootfs);
 
-    let out = install_stdin(&device, &bundle);
+    let out = device.install_stdin(&bundle);
     assert!(
         out.status.success(),
         "install: {}",
@@ -94,7 +71,7 @@ fn stdin_install_reboot_confirm_ok() {
 fn unconfirmed_boot_is_reported_as_rolled_back() {
     let device = FileDevice::new();
     let bundle = device.bundle("2.0", &image(43, 100_000));
-    assert!(install_stdin(&device, &bundle).status.success());
+    assert!(device.install_stdin(&bundle).status.success());
     assert!(device.reboot(2).contains("keel.slot=B"));
     // No confirm: the second boot falls back to A.
     assert!(device.reboot(3).contains("keel.slot=A"));
@@ -122,12 +99,12 @@ fn unsigned_and_tampered_bundles_fail() {
     .unwrap();
     let mut unsigned = Vec::new();
     keel_bundle::create(&spec, &keel_bundle::CreateOptions::default(), &mut unsigned).unwrap();
-    let out = install_stdin(&device, &unsigned);
+    let out = device.install_stdin(&unsigned);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not signed"));
 
     // Truncated in the middle of the image: never activated.
-    let out = install_stdin(&device, &bundle[..bundle.len() - 50_000]);
+    let out = device.install_stdin(&bundle[..bundle.len() - 50_000]);
     assert!(!out.status.success());
     let status = device.status_json();
     assert_eq!(status["last_result"]["outcome"], "failed");
@@ -141,7 +118,7 @@ fn second_agent_is_refused_while_one_holds_the_lock() {
     let config = keel_agent::Config::load(&device.config_path).unwrap();
     let holder = keel_agent::Agent::open_os(config).unwrap();
     let _lock = holder.lock().unwrap();
-    let out = install_stdin(&device, &device.bundle("2.0", &image(45, 10_000)));
+    let out = device.install_stdin(&device.bundle("2.0", &image(45, 10_000)));
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("another keel-agent"),
@@ -170,11 +147,10 @@ fn install_killed_in_this_boot_is_not_in_progress_forever() {
         .as_str()
         .unwrap()
         .contains("interrupted"));
-    assert!(
-        install_stdin(&device, &device.bundle("2.0", &image(46, 10_000)))
-            .status
-            .success()
-    );
+    assert!(device
+        .install_stdin(&device.bundle("2.0", &image(46, 10_000)))
+        .status
+        .success());
     assert_eq!(device.status_json()["state"], "installed");
 }
 

@@ -4,9 +4,6 @@
 
 use crate::common;
 
-use std::io::Write;
-use std::process::Stdio;
-
 use common::{image, FileDevice};
 
 #[test]
@@ -20,16 +17,7 @@ fn install_with_verify_after_write_reads_back_and_activates() {
     .unwrap();
     let data = image(7, 200 * 1024);
     let bundle = device.bundle("2.0", &data);
-    let mut child = device
-        .agent_cmd()
-        .args(["install", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(&bundle).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = device.install_stdin(&bundle);
     assert!(
         out.status.success(),
         "install: {}",

@@ -120,6 +120,29 @@ kernelparams = "root=/dev/sda5 keel.slot=B"
         env.kernelparams
     }
 
+    /// `keel-agent install -` with `bundle` on its standard input.
+    pub fn install_stdin(&self, bundle: &[u8]) -> std::process::Output {
+        use std::io::Write;
+        use std::process::Stdio;
+        let mut child = self
+            .agent_cmd()
+            .args(["install", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let data = bundle.to_vec();
+        let writer = std::thread::spawn(move || {
+            // The agent may stop reading early on errors; a broken pipe is fine then.
+            let _ = stdin.write_all(&data);
+        });
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        out
+    }
+
     pub fn agent_cmd(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_keel-agent"));
         cmd.arg("-c").arg(&self.config_path);
