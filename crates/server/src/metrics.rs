@@ -132,12 +132,16 @@ pub async fn track(
     let started = Instant::now();
     let class = class_of(request.uri().path());
     let method = request.method().clone();
-    let segments: Vec<&str> = request.uri().path().trim_matches('/').split('/').collect();
+    // Without allocating: `{tenant}/controller/v1/{id}` is the poll, a DDI path with an
+    // `artifacts` segment a download.
+    let path = request.uri().path();
+    let mut segments = path.trim_matches('/').split('/');
     let is_poll = method == Method::GET
-        && segments.len() == 4
-        && segments[1] == "controller"
-        && segments[2] == "v1";
-    let is_download = class == "ddi" && segments.contains(&"artifacts");
+        && segments.nth(1) == Some("controller")
+        && segments.next() == Some("v1")
+        && segments.next().is_some()
+        && segments.next().is_none();
+    let is_download = class == "ddi" && path.split('/').any(|s| s == "artifacts");
     let response = next.run(request).await;
     let m = &state.metrics;
     let code = response.status().as_u16();
