@@ -223,26 +223,8 @@ async fn management_roles_are_enforced() {
         .release("fw", "1", "a.swu", random_bytes(100, 3))
         .await;
     let device_token = admin.device("dev1", &["line-1"]).await;
-    let viewer_token = admin
-        .ok(
-            Method::POST,
-            "/rest/v1/tokens",
-            Some(json!({ "name": "v", "role": "viewer" })),
-        )
-        .await["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let operator_token = admin
-        .ok(
-            Method::POST,
-            "/rest/v1/tokens",
-            Some(json!({ "name": "o", "role": "operator" })),
-        )
-        .await["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let viewer_token = admin.token("v", "viewer").await;
+    let operator_token = admin.token("o", "operator").await;
     let viewer = admin.with_token(Some(&viewer_token));
     let operator = admin.with_token(Some(&operator_token));
     let anonymous = admin.with_token(None);

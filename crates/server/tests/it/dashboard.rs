@@ -11,14 +11,7 @@ use serde_json::json;
 use std::collections::BTreeMap;
 
 async fn token(mgmt: &Mgmt, role: &str) -> String {
-    let value = mgmt
-        .ok(
-            reqwest::Method::POST,
-            "/rest/v1/tokens",
-            Some(json!({ "name": format!("{role}-user"), "role": role })),
-        )
-        .await;
-    value["token"].as_str().unwrap().to_string()
+    mgmt.token(&format!("{role}-user"), role).await
 }
 
 #[tokio::test]

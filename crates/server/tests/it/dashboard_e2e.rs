@@ -107,16 +107,7 @@ async fn playwright_drives_the_dashboard_through_a_rollout() {
 
     let server = TestServer::start().await;
     let mgmt = server.mgmt();
-    let viewer = mgmt
-        .ok(
-            reqwest::Method::POST,
-            "/rest/v1/tokens",
-            Some(json!({ "name": "auditor", "role": "viewer" })),
-        )
-        .await["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let viewer = mgmt.token("auditor", "viewer").await;
     // Some bystanders that are not part of the rollout, and the rollout's devices.
     for i in 0..4 {
         mgmt.device(&format!("spare-{i}"), &["spare"]).await;

@@ -85,16 +85,7 @@ async fn metrics_count_polls_downloads_and_actions_for_cross_tenant_tokens_only(
     );
 
     // A tenant's own viewer token: refused with the reason; no token: 401.
-    let viewer = admin
-        .ok(
-            Method::POST,
-            "/rest/v1/tokens",
-            Some(json!({ "name": "v", "role": "viewer" })),
-        )
-        .await["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let viewer = admin.token("v", "viewer").await;
     let response = get(Some(viewer)).await.unwrap();
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     assert!(response

@@ -220,6 +220,18 @@ impl Mgmt {
         value
     }
 
+    /// Creates a management API token (of the tenant this client acts on) and returns it.
+    pub async fn token(&self, name: &str, role: &str) -> String {
+        let created = self
+            .ok(
+                reqwest::Method::POST,
+                "/rest/v1/tokens",
+                Some(json!({ "name": name, "role": role })),
+            )
+            .await;
+        created["token"].as_str().unwrap().to_string()
+    }
+
     /// Pre-registers a device and returns its token.
     pub async fn device(&self, controller_id: &str, tags: &[&str]) -> String {
         let value = self
